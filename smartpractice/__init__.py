@@ -1,0 +1,1 @@
+"""smartpractice: self-hosted video consultations for medical practices."""

@@ -1,0 +1,3 @@
+from smartpractice.cli import main
+
+main()

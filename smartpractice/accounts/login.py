@@ -1,0 +1,122 @@
+"""Password login with the same answer and timing for unknown users and wrong passwords."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from smartpractice.accounts.passwords import Passwords
+from smartpractice.accounts.sessions import Sessions
+from smartpractice.accounts.throttle import ACCOUNT_POLICY, ADDRESS_POLICY, LoginThrottle
+from smartpractice.clock import Clock
+from smartpractice.errors import UserError
+from smartpractice.i18n import N_
+from smartpractice.storage import users as user_store
+from smartpractice.storage.users import User
+
+
+class LoginFailed(UserError):
+    status = 401
+
+
+def _wrong() -> LoginFailed:
+    return LoginFailed("login_failed", N_("The user name, email address or password is wrong."))
+
+
+def _locked(remaining: timedelta) -> LoginFailed:
+    return LoginFailed(
+        "login_locked",
+        N_("Too many failed attempts. Please try again in %(minutes)d minutes."),
+        minutes=max(1, math.ceil(remaining.total_seconds() / 60)),
+    )
+
+
+def _refusal(user: User, now: datetime) -> LoginFailed | None:
+    """Why a user who gave the right password still may not log in; told only to them."""
+    if user.email_confirmed_at is None:
+        return LoginFailed(
+            "email_unconfirmed",
+            N_("Please confirm your email address first: open the link in the mail we sent you. "
+               "If the link has expired, you can ask for a new mail."),
+        )
+    expiry = user.initial_password_expires_at
+    if user.must_change_password and expiry and expiry <= now:
+        return LoginFailed(
+            "initial_password_expired",
+            N_("Your initial password has expired. Please ask your practice for a new one."),
+        )
+    return None
+
+
+@dataclass(frozen=True)
+class LoggedIn:
+    user: User
+    token: str
+
+
+class Login:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        clock: Clock,
+        passwords: Passwords,
+        sessions: Sessions,
+        throttle: LoginThrottle,
+    ) -> None:
+        self._engine = engine
+        self._clock = clock
+        self._passwords = passwords
+        self._sessions = sessions
+        self._throttle = throttle
+
+    async def log_in(self, identifier: str, password: str, *, address: str, user_agent: str) -> LoggedIn:
+        identifier = identifier.strip()
+        now = self._clock.now()
+        async with self._engine.begin() as conn:
+            user = await user_store.user_by_login(conn, identifier) if identifier else None
+            account_key = self._throttle.account_key(user and user.id, identifier)
+            address_key = self._throttle.address_key(address)
+            limits = [(account_key, ACCOUNT_POLICY), (address_key, ADDRESS_POLICY)]
+            locked_until = await self._throttle.admit(conn, limits, now)
+        if locked_until is not None:
+            raise _locked(locked_until - now)
+
+        if user is not None and user.password_hash:
+            verified = await self._passwords.verify(user.password_hash, password)
+        else:
+            verified = await self._passwords.verify_dummy(password)
+        if not verified:
+            raise _wrong()
+
+        assert user is not None and user.password_hash is not None
+        refusal = _refusal(user, now)
+        async with self._engine.begin() as conn:
+            # The right password was given: it does not count toward a lockout, even when
+            # the login is refused for another reason.
+            await self._throttle.succeeded(conn, account_key, address_key)
+            if self._passwords.needs_rehash(user.password_hash):
+                new_hash = await self._passwords.hash(password)
+                await user_store.replace_hash(conn, user.id, user.password_hash, new_hash)
+            if refusal is None:
+                token = await self._sessions.start(conn, user.id, user_agent)
+        if refusal is not None:
+            raise refusal
+        return LoggedIn(user, token)
+
+    async def verify_current_password(self, user: User, password: str, *, address: str) -> None:
+        """Re-authentication before a credential change; attempts count like logins."""
+        now = self._clock.now()
+        account_key = self._throttle.account_key(user.id, user.username)
+        address_key = self._throttle.address_key(address)
+        async with self._engine.begin() as conn:
+            limits = [(account_key, ACCOUNT_POLICY), (address_key, ADDRESS_POLICY)]
+            locked_until = await self._throttle.admit(conn, limits, now)
+        if locked_until is not None:
+            raise _locked(locked_until - now)
+        if not (user.password_hash and await self._passwords.verify(user.password_hash, password)):
+            raise UserError("current_password_wrong", N_("Your current password is not correct."))
+        async with self._engine.begin() as conn:
+            await self._throttle.succeeded(conn, account_key, address_key)

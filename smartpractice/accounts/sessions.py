@@ -1,0 +1,106 @@
+"""Server-side login sessions (ASVS 7): random ids stored hashed, idle and absolute timeouts."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from smartpractice.clock import Clock
+from smartpractice.storage import login_sessions as store
+from smartpractice.storage.invitations import invitation_by_id
+from smartpractice.storage.login_sessions import LoginSession
+from smartpractice.storage.users import User, user_by_id
+
+TOKEN_BYTES = 32  # 256 bits; ASVS 7.2.3 asks for at least 128
+# Writing last_seen_at on every request would turn each page view into a write.
+TOUCH_INTERVAL = timedelta(seconds=60)
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class ActiveSession:
+    session: LoginSession
+    user: User
+
+
+@dataclass(frozen=True)
+class GuestSession:
+    """Someone who came in with a TAN: no account, only their invitation."""
+
+    session: LoginSession
+    invitation_id: int
+    language: str
+
+
+class Sessions:
+    def __init__(self, engine: AsyncEngine, clock: Clock, *, idle: timedelta, maximum: timedelta) -> None:
+        self._engine = engine
+        self._clock = clock
+        self.idle = idle
+        self.maximum = maximum
+
+    async def start(self, conn: AsyncConnection, user_id: int, user_agent: str) -> str:
+        """Create a session inside the caller's transaction; returns the cookie value."""
+        return await self._insert(conn, user_agent, user_id=user_id)
+
+    async def start_guest(self, conn: AsyncConnection, invitation_id: int, user_agent: str) -> str:
+        return await self._insert(conn, user_agent, invitation_id=invitation_id)
+
+    async def _insert(self, conn: AsyncConnection, user_agent: str, **owner: int) -> str:
+        token = secrets.token_urlsafe(TOKEN_BYTES)
+        now = self._clock.now()
+        await store.insert_session(
+            conn,
+            token_hash=token_hash(token),
+            now=now,
+            expires_at=now + self.maximum,
+            user_agent=user_agent[:200],
+            **{"user_id": None, **owner},
+        )
+        return token
+
+    async def resume(self, token: str) -> ActiveSession | GuestSession | None:
+        now = self._clock.now()
+        async with self._engine.begin() as conn:
+            session = await store.session_by_hash(conn, token_hash(token))
+            if session is None:
+                return None
+            if session.expires_at <= now or session.last_seen_at + self.idle <= now:
+                await store.delete_session(conn, session.id)
+                return None
+            if now - session.last_seen_at >= TOUCH_INTERVAL:
+                await store.touch(conn, session.id, now)
+            if session.user_id is None:
+                return await self._guest(conn, session, now)
+            user = await user_by_id(conn, session.user_id)
+        return None if user is None else ActiveSession(session, user)
+
+    async def _guest(self, conn: AsyncConnection, session: LoginSession, now) -> GuestSession | None:
+        invitation = await invitation_by_id(conn, session.invitation_id)
+        if invitation is None or invitation.revoked_at or invitation.expires_at <= now:
+            await store.delete_session(conn, session.id)
+            return None
+        return GuestSession(session, invitation.id, invitation.language)
+
+    async def end(self, session_id: int) -> None:
+        async with self._engine.begin() as conn:
+            await store.delete_session(conn, session_id)
+
+    async def end_own(self, user_id: int, session_id: int) -> bool:
+        async with self._engine.begin() as conn:
+            return await store.delete_session_of(conn, user_id, session_id)
+
+    async def end_all(self, user_id: int, *, keep: int | None = None) -> int:
+        async with self._engine.begin() as conn:
+            return await store.delete_sessions_of(conn, user_id, keep=keep)
+
+    async def list(self, user_id: int) -> list[LoginSession]:
+        async with self._engine.connect() as conn:
+            return await store.sessions_of(conn, user_id)

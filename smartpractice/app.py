@@ -1,0 +1,151 @@
+"""The application factory."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from urllib.parse import urlsplit
+
+from aiohttp import web
+
+from smartpractice.accounts.login import Login
+from smartpractice.accounts.password_resets import PasswordResets
+from smartpractice.accounts.passwords import Passwords
+from smartpractice.accounts.sessions import Sessions
+from smartpractice.accounts.throttle import LoginThrottle
+from smartpractice.accounts.tokens import LinkTokens
+from smartpractice.accounts.users import Users
+from smartpractice.api_keys import ApiKeys
+from smartpractice.clock import Clock
+from smartpractice.config import Settings
+from smartpractice.i18n import Catalogs
+from smartpractice.keys import (
+    Services,
+    catalogs_key,
+    clock_key,
+    secret_key,
+    services_key,
+    settings_key,
+)
+from smartpractice.mail.compose import MailComposer
+from smartpractice.mail.outbox import Outbox
+from smartpractice.mail.sender import MailSender
+from smartpractice.middlewares import (
+    error_pages,
+    password_change_gate,
+    request_context,
+    security_headers,
+)
+from smartpractice.onboarding.confirmations import Confirmations
+from smartpractice.onboarding.invitations import Invitations
+from smartpractice.onboarding.patients import Patients
+from smartpractice.onboarding.registration import Registrations
+from smartpractice.practices import Practices
+from smartpractice.routes import setup_routes
+from smartpractice.storage.engine import check_schema, create_engine, upgrade
+from smartpractice.web.api.errors import api_errors
+from smartpractice.web.csrf import csrf_protection
+from smartpractice.web.links import Links
+from smartpractice.web.responses import setup_templates
+
+log = logging.getLogger(__name__)
+
+SENDER_STOP_SECONDS = 10
+
+
+def build_services(
+    engine, settings: Settings, clock: Clock, secret: str, catalogs: Catalogs, links: Links
+) -> Services:
+    passwords = Passwords(settings.password_hash_concurrency)
+    outbox = Outbox(MailComposer(catalogs), clock, domain=urlsplit(settings.base_url).hostname or "localhost")
+    sessions = Sessions(
+        engine,
+        clock,
+        idle=timedelta(minutes=settings.session_idle_minutes),
+        maximum=timedelta(hours=settings.session_max_hours),
+    )
+    users = Users(
+        engine, clock, passwords, sessions,
+        initial_password_lifetime=timedelta(days=settings.initial_password_days),
+        outbox=outbox, links=links,
+    )
+    throttle = LoginThrottle(secret)
+    tokens = LinkTokens(clock)
+    confirmations = Confirmations(engine, clock, tokens, outbox, throttle, links)
+    return Services(
+        engine=engine,
+        clock=clock,
+        passwords=passwords,
+        links=links,
+        tokens=tokens,
+        outbox=outbox,
+        invitations=Invitations(
+            engine, clock, outbox, links, sessions, throttle,
+            secret=secret, lifetime=timedelta(hours=settings.tan_hours),
+        ),
+        password_resets=PasswordResets(engine, clock, passwords, sessions, tokens, outbox, throttle, links, users),
+        sessions=sessions,
+        login=Login(engine, clock, passwords, sessions, throttle),
+        users=users,
+        practices=Practices(engine, clock, users),
+        api_keys=ApiKeys(engine, clock),
+        confirmations=confirmations,
+        patients=Patients(engine, clock, users, confirmations),
+        registrations=Registrations(engine, clock, passwords, confirmations, outbox, throttle, links),
+    )
+
+
+async def prepare_database(settings: Settings) -> None:
+    """Upgrade where allowed, then refuse to go on with a schema the code does not match."""
+    if settings.auto_migrate == "always" or (settings.auto_migrate == "sqlite" and settings.is_sqlite):
+        await upgrade(settings.database_url)
+    engine = create_engine(settings.database_url)
+    try:
+        await check_schema(engine)
+    finally:
+        await engine.dispose()
+
+
+async def _database(app: web.Application) -> AsyncIterator[None]:
+    settings = app[settings_key]
+    await prepare_database(settings)
+    engine = create_engine(settings.database_url)
+    links = Links(app.router, settings.base_url)
+    app[services_key] = services = build_services(
+        engine, settings, app[clock_key], app[secret_key], app[catalogs_key], links
+    )
+    # The dummy hash answers unknown users; made now, the first of them waits no longer.
+    await services.passwords.verify_dummy("")
+    yield
+    await engine.dispose()
+
+
+async def _mail_sender(app: web.Application) -> AsyncIterator[None]:
+    services = app[services_key]
+    sender = MailSender(services.engine, services.clock, app[settings_key], services.outbox.wake)
+    task = asyncio.create_task(sender.run(), name="mail sender")
+    yield
+    sender.stop()
+    # wait_for cancels the task if the mail in hand takes longer than this.
+    with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+        await asyncio.wait_for(task, SENDER_STOP_SECONDS)
+
+
+def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Application:
+    app = web.Application(
+        client_max_size=settings.max_body_bytes,
+        middlewares=[error_pages, api_errors, request_context, csrf_protection, password_change_gate],
+    )
+    app[settings_key] = settings
+    app[clock_key] = clock or Clock()
+    app[secret_key] = settings.resolved_secret_key()
+    app[catalogs_key] = Catalogs()
+    setup_templates(app)
+    setup_routes(app)
+    app.cleanup_ctx.append(_database)
+    app.cleanup_ctx.append(_mail_sender)
+    app.on_response_prepare.append(security_headers)
+    return app

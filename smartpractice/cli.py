@@ -1,0 +1,224 @@
+"""The `smartpractice` command."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+
+import click
+from aiohttp import web
+from sqlalchemy.exc import DBAPIError
+
+from smartpractice import logs
+from smartpractice.app import build_services, create_app, prepare_database
+from smartpractice.clock import Clock
+from smartpractice.config import ConfigError, Settings
+from smartpractice.errors import UserError
+from smartpractice.keys import catalogs_key, secret_key
+from smartpractice.retention import purge_expired
+from smartpractice.storage.engine import SchemaOutOfDate, create_engine, upgrade
+from smartpractice.storage.practices import practice_by_slug
+from smartpractice.storage.users import user_by_login
+from smartpractice.web.links import Links
+
+DEMO_PRACTICE = "Praxis Demo"
+DEMO_ADMIN = "demo-admin"
+
+log = logging.getLogger("smartpractice")
+
+
+def _settings() -> Settings:
+    try:
+        return Settings.from_env()
+    except ConfigError as error:
+        raise click.ClickException(str(error)) from None
+
+
+async def _with_services(settings: Settings, work):
+    """Run `work` with the app's services, outside a running server."""
+    app = create_app(settings)
+    await prepare_database(settings)
+    engine = create_engine(settings.database_url)
+    links = Links(app.router, settings.base_url)
+    services = build_services(engine, settings, Clock(), app[secret_key], app[catalogs_key], links)
+    try:
+        return await work(services)
+    finally:
+        await engine.dispose()
+
+
+def _run(settings: Settings, work):
+    try:
+        return asyncio.run(_with_services(settings, work))
+    except SchemaOutOfDate as error:
+        raise click.ClickException(str(error)) from None
+    except UserError as error:
+        raise click.ClickException(error.message % error.params) from None
+    except (OSError, DBAPIError) as error:
+        raise click.ClickException(f"The database cannot be reached: {error}") from None
+
+
+@click.group()
+def main() -> None:
+    """smartpractice: video consultations for medical practices."""
+
+
+@main.command()
+@click.option("--host", help="Address to listen on (default: SMARTPRACTICE_HOST).")
+@click.option("--port", type=int, help="Port to listen on (default: SMARTPRACTICE_PORT).")
+@click.option("--demo", is_flag=True, help="Create a demo practice if missing and print its admin login.")
+def serve(host: str | None, port: int | None, demo: bool) -> None:
+    """Run the web server."""
+    settings = _settings()
+    logs.configure(settings.log_level)
+    if demo:
+        username, password = _run(settings, _ensure_demo)
+        click.echo(f"Demo practice: {DEMO_PRACTICE}")
+        click.echo(f"Log in at {settings.base_url}/login as {username} with password {password}")
+    if not settings.smtp_host:
+        log.info("No SMTP server configured; mails are written to %s", settings.outbox_dir.resolve())
+    try:
+        web.run_app(
+            create_app(settings),
+            host=host or settings.host,
+            port=port or settings.port,
+            access_log_class=logs.AccessLogger,
+            print=lambda text: log.info(text.strip()),
+        )
+    except SchemaOutOfDate as error:
+        raise click.ClickException(str(error)) from None
+    except (OSError, DBAPIError) as error:
+        raise click.ClickException(f"The database cannot be reached: {error}") from None
+
+
+async def _ensure_demo(services) -> tuple[str, str]:
+    async with services.engine.connect() as conn:
+        admin = await user_by_login(conn, DEMO_ADMIN)
+    if admin is None:
+        created = await services.practices.create(
+            DEMO_PRACTICE, admin_email="demo-admin@example.org", admin_username=DEMO_ADMIN,
+            admin_name="Demo Admin",
+        )
+        return created.admin_username, created.admin_password
+    # The first password was printed once and is stored only as a hash: issue a new one.
+    return DEMO_ADMIN, await services.users.issue_initial_password(admin.id)
+
+
+@main.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command("upgrade")
+def db_upgrade() -> None:
+    """Bring the database schema up to date."""
+    settings = _settings()
+    try:
+        asyncio.run(upgrade(settings.database_url))
+    except (OSError, DBAPIError) as error:
+        raise click.ClickException(f"The database cannot be reached: {error}") from None
+    click.echo("Database schema is up to date.")
+
+
+@main.command("create-practice")
+@click.argument("name")
+@click.option("--admin-email", required=True, help="Email address of the practice's first admin.")
+@click.option("--admin-username", required=True, help="User name of the practice's first admin.")
+@click.option("--admin-name", help="Display name of the admin (default: the user name).")
+def create_practice(name: str, admin_email: str, admin_username: str, admin_name: str | None) -> None:
+    """Create a practice and its first admin; prints the admin's initial password."""
+
+    async def work(services):
+        return await services.practices.create(
+            name, admin_email=admin_email, admin_username=admin_username, admin_name=admin_name
+        )
+
+    created = _run(_settings(), work)
+    click.echo(f"Practice: {created.practice.name} ({created.practice.slug})")
+    click.echo(f"Admin: {created.admin_username}")
+    click.echo(f"Initial password: {created.admin_password}")
+    click.echo("The admin must choose a new password at first login.")
+
+
+@main.command()
+@click.option("--dry-run", is_flag=True, help="Count what would be deleted, delete nothing.")
+def purge(dry_run: bool) -> None:
+    """Delete what has passed its retention period or expired."""
+    settings = _settings()
+
+    async def work(services):
+        return await purge_expired(services.engine, settings, Clock(), dry_run=dry_run)
+
+    counts = _run(settings, work)
+    verb = "would delete" if dry_run else "deleted"
+    for kind, count in counts.items():
+        click.echo(f"{kind}: {verb} {count}")
+
+
+@main.group("api-key")
+def api_key() -> None:
+    """API keys that let practice software use the JSON API (/api/v1)."""
+
+
+async def _practice(services, slug: str):
+    async with services.engine.connect() as conn:
+        practice = await practice_by_slug(conn, slug)
+    if practice is None:
+        raise click.ClickException(f"There is no practice {slug!r}.")
+    return practice
+
+
+@api_key.command("create")
+@click.option("--practice", "slug", required=True, help="Slug of the practice the key acts for.")
+@click.option("--name", default="practice software", show_default=True, help="What the key is for, shown in `api-key list`.")
+def api_key_create(slug: str, name: str) -> None:
+    """Create an API key and print it, once."""
+
+    async def work(services):
+        return await services.api_keys.create(await _practice(services, slug), name)
+
+    created = _run(_settings(), work)
+    # Only the key goes to stdout, so that a script can capture it alone.
+    click.echo(f"API key {created.key_id} for {slug}:", err=True)
+    click.echo(created.key)
+    click.echo("Store it now: it is kept only as a hash and will not be shown again.", err=True)
+
+
+@api_key.command("list")
+@click.option("--practice", "slug", required=True, help="Slug of the practice.")
+def api_key_list(slug: str) -> None:
+    """List a practice's API keys (their public prefixes, never the keys)."""
+
+    async def work(services):
+        return await services.api_keys.list((await _practice(services, slug)).id)
+
+    def when(moment) -> str:
+        return moment.strftime("%Y-%m-%d %H:%M UTC") if moment else "never"
+
+    keys = _run(_settings(), work)
+    if not keys:
+        click.echo("No API keys.")
+    for key in keys:
+        state = f"revoked {when(key.revoked_at)}" if key.revoked_at else "active"
+        click.echo(
+            f"{key.id}\t{key.prefix}…\t{key.name}\tcreated {when(key.created_at)}\t"
+            f"last used {when(key.last_used_at)}\t{state}"
+        )
+
+
+@api_key.command("revoke")
+@click.option("--practice", "slug", required=True, help="Slug of the practice the key belongs to.")
+@click.argument("key_id", type=int)
+def api_key_revoke(slug: str, key_id: int) -> None:
+    """Revoke an API key; requests with it are refused from now on."""
+
+    async def work(services):
+        await services.api_keys.revoke((await _practice(services, slug)).id, key_id)
+
+    _run(_settings(), work)
+    click.echo(f"API key {key_id} revoked.")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,192 @@
+"""Every option the service reads, as data: name, default, help.
+
+The table in docs/configuration.md is checked against SETTINGS by a test, so an
+option cannot be added without being documented.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+PREFIX = "SMARTPRACTICE_"
+RETENTION_CEILING_DAYS = 92
+
+
+class ConfigError(ValueError):
+    """A setting has a value the service cannot run with."""
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    default: str
+    help: str
+
+    @property
+    def env(self) -> str:
+        return PREFIX + self.name
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("DATA_DIR", "var", "Folder for the embedded database, the local mail outbox and the generated secret key."),
+    Setting("DATABASE_URL", "", "SQLAlchemy URL of the database. Empty: SQLite file `smartpractice.sqlite3` in the data folder. PostgreSQL: `postgresql+asyncpg://user:password@host/db`."),
+    Setting("AUTO_MIGRATE", "sqlite", "Upgrade the schema at start: `always`, `never`, or `sqlite` (only for the embedded SQLite database)."),
+    Setting("BASE_URL", "http://localhost:8080", "Public URL of the service, used in links and to check the Origin of requests. With `https://` cookies become `Secure` and `__Host-`, and HSTS is sent."),
+    Setting("HOST", "127.0.0.1", "Address `serve` listens on unless `--host` is given."),
+    Setting("PORT", "8080", "Port `serve` listens on unless `--port` is given."),
+    Setting("SECRET_KEY", "", "Secret for CSRF tokens, TAN checks and the pseudonyms of rate-limit counters (at least 32 characters). Empty: generated once and kept in the data folder."),
+    Setting("TRUSTED_PROXIES", "", "Comma-separated addresses of reverse proxies whose `X-Forwarded-For` is believed. Empty: the peer address is the client."),
+    Setting("SMTP_HOST", "", "SMTP server for outgoing mail. Empty: mails are written to the `outbox` folder in the data folder instead."),
+    Setting("SMTP_PORT", "25", "Port of the SMTP server."),
+    Setting("SMTP_TLS", "starttls", "`starttls`, `tls` (implicit TLS) or `none` (only for a relay on the same host)."),
+    Setting("SMTP_USERNAME", "", "User name for SMTP authentication; empty for none."),
+    Setting("SMTP_PASSWORD", "", "Password for SMTP authentication."),
+    Setting("OPERATOR_NAME", "", "Name and address of whoever runs this service, shown on the privacy and terms pages."),
+    Setting("OPERATOR_CONTACT", "", "Contact for data-protection questions (email address or phone), shown on the privacy page."),
+    Setting("MAIL_FROM", "smartpractice <noreply@localhost>", "Sender address of every mail."),
+    Setting("RETENTION_DAYS", "90", "Days after which session metadata, expired tokens and audit entries are deleted; at most 92."),
+    Setting("INITIAL_PASSWORD_DAYS", "14", "Days after which an initial password set by the practice expires if it was never used."),
+    Setting("TAN_HOURS", "24", "Hours an invitation with a TAN stays valid when it is not bound to a consultation."),
+    Setting("SESSION_IDLE_MINUTES", "30", "A login session ends after this many minutes without a request."),
+    Setting("SESSION_MAX_HOURS", "12", "A login session ends this many hours after login, active or not."),
+    Setting("MAX_BODY_KB", "1024", "Largest request body accepted, in KiB; larger requests get 413."),
+    Setting("PASSWORD_HASH_CONCURRENCY", "2", "How many password hashes may be computed at once (each takes 64 MiB and a core)."),
+    Setting("LOG_LEVEL", "INFO", "Python log level: DEBUG, INFO, WARNING or ERROR."),
+)
+
+
+def _int(raw: str, name: str, low: int, high: int) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{PREFIX}{name} must be a whole number, not {raw!r}") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{PREFIX}{name} must be between {low} and {high}, not {value}")
+    return value
+
+
+def _choice(raw: str, name: str, choices: tuple[str, ...]) -> str:
+    if raw not in choices:
+        raise ConfigError(f"{PREFIX}{name} must be one of {', '.join(choices)}, not {raw!r}")
+    return raw
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path
+    database_url: str
+    auto_migrate: str
+    base_url: str
+    host: str
+    port: int
+    secret_key: str
+    trusted_proxies: frozenset[str]
+    smtp_host: str
+    smtp_port: int
+    smtp_tls: str
+    smtp_username: str
+    smtp_password: str
+    operator_name: str
+    operator_contact: str
+    mail_from: str
+    retention_days: int
+    initial_password_days: int
+    tan_hours: int
+    session_idle_minutes: int
+    session_max_hours: int
+    max_body_bytes: int
+    password_hash_concurrency: int
+    log_level: str
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: str) -> Settings:
+        """Read settings from the environment; `overrides` win (used by tests and the CLI)."""
+        environ = os.environ if environ is None else environ
+        raw: dict[str, str] = {}
+        for setting in SETTINGS:
+            raw[setting.name] = overrides.get(setting.name, environ.get(setting.env, setting.default))
+        return cls._parse(raw)
+
+    @classmethod
+    def _parse(cls, raw: dict[str, str]) -> Settings:
+        data_dir = Path(raw["DATA_DIR"]).expanduser()
+        base_url = raw["BASE_URL"].rstrip("/")
+        parts = urlsplit(base_url)
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.path:
+            raise ConfigError(f"{PREFIX}BASE_URL must look like https://host[:port], not {base_url!r}")
+        retention = _int(raw["RETENTION_DAYS"], "RETENTION_DAYS", 1, 10_000)
+        if retention > RETENTION_CEILING_DAYS:
+            # The KBV rules allow metadata to be kept for three months at most.
+            raise ConfigError(
+                f"{PREFIX}RETENTION_DAYS is {retention}, but metadata may be kept for at most "
+                f"three months ({RETENTION_CEILING_DAYS} days)"
+            )
+        secret = raw["SECRET_KEY"]
+        if secret and len(secret) < 32:
+            raise ConfigError(f"{PREFIX}SECRET_KEY must be at least 32 characters long")
+        return cls(
+            data_dir=data_dir,
+            database_url=raw["DATABASE_URL"] or f"sqlite+aiosqlite:///{data_dir / 'smartpractice.sqlite3'}",
+            auto_migrate=_choice(raw["AUTO_MIGRATE"], "AUTO_MIGRATE", ("always", "never", "sqlite")),
+            base_url=base_url,
+            host=raw["HOST"],
+            port=_int(raw["PORT"], "PORT", 1, 65535),
+            secret_key=secret,
+            trusted_proxies=frozenset(p.strip() for p in raw["TRUSTED_PROXIES"].split(",") if p.strip()),
+            smtp_host=raw["SMTP_HOST"],
+            smtp_port=_int(raw["SMTP_PORT"], "SMTP_PORT", 1, 65535),
+            smtp_tls=_choice(raw["SMTP_TLS"], "SMTP_TLS", ("starttls", "tls", "none")),
+            smtp_username=raw["SMTP_USERNAME"],
+            smtp_password=raw["SMTP_PASSWORD"],
+            operator_name=raw["OPERATOR_NAME"],
+            operator_contact=raw["OPERATOR_CONTACT"],
+            mail_from=raw["MAIL_FROM"],
+            retention_days=retention,
+            initial_password_days=_int(raw["INITIAL_PASSWORD_DAYS"], "INITIAL_PASSWORD_DAYS", 1, 90),
+            tan_hours=_int(raw["TAN_HOURS"], "TAN_HOURS", 1, 24 * 14),
+            session_idle_minutes=_int(raw["SESSION_IDLE_MINUTES"], "SESSION_IDLE_MINUTES", 1, 24 * 60),
+            session_max_hours=_int(raw["SESSION_MAX_HOURS"], "SESSION_MAX_HOURS", 1, 24 * 7),
+            max_body_bytes=_int(raw["MAX_BODY_KB"], "MAX_BODY_KB", 16, 1024 * 1024) * 1024,
+            password_hash_concurrency=_int(raw["PASSWORD_HASH_CONCURRENCY"], "PASSWORD_HASH_CONCURRENCY", 1, 64),
+            log_level=_choice(raw["LOG_LEVEL"].upper(), "LOG_LEVEL", ("DEBUG", "INFO", "WARNING", "ERROR")),
+        )
+
+    @property
+    def https(self) -> bool:
+        return self.base_url.startswith("https://")
+
+    @property
+    def origin(self) -> str:
+        parts = urlsplit(self.base_url)
+        return f"{parts.scheme}://{parts.netloc}"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def outbox_dir(self) -> Path:
+        return self.data_dir / "outbox"
+
+    def resolved_secret_key(self) -> str:
+        """The configured secret, or one generated once and kept in the data folder."""
+        if self.secret_key:
+            return self.secret_key
+        path = self.data_dir / "secret_key"
+        if path.exists():
+            key = path.read_text().strip()
+            if len(key) < 32:
+                raise ConfigError(f"{path} holds no usable key (under 32 characters); delete it to make a new one")
+            return key
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        key = secrets.token_urlsafe(48)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(key)
+        return key
+

@@ -1,0 +1,59 @@
+"""Typed keys for what the application and each request carry."""
+
+from __future__ import annotations
+
+import gettext
+from dataclasses import dataclass
+
+from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from smartpractice.accounts.login import Login
+from smartpractice.accounts.password_resets import PasswordResets
+from smartpractice.accounts.passwords import Passwords
+from smartpractice.accounts.sessions import ActiveSession, GuestSession, Sessions
+from smartpractice.accounts.tokens import LinkTokens
+from smartpractice.accounts.users import Users
+from smartpractice.api_keys import ApiKeys
+from smartpractice.clock import Clock
+from smartpractice.config import Settings
+from smartpractice.i18n import Catalogs
+from smartpractice.mail.outbox import Outbox
+from smartpractice.onboarding.confirmations import Confirmations
+from smartpractice.onboarding.invitations import Invitations
+from smartpractice.onboarding.patients import Patients
+from smartpractice.onboarding.registration import Registrations
+from smartpractice.practices import Practices
+from smartpractice.web.links import Links
+
+
+@dataclass(frozen=True)
+class Services:
+    engine: AsyncEngine
+    clock: Clock
+    passwords: Passwords
+    links: Links
+    tokens: LinkTokens
+    outbox: Outbox
+    password_resets: PasswordResets
+    invitations: Invitations
+    sessions: Sessions
+    login: Login
+    users: Users
+    practices: Practices
+    api_keys: ApiKeys
+    confirmations: Confirmations
+    patients: Patients
+    registrations: Registrations
+
+
+settings_key = web.AppKey("settings", Settings)
+clock_key = web.AppKey("clock", Clock)
+catalogs_key = web.AppKey("catalogs", Catalogs)
+secret_key = web.AppKey("secret", str)
+services_key = web.AppKey("services", Services)
+
+active_session_key = web.RequestKey("active_session", ActiveSession | None)
+guest_session_key = web.RequestKey("guest_session", GuestSession | None)
+language_key = web.RequestKey("language", str)
+translations_key = web.RequestKey("translations", gettext.NullTranslations)

@@ -1,0 +1,172 @@
+"""Delivers the outbox: over SMTP, or into a folder when no SMTP server is configured."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import timedelta
+from email.message import EmailMessage
+from email.utils import format_datetime
+from pathlib import Path
+
+import aiosmtplib
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from smartpractice.clock import Clock
+from smartpractice.config import Settings
+from smartpractice.storage import mails as store
+from smartpractice.storage.mails import Mail
+
+log = logging.getLogger(__name__)
+
+BATCH = 20
+POLL_SECONDS = 5.0
+# The outbox wakes the sender from inside the enqueuing transaction, before it commits;
+# a woken sender that finds nothing looks again after these pauses.
+WAKE_RECHECKS = (0.05, 0.25, 1.0)
+FIRST_RETRY = timedelta(seconds=30)
+LONGEST_RETRY = timedelta(hours=1)
+# About a day of retries before a mail is given up.
+MAX_ATTEMPTS = 30
+# Far beyond the SMTP timeout: a mail still "sending" after this was cut off by a crash.
+STALE_CLAIM = timedelta(minutes=10)
+SMTP_TIMEOUT = 30
+
+
+class PermanentFailure(Exception):
+    """The server refused the mail for good (5xx); retrying will not help."""
+
+
+def build_message(mail: Mail, sender: str) -> EmailMessage:
+    message = EmailMessage()
+    message["From"] = sender
+    message["To"] = mail.recipient
+    message["Subject"] = mail.subject
+    message["Date"] = format_datetime(mail.created_at)
+    message["Message-ID"] = mail.message_id
+    message["Auto-Submitted"] = "auto-generated"
+    message.set_content(mail.text_body)
+    message.add_alternative(mail.html_body, subtype="html")
+    return message
+
+
+class SmtpTransport:
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+
+    async def deliver(self, message: EmailMessage) -> None:
+        settings = self._settings
+        try:
+            await aiosmtplib.send(
+                message,
+                hostname=settings.smtp_host,
+                port=settings.smtp_port,
+                username=settings.smtp_username or None,
+                password=settings.smtp_password or None,
+                use_tls=settings.smtp_tls == "tls",
+                start_tls=settings.smtp_tls == "starttls",
+                timeout=SMTP_TIMEOUT,
+            )
+        except aiosmtplib.SMTPResponseException as error:
+            if error.code >= 500:
+                raise PermanentFailure(f"{error.code} {error.message}") from error
+            raise
+
+
+class FolderTransport:
+    """For the embedded setup: each mail becomes a .eml file a developer can open."""
+
+    def __init__(self, folder: Path) -> None:
+        self._folder = folder
+
+    async def deliver(self, message: EmailMessage) -> None:
+        self._folder.mkdir(parents=True, exist_ok=True)
+        name = message["Message-ID"].strip("<>").split("@")[0] + ".eml"
+        await asyncio.to_thread((self._folder / name).write_bytes, bytes(message))
+        log.info("Mail written to %s", self._folder / name)
+
+
+class MailSender:
+    def __init__(self, engine: AsyncEngine, clock: Clock, settings: Settings, wake: asyncio.Event) -> None:
+        self._engine = engine
+        self._clock = clock
+        self._sender = settings.mail_from
+        self._wake = wake
+        self._stop = asyncio.Event()
+        self._transport = SmtpTransport(settings) if settings.smtp_host else FolderTransport(settings.outbox_dir)
+
+    async def run(self) -> None:
+        """Send until cancelled; called as a background task of the server."""
+        await self.release_stale()
+        pauses: tuple[float, ...] = ()
+        while not self._stop.is_set():
+            self._wake.clear()
+            try:
+                sent = await self.send_due()
+            except Exception:
+                log.exception("mail sender round failed; trying again")
+                sent = 0
+            if pauses and not sent:
+                await self._pause(self._stop, pauses[0])
+                pauses = pauses[1:]
+                continue
+            woken = await self._pause(self._wake, POLL_SECONDS)
+            pauses = WAKE_RECHECKS if woken else ()
+
+    def stop(self) -> None:
+        """Finish the mail in hand, then return from `run`: a cancel in the middle of a
+        transaction could leave a claimed row or an open SQLite write lock behind."""
+        self._stop.set()
+        self._wake.set()
+
+    @staticmethod
+    async def _pause(event: asyncio.Event, seconds: float) -> bool:
+        try:
+            await asyncio.wait_for(event.wait(), seconds)
+        except TimeoutError:
+            return False
+        return True
+
+    async def release_stale(self) -> int:
+        async with self._engine.begin() as conn:
+            count = await store.mark_stale_uncertain(conn, self._clock.now() - STALE_CLAIM)
+        if count:
+            log.warning("%d mail(s) were cut off mid-send and are marked uncertain, not resent", count)
+        return count
+
+    async def send_due(self) -> int:
+        """Send what is due now; returns how many went out."""
+        async with self._engine.connect() as conn:
+            ids = await store.due_ids(conn, self._clock.now(), BATCH)
+        sent = 0
+        for mail_id in ids:
+            async with self._engine.begin() as conn:
+                mail = await store.claim(conn, mail_id, self._clock.now())
+            if mail is not None:
+                sent += await self._send_one(mail)
+        return sent
+
+    async def _send_one(self, mail: Mail) -> int:
+        try:
+            await self._transport.deliver(build_message(mail, self._sender))
+        # Server answers can quote the recipient's address: they go to the mail's row for
+        # the operator, while the log gets only the kind of error.
+        except PermanentFailure as error:
+            async with self._engine.begin() as conn:
+                await store.mark_failed(conn, mail.id, str(error))
+            log.error("mail %d refused for good by the SMTP server", mail.id)
+            return 0
+        except (aiosmtplib.SMTPException, OSError, TimeoutError) as error:
+            reason = f"{type(error).__name__}: {error}"
+            async with self._engine.begin() as conn:
+                if mail.attempts >= MAX_ATTEMPTS:
+                    await store.mark_failed(conn, mail.id, reason)
+                    log.error("mail %d given up after %d attempts", mail.id, mail.attempts)
+                else:
+                    delay = min(FIRST_RETRY * 2 ** (mail.attempts - 1), LONGEST_RETRY)
+                    await store.mark_retry(conn, mail.id, self._clock.now() + delay, reason)
+                    log.warning("mail %d not sent (%s); next try in %s", mail.id, type(error).__name__, delay)
+            return 0
+        async with self._engine.begin() as conn:
+            await store.mark_sent(conn, mail.id, self._clock.now())
+        return 1

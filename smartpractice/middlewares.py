@@ -1,0 +1,131 @@
+"""Error pages, security headers, and the session and language of each request."""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+
+from smartpractice.accounts.sessions import ActiveSession, GuestSession
+from smartpractice.i18n import DEFAULT_LANGUAGE, LANGUAGES, negotiate
+from smartpractice.keys import (
+    active_session_key,
+    catalogs_key,
+    guest_session_key,
+    language_key,
+    services_key,
+    settings_key,
+    translations_key,
+)
+from smartpractice.web.api.errors import http_error_response
+from smartpractice.web.cookies import LANGUAGE, SESSION, read_cookie
+from smartpractice.web.responses import render
+
+log = logging.getLogger(__name__)
+
+CONTENT_SECURITY_POLICY = "; ".join((
+    "default-src 'self'",
+    "script-src 'self'",
+    "style-src 'self'",
+    "img-src 'self' data: blob:",
+    "media-src 'self' blob:",
+    "connect-src 'self'",
+    "object-src 'none'",
+    "base-uri 'none'",
+    "form-action 'self'",
+    "frame-ancestors 'none'",
+))
+PERMISSIONS_POLICY = (
+    "camera=(self), microphone=(self), display-capture=(self), speaker-selection=(self), "
+    "geolocation=(), payment=(), usb=(), interest-cohort=()"
+)
+# Routes a user with an initial password may still reach before choosing their own.
+OPEN_DURING_PASSWORD_CHANGE = frozenset(
+    {"password", "password_submit", "logout", "logout_everywhere", "static", "privacy", "terms",
+     "cookies", "healthz", "language"}
+)
+SESSION_TOKEN_MAX = 64
+
+
+def _route_name(request: web.Request) -> str | None:
+    route = request.match_info.route
+    return route.name if route else None
+
+
+async def security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    headers = response.headers
+    headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+    headers["X-Content-Type-Options"] = "nosniff"
+    headers["X-Frame-Options"] = "DENY"
+    headers["Referrer-Policy"] = "same-origin"
+    headers["Permissions-Policy"] = PERMISSIONS_POLICY
+    headers["Cross-Origin-Opener-Policy"] = "same-origin"
+    if request.app[settings_key].https:
+        headers["Strict-Transport-Security"] = "max-age=63072000; includeSubDomains"
+    if not request.path.startswith("/static/"):
+        headers["Cache-Control"] = "no-store"
+
+
+def _error_response(request: web.Request, status: int, reason: str) -> web.StreamResponse:
+    if request.path.startswith("/api/"):
+        return http_error_response(status)
+    if translations_key not in request:
+        request[translations_key] = request.app[catalogs_key].get(request.get(language_key, "de"))
+    return render(request, "error.html", {"status": status}, status=status)
+
+
+@web.middleware
+async def error_pages(request: web.Request, handler):
+    """Every error gets a page that leaks nothing: no stack, no reason from inside."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        response = _error_response(request, exc.status, exc.reason.lower().replace(" ", "_"))
+        if "Allow" in exc.headers:
+            response.headers["Allow"] = exc.headers["Allow"]
+        return response
+    except Exception:
+        log.exception("unhandled error in route %s", _route_name(request))
+        return _error_response(request, 500, "internal_error")
+
+
+@web.middleware
+async def request_context(request: web.Request, handler):
+    """Resolve the login session and the language. Static files need neither; the API
+    authenticates by key, never by cookie; the health check must not depend on sessions."""
+    if request.path.startswith(("/static/", "/api/", "/healthz")):
+        return await handler(request)
+    token = read_cookie(request, SESSION)
+    resumed = None
+    if token and len(token) <= SESSION_TOKEN_MAX:
+        resumed = await request.app[services_key].sessions.resume(token)
+    # A guest (TAN) is nobody's user: pages that need a user treat them as logged out.
+    active = resumed if isinstance(resumed, ActiveSession) else None
+    guest = resumed if isinstance(resumed, GuestSession) else None
+    request[active_session_key] = active
+    request[guest_session_key] = guest
+    chosen = read_cookie(request, LANGUAGE)
+    if active is not None and active.user.language:
+        language = active.user.language
+    elif chosen in LANGUAGES:
+        language = chosen
+    else:
+        # A guest's own browser knows their language better than the clinician who chose
+        # the invitation's; the invitation's language only fills in when the browser names none.
+        fallback = guest.language if guest is not None else DEFAULT_LANGUAGE
+        language = negotiate(request.headers.get("Accept-Language", ""), fallback)
+    request[language_key] = language
+    request[translations_key] = request.app[catalogs_key].get(language)
+    return await handler(request)
+
+
+@web.middleware
+async def password_change_gate(request: web.Request, handler):
+    """Whoever logged in with an initial password reaches nothing until they choose their own."""
+    active = request.get(active_session_key)
+    if active is not None and active.user.must_change_password:
+        if _route_name(request) not in OPEN_DURING_PASSWORD_CHANGE:
+            raise web.HTTPSeeOther(request.app.router["password"].url_for())
+    return await handler(request)

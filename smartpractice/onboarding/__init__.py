@@ -1,0 +1,1 @@
+"""Patients getting in: practice-created accounts, self-registration, TAN invitations."""

@@ -1,0 +1,65 @@
+"""Practices: creating one with its first admin."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from smartpractice.accounts.passwords import generate_password
+from smartpractice.accounts.users import Users
+from smartpractice.clock import Clock
+from smartpractice.errors import UserError
+from smartpractice.i18n import N_
+from smartpractice.storage import practices as store
+from smartpractice.storage.practices import Practice
+
+
+@dataclass(frozen=True)
+class NewPractice:
+    practice: Practice
+    admin_username: str
+    admin_password: str
+
+
+def slugify(name: str) -> str:
+    ascii_name = unicodedata.normalize("NFKD", name.replace("ß", "ss")).encode("ascii", "ignore").decode()
+    return re.sub(r"[^a-z0-9]+", "-", ascii_name.lower()).strip("-")[:48] or "praxis"
+
+
+class Practices:
+    def __init__(self, engine: AsyncEngine, clock: Clock, users: Users) -> None:
+        self._engine = engine
+        self._clock = clock
+        self._users = users
+
+    async def create(
+        self, name: str, *, admin_email: str, admin_username: str, admin_name: str | None = None
+    ) -> NewPractice:
+        """Create a practice and its first admin, who gets a generated initial password."""
+        name = name.strip()
+        if not name or len(name) > 200:
+            raise UserError("practice_name_invalid", N_("Please enter a practice name of at most 200 characters."))
+        password = generate_password()
+        async with self._engine.begin() as conn:
+            slug = base = slugify(name)
+            counter = 1
+            while await store.slug_exists(conn, slug):
+                counter += 1
+                slug = f"{base}-{counter}"
+            practice = await store.insert_practice(conn, slug=slug, name=name, now=self._clock.now())
+            user_id = await self._users.create_with_initial_password(
+                conn,
+                username=admin_username,
+                email=admin_email,
+                display_name=admin_name or admin_username,
+                password=password,
+                staff=True,
+                context=(name,),
+            )
+            await store.add_member(
+                conn, practice_id=practice.id, user_id=user_id, role="admin", now=self._clock.now()
+            )
+        return NewPractice(practice, admin_username, password)

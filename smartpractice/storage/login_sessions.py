@@ -1,0 +1,110 @@
+"""Server-side login sessions, found by the hash of their cookie value."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import delete, insert, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from smartpractice.storage.tables import login_sessions
+
+
+@dataclass(frozen=True)
+class LoginSession:
+    id: int
+    user_id: int | None
+    invitation_id: int | None
+    created_at: datetime
+    last_seen_at: datetime
+    expires_at: datetime
+    user_agent: str
+
+
+def _session(row) -> LoginSession:
+    return LoginSession(
+        id=row.id,
+        user_id=row.user_id,
+        invitation_id=row.invitation_id,
+        created_at=row.created_at,
+        last_seen_at=row.last_seen_at,
+        expires_at=row.expires_at,
+        user_agent=row.user_agent,
+    )
+
+
+async def insert_session(
+    conn: AsyncConnection,
+    *,
+    token_hash: str,
+    user_id: int | None,
+    invitation_id: int | None = None,
+    now: datetime,
+    expires_at: datetime,
+    user_agent: str,
+) -> int:
+    result = await conn.execute(
+        insert(login_sessions).values(
+            token_hash=token_hash,
+            user_id=user_id,
+            invitation_id=invitation_id,
+            created_at=now,
+            last_seen_at=now,
+            expires_at=expires_at,
+            user_agent=user_agent,
+        )
+    )
+    return result.inserted_primary_key[0]
+
+
+async def session_by_hash(conn: AsyncConnection, token_hash: str) -> LoginSession | None:
+    query = select(login_sessions).where(login_sessions.c.token_hash == token_hash)
+    row = (await conn.execute(query)).first()
+    return None if row is None else _session(row)
+
+
+async def sessions_of(conn: AsyncConnection, user_id: int) -> list[LoginSession]:
+    query = (
+        select(login_sessions)
+        .where(login_sessions.c.user_id == user_id)
+        .order_by(login_sessions.c.last_seen_at.desc())
+    )
+    return [_session(row) for row in await conn.execute(query)]
+
+
+async def touch(conn: AsyncConnection, session_id: int, now: datetime) -> None:
+    await conn.execute(
+        update(login_sessions).where(login_sessions.c.id == session_id).values(last_seen_at=now)
+    )
+
+
+async def delete_session(conn: AsyncConnection, session_id: int) -> None:
+    await conn.execute(delete(login_sessions).where(login_sessions.c.id == session_id))
+
+
+async def delete_session_of(conn: AsyncConnection, user_id: int, session_id: int) -> bool:
+    """End one of the user's own sessions; False if it is not theirs (or gone)."""
+    statement = delete(login_sessions).where(login_sessions.c.id == session_id, login_sessions.c.user_id == user_id)
+    return (await conn.execute(statement)).rowcount == 1
+
+
+async def delete_sessions_of_invitation(conn: AsyncConnection, invitation_id: int) -> int:
+    statement = delete(login_sessions).where(login_sessions.c.invitation_id == invitation_id)
+    return (await conn.execute(statement)).rowcount
+
+
+async def delete_sessions_of(
+    conn: AsyncConnection, user_id: int, *, keep: int | None = None
+) -> int:
+    statement = delete(login_sessions).where(login_sessions.c.user_id == user_id)
+    if keep is not None:
+        statement = statement.where(login_sessions.c.id != keep)
+    return (await conn.execute(statement)).rowcount
+
+
+async def delete_expired(conn: AsyncConnection, *, now: datetime, idle_since: datetime) -> int:
+    statement = delete(login_sessions).where(
+        or_(login_sessions.c.expires_at <= now, login_sessions.c.last_seen_at <= idle_since)
+    )
+    return (await conn.execute(statement)).rowcount

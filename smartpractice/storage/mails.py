@@ -1,0 +1,129 @@
+"""The mail outbox table: rows written with the change that causes them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import and_, delete, func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from smartpractice.storage.tables import mails
+
+
+@dataclass(frozen=True)
+class Mail:
+    id: int
+    kind: str
+    recipient: str
+    subject: str
+    text_body: str
+    html_body: str
+    message_id: str
+    attempts: int
+    created_at: datetime
+
+
+async def insert_mail(
+    conn: AsyncConnection,
+    *,
+    kind: str,
+    recipient: str,
+    subject: str,
+    text_body: str,
+    html_body: str,
+    message_id: str,
+    now: datetime,
+) -> int:
+    result = await conn.execute(
+        insert(mails).values(
+            kind=kind,
+            recipient=recipient,
+            subject=subject,
+            text_body=text_body,
+            html_body=html_body,
+            message_id=message_id,
+            status="pending",
+            attempts=0,
+            next_attempt_at=now,
+            created_at=now,
+        )
+    )
+    return result.inserted_primary_key[0]
+
+
+async def due_ids(conn: AsyncConnection, now: datetime, limit: int) -> list[int]:
+    query = (
+        select(mails.c.id)
+        .where(mails.c.status == "pending", mails.c.next_attempt_at <= now)
+        .order_by(mails.c.next_attempt_at)
+        .limit(limit)
+    )
+    return list((await conn.execute(query)).scalars())
+
+
+async def claim(conn: AsyncConnection, mail_id: int, now: datetime) -> Mail | None:
+    """Mark one pending mail as being sent; None if another sender was quicker."""
+    claimed = await conn.execute(
+        update(mails)
+        .where(mails.c.id == mail_id, mails.c.status == "pending")
+        .values(status="sending", claimed_at=now, attempts=mails.c.attempts + 1)
+    )
+    if claimed.rowcount != 1:
+        return None
+    row = (await conn.execute(select(mails).where(mails.c.id == mail_id))).one()
+    return Mail(
+        id=row.id,
+        kind=row.kind,
+        recipient=row.recipient,
+        subject=row.subject,
+        text_body=row.text_body,
+        html_body=row.html_body,
+        message_id=row.message_id,
+        attempts=row.attempts,
+        created_at=row.created_at,
+    )
+
+
+async def mark_sent(conn: AsyncConnection, mail_id: int, now: datetime) -> None:
+    await conn.execute(
+        update(mails)
+        .where(mails.c.id == mail_id)
+        .values(status="sent", sent_at=now, text_body="", html_body="", last_error=None)
+    )
+
+
+async def mark_retry(conn: AsyncConnection, mail_id: int, at: datetime, error: str) -> None:
+    await conn.execute(
+        update(mails)
+        .where(mails.c.id == mail_id)
+        .values(status="pending", next_attempt_at=at, claimed_at=None, last_error=error[:300])
+    )
+
+
+async def mark_failed(conn: AsyncConnection, mail_id: int, error: str) -> None:
+    await conn.execute(
+        update(mails)
+        .where(mails.c.id == mail_id)
+        .values(status="failed", text_body="", html_body="", last_error=error[:300])
+    )
+
+
+async def mark_stale_uncertain(conn: AsyncConnection, claimed_before: datetime) -> int:
+    """Mails whose sender stopped mid-send: they may have gone out, so they are not resent."""
+    result = await conn.execute(
+        update(mails)
+        .where(and_(mails.c.status == "sending", mails.c.claimed_at < claimed_before))
+        .values(status="uncertain", text_body="", html_body="")
+    )
+    return result.rowcount
+
+
+async def status_counts(conn: AsyncConnection) -> dict[str, int]:
+    rows = await conn.execute(select(mails.c.status, func.count()).group_by(mails.c.status))
+    return {status: count for status, count in rows}
+
+
+async def delete_older_than(conn: AsyncConnection, before: datetime) -> int:
+    """Mails of every state past retention; a pending one that old will never be sent."""
+    return (await conn.execute(delete(mails).where(mails.c.created_at < before))).rowcount

@@ -1,0 +1,195 @@
+"""The schema, as SQLAlchemy Core tables. Every change here needs a migration."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Date,
+    DateTime,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    false,
+    true,
+)
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+class UTCDateTime(TypeDecorator):
+    """Aware UTC datetimes on every backend; SQLite would otherwise drop the zone."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+ROLES = ("admin", "clinician", "patient")
+
+practices = Table(
+    "practices",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("slug", String(64), nullable=False, unique=True),
+    Column("name", String(200), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    # "mail": the TAN travels with the link; "clinician": shown to the clinician only,
+    # who passes it on by phone (email alone is not a second factor, NIST SP 800-63B).
+    Column("tan_delivery", String(16), nullable=False, server_default="mail"),
+    Column("self_registration", Boolean, nullable=False, server_default=true()),
+    # Printed on posters and in QR codes, so it is kept readable; a new one replaces it.
+    Column("registration_code", String(32), nullable=True, unique=True),
+    Column("ask_date_of_birth", Boolean, nullable=False, server_default=false()),
+)
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    # Lower-cased copies carry the unique constraints so "Anna" and "anna" are one user.
+    Column("username", String(64), nullable=False),
+    Column("username_key", String(64), nullable=False, unique=True),
+    Column("email", String(254), nullable=False),
+    Column("email_key", String(254), nullable=False, unique=True),
+    Column("display_name", String(200), nullable=False),
+    Column("password_hash", Text, nullable=True),
+    Column("password_changed_at", UTCDateTime, nullable=True),
+    Column("must_change_password", Boolean, nullable=False, default=False),
+    Column("initial_password_expires_at", UTCDateTime, nullable=True),
+    Column("email_confirmed_at", UTCDateTime, nullable=True),
+    # NULL until the user chooses: pages follow their browser, mails go in German.
+    Column("language", String(8), nullable=True),
+    Column("date_of_birth", Date, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+memberships = Table(
+    "memberships",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("practice_id", ForeignKey("practices.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("user_id", ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("role", String(16), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    UniqueConstraint("practice_id", "user_id"),
+)
+
+login_sessions = Table(
+    "login_sessions",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    # SHA-256 of the cookie value; the value itself is never stored.
+    Column("token_hash", String(64), nullable=False, unique=True),
+    # A guest who logged in with a TAN has no user, only the invitation.
+    Column("user_id", ForeignKey("users.id", ondelete="CASCADE"), nullable=True, index=True),
+    Column("invitation_id", ForeignKey("invitations.id", ondelete="CASCADE"), nullable=True, index=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("last_seen_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False, index=True),
+    Column("user_agent", String(200), nullable=False, default=""),
+)
+
+link_tokens = Table(
+    "link_tokens",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("purpose", String(32), nullable=False),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("user_id", ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False, index=True),
+    Column("used_at", UTCDateTime, nullable=True),
+)
+
+invitations = Table(
+    "invitations",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("practice_id", ForeignKey("practices.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("invited_by", ForeignKey("users.id", ondelete="SET NULL"), nullable=True),
+    Column("email", String(254), nullable=False),
+    Column("display_name", String(200), nullable=False),
+    Column("language", String(8), nullable=False),
+    Column("link_hash", String(64), nullable=False, unique=True),
+    # HMAC of the TAN under the server secret: a TAN has few bits, a plain hash would
+    # fall to a dictionary in seconds if the database leaked.
+    Column("tan_hmac", String(64), nullable=False),
+    Column("tan_failures", Integer, nullable=False, server_default="0"),
+    Column("total_failures", Integer, nullable=False, server_default="0"),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False, index=True),
+    Column("tan_used_at", UTCDateTime, nullable=True),
+    Column("locked_at", UTCDateTime, nullable=True),
+    Column("revoked_at", UTCDateTime, nullable=True),
+)
+
+mails = Table(
+    "mails",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("kind", String(40), nullable=False),
+    Column("recipient", String(254), nullable=False),
+    Column("subject", String(300), nullable=False),
+    # Bodies are blanked once the mail is sent: they hold links and codes.
+    Column("text_body", Text, nullable=False),
+    Column("html_body", Text, nullable=False),
+    Column("message_id", String(200), nullable=False, unique=True),
+    # pending -> sending -> sent; or back to pending after a refusal; failed after the
+    # last try; uncertain when the server stopped mid-send (never resent automatically).
+    Column("status", String(16), nullable=False, index=True),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("next_attempt_at", UTCDateTime, nullable=False, index=True),
+    Column("claimed_at", UTCDateTime, nullable=True),
+    Column("last_error", String(300), nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("sent_at", UTCDateTime, nullable=True),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("practice_id", ForeignKey("practices.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("name", String(100), nullable=False),
+    Column("prefix", String(12), nullable=False),
+    Column("key_hash", String(64), nullable=False, unique=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("last_used_at", UTCDateTime, nullable=True),
+    Column("revoked_at", UTCDateTime, nullable=True),
+)
+
+throttles = Table(
+    "throttles",
+    metadata,
+    # "account:<id>", "name:<hmac>", "address:<hmac>", and the same with a purpose prefix
+    # ("reset:", "confirm:", "register:"); never a plain name or address.
+    Column("key", String(100), primary_key=True),
+    Column("failures", Integer, nullable=False),
+    Column("window_started_at", UTCDateTime, nullable=False),
+    Column("locked_until", UTCDateTime, nullable=True),
+)

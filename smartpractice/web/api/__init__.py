@@ -1,0 +1,1 @@
+"""The JSON API for practice software, `/api/v1` (docs/api.md)."""

@@ -1,0 +1,75 @@
+"""Login and logout."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from smartpractice.accounts.login import LoginFailed
+from smartpractice.keys import active_session_key, guest_session_key, services_key, translations_key
+from smartpractice.web.client import client_address
+from smartpractice.web.cookies import SESSION, clear_cookie, set_cookie
+from smartpractice.web.csrf import renew_csrf
+from smartpractice.web.forms import field, read_form
+from smartpractice.web.responses import render, see_other
+from smartpractice.web.session import require_login, safe_next
+
+
+def _message(request: web.Request, error) -> str:
+    return request[translations_key].gettext(error.message) % error.params
+
+
+async def login_form(request: web.Request) -> web.StreamResponse:
+    if request.get(active_session_key) is not None:
+        raise web.HTTPSeeOther(request.app.router["home"].url_for())
+    context = {
+        "identifier": "",
+        "error": None,
+        "error_code": None,
+        "next": safe_next(request.query.get("next")) or "",
+        "reset_done": request.query.get("reset") == "done",
+    }
+    return render(request, "login.html", context)
+
+
+async def login(request: web.Request) -> web.StreamResponse:
+    form = await read_form(request)
+    identifier = field(form, "identifier", 254)
+    password = field(form, "password", 4096)
+    target = safe_next(field(form, "next", 500))
+    try:
+        logged_in = await request.app[services_key].login.log_in(
+            identifier,
+            password,
+            address=client_address(request),
+            user_agent=request.headers.get("User-Agent", ""),
+        )
+    except LoginFailed as error:
+        context = {
+            "identifier": identifier,
+            "error": _message(request, error),
+            "error_code": error.code,
+            "next": target or "",
+            "reset_done": False,
+        }
+        return render(request, "login.html", context, status=error.status)
+    response = see_other(target or request.app.router["home"].url_for())
+    set_cookie(request, response, SESSION, logged_in.token)
+    renew_csrf(request, response)
+    return response
+
+
+async def logout(request: web.Request) -> web.StreamResponse:
+    resumed = request.get(active_session_key) or request.get(guest_session_key)
+    if resumed is not None:
+        await request.app[services_key].sessions.end(resumed.session.id)
+    response = see_other(request.app.router["login"].url_for())
+    clear_cookie(request, response, SESSION)
+    return response
+
+
+async def logout_everywhere(request: web.Request) -> web.StreamResponse:
+    active = require_login(request)
+    await request.app[services_key].sessions.end_all(active.user.id)
+    response = see_other(request.app.router["login"].url_for())
+    clear_cookie(request, response, SESSION)
+    return response

@@ -1,0 +1,38 @@
+"""Cookie names and flags (ASVS 3.3): HttpOnly, SameSite, and Secure with `__Host-` on https."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from smartpractice.config import Settings
+from smartpractice.keys import settings_key
+
+SESSION = "sp_session"
+CSRF = "sp_csrf"
+LANGUAGE = "sp_lang"
+
+
+def cookie_name(settings: Settings, base: str) -> str:
+    return f"__Host-{base}" if settings.https else base
+
+
+def read_cookie(request: web.Request, base: str) -> str | None:
+    return request.cookies.get(cookie_name(request.app[settings_key], base))
+
+
+def set_cookie(request: web.Request, response: web.StreamResponse, base: str, value: str, *, max_age: int | None = None) -> None:
+    settings = request.app[settings_key]
+    response.set_cookie(
+        cookie_name(settings, base),
+        value,
+        path="/",
+        max_age=max_age,
+        httponly=True,
+        secure=settings.https,
+        samesite="Lax",  # Strict would drop the session when a patient follows a mail link
+    )
+
+
+def clear_cookie(request: web.Request, response: web.StreamResponse, base: str) -> None:
+    settings = request.app[settings_key]
+    response.del_cookie(cookie_name(settings, base), path="/", secure=settings.https, httponly=True, samesite="Lax")

@@ -1,0 +1,49 @@
+"""Forgotten password: ask for a link by mail, then choose a new password."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from smartpractice.accounts.tokens import LinkInvalid
+from smartpractice.errors import UserError
+from smartpractice.keys import services_key, translations_key
+from smartpractice.web.client import client_address
+from smartpractice.web.forms import field, read_form
+from smartpractice.web.responses import render, see_other
+
+
+def _message(request: web.Request, error: UserError) -> str:
+    return request[translations_key].gettext(error.message) % error.params
+
+
+async def request_form(request: web.Request) -> web.StreamResponse:
+    return render(request, "password_reset_request.html", {"sent": False, "identifier": ""})
+
+
+async def request_link(request: web.Request) -> web.StreamResponse:
+    form = await read_form(request)
+    identifier = field(form, "identifier", 254)
+    await request.app[services_key].password_resets.request(identifier, address=client_address(request))
+    # The same page whether or not the account exists (ASVS 6.3.8).
+    return render(request, "password_reset_request.html", {"sent": True, "identifier": ""})
+
+
+async def new_password_form(request: web.Request) -> web.StreamResponse:
+    try:
+        await request.app[services_key].password_resets.check_link(request.match_info["token"])
+    except LinkInvalid as error:
+        return render(request, "link_invalid.html", {"error": _message(request, error)}, status=error.status)
+    return render(request, "password_reset.html", {"error": None})
+
+
+async def set_new_password(request: web.Request) -> web.StreamResponse:
+    form = await read_form(request)
+    try:
+        await request.app[services_key].password_resets.reset(
+            request.match_info["token"], field(form, "new_password", 4096), field(form, "new_password_repeat", 4096)
+        )
+    except LinkInvalid as error:
+        return render(request, "link_invalid.html", {"error": _message(request, error)}, status=error.status)
+    except UserError as error:
+        return render(request, "password_reset.html", {"error": _message(request, error)}, status=400)
+    return see_other(request.app.router["login"].url_for().with_query(reset="done"))

@@ -1,0 +1,28 @@
+"""Where a logged-in user lands: their practices and a dashboard per role."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from smartpractice.keys import services_key
+from smartpractice.storage.practices import memberships_of
+from smartpractice.web.responses import render
+from smartpractice.web.session import require_login, require_membership
+
+
+async def home(request: web.Request) -> web.StreamResponse:
+    """One practice: straight to its dashboard; several: a choice; none: an explanation."""
+    active = require_login(request)
+    async with request.app[services_key].engine.connect() as conn:
+        memberships = await memberships_of(conn, active.user.id)
+    if len(memberships) == 1 and "changed" not in request.query:
+        target = request.app.router["dashboard"].url_for(slug=memberships[0].practice.slug)
+        raise web.HTTPSeeOther(target)
+    context = {"memberships": memberships, "changed": request.query.get("changed")}
+    return render(request, "practices.html", context)
+
+
+async def dashboard(request: web.Request) -> web.StreamResponse:
+    _, membership = await require_membership(request, request.match_info["slug"])
+    context = {"practice": membership.practice, "role": membership.role}
+    return render(request, f"dashboard_{membership.role}.html", context)

@@ -1,0 +1,48 @@
+"""What handlers ask of the request: who is logged in, and in which practice."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from smartpractice.accounts.sessions import ActiveSession
+from smartpractice.keys import active_session_key, services_key
+from smartpractice.storage.practices import Membership
+from smartpractice.storage.practices import membership_in as _membership_in
+
+
+def require_login(request: web.Request) -> ActiveSession:
+    active = request.get(active_session_key)
+    if active is None:
+        login = request.app.router["login"].url_for()
+        if request.method == "GET":
+            login = login.with_query(next=request.path)
+        raise web.HTTPSeeOther(login)
+    return active
+
+
+async def require_membership(request: web.Request, slug: str) -> tuple[ActiveSession, Membership]:
+    """The user's membership in the practice `slug`; 404 for practices they do not belong to."""
+    active = require_login(request)
+    async with request.app[services_key].engine.connect() as conn:
+        membership = await _membership_in(conn, active.user.id, slug)
+    if membership is None:
+        raise web.HTTPNotFound()
+    return active, membership
+
+
+def safe_next(target: str | None) -> str | None:
+    """Only same-site paths, so `?next=` cannot send anyone to another site."""
+    if target and target.startswith("/") and not target.startswith(("//", "/\\")):
+        return target
+    return None
+
+
+STAFF = frozenset({"admin", "clinician"})
+
+
+async def require_staff(request: web.Request, slug: str) -> tuple[ActiveSession, Membership]:
+    """Like require_membership, for pages of clinicians and admins; patients get 404."""
+    active, membership = await require_membership(request, slug)
+    if membership.role not in STAFF:
+        raise web.HTTPNotFound()
+    return active, membership

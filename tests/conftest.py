@@ -1,0 +1,241 @@
+"""Fixtures: a real database (SQLite, or PostgreSQL when SMARTPRACTICE_TEST_DATABASE_URL is
+set), migrated once per run by Alembic and emptied after each test; a frozen clock; the app."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from email import policy
+from email.message import EmailMessage
+from email.parser import BytesParser
+
+import pytest
+from aiohttp import ClientSession, CookieJar
+from aiohttp.test_utils import TestClient, unused_port
+from aiosmtpd.controller import Controller
+from sqlalchemy import delete, text
+
+from smartpractice.app import create_app
+from smartpractice.clock import FrozenClock
+from smartpractice.config import Settings
+from smartpractice.keys import Services, services_key
+from smartpractice.storage import practices as practice_store
+from smartpractice.storage import users as user_store
+from smartpractice.storage.engine import create_engine, upgrade
+from smartpractice.storage.practices import Practice
+from smartpractice.storage.tables import metadata
+
+TEST_DATABASE_URL = os.environ.get("SMARTPRACTICE_TEST_DATABASE_URL", "")
+CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
+PASSWORD = "amber-violin-harbour-77"
+
+
+async def _fresh_schema(url: str) -> None:
+    engine = create_engine(url)
+    async with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            await conn.execute(text("DROP SCHEMA public CASCADE"))
+            await conn.execute(text("CREATE SCHEMA public"))
+    await engine.dispose()
+    await upgrade(url)
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory) -> str:
+    url = TEST_DATABASE_URL or f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('db') / 'test.sqlite3'}"
+    asyncio.run(_fresh_schema(url))
+    return url
+
+
+@pytest.fixture(autouse=True)
+def empty_database(request):
+    """After each test that touched the database, delete every row (the schema stays)."""
+    yield
+    if "database_url" not in request.fixturenames:
+        return
+    url = request.getfixturevalue("database_url")
+
+    async def wipe() -> None:
+        engine = create_engine(url)
+        async with engine.begin() as conn:
+            for table in reversed(metadata.sorted_tables):
+                await conn.execute(delete(table))
+        await engine.dispose()
+
+    asyncio.run(wipe())
+
+
+class MailCatcher:
+    """A real SMTP server in the test process (aiosmtpd); tests read what it received."""
+
+    def __init__(self) -> None:
+        self.messages: list[EmailMessage] = []
+        self.refuse = False
+        self.controller = Controller(self, hostname="127.0.0.1", port=unused_port())
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd's hook name
+        if self.refuse:
+            return "451 4.3.0 try again later"
+        # aiosmtpd runs in its own thread; list.append is atomic, and tests poll.
+        self.messages.append(BytesParser(policy=policy.default).parsebytes(envelope.content))
+        return "250 OK"
+
+    async def wait_for(self, count: int, within: float = 10.0) -> list[EmailMessage]:
+        async with asyncio.timeout(within):
+            while len(self.messages) < count:
+                await asyncio.sleep(0.02)
+        return self.messages
+
+    def to(self, address: str) -> list[EmailMessage]:
+        return [m for m in self.messages if m["To"] == address]
+
+
+def mail_text(message: EmailMessage) -> str:
+    return message.get_body(preferencelist=("plain",)).get_content()
+
+
+def mail_link(message: EmailMessage) -> str:
+    """The first link into this service in a mail's text part, made relative."""
+    match = re.search(r"http://localhost:8080(/\S+)", mail_text(message))
+    assert match, mail_text(message)
+    return match.group(1)
+
+
+@pytest.fixture
+def smtp():
+    """SMTP on a free local port; the app's settings point at it (SMTP_TLS=none)."""
+    catcher = MailCatcher()
+    catcher.controller.start()
+    yield catcher
+    catcher.controller.stop()
+
+
+def make_settings(tmp_path, database_url: str, **overrides: str) -> Settings:
+    values = {
+        "DATA_DIR": str(tmp_path),
+        "DATABASE_URL": database_url,
+        "AUTO_MIGRATE": "never",
+        "SECRET_KEY": "test-secret-" + "x" * 40,
+    }
+    values.update(overrides)
+    return Settings.from_env({}, **values)
+
+
+@pytest.fixture
+def settings(tmp_path, database_url, request) -> Settings:
+    """Mail goes to the `smtp` fixture when a test asks for it, else into tmp_path/outbox."""
+    if "smtp" in request.fixturenames:
+        port = request.getfixturevalue("smtp").controller.port
+        return make_settings(tmp_path, database_url, SMTP_HOST="127.0.0.1", SMTP_PORT=str(port), SMTP_TLS="none")
+    return make_settings(tmp_path, database_url)
+
+
+@pytest.fixture
+def clock() -> FrozenClock:
+    return FrozenClock()
+
+
+@pytest.fixture
+async def client(aiohttp_client, settings, clock) -> TestClient:
+    return await aiohttp_client(create_app(settings, clock=clock))
+
+
+@pytest.fixture
+async def other_browser(client):
+    """A second browser, with its own cookies, talking to the same running server."""
+    jar = CookieJar(unsafe=True)
+    headers = {"User-Agent": "Tablet-Browser/1.0"}
+    async with ClientSession(base_url=str(client.make_url("/")), cookie_jar=jar, headers=headers) as session:
+        yield session
+
+
+@pytest.fixture
+def services(client) -> Services:
+    return client.app[services_key]
+
+
+async def add_member(services: Services, practice: Practice, role: str, username: str, password: str = PASSWORD) -> int:
+    """A member who has already chosen their own password."""
+    async with services.engine.begin() as conn:
+        user_id = await services.users.create_with_initial_password(
+            conn,
+            username=username,
+            email=f"{username}@example.org",
+            display_name=username.replace("-", " ").title(),
+            password="initial-" + PASSWORD,
+            staff=role != "patient",
+        )
+        now = services.clock.now()
+        await user_store.set_password(conn, user_id, await services.passwords.hash(password), now=now)
+        await practice_store.add_member(conn, practice_id=practice.id, user_id=user_id, role=role, now=now)
+    return user_id
+
+
+@dataclass
+class Member:
+    username: str
+    password: str
+    user_id: int
+
+
+@pytest.fixture
+async def practice(services) -> Practice:
+    created = await services.practices.create("Praxis am Markt", admin_email="chef@example.org", admin_username="chef")
+    return created.practice
+
+
+@pytest.fixture
+async def clinician(services, practice) -> Member:
+    return Member("dr-berg", PASSWORD, await add_member(services, practice, "clinician", "dr-berg"))
+
+
+async def csrf_token(client: TestClient, path: str = "/privacy") -> str:
+    page = await client.get(path)
+    match = CSRF_FIELD.search(await page.text())
+    assert match, f"no CSRF token on {path}"
+    return match.group(1)
+
+
+async def post_form(client: TestClient, path: str, data: dict, **kwargs):
+    token = await csrf_token(client)
+    return await client.post(path, data={**data, "csrf_token": token}, allow_redirects=False, **kwargs)
+
+
+async def log_in(client: TestClient, identifier: str, password: str = PASSWORD):
+    return await post_form(client, "/login", {"identifier": identifier, "password": password})
+
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+# Without the networking flags Chromium keeps calling hosts this network cannot reach.
+CHROMIUM_FLAGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+needs_chromium = pytest.mark.skipif(
+    not Path(CHROMIUM).exists(), reason="needs Chromium: `apt-get install chromium` (.ci/run installs it)"
+)
+
+
+@pytest.fixture
+async def live_server(aiohttp_server, tmp_path, database_url, request):
+    """The app on a real port, its BASE_URL matching, so a browser's Origin checks out."""
+    port = unused_port()
+    overrides = {"BASE_URL": f"http://127.0.0.1:{port}"}
+    if "smtp" in request.fixturenames:
+        smtp_port = request.getfixturevalue("smtp").controller.port
+        overrides.update(SMTP_HOST="127.0.0.1", SMTP_PORT=str(smtp_port), SMTP_TLS="none")
+    return await aiohttp_server(create_app(make_settings(tmp_path, database_url, **overrides)), port=port)
+
+
+@pytest.fixture
+async def browser():
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as playwright:
+        launched = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        yield launched
+        await launched.close()

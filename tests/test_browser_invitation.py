@@ -1,0 +1,45 @@
+"""In real browsers: a clinician invites by email, the guest follows the mail's link and TAN."""
+
+from __future__ import annotations
+
+import re
+
+from smartpractice.keys import services_key
+from tests.conftest import PASSWORD, add_member, mail_text, needs_chromium
+
+pytestmark = needs_chromium
+
+
+async def test_tan_invitation_from_mail_link_to_guest_page(live_server, browser, smtp):
+    services = live_server.app[services_key]
+    practice = (await services.practices.create("Praxis Lindenhof", admin_email="linde@example.org", admin_username="linde")).practice
+    await add_member(services, practice, "clinician", "dr-sommer")
+    base = str(live_server.make_url("")).rstrip("/")
+
+    clinician = await (await browser.new_context(locale="de-DE")).new_page()
+    await clinician.goto(base + "/login")
+    await clinician.fill("#identifier", "dr-sommer")
+    await clinician.fill("#password", PASSWORD)
+    await clinician.click("form[action='/login'] button[type=submit]")
+    await clinician.wait_for_url(f"**/p/{practice.slug}/")
+    await clinician.click(f"a[href='/p/{practice.slug}/invitations']")
+    await clinician.fill("#email", "gabi@example.org")
+    await clinician.fill("#display_name", "Gabi Gast")
+    await clinician.click(f"form[action='/p/{practice.slug}/invitations'] button[type=submit]")
+    await clinician.wait_for_selector("h1")
+
+    [message] = await smtp.wait_for(1)
+    text = mail_text(message)
+    link = re.search(r"(http://127\.0\.0\.1:\d+/invitation/\S+)", text).group(1)
+    tan = re.search(r"\b(\d{4} \d{4})\b", text).group(1)
+
+    guest = await (await browser.new_context(locale="de-DE")).new_page()
+    problems: list[str] = []
+    guest.on("console", lambda entry: problems.append(entry.text) if entry.type == "error" else None)
+    await guest.goto(link)
+    await guest.fill("#tan", tan)
+    await guest.click("form:has(#tan) button[type=submit]")
+    await guest.wait_for_url("**/guest")
+    assert "Praxis Lindenhof" in await guest.inner_text("h1")
+    assert "Dr Sommer" in await guest.inner_text("main")
+    assert problems == []

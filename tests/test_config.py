@@ -1,0 +1,55 @@
+"""Settings: defaults, refusals, and a documentation table that stays complete."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from smartpractice.config import SETTINGS, ConfigError, Settings
+
+DOC = Path(__file__).resolve().parents[1] / "docs" / "configuration.md"
+
+
+def test_defaults_run_the_embedded_setup():
+    settings = Settings.from_env({})
+    assert settings.database_url.startswith("sqlite+aiosqlite:///")
+    assert settings.database_url.endswith("var/smartpractice.sqlite3")
+    assert settings.retention_days == 90
+    assert settings.smtp_host == "" and settings.outbox_dir == Path("var/outbox")
+    assert not settings.https
+
+
+def test_environment_variables_are_read():
+    settings = Settings.from_env({"SMARTPRACTICE_BASE_URL": "https://video.example.org/", "SMARTPRACTICE_SMTP_PORT": "587"})
+    assert settings.base_url == "https://video.example.org"
+    assert settings.https and settings.origin == "https://video.example.org"
+    assert settings.smtp_port == 587
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("RETENTION_DAYS", "93", "at most three months"),
+        ("RETENTION_DAYS", "ninety", "whole number"),
+        ("PORT", "70000", "between 1 and 65535"),
+        ("BASE_URL", "video.example.org", "must look like"),
+        ("BASE_URL", "https://example.org/sub/path", "must look like"),
+        ("SECRET_KEY", "too-short", "at least 32"),
+        ("AUTO_MIGRATE", "sometimes", "must be one of"),
+    ],
+)
+def test_bad_values_are_refused_with_a_clear_message(name, value, message):
+    with pytest.raises(ConfigError, match=message):
+        Settings.from_env({f"SMARTPRACTICE_{name}": value})
+
+
+def test_every_setting_is_documented_in_one_table():
+    rows = re.findall(r"^\|\s*`(SMARTPRACTICE_[A-Z_]+)`\s*\|", DOC.read_text(), flags=re.MULTILINE)
+    assert sorted(rows) == sorted(setting.env for setting in SETTINGS)
+
+
+def test_every_setting_has_help():
+    for setting in SETTINGS:
+        assert setting.help.strip().endswith("."), setting.name

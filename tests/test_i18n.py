@@ -1,0 +1,71 @@
+"""German first, English second; every message in the catalogs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from babel.messages.extract import extract_from_dir
+from babel.messages.pofile import read_po
+
+from smartpractice.i18n import LOCALE_DIR, negotiate
+from tests.conftest import csrf_token, log_in
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_accept_language_negotiation():
+    assert negotiate("") == "de"
+    assert negotiate("en-US,en;q=0.9") == "en"
+    assert negotiate("fr-FR, en;q=0.5, de;q=0.8") == "de"
+    assert negotiate("fr, it") == "de"
+    assert negotiate("en;q=0, de;q=0.1") == "de"
+    assert negotiate("en;q=bogus") == "de"
+
+
+async def test_pages_are_german_by_default(client):
+    page = await (await client.get("/login")).text()
+    assert '<html lang="de">' in page
+    assert "Anmelden" in page
+
+
+async def test_english_by_accept_language(client):
+    page = await (await client.get("/login", headers={"Accept-Language": "en"})).text()
+    assert '<html lang="en">' in page and "Log in" in page
+
+
+async def test_chosen_language_sticks_for_visitors_and_users(client, clinician):
+    token = await csrf_token(client, "/login")
+    response = await client.post("/language", data={"language": "en", "csrf_token": token})
+    assert response.status == 200  # followed the redirect back home -> login
+    assert "Log in" in await (await client.get("/login")).text()
+    await log_in(client, "dr-berg")
+    token = await csrf_token(client, "/account")
+    await client.post("/language", data={"language": "de", "csrf_token": token})
+    client.session.cookie_jar.clear()
+    await log_in(client, "dr-berg")
+    # The user's stored choice wins over the browser's header.
+    page = await (await client.get("/account", headers={"Accept-Language": "en"})).text()
+    assert "Mein Konto" in page
+
+
+async def test_unknown_language_is_refused(client):
+    token = await csrf_token(client)
+    response = await client.post("/language", data={"language": "xx", "csrf_token": token})
+    assert response.status == 400
+
+
+def test_every_message_has_a_german_translation():
+    method_map = [("smartpractice/**.py", "python"), ("templates/**.html", "jinja2")]
+    options = {"templates/**.html": {"extensions": "jinja2.ext.i18n"}}
+    used = {
+        message
+        for _, _, message, _, _ in extract_from_dir(
+            ROOT, method_map, options_map=options, keywords={"_": None, "gettext": None, "ngettext": (1, 2), "N_": None}
+        )
+    }
+    used = {m if isinstance(m, str) else m[0] for m in used}
+    with (LOCALE_DIR / "de" / "LC_MESSAGES" / "messages.po").open("rb") as handle:
+        catalog = read_po(handle)
+    translated = {message.id for message in catalog if message.id and message.string}
+    assert used, "extraction found nothing"
+    assert sorted(used - translated) == []

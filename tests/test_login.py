@@ -1,0 +1,167 @@
+"""Login: success, the bad cases, and rate limits that survive a restart."""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+
+import argon2
+from sqlalchemy import select, update
+
+from smartpractice.app import create_app
+from smartpractice.storage.tables import users
+from tests.conftest import PASSWORD, csrf_token, log_in
+
+WRONG = "The user name, email address or password is wrong."
+
+
+async def english(client):
+    client.session.headers["Accept-Language"] = "en"
+
+
+async def test_login_with_username_lands_on_the_practice_dashboard(client, practice, clinician):
+    response = await log_in(client, "dr-berg")
+    assert response.status == 303
+    assert response.headers["Location"] == "/"
+    home = await client.get("/", allow_redirects=False)
+    assert home.headers["Location"] == f"/p/{practice.slug}/"
+    dashboard = await client.get(home.headers["Location"])
+    assert "Praxis am Markt" in await dashboard.text()
+
+
+async def test_login_with_email_in_any_case(client, clinician):
+    response = await log_in(client, "DR-BERG@Example.org")
+    assert response.status == 303
+
+
+async def test_wrong_password_and_unknown_user_get_the_same_answer(client, clinician):
+    await english(client)
+    wrong = await log_in(client, "dr-berg", "not-the-password-at-all")
+    unknown = await log_in(client, "nobody-here", "not-the-password-at-all")
+    assert wrong.status == unknown.status == 401
+    wrong_page, unknown_page = await wrong.text(), await unknown.text()
+    assert WRONG in wrong_page and WRONG in unknown_page
+    # The form keeps what was typed, except the password.
+    assert 'value="dr-berg"' in wrong_page
+    assert "not-the-password-at-all" not in wrong_page
+
+
+async def test_unknown_user_takes_as_long_as_a_wrong_password(client, clinician):
+    async def timed(identifier: str) -> float:
+        started = time.perf_counter()
+        await log_in(client, identifier, "not-the-password-at-all")
+        return time.perf_counter() - started
+
+    known = [await timed("dr-berg") for _ in range(2)]
+    unknown = [await timed("nobody-here") for _ in range(2)]
+    ratio = statistics.median(unknown) / statistics.median(known)
+    # Both verify one argon2 hash; without the dummy hash the unknown case is ~50x faster.
+    assert 0.4 < ratio < 2.5, (known, unknown)
+
+
+async def test_account_locks_after_five_failures_even_for_the_right_password(client, clinician):
+    await english(client)
+    for _ in range(5):
+        assert (await log_in(client, "dr-berg", "wrong-password-123")).status == 401
+    locked = await log_in(client, "dr-berg", PASSWORD)
+    assert locked.status == 401
+    assert "Too many failed attempts. Please try again in 15 minutes." in await locked.text()
+
+
+async def test_lock_ends_after_fifteen_minutes(client, clock, clinician):
+    for _ in range(5):
+        await log_in(client, "dr-berg", "wrong-password-123")
+    clock.advance(minutes=15, seconds=1)
+    assert (await log_in(client, "dr-berg")).status == 303
+
+
+async def test_unknown_names_lock_the_same_way(client):
+    await english(client)
+    for _ in range(5):
+        await log_in(client, "ghost", "wrong-password-123")
+    locked = await log_in(client, "ghost", "wrong-password-123")
+    assert "Too many failed attempts" in await locked.text()
+
+
+async def test_lock_survives_a_restart(aiohttp_client, client, settings, clock, clinician):
+    for _ in range(5):
+        await log_in(client, "dr-berg", "wrong-password-123")
+    await client.close()
+    restarted = await aiohttp_client(create_app(settings, clock=clock))
+    assert (await log_in(restarted, "dr-berg")).status == 401
+
+
+async def test_one_address_is_limited_across_accounts(client, clinician):
+    # 30 failures from one address spread over many names: then even a right password waits.
+    for number in range(30):
+        await log_in(client, f"someone-{number}", "wrong-password-123")
+    assert (await log_in(client, "dr-berg")).status == 401
+
+
+async def test_success_clears_the_account_counter(client, clinician):
+    for _ in range(4):
+        await log_in(client, "dr-berg", "wrong-password-123")
+    assert (await log_in(client, "dr-berg")).status == 303
+    client.session.cookie_jar.clear()
+    for _ in range(4):
+        await log_in(client, "dr-berg", "wrong-password-123")
+    assert (await log_in(client, "dr-berg")).status == 303
+
+
+async def test_hash_is_upgraded_when_parameters_change(client, services, clinician):
+    weak = argon2.PasswordHasher(time_cost=1, memory_cost=8 * 1024, parallelism=1).hash(PASSWORD)
+    async with services.engine.begin() as conn:
+        await conn.execute(update(users).where(users.c.id == clinician.user_id).values(password_hash=weak))
+    assert (await log_in(client, "dr-berg")).status == 303
+    async with services.engine.connect() as conn:
+        stored = (await conn.execute(select(users.c.password_hash).where(users.c.id == clinician.user_id))).scalar()
+    assert stored != weak
+    assert not argon2.PasswordHasher().check_needs_rehash(stored)
+    assert argon2.PasswordHasher().verify(stored, PASSWORD)
+
+
+async def test_unused_initial_password_expires(client, clock, services, practice):
+    created = await services.practices.create("Praxis Zwei", admin_email="zwei@example.org", admin_username="zwei-admin")
+    clock.advance(days=15)
+    await english(client)
+    response = await log_in(client, "zwei-admin", created.admin_password)
+    assert response.status == 401
+    assert "Your initial password has expired" in await response.text()
+
+
+async def test_overlong_password_is_refused_without_error(client, clinician):
+    response = await log_in(client, "dr-berg", "x" * 4000)
+    assert response.status == 401
+
+
+async def test_missing_fields_are_a_failed_login_not_an_error(client):
+    token = await csrf_token(client)
+    response = await client.post("/login", data={"csrf_token": token})
+    assert response.status == 401
+
+
+async def test_parallel_wrong_passwords_cannot_outrun_the_lock(client, clinician):
+    await english(client)
+    token = await csrf_token(client)
+
+    async def attempt():
+        response = await client.post("/login", data={"identifier": "dr-berg", "password": "wrong-password-123", "csrf_token": token})
+        return await response.text()
+
+    pages = await asyncio.gather(*(attempt() for _ in range(20)))
+    checked = [page for page in pages if WRONG in page]
+    assert len(checked) <= 5
+    assert sum("Too many failed attempts" in page for page in pages) >= 15
+
+
+async def test_right_password_of_an_unconfirmed_account_never_locks_it(client, services, practice):
+    async with services.engine.begin() as conn:
+        await services.users.create_with_initial_password(
+            conn, username="neu", email="neu@example.org", display_name="Neu", password=PASSWORD, staff=False,
+            email_confirmed=False,
+        )
+    await english(client)
+    for _ in range(7):
+        page = await (await log_in(client, "neu", PASSWORD)).text()
+        assert "Please confirm your email address first" in page

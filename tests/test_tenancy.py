@@ -1,0 +1,45 @@
+"""A practice sees only its own people and data."""
+
+from __future__ import annotations
+
+from tests.conftest import add_member, log_in
+
+
+async def test_member_of_one_practice_gets_404_for_another(client, services, practice, clinician):
+    other = await services.practices.create("Praxis am See", admin_email="see@example.org", admin_username="see-admin")
+    await log_in(client, "dr-berg")
+    own = await client.get(f"/p/{practice.slug}/")
+    assert own.status == 200
+    foreign = await client.get(f"/p/{other.practice.slug}/")
+    missing = await client.get("/p/no-such-practice/")
+    assert foreign.status == missing.status == 404
+    assert "Praxis am See" not in await foreign.text()
+
+
+async def test_patient_of_two_practices_chooses_and_sees_each(client, services, practice):
+    second = (await services.practices.create("Praxis am See", admin_email="see@example.org", admin_username="see-admin")).practice
+    user_id = await add_member(services, practice, "patient", "erika")
+    async with services.engine.begin() as conn:
+        from smartpractice.storage.practices import add_member as join
+
+        await join(conn, practice_id=second.id, user_id=user_id, role="patient", now=services.clock.now())
+    await log_in(client, "erika")
+    choice = await (await client.get("/")).text()
+    assert "Praxis am Markt" in choice and "Praxis am See" in choice
+    for slug in (practice.slug, second.slug):
+        page = await client.get(f"/p/{slug}/")
+        assert page.status == 200
+
+
+async def test_each_role_sees_its_own_dashboard(client, services, practice):
+    await add_member(services, practice, "patient", "erika")
+    await log_in(client, "erika")
+    page = await (await client.get(f"/p/{practice.slug}/", headers={"Accept-Language": "en"})).text()
+    assert "You have no upcoming consultations" in page
+    assert "Practice administration" not in page
+
+
+async def test_pages_need_a_login(client, practice):
+    response = await client.get(f"/p/{practice.slug}/", allow_redirects=False)
+    assert response.status == 303
+    assert response.headers["Location"] == f"/login?next=/p/{practice.slug}/"
