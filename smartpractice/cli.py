@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
 
 import click
@@ -22,15 +23,16 @@ from smartpractice.storage.practices import practice_by_slug
 from smartpractice.storage.users import user_by_login
 from smartpractice.web.links import Links
 
+BASE_URL_ENV = "SMARTPRACTICE_BASE_URL"
 DEMO_PRACTICE = "Praxis Demo"
 DEMO_ADMIN = "demo-admin"
 
 log = logging.getLogger("smartpractice")
 
 
-def _settings() -> Settings:
+def _settings(**overrides: str) -> Settings:
     try:
-        return Settings.from_env()
+        return Settings.from_env(**overrides)
     except ConfigError as error:
         raise click.ClickException(str(error)) from None
 
@@ -70,7 +72,9 @@ def main() -> None:
 @click.option("--demo", is_flag=True, help="Create a demo practice if missing and print its admin login.")
 def serve(host: str | None, port: int | None, demo: bool) -> None:
     """Run the web server."""
-    settings = _settings()
+    # Links and the Origin check follow --port unless a public URL is configured.
+    local = {} if port is None or BASE_URL_ENV in os.environ else {"BASE_URL": f"http://localhost:{port}"}
+    settings = _settings(**local)
     logs.configure(settings.log_level)
     if demo:
         username, password = _run(settings, _ensure_demo)
