@@ -65,6 +65,13 @@ practices = Table(
     # Printed on posters and in QR codes, so it is kept readable; a new one replaces it.
     Column("registration_code", String(32), nullable=True, unique=True),
     Column("ask_date_of_birth", Boolean, nullable=False, server_default=false()),
+    # IANA name; times are stored in UTC and shown in this zone.
+    Column("time_zone", String(64), nullable=False, server_default="Europe/Berlin"),
+    Column("consultation_minutes", Integer, nullable=False, server_default="15"),
+    # How long before the start a participant may enter the waiting room.
+    Column("join_window_minutes", Integer, nullable=False, server_default="15"),
+    # Participants besides the clinician.
+    Column("max_participants", Integer, nullable=False, server_default="4"),
 )
 
 users = Table(
@@ -146,6 +153,8 @@ invitations = Table(
     Column("tan_used_at", UTCDateTime, nullable=True),
     Column("locked_at", UTCDateTime, nullable=True),
     Column("revoked_at", UTCDateTime, nullable=True),
+    # NULL for an ad-hoc invitation; else the consultation the guest may join.
+    Column("consultation_id", ForeignKey("consultations.id", ondelete="CASCADE"), nullable=True, index=True),
 )
 
 mails = Table(
@@ -168,6 +177,8 @@ mails = Table(
     Column("last_error", String(300), nullable=True),
     Column("created_at", UTCDateTime, nullable=False),
     Column("sent_at", UTCDateTime, nullable=True),
+    # An iCalendar attachment (RFC 5545/5546), blanked with the bodies once sent.
+    Column("calendar", Text, nullable=True),
 )
 
 api_keys = Table(
@@ -192,4 +203,83 @@ throttles = Table(
     Column("failures", Integer, nullable=False),
     Column("window_started_at", UTCDateTime, nullable=False),
     Column("locked_until", UTCDateTime, nullable=True),
+)
+
+CONSULTATION_STATES = ("scheduled", "running", "ended", "cancelled")
+
+consultations = Table(
+    "consultations",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("practice_id", ForeignKey("practices.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("clinician_id", ForeignKey("users.id", ondelete="SET NULL"), nullable=True, index=True),
+    Column("title", String(200), nullable=False),
+    Column("starts_at", UTCDateTime, nullable=False, index=True),
+    Column("duration_minutes", Integer, nullable=False),
+    Column("state", String(16), nullable=False, index=True),
+    # The iCalendar UID and SEQUENCE: calendars update the entry instead of adding one.
+    Column("uid", String(100), nullable=False, unique=True),
+    Column("sequence", Integer, nullable=False, server_default="0"),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+participants = Table(
+    "participants",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("consultation_id", ForeignKey("consultations.id", ondelete="CASCADE"), nullable=False, index=True),
+    # A patient with an account, or a person invited by mail with a TAN: one of the two.
+    Column("user_id", ForeignKey("users.id", ondelete="CASCADE"), nullable=True, index=True),
+    Column("invitation_id", ForeignKey("invitations.id", ondelete="CASCADE"), nullable=True, unique=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    UniqueConstraint("consultation_id", "user_id"),
+)
+
+reminders = Table(
+    "reminders",
+    metadata,
+    # One row per participant and lead time, written with the reminder's mail: the
+    # unique constraint is what makes a reminder go out once, across restarts.
+    Column("id", Integer, primary_key=True),
+    Column("participant_id", ForeignKey("participants.id", ondelete="CASCADE"), nullable=False),
+    Column("lead_minutes", Integer, nullable=False),
+    Column("sent_at", UTCDateTime, nullable=False),
+    UniqueConstraint("participant_id", "lead_minutes"),
+)
+
+# Session metadata (what the purge deletes after the retention period): when a call ran,
+# and who was in it when from which kind of client. Nothing about content.
+calls = Table(
+    "calls",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("practice_id", ForeignKey("practices.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("consultation_id", ForeignKey("consultations.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("started_at", UTCDateTime, nullable=False, index=True),
+    Column("ended_at", UTCDateTime, nullable=True),
+)
+
+attendances = Table(
+    "attendances",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("call_id", ForeignKey("calls.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("user_id", ForeignKey("users.id", ondelete="SET NULL"), nullable=True),
+    Column("invitation_id", ForeignKey("invitations.id", ondelete="SET NULL"), nullable=True),
+    Column("role", String(16), nullable=False),
+    # "desktop", "mobile" or "app": a class of client, never the User-Agent itself.
+    Column("client_kind", String(16), nullable=False),
+    Column("joined_at", UTCDateTime, nullable=False, index=True),
+    Column("left_at", UTCDateTime, nullable=True),
+)
+
+job_leases = Table(
+    "job_leases",
+    metadata,
+    # One row per periodic job: whoever holds an unexpired lease runs it, so that of
+    # several server instances only one purges or sends reminders at a time.
+    Column("name", String(64), primary_key=True),
+    Column("holder", String(64), nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
 )
