@@ -21,6 +21,7 @@ from smartpractice.web import (
     registration,
     rooms,
 )
+from smartpractice.web.api import consultations as api_consultations
 from smartpractice.web.api import invitations as api_invitations
 from smartpractice.web.api import openapi as api_openapi
 from smartpractice.web.api import patients as api_patients
@@ -93,4 +94,10 @@ def setup_routes(app: web.Application) -> None:
     add("POST", "/api/v1/invitations", api_invitations.create, name="api_invitation_create")
     add("GET", "/api/v1/invitations/{id:[0-9]+}", api_invitations.invitation, name="api_invitation")
     add("POST", "/api/v1/invitations/{id:[0-9]+}/revoke", api_invitations.revoke, name="api_invitation_revoke")
+    add("POST", "/api/v1/consultations", api_consultations.create, name="api_consultation_create")
+    add("GET", "/api/v1/consultations", api_consultations.by_day, name="api_consultations")
+    add("GET", "/api/v1/consultations/{id:[0-9]+}", api_consultations.consultation, name="api_consultation")
+    add("POST", "/api/v1/consultations/{id:[0-9]+}/cancel", api_consultations.cancel, name="api_consultation_cancel")
+    add("POST", "/api/v1/consultations/{id:[0-9]+}/participants", api_consultations.add_participant,
+        name="api_consultation_participants")
     app.router.add_static("/static/", STATIC, name="static")

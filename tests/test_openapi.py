@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import io
 import time
+from datetime import timedelta
 
 import hypothesis
 import pytest
@@ -98,6 +99,8 @@ async def test_the_document_is_valid_openapi_3_1_and_public(client, settings):
     assert set(document["paths"]) == {
         "/api/v1/patients", "/api/v1/patients/{id}", "/api/v1/invitations",
         "/api/v1/invitations/{id}", "/api/v1/invitations/{id}/revoke",
+        "/api/v1/consultations", "/api/v1/consultations/{id}", "/api/v1/consultations/{id}/cancel",
+        "/api/v1/consultations/{id}/participants",
     }
 
 
@@ -142,6 +145,40 @@ async def test_every_documented_answer_is_given_and_matches_its_schema(client, s
     await post_errors("/api/v1/invitations", {"email": "gast@example.org"}, {"email": "gast@example.org", "tan": "1"})
     await reads("/api/v1/invitations/{id}", "", invitation["id"])
     await reads("/api/v1/invitations/{id}", "/revoke", invitation["id"], method="post")
+
+    tomorrow = (services.clock.now() + timedelta(days=1)).replace(microsecond=0)
+    planned = {"starts_at": tomorrow.isoformat(), "title": "Kontrolle"}
+    consultations = "/api/v1/consultations"
+    consultation = await contract.check(await client.post(consultations, json=planned, headers=auth), "post", consultations)
+    assert consultation["duration_minutes"] == 15 and consultation["participants"] == []
+    await post_errors(consultations, planned, {**planned, "duration_minutes": True})
+    day = f"{consultations}?day={tomorrow.date().isoformat()}"
+    listed = await contract.check(await client.get(day, headers=auth), "get", consultations)
+    assert [c["id"] for c in listed["consultations"]] == [consultation["id"]]
+    await contract.check(await client.get(consultations + "?day=tomorrow", headers=auth), "get", consultations)
+    await contract.check(await client.get(day), "get", consultations)
+    await reads("/api/v1/consultations/{id}", "", consultation["id"])
+    participants = f"{consultations}/{consultation['id']}/participants"
+    added = await contract.check(await client.post(participants, json={"patient_id": created["id"]}, headers=auth),
+                                 "post", "/api/v1/consultations/{id}/participants")
+    assert [p["kind"] for p in added["consultation"]["participants"]] == ["patient"]
+
+    contract_path = "/api/v1/consultations/{id}/participants"
+
+    async def checked_post(path: str, body, headers):
+        return await contract.check(await client.post(path, json=body, headers=headers), "post", contract_path)
+
+    await checked_post(participants, {"email": "gast@example.org", "patient_id": created["id"]}, auth)
+    await checked_post(participants, {"email": "gast@example.org"}, {})
+    await contract.check(await client.post(participants, data=b"email=x", headers=auth), "post", contract_path)
+    await contract.check(await client.post(participants, data=io.BytesIO(too_large),
+                                           headers=auth | {"Content-Type": "application/json"}), "post", contract_path)
+    await checked_post(participants, {"email": "gast@example.org"}, bearer(other_key))
+    await reads("/api/v1/consultations/{id}", "/cancel", consultation["id"], method="post")
+    again = await client.post(f"{consultations}/{consultation['id']}/cancel", headers=auth)
+    assert (await contract.check(again, "post", "/api/v1/consultations/{id}/cancel"))["code"] == "consultation_cancelled"
+    late = await checked_post(participants, {"email": "gast@example.org"}, auth)
+    assert late["code"] == "consultation_cancelled"
 
     assert contract.seen == contract.documented()
 

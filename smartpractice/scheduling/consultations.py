@@ -9,6 +9,7 @@ from email.utils import parseaddr
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from smartpractice.accounts.users import STAFF_ROLES
 from smartpractice.clock import Clock
 from smartpractice.errors import UserError
 from smartpractice.i18n import N_, Catalogs
@@ -21,13 +22,14 @@ from smartpractice.storage import consultations as store
 from smartpractice.storage.calls import PastCall
 from smartpractice.storage.consultations import Consultation, Participant, SchedulingPolicy
 from smartpractice.storage.invitations import set_expiry_of_consultation
-from smartpractice.storage.practices import Practice
+from smartpractice.storage.practices import Practice, role_in
 from smartpractice.storage.reminders import forget_reminders_of
 from smartpractice.web.links import Links
 
 # Longer than any retention period, so the list shows all the purge has left.
 RECORDS_DAYS = 100
 SHORTEST_MINUTES = 5
+HORIZON_DAYS = 731
 LONGEST_MINUTES = store.MAX_DURATION_HOURS * 60
 
 
@@ -57,6 +59,8 @@ class Plan:
                 "duration_invalid", N_("The duration must be between %(low)d and %(high)d minutes."),
                 low=SHORTEST_MINUTES, high=LONGEST_MINUTES,
             )
+        if starts_at > now + timedelta(days=HORIZON_DAYS):
+            raise UserError("start_too_far", N_("Please choose a start within the next two years."))
         if starts_at + timedelta(minutes=minutes) <= now:
             raise UserError("start_past", N_("This time has already passed. Please choose a time in the future."))
         return cls(title, starts_at, minutes)
@@ -122,7 +126,7 @@ class Consultations:
             return await store.policy_of(conn, practice_id)
 
     async def schedule(
-        self, practice: Practice, clinician_id: int, plan: Plan, *,
+        self, practice: Practice, clinician_id: int | None, plan: Plan, *,
         patient_ids: list[int] = (), invitees: list[Invitee] = (),
     ) -> Scheduled:
         now = self._clock.now()
@@ -138,7 +142,7 @@ class Consultations:
         return Scheduled(consultation, invitations)
 
     async def add_participants(
-        self, practice: Practice, consultation_id: int, invited_by: int, *,
+        self, practice: Practice, consultation_id: int, invited_by: int | None, *,
         patient_ids: list[int] = (), invitees: list[Invitee] = (),
     ) -> Scheduled:
         async with self._engine.begin() as conn:
@@ -147,7 +151,7 @@ class Consultations:
         return Scheduled(consultation, invitations)
 
     async def _add(
-        self, conn: AsyncConnection, practice: Practice, consultation: Consultation, invited_by: int,
+        self, conn: AsyncConnection, practice: Practice, consultation: Consultation, invited_by: int | None,
         patient_ids, invitees,
     ) -> list[NewInvitation]:
         policy = await store.policy_of(conn, practice.id)
@@ -263,6 +267,10 @@ class Consultations:
     async def upcoming_for_patient(self, practice_id: int, user_id: int) -> list[Consultation]:
         async with self._engine.connect() as conn:
             return await store.upcoming_for_user(conn, practice_id, user_id, self._clock.now())
+
+    async def is_staff(self, practice_id: int, user_id: int) -> bool:
+        async with self._engine.connect() as conn:
+            return await role_in(conn, practice_id, user_id) in STAFF_ROLES
 
     async def past_calls(self, practice_id: int) -> list[PastCall]:
         """Every call still on record (the purge removes them after the retention period)."""

@@ -18,11 +18,18 @@ def zone(name: str) -> ZoneInfo:
         raise UserError("time_zone_invalid", N_("Please choose a valid time zone.")) from None
 
 
+# Far enough for any appointment; the edges of `date` itself would overflow a week's view.
+EARLIEST, LATEST = date(2000, 1, 1), date(2999, 12, 31)
+
+
 def parse_day(text: str) -> date:
     try:
-        return date.fromisoformat(text.strip())
+        day = date.fromisoformat(text.strip())
     except ValueError:
-        raise UserError("date_invalid", N_("Please enter a date as YYYY-MM-DD.")) from None
+        day = None
+    if day is None or not EARLIEST <= day <= LATEST:
+        raise UserError("date_invalid", N_("Please enter a date as YYYY-MM-DD."))
+    return day
 
 
 def local_to_utc(day_text: str, time_text: str, zone_name: str) -> datetime:

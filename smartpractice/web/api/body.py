@@ -60,6 +60,31 @@ class Text:
         return value
 
 
+@dataclass(frozen=True)
+class Integer:
+    """A whole-number field of a request body."""
+
+    name: str
+    minimum: int
+    maximum: int
+    description: str
+    required: bool = True
+
+    def schema(self) -> dict:
+        return {"type": "integer", "minimum": self.minimum, "maximum": self.maximum, "description": self.description}
+
+    def check(self, value: object) -> int:
+        # JSON true is a Python int; it is no number of minutes or id.
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise _invalid(self.name, f"The field `{self.name}` must be a whole number.")
+        if not self.minimum <= value <= self.maximum:
+            raise _invalid(self.name, f"The field `{self.name}` must be between {self.minimum} and {self.maximum}.")
+        return value
+
+
+Field = Text | Integer
+
+
 def _encodable(value: str) -> bool:
     try:
         value.encode()
@@ -72,7 +97,7 @@ def _invalid(name: str, message: str) -> ApiError:
     return ApiError(400, "invalid_input", message, field=name)
 
 
-def body_schema(fields: tuple[Text, ...]) -> dict:
+def body_schema(fields: tuple[Field, ...]) -> dict:
     return {
         "type": "object",
         "properties": {field.name: field.schema() for field in fields},
@@ -92,7 +117,7 @@ def _no_constants(name: str) -> None:
     raise ValueError(name)
 
 
-async def read_body(request: web.Request, fields: tuple[Text, ...]) -> dict[str, str]:
+async def read_body(request: web.Request, fields: tuple[Field, ...]) -> dict:
     """The body's fields, checked; any problem is an ApiError naming the field."""
     if request.content_type != JSON_TYPE:
         raise ApiError(415, "unsupported_media_type", "Send the request body as JSON with Content-Type: application/json.")

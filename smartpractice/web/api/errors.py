@@ -20,7 +20,11 @@ log = logging.getLogger(__name__)
 API_PREFIX = "/api/"
 PUBLIC_ROUTES = frozenset({"api_openapi"})
 # UserError codes that mean "someone already has this", not "you typed it wrong".
-CONFLICTS = frozenset({"username_taken", "email_taken", "account_conflict"})
+CONFLICTS = frozenset({
+    "username_taken", "email_taken", "account_conflict",
+    "consultation_running", "consultation_ended", "consultation_cancelled",
+    "too_many_participants", "participant_present",
+})
 HTTP_CODES = {
     400: ("invalid_input", "The request is malformed."),
     401: ("unauthorized", "An API key is needed."),

@@ -10,7 +10,8 @@ from aiohttp import web
 
 from smartpractice.i18n import LANGUAGES
 from smartpractice.keys import settings_key
-from smartpractice.web.api import invitations, patients
+from smartpractice.storage.tables import CONSULTATION_STATES
+from smartpractice.web.api import consultations, invitations, patients
 from smartpractice.web.api.body import JSON_TYPE, body_schema
 from smartpractice.web.api.request import MAX_ID
 
@@ -82,6 +83,29 @@ def _invitation(created: bool) -> dict:
     return _object(properties, optional=("tan",))
 
 
+def _consultation() -> dict:
+    participant = _object({
+        "id": {"type": "integer", "minimum": 1},
+        "kind": {"type": "string", "enum": ["patient", "guest"],
+                 "description": "`patient` with an account, or `guest` invited by mail with a TAN."},
+        "patient_id": {"type": ["integer", "null"], "description": "The patient, for kind `patient`."},
+        "invitation_id": {"type": ["integer", "null"], "description": "The invitation, for kind `guest`."},
+        "display_name": _text("Name of the participant; may be empty for a guest."),
+        "email": _text("Where their mails go."),
+    })
+    return _object({
+        "id": {"type": "integer", "minimum": 1},
+        "title": _text("Shown to the participants; may be empty."),
+        "starts_at": _text("Start.", format="date-time"),
+        "ends_at": _text("Planned end.", format="date-time"),
+        "duration_minutes": {"type": "integer", "minimum": 5, "maximum": 480},
+        "state": {"type": "string", "enum": list(CONSULTATION_STATES),
+                  "description": "`running` from the first admission until the clinician ends it."},
+        "clinician_id": {"type": ["integer", "null"], "description": "Who holds it, if set."},
+        "participants": {"type": "array", "items": participant},
+    })
+
+
 def _error_schema() -> dict:
     return _object(
         {
@@ -100,10 +124,13 @@ RESPONSES = {
     "NotFound": "No such resource in the key's practice (`not_found`).",
     "Conflict": "The user name or email address already has an account (`username_taken`, `email_taken`, "
                 "or `account_conflict` when another request took it at the same moment).",
+    "StateConflict": "The consultation has begun, ended or been cancelled (`consultation_running`, "
+                     "`consultation_ended`, `consultation_cancelled`), is full (`too_many_participants`), "
+                     "or the patient already takes part (`participant_present`).",
     "TooLarge": "The body is larger than the server accepts (`body_too_large`).",
     "UnsupportedMediaType": "The body is not sent as application/json (`unsupported_media_type`).",
 }
-STATUS = {"InvalidInput": "400", "Unauthorized": "401", "NotFound": "404", "Conflict": "409",
+STATUS = {"InvalidInput": "400", "Unauthorized": "401", "NotFound": "404", "Conflict": "409", "StateConflict": "409",
           "TooLarge": "413", "UnsupportedMediaType": "415"}
 
 
@@ -112,12 +139,13 @@ def _errors(*names: str) -> dict:
 
 
 def _operation(summary: str, operation_id: str, responses: dict, *, body: str | None = None,
-               with_id: bool = False) -> dict:
+               with_id: bool = False, parameters: tuple[str, ...] = ()) -> dict:
     operation: dict = {"summary": summary, "operationId": operation_id, "responses": responses}
     if body:
         operation["requestBody"] = {"required": True, **_json(_ref("schemas", body))}
-    if with_id:
-        operation["parameters"] = [_ref("parameters", "Id")]
+    names = ("Id", *parameters) if with_id else parameters
+    if names:
+        operation["parameters"] = [_ref("parameters", name) for name in names]
     return operation
 
 
@@ -139,7 +167,7 @@ def document(request: web.Request) -> dict:
         "info": {
             "title": "smartpractice API",
             "version": "1",
-            "description": "For practice software: create patients and TAN invitations of one practice. "
+            "description": "For practice software: patients, TAN invitations and consultations of one practice. "
                            "Each API key belongs to one practice and sees only its data. See docs/api.md.",
         },
         "servers": [{"url": request.app[settings_key].base_url}],
@@ -171,16 +199,54 @@ def document(request: web.Request) -> dict:
                  **_errors("NotFound")},
                 with_id=True,
             )},
+            path("api_consultation_create"): {
+                "post": _operation(
+                    "Schedule a consultation; add participants with the participants operation", "createConsultation",
+                    {**_success("201", "The new consultation.", "Consultation"),
+                     **_errors("InvalidInput", "TooLarge", "UnsupportedMediaType")},
+                    body="NewConsultation",
+                ),
+                "get": _operation(
+                    "The consultations of one day in the practice's time zone", "listConsultations",
+                    {**_success("200", "The day's consultations, by start.", "ConsultationList"),
+                     **_errors("InvalidInput")},
+                    parameters=("Day",),
+                ),
+            },
+            path("api_consultation"): {"get": _operation(
+                "A consultation of the practice with its participants", "getConsultation",
+                {**_success("200", "The consultation.", "Consultation"), **_errors("NotFound")}, with_id=True,
+            )},
+            path("api_consultation_cancel"): {"post": _operation(
+                "Cancel a consultation; the participants get a mail and a calendar cancellation",
+                "cancelConsultation",
+                {**_success("200", "The consultation, now cancelled.", "Consultation"),
+                 **_errors("NotFound", "StateConflict")},
+                with_id=True,
+            )},
+            path("api_consultation_participants"): {"post": _operation(
+                "Add a patient of the practice, or invite someone by mail with a TAN", "addParticipant",
+                {**_success("200", "The consultation with its participants.", "ParticipantAdded"),
+                 **_errors("InvalidInput", "NotFound", "StateConflict", "TooLarge", "UnsupportedMediaType")},
+                body="NewParticipant", with_id=True,
+            )},
         },
         "components": {
             "securitySchemes": {"apiKey": {
                 "type": "http", "scheme": "bearer",
                 "description": "A practice's API key (`smartpractice api-key create --practice SLUG`).",
             }},
-            "parameters": {"Id": {
-                "name": "id", "in": "path", "required": True,
-                "schema": {"type": "integer", "minimum": 1, "maximum": MAX_ID},
-            }},
+            "parameters": {
+                "Id": {
+                    "name": "id", "in": "path", "required": True,
+                    "schema": {"type": "integer", "minimum": 1, "maximum": MAX_ID},
+                },
+                "Day": {
+                    "name": "day", "in": "query", "required": True,
+                    "schema": {"type": "string", "format": "date"},
+                    "description": "The day, `YYYY-MM-DD`.",
+                },
+            },
             "schemas": {
                 "NewPatient": body_schema(patients.FIELDS),
                 "Patient": _patient(created=False),
@@ -188,6 +254,14 @@ def document(request: web.Request) -> dict:
                 "NewInvitation": body_schema(invitations.FIELDS),
                 "Invitation": _invitation(created=False),
                 "CreatedInvitation": _invitation(created=True),
+                "NewConsultation": body_schema(consultations.FIELDS),
+                "Consultation": _consultation(),
+                "ConsultationList": _object({"consultations": {"type": "array", "items": _ref("schemas", "Consultation")}}),
+                "NewParticipant": body_schema(consultations.PARTICIPANT_FIELDS),
+                "ParticipantAdded": _object({
+                    "consultation": _ref("schemas", "Consultation"),
+                    "tan": _text("Only when the practice hands TANs over itself: the new guest's TAN. Shown this once."),
+                }, optional=("tan",)),
                 "Error": _error_schema(),
             },
             "responses": {

@@ -1,0 +1,63 @@
+"""The consultations API: practice software schedules, reads, lists, adds and cancels."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from tests.conftest import add_member
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+async def test_practice_software_schedules_invites_lists_and_cancels(client, services, smtp, practice, clinician):
+    auth = bearer((await services.api_keys.create(practice, "Praxissoftware")).key)
+    start = (services.clock.now() + timedelta(days=2)).replace(microsecond=0)
+    made = await client.post("/api/v1/consultations", headers=auth, json={
+        "starts_at": start.isoformat(), "duration_minutes": 30, "clinician_id": clinician.user_id})
+    assert made.status == 201
+    consultation = await made.json()
+    assert made.headers["Location"] == f"/api/v1/consultations/{consultation['id']}"
+    assert consultation["state"] == "scheduled" and consultation["clinician_id"] == clinician.user_id
+
+    erika = await add_member(services, practice, "patient", "erika")
+    path = f"/api/v1/consultations/{consultation['id']}/participants"
+    assert (await client.post(path, headers=auth, json={"patient_id": erika})).status == 200
+    guest = await (await client.post(path, headers=auth, json={"email": "gast@example.org", "language": "en"})).json()
+    assert [p["kind"] for p in guest["consultation"]["participants"]] == ["patient", "guest"]
+    assert "tan" not in guest  # the TAN went out in the mail
+    await smtp.wait_for(2)
+    invitation = smtp.to("gast@example.org")[0]
+    assert "Praxis am Markt invites you" in invitation.get_body(preferencelist=("plain",)).get_content()
+    assert any(part.get_content_type() == "text/calendar" for part in invitation.iter_attachments())
+
+    listed = await (await client.get(f"/api/v1/consultations?day={start.date().isoformat()}", headers=auth)).json()
+    assert [c["id"] for c in listed["consultations"]] == [consultation["id"]]
+    cancelled = await client.post(f"/api/v1/consultations/{consultation['id']}/cancel", headers=auth)
+    assert (await cancelled.json())["state"] == "cancelled"
+    await smtp.wait_for(4)
+    assert len(smtp.to("gast@example.org")) == 2
+
+
+async def test_bad_starts_and_foreign_ids_get_clear_errors(client, services, practice, clinician):
+    auth = bearer((await services.api_keys.create(practice, "Praxissoftware")).key)
+    for starts_at, code in (("2026-03-30T10:00:00", "invalid_input"), ("9999-12-31T23:59:00+00:00", "start_too_far"),
+                            ("2001-01-01T10:00:00+00:00", "start_past")):
+        answer = await client.post("/api/v1/consultations", headers=auth, json={"starts_at": starts_at})
+        assert answer.status == 400 and (await answer.json())["code"] == code
+    other = await services.practices.create("Praxis am See", admin_email="see@example.org", admin_username="see-admin")
+    theirs = await add_member(services, other.practice, "clinician", "dr-see")
+    start = (services.clock.now() + timedelta(days=1)).isoformat()
+    refused = await client.post("/api/v1/consultations", headers=auth, json={"starts_at": start, "clinician_id": theirs})
+    assert (await refused.json())["code"] == "clinician_unknown"
+    other_auth = bearer((await services.api_keys.create(other.practice, "See")).key)
+    made = await (await client.post("/api/v1/consultations", headers=other_auth, json={"starts_at": start})).json()
+    for method, suffix in (("GET", ""), ("POST", "/cancel")):
+        answer = await client.request(method, f"/api/v1/consultations/{made['id']}{suffix}", headers=auth)
+        assert answer.status == 404 and (await answer.json())["code"] == "not_found"
+    patient = await add_member(services, other.practice, "patient", "see-patient")
+    own = await (await client.post("/api/v1/consultations", headers=auth, json={"starts_at": start})).json()
+    foreign_patient = await client.post(f"/api/v1/consultations/{own['id']}/participants", headers=auth,
+                                        json={"patient_id": patient})
+    assert (await foreign_patient.json())["code"] == "patient_unknown"
