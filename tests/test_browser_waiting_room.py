@@ -1,0 +1,53 @@
+"""In real browsers: a patient waits, the clinician sees the arrival live and admits them."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from smartpractice.keys import services_key
+from smartpractice.scheduling.consultations import Plan
+from tests.conftest import PASSWORD, add_member, needs_chromium
+
+pytestmark = needs_chromium
+
+
+async def logged_in(browser, base: str, username: str):
+    page = await (await browser.new_context(locale="de-DE")).new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    await page.goto(base + "/login")
+    await page.fill("#identifier", username)
+    await page.fill("#password", PASSWORD)
+    await page.click("form[action='/login'] button[type=submit]")
+    await page.wait_for_url("**/p/*/")
+    return page, errors
+
+
+async def test_patient_waits_and_the_clinician_admits_them_into_the_call(live_server, browser):
+    services = live_server.app[services_key]
+    practice = (await services.practices.create("Praxis Lindenhof", admin_email="linde@example.org", admin_username="linde")).practice
+    clinician_id = await add_member(services, practice, "clinician", "dr-sommer")
+    erika = await add_member(services, practice, "patient", "erika")
+    plan = Plan.parse("Kontrolle", services.clock.now() + timedelta(minutes=10), 20, now=services.clock.now())
+    consultation = (await services.consultations.schedule(practice, clinician_id, plan, patient_ids=[erika])).consultation
+    base = str(live_server.make_url("")).rstrip("/")
+
+    clinician, clinician_errors = await logged_in(browser, base, "dr-sommer")
+    await clinician.wait_for_selector("#waiting-room[data-state=live]")
+    assert await clinician.is_visible("#waiting-empty")
+
+    patient, patient_errors = await logged_in(browser, base, "erika")
+    await patient.click(f"a[href='/c/{consultation.id}']")
+    await patient.wait_for_selector("#room[data-state=waiting]")
+    assert "Bitte warten Sie" in await patient.inner_text("#status")
+
+    arrival = clinician.locator(".waiting-person", has_text="Erika")
+    await arrival.wait_for()
+    assert "Kontrolle" in await arrival.inner_text()
+    await arrival.get_by_role("button", name="Hereinlassen", exact=True).click()
+
+    await patient.wait_for_url(f"**/c/{consultation.id}/call")
+    await patient.wait_for_selector("#room[data-state=in_call]")
+    assert "Sie sind in der Sprechstunde." in await patient.inner_text("#status")
+    await clinician.wait_for_selector("#waiting-empty", state="visible")
+    assert clinician_errors == [] and patient_errors == []
