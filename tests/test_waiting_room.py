@@ -164,3 +164,26 @@ async def test_the_waiting_room_opens_with_the_join_window(other_browser, servic
     assert "The waiting room opens at" in page
     async with other_browser.ws_connect(f"/c/{scheduled.consultation.id}/ws", headers=ORIGIN) as patient:
         assert (await patient.receive_json())["type"] == "not_open"
+
+
+async def test_a_running_consultation_left_by_everyone_is_ended_after_its_time(client, other_browser, services, clock, practice, booked):
+    await log_in(client, "dr-berg")
+    await log_in(other_browser, "erika")
+    async with client.ws_connect(f"/p/{practice.slug}/waiting-room/ws", headers=ORIGIN) as staff:
+        await waiting_people(staff)
+        async with other_browser.ws_connect(f"/c/{booked.id}/ws", headers=ORIGIN) as patient:
+            await waiting_people(staff)
+            await staff.send_json({"type": "admit_all", "consultation": booked.id})
+            await next_of(patient, "admitted")
+    async with other_browser.ws_connect(f"/c/{booked.id}/ws", headers=ORIGIN) as patient:
+        await next_of(patient, "in_call")
+        clock.advance(hours=3)
+        # Someone is still in the call: it stays running however late it is.
+        assert await services.waiting_room.end_abandoned() == 0
+    # The server records the leave as the socket closes, a moment after the client.
+    async with asyncio.timeout(5):
+        while await services.waiting_room.end_abandoned() == 0:
+            await asyncio.sleep(0.05)
+    async with services.engine.connect() as conn:
+        assert (await conn.execute(select(consultations.c.state))).scalar_one() == "ended"
+        assert (await conn.execute(select(calls.c.ended_at))).scalar_one() is not None

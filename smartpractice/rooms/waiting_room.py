@@ -23,6 +23,7 @@ from smartpractice.storage.consultations import Consultation
 from smartpractice.storage.practices import role_in
 
 MESSAGE_LIMIT = 500
+ABANDONED_AFTER = timedelta(hours=2)
 
 
 class NotParticipant(LookupError):
@@ -174,6 +175,15 @@ class WaitingRoom:
     async def left_call(self, attendance_id: int) -> None:
         async with self._engine.begin() as conn:
             await call_store.end_attendance(conn, attendance_id, self._clock.now())
+
+    async def end_abandoned(self) -> int:
+        """End running consultations nobody is in any more, ABANDONED_AFTER past their planned
+        end, so that their records close and the purge can reach them in time."""
+        async with self._engine.connect() as conn:
+            found = await call_store.abandoned_consultations(conn, self._clock.now() - ABANDONED_AFTER)
+        for practice_id, consultation_id in found:
+            await self.end(practice_id, consultation_id)
+        return len(found)
 
     async def _announce(self, practice_id: int) -> None:
         await self.state.publish(practice_channel(practice_id), {"type": "waiting"})

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -84,3 +84,23 @@ async def past_calls(conn: AsyncConnection, practice_id: int, since: datetime, u
         .order_by(calls.c.started_at.desc())
     )
     return [PastCall(*row) for row in await conn.execute(query)]
+
+
+async def abandoned_consultations(conn: AsyncConnection, ended_before: datetime) -> list[tuple[int, int]]:
+    """(practice, consultation) of running consultations planned to end before `ended_before`
+    with nobody left in the call: the clinician closed the tab without ending them."""
+    present = (
+        select(attendances.c.id)
+        .join(calls, calls.c.id == attendances.c.call_id)
+        .where(calls.c.consultation_id == consultations.c.id, attendances.c.left_at.is_(None))
+    )
+    query = select(consultations.c.practice_id, consultations.c.id, consultations.c.starts_at,
+                   consultations.c.duration_minutes).where(
+        consultations.c.state == "running",
+        consultations.c.starts_at < ended_before,
+        ~present.exists(),
+    )
+    return [
+        (row.practice_id, row.id) for row in await conn.execute(query)
+        if row.starts_at + timedelta(minutes=row.duration_minutes) < ended_before
+    ]

@@ -159,11 +159,12 @@ async def participant_socket(request: web.Request) -> web.StreamResponse:
         finally:
             for task in forwarders:
                 task.cancel()
-            if in_call:
-                if attendance is not None:
-                    await room.left_call(attendance)
-            else:
-                await room.leave(seat)
+            # aiohttp cancels the handler when the connection drops; the record of
+            # leaving must still be written.
+            if attendance is not None:
+                await asyncio.shield(room.left_call(attendance))
+            elif not in_call:
+                await asyncio.shield(room.leave(seat))
     return socket
 
 
