@@ -63,7 +63,7 @@ async def purge_expired(
             async with engine.connect() as conn:
                 totals.update(_named(kind, await purge.count(conn, expired)))
             continue
-        totals.update(_named(kind, dict.fromkeys([name for name, _ in expired.children] + [""], 0)))
+        totals.update(_named(kind, dict.fromkeys(["", *(name for name, _ in expired.children)], 0)))
         after = None
         while not (stopping and stopping.is_set()):
             async with engine.begin() as conn:

@@ -128,14 +128,13 @@ def adhoc_invitations_expired_before(cutoff: datetime) -> Expired:
 
 
 async def count(conn: AsyncConnection, expired: Expired) -> dict[str, int]:
-    """How many rows a purge would delete now, children first, the table itself under ""."""
-    counts: dict[str, int] = {}
+    """How many rows a purge would delete now: the table's own under "", then its children's."""
+    query = select(func.count()).select_from(expired.table).where(expired.where)
+    counts = {"": (await conn.execute(query)).scalar_one()}
     for name, column in expired.children:
         parents = select(expired.key).where(expired.where)
         query = select(func.count()).select_from(column.table).where(column.in_(parents))
         counts[name] = (await conn.execute(query)).scalar_one()
-    query = select(func.count()).select_from(expired.table).where(expired.where)
-    counts[""] = (await conn.execute(query)).scalar_one()
     return counts
 
 
