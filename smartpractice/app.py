@@ -47,7 +47,11 @@ from smartpractice.onboarding.patients import Patients
 from smartpractice.onboarding.registration import Registrations
 from smartpractice.practices import Practices
 from smartpractice.retention import purge_expired
+from smartpractice.rooms.state import InMemoryRoomState
+from smartpractice.rooms.waiting_room import WaitingRoom
 from smartpractice.routes import setup_routes
+from smartpractice.scheduling.consultations import Consultations
+from smartpractice.scheduling.reminders import Reminders
 from smartpractice.storage.engine import check_schema, create_engine, upgrade
 from smartpractice.web.api.errors import api_errors
 from smartpractice.web.csrf import csrf_protection
@@ -80,6 +84,14 @@ def build_services(
     throttle = LoginThrottle(secret)
     tokens = LinkTokens(clock)
     confirmations = Confirmations(engine, clock, tokens, outbox, throttle, links)
+    invitations = Invitations(
+        engine, clock, outbox, links, sessions, throttle,
+        secret=secret, lifetime=timedelta(hours=settings.tan_hours),
+    )
+    consultations = Consultations(
+        engine, clock, outbox, links, invitations, catalogs,
+        mail_from=settings.mail_from, tan_grace=timedelta(minutes=settings.tan_grace_minutes),
+    )
     return Services(
         engine=engine,
         clock=clock,
@@ -87,10 +99,10 @@ def build_services(
         links=links,
         tokens=tokens,
         outbox=outbox,
-        invitations=Invitations(
-            engine, clock, outbox, links, sessions, throttle,
-            secret=secret, lifetime=timedelta(hours=settings.tan_hours),
-        ),
+        invitations=invitations,
+        consultations=consultations,
+        reminders=Reminders(engine, clock, consultations, settings.reminder_minutes),
+        waiting_room=WaitingRoom(engine, clock, InMemoryRoomState()),
         password_resets=PasswordResets(engine, clock, passwords, sessions, tokens, outbox, throttle, links, users),
         sessions=sessions,
         login=Login(engine, clock, passwords, sessions, throttle),

@@ -53,6 +53,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("PURGE_INTERVAL_MINUTES", "60", "Minutes between two runs of the purge inside the server (one instance runs it at a time); 0: the server does not purge, run `smartpractice purge` from a timer instead."),
     Setting("INITIAL_PASSWORD_DAYS", "14", "Days after which an initial password set by the practice expires if it was never used."),
     Setting("TAN_HOURS", "24", "Hours an invitation with a TAN stays valid when it is not bound to a consultation."),
+    Setting("TAN_GRACE_MINUTES", "60", "Minutes a TAN bound to a consultation stays valid after the consultation's planned end."),
+    Setting("REMINDER_MINUTES", "60,10", "Comma-separated minutes before the start at which participants get a reminder mail; empty for none."),
     Setting("SESSION_IDLE_MINUTES", "30", "A login session ends after this many minutes without a request."),
     Setting("SESSION_MAX_HOURS", "12", "A login session ends this many hours after login, active or not."),
     Setting("MAX_BODY_KB", "1024", "Largest request body accepted, in KiB; larger requests get 413."),
@@ -99,6 +101,8 @@ class Settings:
     purge_interval_minutes: int
     initial_password_days: int
     tan_hours: int
+    tan_grace_minutes: int
+    reminder_minutes: tuple[int, ...]
     session_idle_minutes: int
     session_max_hours: int
     max_body_bytes: int
@@ -153,6 +157,11 @@ class Settings:
             purge_interval_minutes=_int(raw["PURGE_INTERVAL_MINUTES"], "PURGE_INTERVAL_MINUTES", 0, 24 * 60),
             initial_password_days=_int(raw["INITIAL_PASSWORD_DAYS"], "INITIAL_PASSWORD_DAYS", 1, 90),
             tan_hours=_int(raw["TAN_HOURS"], "TAN_HOURS", 1, 24 * 14),
+            tan_grace_minutes=_int(raw["TAN_GRACE_MINUTES"], "TAN_GRACE_MINUTES", 0, 24 * 60),
+            reminder_minutes=tuple(sorted(
+                {_int(part.strip(), "REMINDER_MINUTES", 1, 7 * 24 * 60) for part in raw["REMINDER_MINUTES"].split(",") if part.strip()},
+                reverse=True,
+            )),
             session_idle_minutes=_int(raw["SESSION_IDLE_MINUTES"], "SESSION_IDLE_MINUTES", 1, 24 * 60),
             session_max_hours=_int(raw["SESSION_MAX_HOURS"], "SESSION_MAX_HOURS", 1, 24 * 7),
             max_body_bytes=_int(raw["MAX_BODY_KB"], "MAX_BODY_KB", 16, 1024 * 1024) * 1024,

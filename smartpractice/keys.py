@@ -25,6 +25,9 @@ from smartpractice.onboarding.invitations import Invitations
 from smartpractice.onboarding.patients import Patients
 from smartpractice.onboarding.registration import Registrations
 from smartpractice.practices import Practices
+from smartpractice.rooms.waiting_room import WaitingRoom
+from smartpractice.scheduling.consultations import Consultations
+from smartpractice.scheduling.reminders import Reminders
 from smartpractice.web.links import Links
 
 
@@ -46,6 +49,9 @@ class Services:
     confirmations: Confirmations
     patients: Patients
     registrations: Registrations
+    consultations: Consultations
+    reminders: Reminders
+    waiting_room: WaitingRoom
 
 
 settings_key = web.AppKey("settings", Settings)

@@ -10,6 +10,7 @@ from smartpractice.web import (
     account,
     auth,
     confirmation,
+    consultations,
     guest,
     health,
     invitations,
@@ -18,6 +19,7 @@ from smartpractice.web import (
     patients,
     practice,
     registration,
+    rooms,
 )
 from smartpractice.web.api import invitations as api_invitations
 from smartpractice.web.api import openapi as api_openapi
@@ -64,6 +66,20 @@ def setup_routes(app: web.Application) -> None:
     add("POST", r"/p/{slug}/invitations/{id:\d{1,18}}/revoke", invitations.revoke, name="invitation_revoke")
     add("POST", r"/p/{slug}/invitations/{id:\d{1,18}}/reissue", invitations.reissue, name="invitation_reissue")
     add("POST", "/p/{slug}/invitations/tan-delivery", invitations.set_tan_delivery, name="tan_delivery")
+    consultation = r"/p/{slug}/consultations/{id:\d{1,18}}"
+    add("GET", "/p/{slug}/consultations", consultations.agenda, name="consultations")
+    add("POST", "/p/{slug}/consultations", consultations.create, name="consultation_create")
+    add("GET", "/p/{slug}/consultations/new", consultations.new_form, name="consultation_new")
+    add("GET", "/p/{slug}/consultations/past", consultations.past, name="consultations_past")
+    add("GET", consultation, consultations.consultation, name="consultation")
+    add("POST", consultation, consultations.reschedule, name="consultation_update")
+    add("POST", consultation + "/cancel", consultations.cancel, name="consultation_cancel")
+    add("POST", consultation + "/participants", consultations.add_participant, name="consultation_participants")
+    add("POST", consultation + "/end", rooms.end, name="consultation_end")
+    add("GET", "/p/{slug}/waiting-room/ws", rooms.staff_socket, name="waiting_room_socket")
+    add("GET", r"/c/{id:\d{1,18}}", rooms.waiting_page, name="waiting_room")
+    add("GET", r"/c/{id:\d{1,18}}/call", rooms.call_page, name="call")
+    add("GET", r"/c/{id:\d{1,18}}/ws", rooms.participant_socket, name="participant_socket")
     add("GET", "/invitation/{token}", guest.tan_form, name="invitation_login")
     add("POST", "/invitation/{token}", guest.tan_login, name="invitation_login_submit")
     add("GET", "/guest", guest.guest_page, name="guest")

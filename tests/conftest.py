@@ -8,10 +8,10 @@ import os
 import re
 import shutil
 from dataclasses import dataclass
-from pathlib import Path
 from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
+from pathlib import Path
 
 import pytest
 from aiohttp import ClientSession, CookieJar
@@ -86,7 +86,7 @@ class MailCatcher:
 
     async def wait_for(self, count: int, within: float = 10.0) -> list[EmailMessage]:
         async with asyncio.timeout(within):
-            while len(self.messages) < count:
+            while len(self.messages) < count:  # noqa: ASYNC110 - appended from aiosmtpd's thread
                 await asyncio.sleep(0.02)
         return self.messages
 

@@ -55,8 +55,9 @@ async def test_unknown_language_is_refused(client):
 
 
 def test_every_message_has_a_german_translation():
-    method_map = [("smartpractice/**.py", "python"), ("templates/**.html", "jinja2")]
-    options = {"templates/**.html": {"extensions": "jinja2.ext.i18n"}}
+    # Mail texts (.txt) too: a missing one would leave English in a German mail.
+    method_map = [("smartpractice/**.py", "python"), ("templates/**.html", "jinja2"), ("templates/**.txt", "jinja2")]
+    options = {pattern: {"extensions": "jinja2.ext.i18n"} for pattern in ("templates/**.html", "templates/**.txt")}
     used = {
         message
         for _, _, message, _, _ in extract_from_dir(

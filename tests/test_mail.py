@@ -11,7 +11,7 @@ from smartpractice.keys import services_key
 from smartpractice.mail.sender import STALE_CLAIM, MailSender
 from smartpractice.storage import mails as store
 from smartpractice.storage.tables import mails
-from tests.conftest import make_settings, mail_text
+from tests.conftest import mail_text, make_settings
 
 CONTEXT = {"name": "Erika Muster", "link": "http://localhost:8080/password-reset/abc"}
 

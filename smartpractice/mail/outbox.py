@@ -23,7 +23,9 @@ class Outbox:
         self._domain = domain
         self.wake = asyncio.Event()
 
-    async def enqueue(self, conn: AsyncConnection, *, kind: str, to: str, language: str, context: dict) -> int:
+    async def enqueue(
+        self, conn: AsyncConnection, *, kind: str, to: str, language: str, context: dict, calendar: str | None = None
+    ) -> int:
         composed = self._composer.compose(kind, language, context)
         mail_id = await store.insert_mail(
             conn,
@@ -35,6 +37,7 @@ class Outbox:
             # Stable across retries, so a receiving system can recognise a repeat.
             message_id=f"<{secrets.token_hex(16)}@{self._domain}>",
             now=self._clock.now(),
+            calendar=calendar,
         )
         # The row is visible only after the caller commits; the sender allows for that by
         # looking again shortly (sender.WAKE_RECHECKS). A rollback leaves nothing to find.

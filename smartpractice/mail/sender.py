@@ -47,6 +47,12 @@ def build_message(mail: Mail, sender: str) -> EmailMessage:
     message["Auto-Submitted"] = "auto-generated"
     message.set_content(mail.text_body)
     message.add_alternative(mail.html_body, subtype="html")
+    if mail.calendar:
+        method = "CANCEL" if "METHOD:CANCEL" in mail.calendar else "REQUEST"
+        message.add_attachment(
+            mail.calendar.encode(), maintype="text", subtype="calendar", filename="consultation.ics",
+            params={"method": method},
+        )
     return message
 
 

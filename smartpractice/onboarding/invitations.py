@@ -13,6 +13,7 @@ import hmac
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Protocol
 from zoneinfo import ZoneInfo
 
 from babel.dates import format_datetime
@@ -49,6 +50,37 @@ class InvitationView:
     state: str  # pending, used, locked, revoked, expired
     created_at: datetime
     expires_at: datetime
+    consultation_id: int | None = None
+
+
+@dataclass(frozen=True)
+class Invitee:
+    """Someone to invite by mail, checked where the input enters."""
+
+    email: str
+    display_name: str
+    language: str
+
+    @classmethod
+    def parse(cls, email: str, display_name: str = "", language: str = "de") -> Invitee:
+        email, display_name = email.strip(), display_name.strip()
+        if len(email) > 254 or not EMAIL.match(email):
+            raise UserError("email_invalid", N_("Please enter a valid email address."))
+        if len(display_name) > 200:
+            raise UserError("display_name_invalid", N_("Please enter a name of at most 200 characters."))
+        if language not in LANGUAGES:
+            raise UserError("language_invalid", N_("Please choose German or English."))
+        return cls(email, display_name, language)
+
+
+class ConsultationMail(Protocol):
+    """What an invitation to a scheduled consultation adds to its mail (see scheduling)."""
+
+    consultation_id: int
+
+    def when(self, language: str) -> str: ...
+
+    def calendar(self, email: str, language: str, url: str) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -115,45 +147,60 @@ class Invitations:
             state=state_of(invitation, self._clock.now()),
             created_at=invitation.created_at,
             expires_at=invitation.expires_at,
+            consultation_id=invitation.consultation_id,
         )
 
     async def invite(
         self, practice: Practice, *, email: str, display_name: str = "", invited_by: int | None, language: str = "de"
     ) -> NewInvitation:
-        email, display_name = email.strip(), display_name.strip()
-        if len(email) > 254 or not EMAIL.match(email):
-            raise UserError("email_invalid", N_("Please enter a valid email address."))
-        if len(display_name) > 200:
-            raise UserError("display_name_invalid", N_("Please enter a name of at most 200 characters."))
-        if language not in LANGUAGES:
-            raise UserError("language_invalid", N_("Please choose German or English."))
-        now = self._clock.now()
-        link, tan = secrets.token_urlsafe(32), self._new_tan()
+        """An ad-hoc invitation, valid for the configured lifetime."""
         async with self._engine.begin() as conn:
-            invitation_id = await store.insert_invitation(
-                conn,
-                practice_id=practice.id,
-                invited_by=invited_by,
-                email=email,
-                display_name=display_name,
-                language=language,
-                link_hash=hash_token(link),
-                tan_hmac=self._tan_hmac(tan),
-                now=now,
-                expires_at=now + self._lifetime,
+            return await self.invite_in(
+                conn, practice, Invitee.parse(email, display_name, language), invited_by=invited_by,
+                expires_at=self._clock.now() + self._lifetime,
             )
-            invitation = await store.invitation_by_id(conn, invitation_id)
-            assert invitation is not None
-            tan_in_mail = await self._send(conn, invitation, link, tan)
+
+    async def invite_in(
+        self,
+        conn: AsyncConnection,
+        practice: Practice,
+        invitee: Invitee,
+        *,
+        invited_by: int | None,
+        expires_at: datetime,
+        consultation: ConsultationMail | None = None,
+    ) -> NewInvitation:
+        """Create and mail an invitation in the caller's transaction."""
+        link, tan = secrets.token_urlsafe(32), self._new_tan()
+        invitation_id = await store.insert_invitation(
+            conn,
+            practice_id=practice.id,
+            invited_by=invited_by,
+            email=invitee.email,
+            display_name=invitee.display_name,
+            language=invitee.language,
+            link_hash=hash_token(link),
+            tan_hmac=self._tan_hmac(tan),
+            now=self._clock.now(),
+            expires_at=expires_at,
+            consultation_id=consultation.consultation_id if consultation else None,
+        )
+        invitation = await store.invitation_by_id(conn, invitation_id)
+        assert invitation is not None
+        tan_in_mail = await self._send(conn, invitation, link, tan, consultation)
         return NewInvitation(self._view(invitation), tan, tan_in_mail)
 
     def _new_tan(self) -> str:
         digits = "".join(secrets.choice("0123456789") for _ in range(TAN_DIGITS))
         return f"{digits[:4]} {digits[4:]}"
 
-    async def _send(self, conn: AsyncConnection, invitation: Invitation, link: str, tan: str) -> bool:
+    async def _send(
+        self, conn: AsyncConnection, invitation: Invitation, link: str, tan: str,
+        consultation: ConsultationMail | None = None,
+    ) -> bool:
         tan_in_mail = await store.tan_delivery_of(conn, invitation.practice_id) == "mail"
         clinician, practice = await store.inviter_and_practice(conn, invitation)
+        link_url = self._links.url("invitation_login", token=link)
         until = format_datetime(
             invitation.expires_at, "d. MMMM y, HH:mm" if invitation.language == "de" else "MMMM d, y, h:mm a",
             tzinfo=MAIL_TIME_ZONE, locale=invitation.language,
@@ -167,10 +214,12 @@ class Invitations:
                 "name": invitation.display_name,
                 "clinician": clinician,
                 "practice": practice,
-                "link": self._links.url("invitation_login", token=link),
+                "link": link_url,
                 "tan": tan if tan_in_mail else None,
                 "valid_until": until,
+                "when": consultation.when(invitation.language) if consultation else None,
             },
+            calendar=consultation.calendar(invitation.email, invitation.language, link_url) if consultation else None,
         )
         return tan_in_mail
 
@@ -210,7 +259,8 @@ class Invitations:
             link, tan = secrets.token_urlsafe(32), self._new_tan()
             await store.reissue(
                 conn, invitation_id, link_hash=hash_token(link), tan_hmac=self._tan_hmac(tan),
-                expires_at=self._clock.now() + self._lifetime,
+                # One bound to a consultation stays valid until that ends (plus grace).
+                expires_at=invitation.expires_at if invitation.consultation_id else self._clock.now() + self._lifetime,
             )
             await delete_sessions_of_invitation(conn, invitation_id)
             invitation = await store.invitation_of(conn, practice_id, invitation_id)

@@ -27,6 +27,7 @@ class Invitation:
     tan_used_at: datetime | None
     locked_at: datetime | None
     revoked_at: datetime | None
+    consultation_id: int | None = None
 
 
 def _invitation(row) -> Invitation:
@@ -45,6 +46,7 @@ def _invitation(row) -> Invitation:
         tan_used_at=row.tan_used_at,
         locked_at=row.locked_at,
         revoked_at=row.revoked_at,
+        consultation_id=row.consultation_id,
     )
 
 
@@ -60,6 +62,7 @@ async def insert_invitation(
     tan_hmac: str,
     now: datetime,
     expires_at: datetime,
+    consultation_id: int | None = None,
 ) -> int:
     result = await conn.execute(
         insert(invitations).values(
@@ -74,6 +77,7 @@ async def insert_invitation(
             total_failures=0,
             created_at=now,
             expires_at=expires_at,
+            consultation_id=consultation_id,
         )
     )
     return result.inserted_primary_key[0]
@@ -169,3 +173,10 @@ async def tan_delivery_of(conn: AsyncConnection, practice_id: int) -> str:
 
 async def set_tan_delivery(conn: AsyncConnection, practice_id: int, delivery: str) -> None:
     await conn.execute(update(practices).where(practices.c.id == practice_id).values(tan_delivery=delivery))
+
+
+async def set_expiry_of_consultation(conn: AsyncConnection, consultation_id: int, expires_at: datetime) -> None:
+    """A rescheduled consultation moves the end of its guests' TANs with it."""
+    await conn.execute(
+        update(invitations).where(invitations.c.consultation_id == consultation_id).values(expires_at=expires_at)
+    )

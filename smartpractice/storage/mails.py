@@ -22,6 +22,7 @@ class Mail:
     message_id: str
     attempts: int
     created_at: datetime
+    calendar: str | None = None
 
 
 async def insert_mail(
@@ -34,6 +35,7 @@ async def insert_mail(
     html_body: str,
     message_id: str,
     now: datetime,
+    calendar: str | None = None,
 ) -> int:
     result = await conn.execute(
         insert(mails).values(
@@ -47,6 +49,7 @@ async def insert_mail(
             attempts=0,
             next_attempt_at=now,
             created_at=now,
+            calendar=calendar,
         )
     )
     return result.inserted_primary_key[0]
@@ -82,6 +85,7 @@ async def claim(conn: AsyncConnection, mail_id: int, now: datetime) -> Mail | No
         message_id=row.message_id,
         attempts=row.attempts,
         created_at=row.created_at,
+        calendar=row.calendar,
     )
 
 
@@ -89,7 +93,7 @@ async def mark_sent(conn: AsyncConnection, mail_id: int, now: datetime) -> None:
     await conn.execute(
         update(mails)
         .where(mails.c.id == mail_id)
-        .values(status="sent", sent_at=now, text_body="", html_body="", last_error=None)
+        .values(status="sent", sent_at=now, text_body="", html_body="", calendar=None, last_error=None)
     )
 
 
@@ -105,7 +109,7 @@ async def mark_failed(conn: AsyncConnection, mail_id: int, error: str) -> None:
     await conn.execute(
         update(mails)
         .where(mails.c.id == mail_id)
-        .values(status="failed", text_body="", html_body="", last_error=error[:300])
+        .values(status="failed", text_body="", html_body="", calendar=None, last_error=error[:300])
     )
 
 
@@ -114,7 +118,7 @@ async def mark_stale_uncertain(conn: AsyncConnection, claimed_before: datetime) 
     result = await conn.execute(
         update(mails)
         .where(and_(mails.c.status == "sending", mails.c.claimed_at < claimed_before))
-        .values(status="uncertain", text_body="", html_body="")
+        .values(status="uncertain", text_body="", html_body="", calendar=None)
     )
     return result.rowcount
 

@@ -69,3 +69,12 @@ async def membership_in(conn: AsyncConnection, user_id: int, slug: str) -> Membe
     )
     row = (await conn.execute(query)).first()
     return None if row is None else Membership(_practice(row), row.role)
+
+
+async def practice_name(conn: AsyncConnection, practice_id: int) -> str:
+    return (await conn.execute(select(practices.c.name).where(practices.c.id == practice_id))).scalar_one()
+
+
+async def role_in(conn: AsyncConnection, practice_id: int, user_id: int) -> str | None:
+    query = select(memberships.c.role).where(memberships.c.practice_id == practice_id, memberships.c.user_id == user_id)
+    return (await conn.execute(query)).scalar_one_or_none()

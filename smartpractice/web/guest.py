@@ -55,4 +55,6 @@ async def guest_page(request: web.Request) -> web.StreamResponse:
     welcome = await request.app[services_key].invitations.welcome(guest.invitation_id)
     if welcome is None:
         return see_other(request.app.router["login"].url_for())
+    if welcome.invitation.consultation_id is not None:
+        return see_other(request.app.router["waiting_room"].url_for(id=str(welcome.invitation.consultation_id)))
     return render(request, "guest.html", {"welcome": welcome})

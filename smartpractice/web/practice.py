@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
 from aiohttp import web
 
 from smartpractice.keys import services_key
+from smartpractice.storage.consultations import Consultation
 from smartpractice.storage.practices import memberships_of
 from smartpractice.web.responses import render
 from smartpractice.web.session import require_login, require_membership
@@ -22,7 +26,24 @@ async def home(request: web.Request) -> web.StreamResponse:
     return render(request, "practices.html", context)
 
 
+@dataclass(frozen=True)
+class Upcoming:
+    consultation: Consultation
+    opens_at: datetime
+    open: bool
+
+
 async def dashboard(request: web.Request) -> web.StreamResponse:
-    _, membership = await require_membership(request, request.match_info["slug"])
-    context = {"practice": membership.practice, "role": membership.role}
+    active, membership = await require_membership(request, request.match_info["slug"])
+    context: dict = {"practice": membership.practice, "role": membership.role}
+    if membership.role == "patient":
+        services = request.app[services_key]
+        policy = await services.consultations.policy(membership.practice.id)
+        window = timedelta(minutes=policy.join_window_minutes)
+        now = services.clock.now()
+        context["upcoming"] = [
+            Upcoming(c, c.starts_at - window, now >= c.starts_at - window)
+            for c in await services.consultations.upcoming_for_patient(membership.practice.id, active.user.id)
+        ]
+        context["zone"] = policy.time_zone
     return render(request, f"dashboard_{membership.role}.html", context)

@@ -15,6 +15,7 @@ from smartpractice.keys import (
     settings_key,
     translations_key,
 )
+from smartpractice.scheduling.times import local
 from smartpractice.web.csrf import csrf_token, send_nonce
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
@@ -58,6 +59,7 @@ def setup_templates(app: web.Application) -> None:
         lstrip_blocks=True,
     )
     environment.install_gettext_callables(_gettext, _ngettext, newstyle=True)
+    environment.filters["local"] = local
 
 
 def see_other(location) -> web.Response:

@@ -1,0 +1,109 @@
+"""Where waiting rooms keep who is waiting and who was let in, and how news travels.
+
+One small interface: `InMemoryRoomState` serves one server process; a Redis
+implementation (several instances behind a load balancer) plugs in behind the same
+methods. Nothing here is a module global: the app owns its instance.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+# Far more than any client needs; a subscriber this far behind is gone or stuck.
+QUEUE_LIMIT = 256
+
+
+@dataclass(frozen=True)
+class WaitingPerson:
+    consultation_id: int
+    key: str  # "u<user id>" or "i<invitation id>": a participant, never a name
+    name: str
+    since: datetime
+    connections: int = 1
+
+
+class RoomState(Protocol):
+    async def arrive(self, practice_id: int, person: WaitingPerson) -> None: ...
+
+    async def depart(self, practice_id: int, consultation_id: int, key: str) -> bool: ...
+
+    async def waiting(self, practice_id: int) -> list[WaitingPerson]: ...
+
+    async def admit(self, practice_id: int, consultation_id: int, key: str) -> None: ...
+
+    async def is_admitted(self, consultation_id: int, key: str) -> bool: ...
+
+    async def clear(self, practice_id: int, consultation_id: int) -> None: ...
+
+    async def publish(self, channel: str, message: dict) -> None: ...
+
+    def subscribe(self, channel: str) -> contextlib.AbstractAsyncContextManager[asyncio.Queue[dict]]: ...
+
+
+class InMemoryRoomState:
+    def __init__(self) -> None:
+        self._waiting: dict[int, dict[tuple[int, str], WaitingPerson]] = {}
+        self._admitted: dict[int, set[str]] = {}
+        self._subscribers: dict[str, set[asyncio.Queue[dict]]] = {}
+
+    async def arrive(self, practice_id: int, person: WaitingPerson) -> None:
+        """A second tab of the same person counts once, keeping the earlier arrival."""
+        room = self._waiting.setdefault(practice_id, {})
+        slot = (person.consultation_id, person.key)
+        known = room.get(slot)
+        room[slot] = person if known is None else WaitingPerson(
+            known.consultation_id, known.key, known.name, known.since, known.connections + 1
+        )
+
+    async def depart(self, practice_id: int, consultation_id: int, key: str) -> bool:
+        """True when the person's last connection left."""
+        room = self._waiting.get(practice_id, {})
+        known = room.get((consultation_id, key))
+        if known is None:
+            return False
+        if known.connections > 1:
+            room[(consultation_id, key)] = WaitingPerson(
+                known.consultation_id, known.key, known.name, known.since, known.connections - 1
+            )
+            return False
+        del room[(consultation_id, key)]
+        return True
+
+    async def waiting(self, practice_id: int) -> list[WaitingPerson]:
+        return sorted(self._waiting.get(practice_id, {}).values(), key=lambda person: person.since)
+
+    async def admit(self, practice_id: int, consultation_id: int, key: str) -> None:
+        """Off the waiting list, however many tabs they had open, and into the call."""
+        self._waiting.get(practice_id, {}).pop((consultation_id, key), None)
+        self._admitted.setdefault(consultation_id, set()).add(key)
+
+    async def is_admitted(self, consultation_id: int, key: str) -> bool:
+        return key in self._admitted.get(consultation_id, set())
+
+    async def clear(self, practice_id: int, consultation_id: int) -> None:
+        self._admitted.pop(consultation_id, None)
+        room = self._waiting.get(practice_id, {})
+        for slot in [slot for slot in room if slot[0] == consultation_id]:
+            del room[slot]
+
+    async def publish(self, channel: str, message: dict) -> None:
+        for queue in list(self._subscribers.get(channel, ())):
+            if queue.qsize() < QUEUE_LIMIT:
+                queue.put_nowait(message)
+
+    @contextlib.asynccontextmanager
+    async def subscribe(self, channel: str) -> AsyncIterator[asyncio.Queue[dict]]:
+        queue: asyncio.Queue[dict] = asyncio.Queue()
+        self._subscribers.setdefault(channel, set()).add(queue)
+        try:
+            yield queue
+        finally:
+            subscribers = self._subscribers.get(channel, set())
+            subscribers.discard(queue)
+            if not subscribers:
+                self._subscribers.pop(channel, None)

@@ -1,0 +1,278 @@
+"""Scheduling: clinicians plan consultations, and their participants hear of every change."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from email.utils import parseaddr
+
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from smartpractice.clock import Clock
+from smartpractice.errors import UserError
+from smartpractice.i18n import N_, Catalogs
+from smartpractice.mail.outbox import Outbox
+from smartpractice.onboarding.invitations import Invitations, Invitee, NewInvitation
+from smartpractice.scheduling.calendar import CalendarEntry, calendar_file
+from smartpractice.scheduling.times import day_bounds, spoken
+from smartpractice.storage import calls as call_store
+from smartpractice.storage import consultations as store
+from smartpractice.storage.calls import PastCall
+from smartpractice.storage.consultations import Consultation, Participant, SchedulingPolicy
+from smartpractice.storage.invitations import set_expiry_of_consultation
+from smartpractice.storage.practices import Practice
+from smartpractice.storage.reminders import forget_reminders_of
+from smartpractice.web.links import Links
+
+# Longer than any retention period, so the list shows all the purge has left.
+RECORDS_DAYS = 100
+SHORTEST_MINUTES = 5
+LONGEST_MINUTES = store.MAX_DURATION_HOURS * 60
+
+
+class ConsultationNotFound(LookupError):
+    pass
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Title, start and length as entered, checked where they enter."""
+
+    title: str
+    starts_at: datetime
+    duration_minutes: int
+
+    @classmethod
+    def parse(cls, title: str, starts_at: datetime, duration: str | int, *, now: datetime) -> Plan:
+        title = title.strip()
+        if len(title) > 200:
+            raise UserError("title_invalid", N_("Please enter a title of at most 200 characters."))
+        try:
+            minutes = int(duration)
+        except ValueError:
+            minutes = 0
+        if not SHORTEST_MINUTES <= minutes <= LONGEST_MINUTES:
+            raise UserError(
+                "duration_invalid", N_("The duration must be between %(low)d and %(high)d minutes."),
+                low=SHORTEST_MINUTES, high=LONGEST_MINUTES,
+            )
+        if starts_at + timedelta(minutes=minutes) <= now:
+            raise UserError("start_past", N_("This time has already passed. Please choose a time in the future."))
+        return cls(title, starts_at, minutes)
+
+
+@dataclass(frozen=True)
+class ConsultationView:
+    consultation: Consultation
+    participants: list[Participant]
+    policy: SchedulingPolicy
+
+
+@dataclass(frozen=True)
+class Scheduled:
+    consultation: Consultation
+    # TANs the clinician must pass on themselves (practice setting "clinician").
+    invitations: list[NewInvitation]
+
+
+@dataclass(frozen=True)
+class _MailFacts:
+    """What every mail about one consultation says: when, and the calendar entry."""
+
+    consultation: Consultation
+    practice: str
+    zone: str
+    organizer: str
+    catalogs: Catalogs
+    now: datetime
+    cancelled: bool = False
+
+    @property
+    def consultation_id(self) -> int:
+        return self.consultation.id
+
+    def when(self, language: str) -> str:
+        return spoken(self.consultation.starts_at, self.zone, language)
+
+    def calendar(self, email: str, language: str, url: str | None) -> str:
+        summary = self.catalogs.get(language).gettext("Video consultation with %(practice)s") % {
+            "practice": self.practice
+        }
+        entry = CalendarEntry(self.consultation, summary, self.practice, self.organizer, email, url)
+        return calendar_file(entry, now=self.now, cancelled=self.cancelled)
+
+
+class Consultations:
+    def __init__(
+        self, engine: AsyncEngine, clock: Clock, outbox: Outbox, links: Links, invitations: Invitations,
+        catalogs: Catalogs, *, mail_from: str, tan_grace: timedelta,
+    ) -> None:
+        self._engine = engine
+        self._clock = clock
+        self._outbox = outbox
+        self._links = links
+        self._invitations = invitations
+        self._catalogs = catalogs
+        self._organizer = parseaddr(mail_from)[1] or "noreply@localhost"
+        self._tan_grace = tan_grace
+
+    async def policy(self, practice_id: int) -> SchedulingPolicy:
+        async with self._engine.connect() as conn:
+            return await store.policy_of(conn, practice_id)
+
+    async def schedule(
+        self, practice: Practice, clinician_id: int, plan: Plan, *,
+        patient_ids: list[int] = (), invitees: list[Invitee] = (),
+    ) -> Scheduled:
+        now = self._clock.now()
+        async with self._engine.begin() as conn:
+            consultation_id = await store.insert_consultation(
+                conn, practice_id=practice.id, clinician_id=clinician_id, title=plan.title,
+                starts_at=plan.starts_at, duration_minutes=plan.duration_minutes,
+                uid=f"{uuid.uuid4()}@smartpractice", now=now,
+            )
+            consultation = await store.consultation_by_id(conn, consultation_id)
+            assert consultation is not None
+            invitations = await self._add(conn, practice, consultation, clinician_id, patient_ids, invitees)
+        return Scheduled(consultation, invitations)
+
+    async def add_participants(
+        self, practice: Practice, consultation_id: int, invited_by: int, *,
+        patient_ids: list[int] = (), invitees: list[Invitee] = (),
+    ) -> Scheduled:
+        async with self._engine.begin() as conn:
+            consultation = await self._open(conn, practice.id, consultation_id)
+            invitations = await self._add(conn, practice, consultation, invited_by, patient_ids, invitees)
+        return Scheduled(consultation, invitations)
+
+    async def _add(
+        self, conn: AsyncConnection, practice: Practice, consultation: Consultation, invited_by: int,
+        patient_ids, invitees,
+    ) -> list[NewInvitation]:
+        policy = await store.policy_of(conn, practice.id)
+        present = await store.participants_of(conn, consultation.id)
+        if len(present) + len(patient_ids) + len(invitees) > policy.max_participants:
+            raise UserError(
+                "too_many_participants",
+                N_("A consultation can have at most %(count)d participants besides the clinician."),
+                count=policy.max_participants,
+            )
+        facts = self._facts(consultation, practice.name, policy)
+        now = self._clock.now()
+        for user_id in dict.fromkeys(patient_ids):
+            if not await store.patient_of(conn, practice.id, user_id):
+                raise UserError("patient_unknown", N_("This patient does not belong to the practice."))
+            if any(p.user_id == user_id for p in present):
+                raise UserError("participant_present", N_("This patient already takes part."))
+            await store.insert_participant(conn, consultation.id, now, user_id=user_id)
+        for participant in await store.participants_of(conn, consultation.id):
+            if participant.user_id in patient_ids:
+                await self._mail(conn, "consultation_scheduled", participant, facts)
+        invited = []
+        for invitee in invitees:
+            new = await self._invitations.invite_in(
+                conn, practice, invitee, invited_by=invited_by,
+                expires_at=consultation.ends_at + self._tan_grace, consultation=facts,
+            )
+            await store.insert_participant(conn, consultation.id, now, invitation_id=new.invitation.id)
+            invited.append(new)
+        return invited
+
+    async def reschedule(self, practice: Practice, consultation_id: int, plan: Plan) -> Consultation:
+        """New time or title; everyone gets a mail whose calendar entry replaces the old one."""
+        async with self._engine.begin() as conn:
+            before = await self._open(conn, practice.id, consultation_id)
+            await store.reschedule(
+                conn, consultation_id, title=plan.title, starts_at=plan.starts_at,
+                duration_minutes=plan.duration_minutes, now=self._clock.now(),
+            )
+            consultation = await store.consultation_by_id(conn, consultation_id)
+            assert consultation is not None
+            await set_expiry_of_consultation(conn, consultation_id, consultation.ends_at + self._tan_grace)
+            if consultation.starts_at != before.starts_at:
+                await forget_reminders_of(conn, consultation_id)
+            facts = self._facts(consultation, practice.name, await store.policy_of(conn, practice.id))
+            for participant in await store.participants_of(conn, consultation_id):
+                await self._mail(conn, "consultation_changed", participant, facts)
+        return consultation
+
+    async def cancel(self, practice: Practice, consultation_id: int) -> Consultation:
+        async with self._engine.begin() as conn:
+            await self._open(conn, practice.id, consultation_id)
+            await store.set_state(conn, consultation_id, "cancelled", self._clock.now(), only_from=("scheduled",))
+            consultation = await store.consultation_by_id(conn, consultation_id)
+            assert consultation is not None
+            policy = await store.policy_of(conn, practice.id)
+            facts = self._facts(consultation, practice.name, policy, cancelled=True)
+            for participant in await store.participants_of(conn, consultation_id):
+                await self._mail(conn, "consultation_cancelled", participant, facts)
+        return consultation
+
+    async def _open(self, conn: AsyncConnection, practice_id: int, consultation_id: int) -> Consultation:
+        """The consultation if it can still be changed: not running, ended or cancelled."""
+        consultation = await store.consultation_of(conn, practice_id, consultation_id)
+        if consultation is None:
+            raise ConsultationNotFound(consultation_id)
+        if consultation.state != "scheduled":
+            raise UserError(
+                f"consultation_{consultation.state}",
+                N_("This consultation has already begun, ended or been cancelled and cannot be changed."),
+            )
+        return consultation
+
+    def _facts(self, consultation: Consultation, practice: str, policy: SchedulingPolicy, *,
+               cancelled: bool = False) -> _MailFacts:
+        return _MailFacts(consultation, practice, policy.time_zone, self._organizer, self._catalogs,
+                          self._clock.now(), cancelled)
+
+    async def _mail(self, conn: AsyncConnection, kind: str, participant: Participant, facts: _MailFacts, *,
+                    with_calendar: bool = True) -> None:
+        language = participant.language or "de"
+        # Guests open their consultation by the invitation mail's link and TAN only.
+        link = self._links.url("waiting_room", id=str(facts.consultation.id)) if participant.user_id else None
+        await self._outbox.enqueue(
+            conn, kind=kind, to=participant.email, language=language,
+            context={"name": participant.display_name, "practice": facts.practice,
+                     "when": facts.when(language), "link": link},
+            calendar=facts.calendar(participant.email, language, link) if with_calendar else None,
+        )
+
+    async def mail_reminder(self, conn: AsyncConnection, consultation: Consultation, participant: Participant,
+                            practice: str) -> None:
+        facts = self._facts(consultation, practice, await store.policy_of(conn, consultation.practice_id))
+        await self._mail(conn, "consultation_reminder", participant, facts, with_calendar=False)
+
+    async def get(self, practice_id: int, consultation_id: int) -> ConsultationView:
+        async with self._engine.connect() as conn:
+            consultation = await store.consultation_of(conn, practice_id, consultation_id)
+            if consultation is None:
+                raise ConsultationNotFound(consultation_id)
+            return ConsultationView(
+                consultation, await store.participants_of(conn, consultation_id),
+                await store.policy_of(conn, practice_id),
+            )
+
+    async def agenda(self, practice_id: int, first_day: date, days: int, *,
+                     clinician_id: int | None = None) -> list[Consultation]:
+        async with self._engine.connect() as conn:
+            policy = await store.policy_of(conn, practice_id)
+            start, end = day_bounds(first_day, days, policy.time_zone)
+            return await store.consultations_between(conn, practice_id, start, end, clinician_id=clinician_id)
+
+    async def upcoming_for_patient(self, practice_id: int, user_id: int) -> list[Consultation]:
+        async with self._engine.connect() as conn:
+            return await store.upcoming_for_user(conn, practice_id, user_id, self._clock.now())
+
+    async def past_calls(self, practice_id: int) -> list[PastCall]:
+        """Every call still on record (the purge removes them after the retention period)."""
+        now = self._clock.now()
+        async with self._engine.connect() as conn:
+            return await call_store.past_calls(conn, practice_id, now - timedelta(days=RECORDS_DAYS), now)
+
+    async def patient_id(self, practice_id: int, login: str) -> int:
+        async with self._engine.connect() as conn:
+            user_id = await store.patient_by_login(conn, practice_id, login)
+        if user_id is None:
+            raise UserError("patient_unknown", N_("No patient of this practice has this user name or email address."))
+        return user_id

@@ -1,0 +1,67 @@
+"""Local wall-clock times of a practice, to and from the UTC the database keeps."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from babel.dates import format_datetime
+
+from smartpractice.errors import UserError
+from smartpractice.i18n import N_
+
+
+def zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise UserError("time_zone_invalid", N_("Please choose a valid time zone.")) from None
+
+
+def parse_day(text: str) -> date:
+    try:
+        return date.fromisoformat(text.strip())
+    except ValueError:
+        raise UserError("date_invalid", N_("Please enter a date as YYYY-MM-DD.")) from None
+
+
+def local_to_utc(day_text: str, time_text: str, zone_name: str) -> datetime:
+    """A date and time as the practice's clock shows them, in UTC.
+
+    A time that the clocks skip in spring does not exist and is refused; one that they
+    show twice in autumn means its first occurrence (PEP 495's fold=0).
+    """
+    day = parse_day(day_text)
+    try:
+        wall = time.fromisoformat(time_text.strip())
+    except ValueError:
+        raise UserError("time_invalid", N_("Please enter a time as HH:MM.")) from None
+    tz = zone(zone_name)
+    local = datetime.combine(day, wall.replace(second=0, microsecond=0, tzinfo=None)).replace(tzinfo=tz)
+    # A skipped wall time does not survive the round trip through UTC.
+    if local.astimezone(UTC).astimezone(tz).replace(tzinfo=None) != local.replace(tzinfo=None):
+        raise UserError(
+            "time_skipped",
+            N_("%(time)s does not exist on %(day)s: the clocks change that night. Please choose another time."),
+            time=wall.strftime("%H:%M"), day=day.isoformat(),
+        )
+    return local.astimezone(UTC)
+
+
+def day_bounds(day: date, days: int, zone_name: str) -> tuple[datetime, datetime]:
+    """UTC bounds of `days` whole local days from `day`: 23 or 25 hours when clocks change."""
+    tz = zone(zone_name)
+    start = datetime.combine(day, time(), tzinfo=tz)
+    end = datetime.combine(day + timedelta(days=days), time(), tzinfo=tz)
+    return start.astimezone(UTC), end.astimezone(UTC)
+
+
+def local(moment: datetime, zone_name: str) -> datetime:
+    return moment.astimezone(zone(zone_name))
+
+
+def spoken(moment: datetime, zone_name: str, language: str) -> str:
+    """A time as a person reads it in a mail, in the practice's zone."""
+    pattern = "EEEE, d. MMMM y, HH:mm" if language == "de" else "EEEE, MMMM d, y, h:mm a"
+    text = format_datetime(moment, pattern, tzinfo=zone(zone_name), locale=language)
+    return f"{text} ({format_datetime(moment, 'zzzz', tzinfo=zone(zone_name), locale=language)})"

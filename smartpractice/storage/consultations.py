@@ -1,0 +1,267 @@
+"""Consultations, who takes part in them, and the practice's scheduling policy."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, delete, func, insert, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from smartpractice.storage.tables import (
+    consultations,
+    invitations,
+    memberships,
+    participants,
+    practices,
+    users,
+)
+
+
+@dataclass(frozen=True)
+class SchedulingPolicy:
+    time_zone: str
+    consultation_minutes: int
+    join_window_minutes: int
+    max_participants: int
+
+
+@dataclass(frozen=True)
+class Consultation:
+    id: int
+    practice_id: int
+    clinician_id: int | None
+    title: str
+    starts_at: datetime
+    duration_minutes: int
+    state: str
+    uid: str
+    sequence: int
+
+    @property
+    def ends_at(self) -> datetime:
+        return self.starts_at + timedelta(minutes=self.duration_minutes)
+
+
+@dataclass(frozen=True)
+class Participant:
+    id: int
+    consultation_id: int
+    user_id: int | None
+    invitation_id: int | None
+    display_name: str
+    email: str
+    language: str | None
+
+
+def _consultation(row) -> Consultation:
+    return Consultation(
+        id=row.id,
+        practice_id=row.practice_id,
+        clinician_id=row.clinician_id,
+        title=row.title,
+        starts_at=row.starts_at,
+        duration_minutes=row.duration_minutes,
+        state=row.state,
+        uid=row.uid,
+        sequence=row.sequence,
+    )
+
+
+async def policy_of(conn: AsyncConnection, practice_id: int) -> SchedulingPolicy:
+    row = (
+        await conn.execute(
+            select(
+                practices.c.time_zone,
+                practices.c.consultation_minutes,
+                practices.c.join_window_minutes,
+                practices.c.max_participants,
+            ).where(practices.c.id == practice_id)
+        )
+    ).one()
+    return SchedulingPolicy(*row)
+
+
+async def insert_consultation(
+    conn: AsyncConnection,
+    *,
+    practice_id: int,
+    clinician_id: int,
+    title: str,
+    starts_at: datetime,
+    duration_minutes: int,
+    uid: str,
+    now: datetime,
+) -> int:
+    result = await conn.execute(
+        insert(consultations).values(
+            practice_id=practice_id,
+            clinician_id=clinician_id,
+            title=title,
+            starts_at=starts_at,
+            duration_minutes=duration_minutes,
+            state="scheduled",
+            uid=uid,
+            sequence=0,
+            created_at=now,
+            updated_at=now,
+        )
+    )
+    return result.inserted_primary_key[0]
+
+
+async def consultation_of(conn: AsyncConnection, practice_id: int, consultation_id: int) -> Consultation | None:
+    query = select(consultations).where(
+        consultations.c.id == consultation_id, consultations.c.practice_id == practice_id
+    )
+    row = (await conn.execute(query)).first()
+    return None if row is None else _consultation(row)
+
+
+async def consultation_by_id(conn: AsyncConnection, consultation_id: int) -> Consultation | None:
+    row = (await conn.execute(select(consultations).where(consultations.c.id == consultation_id))).first()
+    return None if row is None else _consultation(row)
+
+
+async def reschedule(
+    conn: AsyncConnection, consultation_id: int, *, title: str, starts_at: datetime, duration_minutes: int, now: datetime
+) -> None:
+    await conn.execute(
+        update(consultations)
+        .where(consultations.c.id == consultation_id)
+        .values(
+            title=title,
+            starts_at=starts_at,
+            duration_minutes=duration_minutes,
+            sequence=consultations.c.sequence + 1,
+            updated_at=now,
+        )
+    )
+
+
+async def set_state(
+    conn: AsyncConnection, consultation_id: int, state: str, now: datetime, *, only_from: tuple[str, ...]
+) -> bool:
+    """Move to `state` if the consultation is in one of `only_from`; False if it was not."""
+    values: dict = {"state": state, "updated_at": now}
+    if state == "cancelled":
+        values["sequence"] = consultations.c.sequence + 1
+    result = await conn.execute(
+        update(consultations)
+        .where(consultations.c.id == consultation_id, consultations.c.state.in_(only_from))
+        .values(**values)
+    )
+    return result.rowcount == 1
+
+
+async def consultations_between(
+    conn: AsyncConnection, practice_id: int, start: datetime, end: datetime, *, clinician_id: int | None = None
+) -> list[Consultation]:
+    query = select(consultations).where(
+        consultations.c.practice_id == practice_id,
+        consultations.c.starts_at >= start,
+        consultations.c.starts_at < end,
+    )
+    if clinician_id is not None:
+        query = query.where(consultations.c.clinician_id == clinician_id)
+    return [_consultation(row) for row in await conn.execute(query.order_by(consultations.c.starts_at))]
+
+
+async def upcoming_for_user(
+    conn: AsyncConnection, practice_id: int, user_id: int, ends_after: datetime
+) -> list[Consultation]:
+    """A patient's consultations in a practice that have not ended yet."""
+    query = (
+        select(consultations)
+        .join(participants, participants.c.consultation_id == consultations.c.id)
+        .where(
+            consultations.c.practice_id == practice_id,
+            participants.c.user_id == user_id,
+            consultations.c.state.in_(("scheduled", "running")),
+            # The end is start + duration; the longest allowed duration bounds the search.
+            consultations.c.starts_at > ends_after - timedelta(hours=MAX_DURATION_HOURS),
+        )
+        .order_by(consultations.c.starts_at)
+    )
+    rows = [_consultation(row) for row in await conn.execute(query)]
+    return [c for c in rows if c.ends_at > ends_after]
+
+
+MAX_DURATION_HOURS = 8
+
+
+async def insert_participant(
+    conn: AsyncConnection, consultation_id: int, now: datetime, *, user_id: int | None = None,
+    invitation_id: int | None = None,
+) -> int:
+    result = await conn.execute(
+        insert(participants).values(
+            consultation_id=consultation_id, user_id=user_id, invitation_id=invitation_id, created_at=now
+        )
+    )
+    return result.inserted_primary_key[0]
+
+
+async def remove_participant(conn: AsyncConnection, consultation_id: int, participant_id: int) -> bool:
+    result = await conn.execute(
+        delete(participants).where(
+            participants.c.id == participant_id, participants.c.consultation_id == consultation_id
+        )
+    )
+    return result.rowcount == 1
+
+
+async def participants_of(conn: AsyncConnection, consultation_id: int) -> list[Participant]:
+    query = (
+        select(
+            participants.c.id,
+            participants.c.consultation_id,
+            participants.c.user_id,
+            participants.c.invitation_id,
+            func.coalesce(users.c.display_name, invitations.c.display_name).label("display_name"),
+            func.coalesce(users.c.email, invitations.c.email).label("email"),
+            func.coalesce(users.c.language, invitations.c.language).label("language"),
+        )
+        .select_from(participants)
+        .outerjoin(users, users.c.id == participants.c.user_id)
+        .outerjoin(invitations, invitations.c.id == participants.c.invitation_id)
+        .where(participants.c.consultation_id == consultation_id)
+        .order_by(participants.c.id)
+    )
+    return [Participant(**row._mapping) for row in await conn.execute(query)]
+
+
+async def count_participants(conn: AsyncConnection, consultation_id: int) -> int:
+    query = select(func.count()).select_from(participants).where(participants.c.consultation_id == consultation_id)
+    return (await conn.execute(query)).scalar_one()
+
+
+async def patient_of(conn: AsyncConnection, practice_id: int, user_id: int) -> bool:
+    """True when the user is a patient of this practice (and so may be a participant)."""
+    query = select(memberships.c.id).where(
+        memberships.c.practice_id == practice_id,
+        memberships.c.user_id == user_id,
+        memberships.c.role == "patient",
+    )
+    return (await conn.execute(query)).first() is not None
+
+
+async def patient_by_login(conn: AsyncConnection, practice_id: int, login: str) -> int | None:
+    """A patient of this practice by user name or email address."""
+    key = login.strip().casefold()
+    query = (
+        select(users.c.id)
+        .join(memberships, and_(memberships.c.user_id == users.c.id, memberships.c.practice_id == practice_id))
+        .where(memberships.c.role == "patient", or_(users.c.username_key == key, users.c.email_key == key))
+    )
+    return (await conn.execute(query)).scalar_one_or_none()
+
+
+async def is_participant(conn: AsyncConnection, consultation_id: int, *, user_id: int | None = None,
+                         invitation_id: int | None = None) -> int | None:
+    """The participant id of this user or invitation in the consultation, if any."""
+    condition = (
+        participants.c.user_id == user_id if user_id is not None else participants.c.invitation_id == invitation_id
+    )
+    query = select(participants.c.id).where(participants.c.consultation_id == consultation_id, condition)
+    return (await conn.execute(query)).scalar_one_or_none()

@@ -1,0 +1,43 @@
+// A participant's waiting-room and call page: one WebSocket that says when the practice
+// lets them in, passes on the practice's short texts, and tells when the consultation ends.
+"use strict";
+(function () {
+  const room = document.getElementById("room");
+  if (!room) return;
+  const status = document.getElementById("status");
+  const notice = document.getElementById("message");
+  let closedForGood = false;
+
+  if (room.dataset.opensAt) {
+    const wait = Date.parse(room.dataset.opensAt) - Date.now();
+    setTimeout(() => window.location.reload(), Math.max(wait, 1000));
+    return;
+  }
+
+  function connect() {
+    const scheme = window.location.protocol === "https:" ? "wss://" : "ws://";
+    const socket = new WebSocket(scheme + window.location.host + room.dataset.socket);
+    socket.addEventListener("message", (event) => {
+      const message = JSON.parse(event.data);
+      if (message.type === "admitted" && room.dataset.call) {
+        closedForGood = true;
+        window.location.assign(room.dataset.call);
+      } else if (message.type === "message") {
+        notice.textContent = message.text;
+        notice.hidden = false;
+      } else if (message.type === "ended" || message.type === "closed") {
+        closedForGood = true;
+        window.location.reload();
+      } else if (message.type === "waiting" || message.type === "in_call") {
+        room.dataset.state = message.type;
+      }
+    });
+    socket.addEventListener("close", () => {
+      if (closedForGood) return;
+      room.dataset.state = "reconnecting";
+      status.textContent = room.dataset.lost;
+      setTimeout(() => window.location.reload(), 2000);
+    });
+  }
+  connect();
+})();
