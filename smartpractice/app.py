@@ -22,10 +22,12 @@ from smartpractice.api_keys import ApiKeys
 from smartpractice.clock import Clock
 from smartpractice.config import Settings
 from smartpractice.i18n import Catalogs
+from smartpractice.jobs import JobRunner
 from smartpractice.keys import (
     Services,
     catalogs_key,
     clock_key,
+    jobs_key,
     secret_key,
     services_key,
     settings_key,
@@ -44,6 +46,7 @@ from smartpractice.onboarding.invitations import Invitations
 from smartpractice.onboarding.patients import Patients
 from smartpractice.onboarding.registration import Registrations
 from smartpractice.practices import Practices
+from smartpractice.retention import purge_expired
 from smartpractice.rooms.state import InMemoryRoomState
 from smartpractice.rooms.waiting_room import WaitingRoom
 from smartpractice.routes import setup_routes
@@ -58,6 +61,8 @@ from smartpractice.web.responses import setup_templates
 log = logging.getLogger(__name__)
 
 SENDER_STOP_SECONDS = 10
+# The purge returns between two batches once asked to stop; this is the last resort.
+JOBS_STOP_SECONDS = 10
 
 
 def build_services(
@@ -146,6 +151,23 @@ async def _mail_sender(app: web.Application) -> AsyncIterator[None]:
         await asyncio.wait_for(task, SENDER_STOP_SECONDS)
 
 
+async def _jobs(app: web.Application) -> AsyncIterator[None]:
+    services, settings = app[services_key], app[settings_key]
+    runner = app[jobs_key] = JobRunner(services.engine, services.clock)
+    if settings.purge_interval_minutes:
+        runner.add(
+            "purge",
+            timedelta(minutes=settings.purge_interval_minutes),
+            lambda stopping: purge_expired(services.engine, settings, services.clock, stopping=stopping),
+        )
+    task = asyncio.create_task(runner.run(), name="jobs") if runner.jobs else None
+    yield
+    runner.stop()
+    if task is not None:
+        with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+            await asyncio.wait_for(task, JOBS_STOP_SECONDS)
+
+
 def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Application:
     app = web.Application(
         client_max_size=settings.max_body_bytes,
@@ -159,5 +181,6 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
     setup_routes(app)
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_mail_sender)
+    app.cleanup_ctx.append(_jobs)
     app.on_response_prepare.append(security_headers)
     return app

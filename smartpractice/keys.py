@@ -18,6 +18,7 @@ from smartpractice.api_keys import ApiKeys
 from smartpractice.clock import Clock
 from smartpractice.config import Settings
 from smartpractice.i18n import Catalogs
+from smartpractice.jobs import JobRunner
 from smartpractice.mail.outbox import Outbox
 from smartpractice.onboarding.confirmations import Confirmations
 from smartpractice.onboarding.invitations import Invitations
@@ -58,6 +59,7 @@ clock_key = web.AppKey("clock", Clock)
 catalogs_key = web.AppKey("catalogs", Catalogs)
 secret_key = web.AppKey("secret", str)
 services_key = web.AppKey("services", Services)
+jobs_key = web.AppKey("jobs", JobRunner)
 
 active_session_key = web.RequestKey("active_session", ActiveSession | None)
 guest_session_key = web.RequestKey("guest_session", GuestSession | None)

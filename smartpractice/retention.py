@@ -1,29 +1,78 @@
-"""The purge: what has expired or passed the retention period goes."""
+"""The purge: what has expired or passed the retention period goes.
+
+Each kind is deleted in batches of BATCH_SIZE rows, each batch its own short transaction,
+so no lock is held for long and no more than one batch of keys is ever in memory."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+import asyncio
+import logging
+from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from smartpractice.clock import Clock
 from smartpractice.config import Settings
-from smartpractice.storage import link_tokens, login_sessions, mails, throttles
+from smartpractice.storage import purge
+from smartpractice.storage.tables import mails
 
+log = logging.getLogger(__name__)
+
+BATCH_SIZE = 1000
 # Failure counters older than this carry no lock and no open window.
 THROTTLE_KEEP = timedelta(days=1)
 
 
-async def purge_expired(engine: AsyncEngine, settings: Settings, clock: Clock, *, dry_run: bool) -> dict[str, int]:
+def expired_kinds(settings: Settings, now: datetime) -> list[tuple[str, purge.Expired]]:
+    """What the purge deletes, in this order; adding a kind is adding a line."""
+    cutoff = now - timedelta(days=settings.retention_days)
+    return [
+        ("login sessions", purge.login_sessions_ended(now, now - timedelta(minutes=settings.session_idle_minutes))),
+        ("rate-limit counters", purge.throttles_stale(now - THROTTLE_KEEP)),
+        ("used or expired links", purge.link_tokens_finished(now)),
+        # Calls before consultations: a consultation stays while a call of it is kept.
+        ("calls", purge.calls_started_before(cutoff)),
+        ("consultations", purge.consultations_ended_before(cutoff)),
+        ("ad-hoc invitations", purge.adhoc_invitations_expired_before(cutoff)),
+        # Every state: a mail still pending after the retention period will never be sent.
+        ("mails", purge.older_than(mails.c.created_at, cutoff)),
+    ]
+
+
+def _named(kind: str, counts: dict[str, int]) -> dict[str, int]:
+    return {name or kind: count for name, count in counts.items()}
+
+
+async def purge_expired(
+    engine: AsyncEngine,
+    settings: Settings,
+    clock: Clock,
+    *,
+    dry_run: bool = False,
+    stopping: asyncio.Event | None = None,
+    batch_size: int = BATCH_SIZE,
+) -> dict[str, int]:
+    """Delete (or with `dry_run` count) what has expired; returns a count per kind.
+
+    Safe to run twice at once: each returns what it deleted itself. When `stopping` is set
+    it returns between two batches with what it has done so far; the rest goes next time."""
     now = clock.now()
-    idle_since = now - timedelta(minutes=settings.session_idle_minutes)
-    async with engine.begin() as conn:
-        counts = {
-            "login sessions": await login_sessions.delete_expired(conn, now=now, idle_since=idle_since),
-            "rate-limit counters": await throttles.delete_stale(conn, now - THROTTLE_KEEP),
-            "used or expired links": await link_tokens.delete_finished(conn, now),
-            "mails": await mails.delete_older_than(conn, now - timedelta(days=settings.retention_days)),
-        }
+    totals: dict[str, int] = {}
+    for kind, expired in expired_kinds(settings, now):
         if dry_run:
-            await conn.rollback()
-    return counts
+            async with engine.connect() as conn:
+                totals.update(_named(kind, await purge.count(conn, expired)))
+            continue
+        totals.update(_named(kind, dict.fromkeys(["", *(name for name, _ in expired.children)], 0)))
+        after = None
+        while not (stopping and stopping.is_set()):
+            async with engine.begin() as conn:
+                batch = await purge.delete_batch(conn, expired, after=after, limit=batch_size)
+            for name, count in _named(kind, batch.deleted).items():
+                totals[name] += count
+            if batch.selected < batch_size:
+                break
+            after = batch.last_key
+    if not dry_run and any(totals.values()):
+        log.info("purge deleted %s", ", ".join(f"{kind} {count}" for kind, count in totals.items() if count))
+    return totals

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import delete, insert, or_, select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from smartpractice.storage.tables import link_tokens
@@ -54,8 +54,3 @@ async def invalidate_tokens(conn: AsyncConnection, user_id: int, purpose: str, n
         .where(link_tokens.c.user_id == user_id, link_tokens.c.purpose == purpose, link_tokens.c.used_at.is_(None))
         .values(used_at=now)
     )
-
-
-async def delete_finished(conn: AsyncConnection, now: datetime) -> int:
-    statement = delete(link_tokens).where(or_(link_tokens.c.expires_at <= now, link_tokens.c.used_at.is_not(None)))
-    return (await conn.execute(statement)).rowcount

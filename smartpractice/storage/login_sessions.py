@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import delete, insert, or_, select, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from smartpractice.storage.tables import login_sessions
@@ -100,11 +100,4 @@ async def delete_sessions_of(
     statement = delete(login_sessions).where(login_sessions.c.user_id == user_id)
     if keep is not None:
         statement = statement.where(login_sessions.c.id != keep)
-    return (await conn.execute(statement)).rowcount
-
-
-async def delete_expired(conn: AsyncConnection, *, now: datetime, idle_since: datetime) -> int:
-    statement = delete(login_sessions).where(
-        or_(login_sessions.c.expires_at <= now, login_sessions.c.last_seen_at <= idle_since)
-    )
     return (await conn.execute(statement)).rowcount

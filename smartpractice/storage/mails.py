@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import and_, delete, func, insert, select, update
+from sqlalchemy import and_, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from smartpractice.storage.tables import mails
@@ -126,8 +126,3 @@ async def mark_stale_uncertain(conn: AsyncConnection, claimed_before: datetime) 
 async def status_counts(conn: AsyncConnection) -> dict[str, int]:
     rows = await conn.execute(select(mails.c.status, func.count()).group_by(mails.c.status))
     return {status: count for status, count in rows}
-
-
-async def delete_older_than(conn: AsyncConnection, before: datetime) -> int:
-    """Mails of every state past retention; a pending one that old will never be sent."""
-    return (await conn.execute(delete(mails).where(mails.c.created_at < before))).rowcount

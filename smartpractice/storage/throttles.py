@@ -57,11 +57,3 @@ async def locked_until(conn: AsyncConnection, keys: list[str]) -> list[datetime]
 
 async def clear_throttle(conn: AsyncConnection, key: str) -> None:
     await conn.execute(delete(throttles).where(throttles.c.key == key))
-
-
-async def delete_stale(conn: AsyncConnection, before: datetime) -> int:
-    statement = delete(throttles).where(
-        throttles.c.window_started_at < before,
-        (throttles.c.locked_until.is_(None)) | (throttles.c.locked_until < before),
-    )
-    return (await conn.execute(statement)).rowcount
