@@ -151,6 +151,11 @@ async def _mail_sender(app: web.Application) -> AsyncIterator[None]:
         await asyncio.wait_for(task, SENDER_STOP_SECONDS)
 
 
+async def _housekeeping(services: Services) -> None:
+    await services.reminders.send_due()
+    await services.waiting_room.end_abandoned()
+
+
 async def _jobs(app: web.Application) -> AsyncIterator[None]:
     services, settings = app[services_key], app[settings_key]
     runner = app[jobs_key] = JobRunner(services.engine, services.clock)
@@ -160,6 +165,9 @@ async def _jobs(app: web.Application) -> AsyncIterator[None]:
             timedelta(minutes=settings.purge_interval_minutes),
             lambda stopping: purge_expired(services.engine, settings, services.clock, stopping=stopping),
         )
+    if settings.housekeeping_seconds:
+        runner.add("housekeeping", timedelta(seconds=settings.housekeeping_seconds),
+                   lambda stopping: _housekeeping(services))
     task = asyncio.create_task(runner.run(), name="jobs") if runner.jobs else None
     yield
     runner.stop()

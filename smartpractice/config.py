@@ -50,6 +50,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("OPERATOR_CONTACT", "", "Contact for data-protection questions (email address or phone), shown on the privacy page."),
     Setting("MAIL_FROM", "smartpractice <noreply@localhost>", "Sender address of every mail."),
     Setting("RETENTION_DAYS", "90", "Days after which session metadata, expired tokens and audit entries are deleted; at most 92."),
+    Setting("HOUSEKEEPING_SECONDS", "30", "Seconds between two runs of the consultation housekeeping inside the server: due reminder mails, and ending consultations everyone left; 0 turns it off."),
     Setting("PURGE_INTERVAL_MINUTES", "60", "Minutes between two runs of the purge inside the server (one instance runs it at a time); 0: the server does not purge, run `smartpractice purge` from a timer instead."),
     Setting("INITIAL_PASSWORD_DAYS", "14", "Days after which an initial password set by the practice expires if it was never used."),
     Setting("TAN_HOURS", "24", "Hours an invitation with a TAN stays valid when it is not bound to a consultation."),
@@ -98,6 +99,7 @@ class Settings:
     operator_contact: str
     mail_from: str
     retention_days: int
+    housekeeping_seconds: int
     purge_interval_minutes: int
     initial_password_days: int
     tan_hours: int
@@ -154,6 +156,7 @@ class Settings:
             mail_from=raw["MAIL_FROM"],
             retention_days=retention,
             # At most a day, so that nothing outlives the retention period by more than that.
+            housekeeping_seconds=_int(raw["HOUSEKEEPING_SECONDS"], "HOUSEKEEPING_SECONDS", 0, 3600),
             purge_interval_minutes=_int(raw["PURGE_INTERVAL_MINUTES"], "PURGE_INTERVAL_MINUTES", 0, 24 * 60),
             initial_password_days=_int(raw["INITIAL_PASSWORD_DAYS"], "INITIAL_PASSWORD_DAYS", 1, 90),
             tan_hours=_int(raw["TAN_HOURS"], "TAN_HOURS", 1, 24 * 14),

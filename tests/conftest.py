@@ -123,6 +123,8 @@ def make_settings(tmp_path, database_url: str, **overrides: str) -> Settings:
         # The server's own purge would race tests that look at expired rows on purpose;
         # tests of the schedule turn it on.
         "PURGE_INTERVAL_MINUTES": "0",
+        # Tests drive reminders themselves; the server's schedule has its own test.
+        "HOUSEKEEPING_SECONDS": "0",
     }
     values.update(overrides)
     return Settings.from_env({}, **values)

@@ -15,7 +15,7 @@ from smartpractice.keys import services_key
 from smartpractice.onboarding.invitations import Invitee
 from smartpractice.scheduling.consultations import Plan
 from smartpractice.storage.tables import consultations, mails
-from tests.conftest import add_member, log_in, mail_text, post_form
+from tests.conftest import add_member, log_in, mail_text, make_settings, post_form
 
 EN = {"Accept-Language": "en"}
 # Europe/Berlin moves to summer time in the night to Sunday, 29 March 2026.
@@ -202,3 +202,19 @@ async def test_other_practices_and_patients_get_404(client, other_browser, servi
     await add_member(services, practice, "patient", "erika")
     await log_in(other_browser, "erika")
     assert (await other_browser.get(f"/c/{scheduled.consultation.id}")).status == 404
+
+
+async def test_the_server_sends_due_reminders_by_itself(aiohttp_client, tmp_path, database_url, smtp, clock):
+    settings = make_settings(tmp_path, database_url, SMTP_HOST="127.0.0.1", SMTP_PORT=str(smtp.controller.port),
+                             SMTP_TLS="none", HOUSEKEEPING_SECONDS="1")
+    services = (await aiohttp_client(create_app(settings, clock=clock))).app[services_key]
+    practice = (await services.practices.create("Praxis Uhr", admin_email="uhr@example.org", admin_username="uhr")).practice
+    clinician = await add_member(services, practice, "clinician", "dr-uhr")
+    erika = await add_member(services, practice, "patient", "erika")
+    start = clock.now() + timedelta(minutes=30)
+    await services.consultations.schedule(practice, clinician, Plan.parse("", start, 15, now=clock.now()),
+                                          patient_ids=[erika])
+    await smtp.wait_for(1)
+    clock.current = start - timedelta(minutes=9)
+    [_, reminder] = await smtp.wait_for(2)
+    assert reminder["Subject"] == "Erinnerung: Videosprechstunde bei Praxis Uhr"
