@@ -131,6 +131,17 @@ def make_settings(tmp_path, database_url: str, **overrides: str) -> Settings:
 
 
 @pytest.fixture
+def cli_env(tmp_path, database_url) -> dict[str, str]:
+    """The environment of a `smartpractice` command against the test database."""
+    return {
+        "SMARTPRACTICE_DATA_DIR": str(tmp_path),
+        "SMARTPRACTICE_DATABASE_URL": database_url,
+        "SMARTPRACTICE_AUTO_MIGRATE": "never",
+        "SMARTPRACTICE_SECRET_KEY": "test-secret-" + "x" * 40,
+    }
+
+
+@pytest.fixture
 def settings(tmp_path, database_url, request) -> Settings:
     """Mail goes to the `smtp` fixture when a test asks for it, else into tmp_path/outbox."""
     if "smtp" in request.fixturenames:

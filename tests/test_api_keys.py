@@ -13,16 +13,6 @@ from smartpractice.storage.tables import api_keys
 from tests.test_cli import invoke
 
 
-@pytest.fixture
-def cli_env(tmp_path, database_url) -> dict[str, str]:
-    return {
-        "SMARTPRACTICE_DATA_DIR": str(tmp_path),
-        "SMARTPRACTICE_DATABASE_URL": database_url,
-        "SMARTPRACTICE_AUTO_MIGRATE": "never",
-        "SMARTPRACTICE_SECRET_KEY": "test-secret-" + "x" * 40,
-    }
-
-
 def bearer(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
 

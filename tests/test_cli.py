@@ -14,16 +14,6 @@ from smartpractice.cli import main
 from tests.conftest import log_in
 
 
-@pytest.fixture
-def cli_env(tmp_path, database_url) -> dict[str, str]:
-    return {
-        "SMARTPRACTICE_DATA_DIR": str(tmp_path),
-        "SMARTPRACTICE_DATABASE_URL": database_url,
-        "SMARTPRACTICE_AUTO_MIGRATE": "never",
-        "SMARTPRACTICE_SECRET_KEY": "test-secret-" + "x" * 40,
-    }
-
-
 async def invoke(args: list[str], env: dict[str, str]):
     # The CLI runs its own event loop, so it runs beside the test's, in a thread.
     return await asyncio.to_thread(CliRunner().invoke, main, args, env=env, catch_exceptions=False)

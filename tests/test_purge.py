@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
-import pytest
 from click.testing import CliRunner
 from sqlalchemy import func, select
 
@@ -187,16 +186,6 @@ async def test_a_purge_asked_to_stop_leaves_the_rest_for_the_next_run(services, 
     stopping.set()
     assert (await purge_expired(services.engine, settings, clock, stopping=stopping))["calls"] == 0
     assert (await purge_expired(services.engine, settings, clock, batch_size=7))["calls"] == 30
-
-
-@pytest.fixture
-def cli_env(tmp_path, database_url) -> dict[str, str]:
-    return {
-        "SMARTPRACTICE_DATA_DIR": str(tmp_path),
-        "SMARTPRACTICE_DATABASE_URL": database_url,
-        "SMARTPRACTICE_AUTO_MIGRATE": "never",
-        "SMARTPRACTICE_SECRET_KEY": "test-secret-" + "x" * 40,
-    }
 
 
 async def test_cli_prints_what_it_would_delete_and_then_deleted_per_kind(services, cli_env, clinician):

@@ -78,15 +78,20 @@ async def test_a_person_who_leaves_disappears_from_the_list(client, other_browse
         assert await waiting_people(staff) == []
 
 
-async def test_admit_all_and_the_call_record_of_join_leave_and_end(client, other_browser, services, smtp, practice, booked):
+async def admit_everyone(client, other_browser, practice, consultation) -> None:
+    """Clinician and patient log in; the patient waits and is let in with "admit all"."""
     await log_in(client, "dr-berg")
     await log_in(other_browser, "erika")
     async with client.ws_connect(f"/p/{practice.slug}/waiting-room/ws", headers=ORIGIN) as staff:
         await waiting_people(staff)
-        async with other_browser.ws_connect(f"/c/{booked.id}/ws", headers=ORIGIN) as patient:
+        async with other_browser.ws_connect(f"/c/{consultation.id}/ws", headers=ORIGIN) as patient:
             await waiting_people(staff)
-            await staff.send_json({"type": "admit_all", "consultation": booked.id})
+            await staff.send_json({"type": "admit_all", "consultation": consultation.id})
             await next_of(patient, "admitted")
+
+
+async def test_admit_all_and_the_call_record_of_join_leave_and_end(client, other_browser, services, smtp, practice, booked):
+    await admit_everyone(client, other_browser, practice, booked)
     # On the call page the same socket records who was in the call from when to when.
     async with other_browser.ws_connect(f"/c/{booked.id}/ws", headers=ORIGIN) as patient:
         assert (await patient.receive_json())["type"] == "in_call"
@@ -167,14 +172,7 @@ async def test_the_waiting_room_opens_with_the_join_window(other_browser, servic
 
 
 async def test_a_running_consultation_left_by_everyone_is_ended_after_its_time(client, other_browser, services, clock, practice, booked):
-    await log_in(client, "dr-berg")
-    await log_in(other_browser, "erika")
-    async with client.ws_connect(f"/p/{practice.slug}/waiting-room/ws", headers=ORIGIN) as staff:
-        await waiting_people(staff)
-        async with other_browser.ws_connect(f"/c/{booked.id}/ws", headers=ORIGIN) as patient:
-            await waiting_people(staff)
-            await staff.send_json({"type": "admit_all", "consultation": booked.id})
-            await next_of(patient, "admitted")
+    await admit_everyone(client, other_browser, practice, booked)
     async with other_browser.ws_connect(f"/c/{booked.id}/ws", headers=ORIGIN) as patient:
         await next_of(patient, "in_call")
         clock.advance(hours=3)
@@ -182,7 +180,7 @@ async def test_a_running_consultation_left_by_everyone_is_ended_after_its_time(c
         assert await services.waiting_room.end_abandoned() == 0
     # The server records the leave as the socket closes, a moment after the client.
     async with asyncio.timeout(5):
-        while await services.waiting_room.end_abandoned() == 0:
+        while await services.waiting_room.end_abandoned() == 0:  # noqa: ASYNC110 - polls the database
             await asyncio.sleep(0.05)
     async with services.engine.connect() as conn:
         assert (await conn.execute(select(consultations.c.state))).scalar_one() == "ended"
