@@ -17,6 +17,7 @@ import asyncio
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -122,7 +123,7 @@ def peak_mib() -> float:
 
 
 async def measure(url: str, now: datetime, count: int, batch_size: int) -> None:
-    settings = Settings.from_env({}, DATABASE_URL=url, DATA_DIR="/tmp")
+    settings = Settings.from_env({}, DATABASE_URL=url, DATA_DIR=tempfile.gettempdir())
     clock = FrozenClock(now)
     engine = create_engine(url)
     started = time.perf_counter()
