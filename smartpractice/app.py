@@ -42,19 +42,19 @@ from smartpractice.middlewares import (
     second_factor_gate,
     security_headers,
 )
+from smartpractice.offers import OfferRequests
 from smartpractice.onboarding.confirmations import Confirmations
 from smartpractice.onboarding.invitations import Invitations
 from smartpractice.onboarding.patients import Patients
 from smartpractice.onboarding.registration import Registrations
 from smartpractice.onboarding.signup import Signups
 from smartpractice.onboarding.staff_invitations import StaffInvitations
-from smartpractice.offers import OfferRequests
 from smartpractice.operator import Operator
 from smartpractice.plans import Plans
 from smartpractice.practice_settings import PracticeConfiguration
-from smartpractice.staff import Staff
 from smartpractice.practices import Practices
 from smartpractice.routes import setup_routes
+from smartpractice.staff import Staff
 from smartpractice.storage.engine import check_schema, create_engine, upgrade
 from smartpractice.web.api.errors import api_errors
 from smartpractice.web.csrf import csrf_protection

@@ -21,18 +21,18 @@ from smartpractice.clock import Clock
 from smartpractice.config import Settings
 from smartpractice.i18n import Catalogs
 from smartpractice.mail.outbox import Outbox
+from smartpractice.offers import OfferRequests
 from smartpractice.onboarding.confirmations import Confirmations
 from smartpractice.onboarding.invitations import Invitations
 from smartpractice.onboarding.patients import Patients
 from smartpractice.onboarding.registration import Registrations
 from smartpractice.onboarding.signup import Signups
 from smartpractice.onboarding.staff_invitations import StaffInvitations
-from smartpractice.offers import OfferRequests
 from smartpractice.operator import Operator
 from smartpractice.plans import Plans
 from smartpractice.practice_settings import PracticeConfiguration
-from smartpractice.staff import Staff
 from smartpractice.practices import Practices
+from smartpractice.staff import Staff
 from smartpractice.web.links import Links
 
 

@@ -8,10 +8,10 @@ import os
 import re
 import shutil
 from dataclasses import dataclass
-from pathlib import Path
 from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
+from pathlib import Path
 
 import pyotp
 import pytest
@@ -167,8 +167,11 @@ def services(client) -> Services:
     return client.app[services_key]
 
 
-async def add_member(services: Services, practice: Practice, role: str, username: str, password: str = PASSWORD) -> int:
-    """A member who has already chosen their own password."""
+async def add_member(
+    services: Services, practice: Practice, role: str, username: str, password: str = PASSWORD, *,
+    second_factor: bool = True,
+) -> int:
+    """A member who has already chosen their own password (and, staff, set up their app)."""
     async with services.engine.begin() as conn:
         user_id = await services.users.create_with_initial_password(
             conn,
@@ -181,7 +184,7 @@ async def add_member(services: Services, practice: Practice, role: str, username
         now = services.clock.now()
         await user_store.set_password(conn, user_id, await services.passwords.hash(password), now=now)
         await practice_store.add_member(conn, practice_id=practice.id, user_id=user_id, role=role, now=now)
-    if role != "patient":
+    if role != "patient" and second_factor:
         await enrol_second_factor(services, user_id)
     return user_id
 

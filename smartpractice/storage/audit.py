@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, distinct, insert, select
+from sqlalchemy import delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from smartpractice.storage.tables import audit_log, practices, users
@@ -82,7 +82,7 @@ async def entries(conn: AsyncConnection, where: AuditFilter, *, limit: int | Non
 
 
 async def actions(conn: AsyncConnection, practice_id: int | None) -> list[str]:
-    query = _where(select(distinct(audit_log.c.action)), AuditFilter(practice_id=practice_id))
+    query = _where(select(audit_log.c.action).distinct(), AuditFilter(practice_id=practice_id))
     return sorted((await conn.execute(query)).scalars())
 
 
