@@ -6,9 +6,9 @@ import asyncio
 
 from sqlalchemy import select
 
-from smartpractice.storage.tables import offer_requests, practices
 from smartpractice.app import create_app
 from smartpractice.storage.practices import practice_by_slug
+from smartpractice.storage.tables import offer_requests, practices
 from tests.conftest import add_member, log_in, mail_link, mail_text, make_settings, post_form
 
 APPLICATION = {
