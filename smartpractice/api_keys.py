@@ -16,6 +16,7 @@ from typing import NamedTuple
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from smartpractice.audit import Audit
 from smartpractice.clock import Clock
 from smartpractice.errors import UserError
 from smartpractice.i18n import N_
@@ -42,11 +43,12 @@ def hash_key(key: str) -> str:
 
 
 class ApiKeys:
-    def __init__(self, engine: AsyncEngine, clock: Clock) -> None:
+    def __init__(self, engine: AsyncEngine, clock: Clock, audit: Audit) -> None:
         self._engine = engine
         self._clock = clock
+        self._audit = audit
 
-    async def create(self, practice: Practice, name: str) -> NewApiKey:
+    async def create(self, practice: Practice, name: str, *, actor: int | None = None) -> NewApiKey:
         """A new key for the practice; the plain key exists only in the return value."""
         name = name.strip()
         if not name or len(name) > NAME_MAX:
@@ -58,6 +60,7 @@ class ApiKeys:
                 conn, practice_id=practice.id, name=name, prefix=prefix, key_hash=hash_key(key),
                 now=self._clock.now(),
             )
+            await self._audit.record(conn, practice.id, actor, "api_key_created", "api_key", key_id)
         return NewApiKey(key_id, key)
 
     async def authenticate(self, key: str) -> Practice | None:
@@ -69,15 +72,19 @@ class ApiKeys:
         if found is None:
             return None
         api_key, practice = found
+        if practice.suspended or not practice.confirmed:
+            return None  # a practice that may not act cannot act through its software either
         now = self._clock.now()
         if api_key.last_used_at is None or api_key.last_used_at <= now - LAST_USED_PRECISION:
             async with self._engine.begin() as conn:
                 await store.mark_used(conn, api_key.id, now)
         return practice
 
-    async def revoke(self, practice_id: int, key_id: int) -> None:
+    async def revoke(self, practice_id: int, key_id: int, *, actor: int | None = None) -> None:
         async with self._engine.begin() as conn:
             revoked = await store.revoke_key(conn, practice_id, key_id, self._clock.now())
+            if revoked:
+                await self._audit.record(conn, practice_id, actor, "api_key_revoked", "api_key", key_id)
         if not revoked:
             raise UserError(
                 "api_key_not_found", N_("This practice has no active API key with the id %(key_id)s."),

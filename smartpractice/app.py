@@ -14,11 +14,13 @@ from aiohttp import web
 from smartpractice.accounts.login import Login
 from smartpractice.accounts.password_resets import PasswordResets
 from smartpractice.accounts.passwords import Passwords
+from smartpractice.accounts.second_factor import SecondFactors
 from smartpractice.accounts.sessions import Sessions
 from smartpractice.accounts.throttle import LoginThrottle
 from smartpractice.accounts.tokens import LinkTokens
 from smartpractice.accounts.users import Users
 from smartpractice.api_keys import ApiKeys
+from smartpractice.audit import Audit
 from smartpractice.clock import Clock
 from smartpractice.config import Settings
 from smartpractice.i18n import Catalogs
@@ -39,12 +41,19 @@ from smartpractice.middlewares import (
     error_pages,
     password_change_gate,
     request_context,
+    second_factor_gate,
     security_headers,
 )
+from smartpractice.offers import OfferRequests
 from smartpractice.onboarding.confirmations import Confirmations
 from smartpractice.onboarding.invitations import Invitations
 from smartpractice.onboarding.patients import Patients
 from smartpractice.onboarding.registration import Registrations
+from smartpractice.onboarding.signup import Signups
+from smartpractice.onboarding.staff_invitations import StaffInvitations
+from smartpractice.operator import Operator
+from smartpractice.plans import Plans
+from smartpractice.practice_settings import PracticeConfiguration
 from smartpractice.practices import Practices
 from smartpractice.retention import purge_expired
 from smartpractice.rooms.state import InMemoryRoomState
@@ -52,6 +61,7 @@ from smartpractice.rooms.waiting_room import WaitingRoom
 from smartpractice.routes import setup_routes
 from smartpractice.scheduling.consultations import Consultations
 from smartpractice.scheduling.reminders import Reminders
+from smartpractice.staff import Staff
 from smartpractice.storage.engine import check_schema, create_engine, upgrade
 from smartpractice.web.api.errors import api_errors
 from smartpractice.web.csrf import csrf_protection
@@ -84,12 +94,14 @@ def build_services(
     throttle = LoginThrottle(secret)
     tokens = LinkTokens(clock)
     confirmations = Confirmations(engine, clock, tokens, outbox, throttle, links)
+    audit = Audit(engine, clock)
+    plans = Plans(engine, audit, price_table=settings.price_table, self_service_seats=settings.self_service_seats)
     invitations = Invitations(
         engine, clock, outbox, links, sessions, throttle,
-        secret=secret, lifetime=timedelta(hours=settings.tan_hours),
+        secret=secret, lifetime=timedelta(hours=settings.tan_hours), audit=audit,
     )
     consultations = Consultations(
-        engine, clock, outbox, links, invitations, catalogs,
+        engine, clock, outbox, links, invitations, catalogs, audit,
         mail_from=settings.mail_from, tan_grace=timedelta(minutes=settings.tan_grace_minutes),
     )
     return Services(
@@ -102,16 +114,25 @@ def build_services(
         invitations=invitations,
         consultations=consultations,
         reminders=Reminders(engine, clock, consultations, settings.reminder_minutes),
-        waiting_room=WaitingRoom(engine, clock, InMemoryRoomState()),
+        waiting_room=WaitingRoom(engine, clock, InMemoryRoomState(), audit),
         password_resets=PasswordResets(engine, clock, passwords, sessions, tokens, outbox, throttle, links, users),
         sessions=sessions,
-        login=Login(engine, clock, passwords, sessions, throttle),
+        login=Login(engine, clock, passwords, sessions, throttle, audit),
         users=users,
         practices=Practices(engine, clock, users),
-        api_keys=ApiKeys(engine, clock),
+        api_keys=ApiKeys(engine, clock, audit),
         confirmations=confirmations,
-        patients=Patients(engine, clock, users, confirmations),
-        registrations=Registrations(engine, clock, passwords, confirmations, outbox, throttle, links),
+        patients=Patients(engine, clock, users, confirmations, audit),
+        registrations=Registrations(engine, clock, passwords, confirmations, outbox, throttle, links, audit),
+        audit=audit,
+        second_factors=SecondFactors(engine, clock, throttle, outbox, links, audit, secret=secret),
+        plans=plans,
+        staff=Staff(engine, clock, audit, plans),
+        staff_invitations=StaffInvitations(engine, clock, passwords, sessions, outbox, links, audit, plans),
+        practice_configuration=PracticeConfiguration(engine, audit, retention_ceiling=settings.retention_days),
+        signups=Signups(engine, clock, passwords, confirmations, outbox, throttle, links, audit, plans),
+        offer_requests=OfferRequests(engine, clock, outbox, throttle, operator_email=settings.operator_email),
+        operator=Operator(engine, clock, users, audit),
     )
 
 
@@ -179,7 +200,9 @@ async def _jobs(app: web.Application) -> AsyncIterator[None]:
 def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Application:
     app = web.Application(
         client_max_size=settings.max_body_bytes,
-        middlewares=[error_pages, api_errors, request_context, csrf_protection, password_change_gate],
+        middlewares=[
+            error_pages, api_errors, request_context, csrf_protection, second_factor_gate, password_change_gate,
+        ],
     )
     app[settings_key] = settings
     app[clock_key] = clock or Clock()

@@ -145,6 +145,22 @@ def create_practice(name: str, admin_email: str, admin_username: str, admin_name
     click.echo("The admin must choose a new password at first login.")
 
 
+@main.command("create-operator")
+@click.option("--email", required=True, help="Email address of the operator.")
+@click.option("--username", required=True, help="User name of the operator.")
+@click.option("--name", help="Display name (default: the user name).")
+def create_operator(email: str, username: str, name: str | None) -> None:
+    """Create a site-wide operator account; prints its initial password."""
+
+    async def work(services):
+        return await services.operator.create(email=email, username=username, name=name)
+
+    created = _run(_settings(), work)
+    click.echo(f"Operator: {created.username}")
+    click.echo(f"Initial password: {created.password}")
+    click.echo("At first login the operator chooses a new password and sets up an authenticator app.")
+
+
 @main.command()
 @click.option("--dry-run", is_flag=True, help="Count what would be deleted, delete nothing.")
 def purge(dry_run: bool) -> None:

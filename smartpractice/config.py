@@ -7,6 +7,7 @@ option cannot be added without being documented.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -48,6 +49,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("SMTP_PASSWORD", "", "Password for SMTP authentication."),
     Setting("OPERATOR_NAME", "", "Name and address of whoever runs this service, shown on the privacy and terms pages."),
     Setting("OPERATOR_CONTACT", "", "Contact for data-protection questions (email address or phone), shown on the privacy page."),
+    Setting("OPERATOR_EMAIL", "", "Address that gets the public contact form's offer requests. Empty: they are only stored and listed on the operator's page."),
+    Setting("PRICE_TABLE", "single:39:1:25,group:69:3:22,mvz:149:10:18,therapy:29:1:19", "Plans as `kind:monthly base price in euros:clinician seats included:price per further seat`, comma-separated. The pricing page and sign-up offer these kinds."),
+    Setting("SELF_SERVICE_SEATS", "10", "Most clinician seats a practice admin may book without the operator; the operator can allow a practice more."),
     Setting("MAIL_FROM", "smartpractice <noreply@localhost>", "Sender address of every mail."),
     Setting("RETENTION_DAYS", "90", "Days after which session metadata, expired tokens and audit entries are deleted; at most 92."),
     Setting("HOUSEKEEPING_SECONDS", "30", "Seconds between two runs of the consultation housekeeping inside the server: due reminder mails, and ending consultations everyone left; 0 turns it off."),
@@ -81,6 +85,34 @@ def _choice(raw: str, name: str, choices: tuple[str, ...]) -> str:
 
 
 @dataclass(frozen=True)
+class Plan:
+    """One kind of practice and what it pays per month, in whole euros."""
+
+    kind: str
+    base_price: int
+    included_seats: int
+    seat_price: int
+
+    def monthly_price(self, seats: int) -> int:
+        return self.base_price + max(0, seats - self.included_seats) * self.seat_price
+
+
+def parse_price_table(raw: str) -> tuple[Plan, ...]:
+    plans: list[Plan] = []
+    for entry in (part.strip() for part in raw.split(",")):
+        fields = entry.split(":")
+        if len(fields) != 4 or not re.fullmatch(r"[a-z][a-z0-9-]{0,31}", fields[0]):
+            raise ConfigError(
+                f"{PREFIX}PRICE_TABLE entries look like `kind:base price:included seats:seat price`, not {entry!r}"
+            )
+        base, included, seat = (_int(value, "PRICE_TABLE", 0, 1_000_000) for value in fields[1:])
+        plans.append(Plan(fields[0], base, max(1, included), seat))
+    if len({plan.kind for plan in plans}) != len(plans):
+        raise ConfigError(f"{PREFIX}PRICE_TABLE names a kind twice")
+    return tuple(plans)
+
+
+@dataclass(frozen=True)
 class Settings:
     data_dir: Path
     database_url: str
@@ -97,6 +129,9 @@ class Settings:
     smtp_password: str
     operator_name: str
     operator_contact: str
+    operator_email: str
+    price_table: tuple[Plan, ...]
+    self_service_seats: int
     mail_from: str
     retention_days: int
     housekeeping_seconds: int
@@ -153,6 +188,9 @@ class Settings:
             smtp_password=raw["SMTP_PASSWORD"],
             operator_name=raw["OPERATOR_NAME"],
             operator_contact=raw["OPERATOR_CONTACT"],
+            operator_email=raw["OPERATOR_EMAIL"].strip(),
+            price_table=parse_price_table(raw["PRICE_TABLE"]),
+            self_service_seats=_int(raw["SELF_SERVICE_SEATS"], "SELF_SERVICE_SEATS", 1, 10_000),
             mail_from=raw["MAIL_FROM"],
             retention_days=retention,
             # At most a day, so that nothing outlives the retention period by more than that.
@@ -171,6 +209,9 @@ class Settings:
             password_hash_concurrency=_int(raw["PASSWORD_HASH_CONCURRENCY"], "PASSWORD_HASH_CONCURRENCY", 1, 64),
             log_level=_choice(raw["LOG_LEVEL"].upper(), "LOG_LEVEL", ("DEBUG", "INFO", "WARNING", "ERROR")),
         )
+
+    def plan(self, kind: str) -> Plan | None:
+        return next((plan for plan in self.price_table if plan.kind == kind), None)
 
     @property
     def https(self) -> bool:

@@ -44,6 +44,11 @@ OPEN_DURING_PASSWORD_CHANGE = frozenset(
     {"password", "password_submit", "logout", "logout_everywhere", "static", "privacy", "terms",
      "cookies", "healthz", "language"}
 )
+# Routes a session between password and second factor may reach.
+OPEN_DURING_SECOND_FACTOR = frozenset(
+    {"second_factor", "second_factor_submit", "two_factor_setup", "two_factor_setup_submit", "logout",
+     "static", "privacy", "terms", "cookies", "healthz", "language"}
+)
 SESSION_TOKEN_MAX = 64
 
 
@@ -71,7 +76,7 @@ def _error_response(request: web.Request, status: int, reason: str) -> web.Strea
         return http_error_response(status)
     if translations_key not in request:
         request[translations_key] = request.app[catalogs_key].get(request.get(language_key, "de"))
-    return render(request, "error.html", {"status": status}, status=status)
+    return render(request, "error.html", {"status": status, "reason": reason}, status=status)
 
 
 @web.middleware
@@ -118,6 +123,20 @@ async def request_context(request: web.Request, handler):
         language = negotiate(request.headers.get("Accept-Language", ""), fallback)
     request[language_key] = language
     request[translations_key] = request.app[catalogs_key].get(language)
+    return await handler(request)
+
+
+@web.middleware
+async def second_factor_gate(request: web.Request, handler):
+    """After the password, staff reach nothing but the code form, or the app set-up if they have none."""
+    active = request.get(active_session_key)
+    if active is not None and active.session.needs_second_factor:
+        if _route_name(request) not in OPEN_DURING_SECOND_FACTOR:
+            enrolled = await request.app[services_key].second_factors.is_enrolled(active.user.id)
+            if not enrolled and active.user.must_change_password:
+                # An initial password is replaced first (password_change_gate), then the app set up.
+                return await handler(request)
+            raise web.HTTPSeeOther(request.app.router["second_factor" if enrolled else "two_factor_setup"].url_for())
     return await handler(request)
 
 

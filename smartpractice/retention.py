@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from smartpractice.clock import Clock
 from smartpractice.config import Settings
 from smartpractice.storage import purge
-from smartpractice.storage.tables import mails
+from smartpractice.storage.tables import audit_log, calls, consultations, mails, offer_requests
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +36,19 @@ def expired_kinds(settings: Settings, now: datetime) -> list[tuple[str, purge.Ex
         ("ad-hoc invitations", purge.adhoc_invitations_expired_before(cutoff)),
         # Every state: a mail still pending after the retention period will never be sent.
         ("mails", purge.older_than(mails.c.created_at, cutoff)),
+        ("audit entries", purge.older_than(audit_log.c.created_at, cutoff)),
+        ("offer requests", purge.older_than(offer_requests.c.created_at, cutoff)),
+    ]
+
+
+def practice_kinds(practice_id: int, cutoff: datetime) -> list[tuple[str, purge.Expired]]:
+    """For a practice that keeps its records for less than the site's period."""
+    return [
+        ("calls", purge.of_practice(purge.calls_started_before(cutoff), calls.c.practice_id, practice_id)),
+        ("consultations", purge.of_practice(
+            purge.consultations_ended_before(cutoff), consultations.c.practice_id, practice_id)),
+        ("audit entries", purge.of_practice(purge.older_than(audit_log.c.created_at, cutoff),
+                                            audit_log.c.practice_id, practice_id)),
     ]
 
 
@@ -57,13 +70,20 @@ async def purge_expired(
     Safe to run twice at once: each returns what it deleted itself. When `stopping` is set
     it returns between two batches with what it has done so far; the rest goes next time."""
     now = clock.now()
+    kinds = expired_kinds(settings, now)
+    async with engine.connect() as conn:
+        for practice_id, days in await purge.shorter_retention(conn, settings.retention_days):
+            kinds += practice_kinds(practice_id, now - timedelta(days=days))
     totals: dict[str, int] = {}
-    for kind, expired in expired_kinds(settings, now):
+    for kind, expired in kinds:
         if dry_run:
+            # Counted with what is already counted: the same kind may come once per practice.
             async with engine.connect() as conn:
-                totals.update(_named(kind, await purge.count(conn, expired)))
+                for name, count in _named(kind, await purge.count(conn, expired)).items():
+                    totals[name] = totals.get(name, 0) + count
             continue
-        totals.update(_named(kind, dict.fromkeys(["", *(name for name, _ in expired.children)], 0)))
+        for name in _named(kind, dict.fromkeys(["", *(name for name, _ in expired.children)], 0)):
+            totals.setdefault(name, 0)
         after = None
         while not (stopping and stopping.is_set()):
             async with engine.begin() as conn:

@@ -8,18 +8,25 @@ from aiohttp import web
 
 from smartpractice.web import (
     account,
+    api_key_pages,
+    audit,
     auth,
     confirmation,
     consultations,
     guest,
     health,
     invitations,
+    operator,
     pages,
     password_reset,
     patients,
     practice,
+    practice_settings,
     registration,
     rooms,
+    second_factor,
+    signup,
+    staff,
 )
 from smartpractice.web.api import consultations as api_consultations
 from smartpractice.web.api import invitations as api_invitations
@@ -34,12 +41,18 @@ def setup_routes(app: web.Application) -> None:
     add("GET", "/", practice.home, name="home")
     add("GET", "/login", auth.login_form, name="login")
     add("POST", "/login", auth.login, name="login_submit")
+    add("GET", "/login/second-factor", second_factor.code_form, name="second_factor")
+    add("POST", "/login/second-factor", second_factor.submit_code, name="second_factor_submit")
     add("POST", "/logout", auth.logout, name="logout")
     add("POST", "/logout/everywhere", auth.logout_everywhere, name="logout_everywhere")
     add("GET", "/account", account.account, name="account")
     add("POST", r"/account/sessions/{session_id:\d{1,18}}/end", account.end_session, name="session_end")
     add("GET", "/account/password", account.password_form, name="password")
     add("POST", "/account/password", account.change_password, name="password_submit")
+    add("GET", "/account/two-factor", second_factor.overview, name="two_factor")
+    add("POST", "/account/two-factor", second_factor.renew, name="two_factor_renew")
+    add("GET", "/account/two-factor/setup", second_factor.setup_form, name="two_factor_setup")
+    add("POST", "/account/two-factor/setup", second_factor.setup, name="two_factor_setup_submit")
     add("POST", "/language", account.set_language, name="language")
     add("GET", "/password-reset", password_reset.request_form, name="password_reset")
     add("POST", "/password-reset", password_reset.request_link, name="password_reset_request")
@@ -84,6 +97,34 @@ def setup_routes(app: web.Application) -> None:
     add("GET", "/invitation/{token}", guest.tan_form, name="invitation_login")
     add("POST", "/invitation/{token}", guest.tan_login, name="invitation_login_submit")
     add("GET", "/guest", guest.guest_page, name="guest")
+    add("GET", "/p/{slug}/staff", staff.page, name="staff")
+    add("POST", "/p/{slug}/staff/invitations", staff.invite, name="staff_invite")
+    add("POST", r"/p/{slug}/staff/invitations/{id:\d{1,18}}/revoke", staff.revoke_invitation, name="staff_invitation_revoke")
+    add("POST", r"/p/{slug}/staff/{user_id:\d{1,18}}/role", staff.change_role, name="staff_role")
+    add("POST", r"/p/{slug}/staff/{user_id:\d{1,18}}/deactivate", staff.deactivate, name="staff_deactivate")
+    add("POST", r"/p/{slug}/staff/{user_id:\d{1,18}}/reactivate", staff.reactivate, name="staff_reactivate")
+    add("GET", "/staff-invitation/{token}", staff.accept_form, name="staff_invitation")
+    add("POST", "/staff-invitation/{token}", staff.accept, name="staff_invitation_accept")
+    add("GET", "/p/{slug}/settings", practice_settings.settings_page, name="practice_settings")
+    add("POST", "/p/{slug}/settings", practice_settings.save_settings, name="practice_settings_submit")
+    add("GET", "/p/{slug}/plan", practice_settings.plan_page, name="plan")
+    add("POST", "/p/{slug}/plan", practice_settings.book_seats, name="plan_submit")
+    add("GET", "/p/{slug}/api-keys", api_key_pages.page, name="api_keys")
+    add("POST", "/p/{slug}/api-keys", api_key_pages.create, name="api_key_create")
+    add("POST", r"/p/{slug}/api-keys/{id:\d{1,18}}/revoke", api_key_pages.revoke, name="api_key_revoke")
+    add("GET", "/p/{slug}/audit", audit.practice_log, name="audit")
+    add("GET", "/p/{slug}/audit.csv", audit.practice_csv, name="audit_csv")
+    add("GET", "/pricing", signup.pricing, name="pricing")
+    add("GET", "/signup", signup.signup_form, name="signup")
+    add("POST", "/signup", signup.signup, name="signup_submit")
+    add("GET", "/contact", signup.contact_form, name="contact")
+    add("POST", "/contact", signup.contact, name="contact_submit")
+    add("GET", "/operator", operator.overview, name="operator")
+    add("POST", r"/operator/practices/{id:\d{1,18}}/suspend", operator.suspend, name="operator_suspend")
+    add("POST", r"/operator/practices/{id:\d{1,18}}/reactivate", operator.reactivate, name="operator_reactivate")
+    add("POST", r"/operator/practices/{id:\d{1,18}}/plan", operator.set_plan, name="operator_plan")
+    add("GET", "/operator/audit", audit.operator_log, name="operator_audit")
+    add("GET", "/operator/audit.csv", audit.operator_csv, name="operator_audit_csv")
     add("GET", "/privacy", pages.privacy, name="privacy")
     add("GET", "/terms", pages.terms, name="terms")
     add("GET", "/cookies", pages.cookies, name="cookies")

@@ -13,17 +13,20 @@ from email.message import EmailMessage
 from email.parser import BytesParser
 from pathlib import Path
 
+import pyotp
 import pytest
 from aiohttp import ClientSession, CookieJar
 from aiohttp.test_utils import TestClient, unused_port
 from aiosmtpd.controller import Controller
 from sqlalchemy import delete, text
+from yarl import URL
 
 from smartpractice.app import create_app
 from smartpractice.clock import FrozenClock
 from smartpractice.config import Settings
 from smartpractice.keys import Services, services_key
 from smartpractice.storage import practices as practice_store
+from smartpractice.storage import second_factors as factor_store
 from smartpractice.storage import users as user_store
 from smartpractice.storage.engine import create_engine, upgrade
 from smartpractice.storage.practices import Practice
@@ -160,13 +163,19 @@ async def client(aiohttp_client, settings, clock) -> TestClient:
     return await aiohttp_client(create_app(settings, clock=clock))
 
 
+# Which app a plain ClientSession talks to, so log_in can find the TOTP secrets behind it.
+_APP_OF_SESSION: dict[int, object] = {}
+
+
 @pytest.fixture
 async def other_browser(client):
     """A second browser, with its own cookies, talking to the same running server."""
     jar = CookieJar(unsafe=True)
     headers = {"User-Agent": "Tablet-Browser/1.0"}
     async with ClientSession(base_url=str(client.make_url("/")), cookie_jar=jar, headers=headers) as session:
+        _APP_OF_SESSION[id(session)] = client.app
         yield session
+        del _APP_OF_SESSION[id(session)]
 
 
 @pytest.fixture
@@ -174,8 +183,11 @@ def services(client) -> Services:
     return client.app[services_key]
 
 
-async def add_member(services: Services, practice: Practice, role: str, username: str, password: str = PASSWORD) -> int:
-    """A member who has already chosen their own password."""
+async def add_member(
+    services: Services, practice: Practice, role: str, username: str, password: str = PASSWORD, *,
+    second_factor: bool = True,
+) -> int:
+    """A member who has already chosen their own password (and, staff, set up their app)."""
     async with services.engine.begin() as conn:
         user_id = await services.users.create_with_initial_password(
             conn,
@@ -188,7 +200,38 @@ async def add_member(services: Services, practice: Practice, role: str, username
         now = services.clock.now()
         await user_store.set_password(conn, user_id, await services.passwords.hash(password), now=now)
         await practice_store.add_member(conn, practice_id=practice.id, user_id=user_id, role=role, now=now)
+    if role != "patient" and second_factor:
+        await enrol_second_factor(services, user_id)
     return user_id
+
+
+async def enrol_second_factor(services: Services, user_id: int) -> str:
+    """Give a user a TOTP secret, as if they had set up their app; returns the secret."""
+    secret = pyotp.random_base32()
+    async with services.engine.begin() as conn:
+        await factor_store.set_pending(conn, user_id, secret)
+        await factor_store.activate_pending(conn, user_id, now=services.clock.now(), step=0)
+    return secret
+
+
+async def totp_code(services: Services, identifier: str) -> str:
+    """A code the server will accept now for this user, as their app would show it.
+
+    A code is accepted once; when the steps around "now" are used up (logging in twice
+    within a test), the test's frozen clock moves on by one step.
+    """
+    async with services.engine.connect() as conn:
+        user = await user_store.user_by_login(conn, identifier)
+        assert user is not None, identifier
+        factor = await factor_store.factor_of(conn, user.id)
+    assert factor is not None and factor.secret is not None, f"{identifier} has no second factor"
+    totp = pyotp.TOTP(factor.secret)
+    while True:
+        current = totp.timecode(services.clock.now())
+        for step in (current - 1, current, current + 1):
+            if factor.last_used_step is None or step > factor.last_used_step:
+                return totp.generate_otp(step)
+        services.clock.advance(seconds=30)
 
 
 @dataclass
@@ -221,8 +264,20 @@ async def post_form(client: TestClient, path: str, data: dict, **kwargs):
     return await client.post(path, data={**data, "csrf_token": token}, allow_redirects=False, **kwargs)
 
 
+def services_of(client) -> Services:
+    app = client.app if isinstance(client, TestClient) else _APP_OF_SESSION[id(client)]
+    return app[services_key]
+
+
 async def log_in(client: TestClient, identifier: str, password: str = PASSWORD):
-    return await post_form(client, "/login", {"identifier": identifier, "password": password})
+    """Log in with the password and, for staff, the second factor as their app would give it."""
+    response = await post_form(client, "/login", {"identifier": identifier, "password": password})
+    location = response.headers.get("Location", "")
+    if response.status == 303 and location.startswith("/login/second-factor"):
+        code = await totp_code(services_of(client), identifier)
+        target = URL(location).query.get("next", "")
+        response = await post_form(client, "/login/second-factor", {"code": code, "next": target})
+    return response
 
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"

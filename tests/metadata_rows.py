@@ -10,12 +10,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from smartpractice.storage.tables import (
     attendances,
+    audit_log,
     calls,
     consultations,
     invitations,
     link_tokens,
     login_sessions,
     mails,
+    offer_requests,
     participants,
     practices,
     reminders,
@@ -109,3 +111,13 @@ async def mail(conn: AsyncConnection, *, created_at: datetime, status: str = "se
 async def ids(conn: AsyncConnection, table) -> set:
     key = next(iter(table.primary_key.columns))
     return set((await conn.execute(select(key))).scalars())
+
+
+async def audit_entry(conn: AsyncConnection, practice_id: int | None, *, created_at: datetime) -> int:
+    return await _insert(conn, audit_log, practice_id=practice_id, action="login", object_kind="user",
+                         object_id="1", created_at=created_at)
+
+
+async def offer_request(conn: AsyncConnection, *, created_at: datetime) -> int:
+    return await _insert(conn, offer_requests, name="Dr. A", practice_name="Praxis A", email="a@example.org",
+                         phone="", message="", created_at=created_at)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pyotp
+
 from smartpractice.keys import services_key
 from tests.conftest import needs_chromium
 
@@ -33,8 +35,12 @@ async def test_first_login_forces_own_password_then_reaches_the_dashboard(live_s
     await page.fill("#new_password", "Kastanie-Leuchtturm-Morgenrot")
     await page.fill("#new_password_repeat", "Kastanie-Leuchtturm-Morgenrot")
     await page.click("form[action='/account/password'] button[type=submit]")
-    await page.wait_for_url("**/?changed=password")
-    await page.click(f"a[href='/p/{created.practice.slug}/']")
+    # Staff set up an authenticator app next, then go on where they were headed.
+    await page.wait_for_url("**/account/two-factor/setup")
+    secret = (await page.inner_text("#totp-secret")).replace(" ", "")
+    await page.fill("#code", pyotp.TOTP(secret).now())
+    await page.click("form[action='/account/two-factor/setup'] button[type=submit]")
+    await page.click("a.button[href='/']")
     await page.wait_for_url(f"**/p/{created.practice.slug}/")
     assert "Praxis Sonnenhof" in await page.inner_text("h1")
     await page.screenshot(path=str(tmp_path / "dashboard.png"))

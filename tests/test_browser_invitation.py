@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from smartpractice.keys import services_key
-from tests.conftest import PASSWORD, add_member, mail_text, needs_chromium
+from tests.conftest import PASSWORD, add_member, mail_text, needs_chromium, totp_code
 
 pytestmark = needs_chromium
 
@@ -21,6 +21,9 @@ async def test_tan_invitation_from_mail_link_to_guest_page(live_server, browser,
     await clinician.fill("#identifier", "dr-sommer")
     await clinician.fill("#password", PASSWORD)
     await clinician.click("form[action='/login'] button[type=submit]")
+    await clinician.wait_for_url("**/login/second-factor")
+    await clinician.fill("#code", await totp_code(services, "dr-sommer"))
+    await clinician.click("form[action='/login/second-factor'] button[type=submit]")
     await clinician.wait_for_url(f"**/p/{practice.slug}/")
     await clinician.click(f"a[href='/p/{practice.slug}/invitations']")
     await clinician.fill("#email", "gabi@example.org")

@@ -6,12 +6,13 @@ from datetime import timedelta
 
 from smartpractice.keys import services_key
 from smartpractice.scheduling.consultations import Plan
-from tests.conftest import PASSWORD, add_member, needs_chromium
+from tests.conftest import PASSWORD, add_member, needs_chromium, totp_code
 
 pytestmark = needs_chromium
 
 
-async def logged_in(browser, base: str, username: str):
+async def logged_in(browser, base: str, username: str, services=None):
+    """A browser of its own, logged in; staff (given `services`) also give their TOTP code."""
     page = await (await browser.new_context(locale="de-DE")).new_page()
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
@@ -19,6 +20,10 @@ async def logged_in(browser, base: str, username: str):
     await page.fill("#identifier", username)
     await page.fill("#password", PASSWORD)
     await page.click("form[action='/login'] button[type=submit]")
+    if services is not None:
+        await page.wait_for_url("**/login/second-factor*")
+        await page.fill("#code", await totp_code(services, username))
+        await page.click("form[action='/login/second-factor'] button[type=submit]")
     await page.wait_for_url("**/p/*/")
     return page, errors
 
@@ -32,7 +37,7 @@ async def test_patient_waits_and_the_clinician_admits_them_into_the_call(live_se
     consultation = (await services.consultations.schedule(practice, clinician_id, plan, patient_ids=[erika])).consultation
     base = str(live_server.make_url("")).rstrip("/")
 
-    clinician, clinician_errors = await logged_in(browser, base, "dr-sommer")
+    clinician, clinician_errors = await logged_in(browser, base, "dr-sommer", services)
     await clinician.wait_for_selector("#waiting-room[data-state=live]")
     assert await clinician.is_visible("#waiting-empty")
 

@@ -19,7 +19,7 @@ async def invoke(args: list[str], env: dict[str, str]):
     return await asyncio.to_thread(CliRunner().invoke, main, args, env=env, catch_exceptions=False)
 
 
-@pytest.mark.parametrize("command", [[], ["serve"], ["db"], ["db", "upgrade"], ["create-practice"], ["purge"]])
+@pytest.mark.parametrize("command", [[], ["serve"], ["db"], ["db", "upgrade"], ["create-practice"], ["create-operator"], ["purge"]])
 def test_every_command_has_help(command):
     result = subprocess.run([sys.executable, "-m", "smartpractice", *command, "--help"], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr

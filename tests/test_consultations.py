@@ -14,7 +14,7 @@ from smartpractice.errors import UserError
 from smartpractice.keys import services_key
 from smartpractice.onboarding.invitations import Invitee
 from smartpractice.scheduling.consultations import Plan
-from smartpractice.storage.tables import consultations, mails
+from smartpractice.storage.tables import audit_log, consultations, mails
 from tests.conftest import add_member, log_in, mail_text, make_settings, post_form
 
 EN = {"Accept-Language": "en"}
@@ -113,6 +113,11 @@ async def test_calendar_uid_stays_while_sequence_rises_through_change_and_cancel
     guest_mail = smtp.to("gast@example.org")[0]
     assert re.search(r"\d{4} \d{4}", mail_text(guest_mail)) and "/invitation/" in mail_text(guest_mail)
     assert len(messages) == 6
+    async with services.engine.connect() as conn:
+        rows = (await conn.execute(select(audit_log.c.action, audit_log.c.actor_user_id)
+                                   .where(audit_log.c.object_kind == "consultation").order_by(audit_log.c.id))).all()
+    assert rows == [(action, clinician.user_id) for action in
+                    ("consultation_created", "consultation_changed", "consultation_cancelled")]
 
 
 async def test_participants_are_capped_by_the_practice_setting(services, clock, practice, clinician):

@@ -14,13 +14,16 @@ from smartpractice.retention import purge_expired
 from smartpractice.storage.engine import create_engine
 from smartpractice.storage.tables import (
     attendances,
+    audit_log,
     calls,
     consultations,
     invitations,
     link_tokens,
     login_sessions,
     mails,
+    offer_requests,
     participants,
+    practices,
     reminders,
     throttles,
 )
@@ -30,6 +33,7 @@ SECOND = timedelta(seconds=1)
 NOTHING = {
     "login sessions": 0, "rate-limit counters": 0, "used or expired links": 0, "calls": 0,
     "attendances": 0, "consultations": 0, "ad-hoc invitations": 0, "mails": 0,
+    "audit entries": 0, "offer requests": 0,
 }
 
 
@@ -81,7 +85,11 @@ async def fill(engine, clock, user_id: int, margin: timedelta = SECOND) -> dict[
             ("throttle", await rows.throttle(conn, window_started_at=now - timedelta(days=2))),
             ("mail", await rows.mail(conn, created_at=cutoff - margin)),
             ("mail", await rows.mail(conn, created_at=cutoff - timedelta(days=3), status="failed")),
+            ("audit", await rows.audit_entry(conn, practice, created_at=cutoff - margin)),
+            ("offer", await rows.offer_request(conn, created_at=cutoff - margin)),
         }
+        await rows.audit_entry(conn, practice, created_at=cutoff + margin)
+        await rows.offer_request(conn, created_at=cutoff + margin)
         await rows.login_session(conn, last_seen_at=now - timedelta(minutes=29), expires_at=now + timedelta(hours=5))
         await rows.link_token(conn, user_id, expires_at=now + timedelta(hours=1))
         await rows.throttle(conn, window_started_at=now - timedelta(hours=23))
@@ -93,6 +101,7 @@ async def fill(engine, clock, user_id: int, margin: timedelta = SECOND) -> dict[
 EXPECTED = {
     "login sessions": 2, "rate-limit counters": 1, "used or expired links": 2, "calls": 2,
     "attendances": 3, "consultations": 4, "ad-hoc invitations": 1, "mails": 2,
+    "audit entries": 1, "offer requests": 1,
 }
 
 
@@ -100,7 +109,7 @@ async def all_ids(engine) -> dict:
     async with engine.connect() as conn:
         return {table.name: await rows.ids(conn, table) for table in (
             consultations, calls, attendances, invitations, participants, reminders,
-            login_sessions, link_tokens, throttles, mails,
+            login_sessions, link_tokens, throttles, mails, audit_log, offer_requests,
         )}
 
 
@@ -117,7 +126,8 @@ async def test_purge_deletes_exactly_the_expired_rows(services, settings, clock,
     # The kept call's two attendances, the upcoming consultation's guest and reminder.
     assert len(after["attendances"]) == 2
     assert len(after["participants"]) == len(after["reminders"]) == 1
-    by_kind = {"session": "login_sessions", "link": "link_tokens", "throttle": "throttles", "mail": "mails"}
+    by_kind = {"session": "login_sessions", "link": "link_tokens", "throttle": "throttles", "mail": "mails",
+               "audit": "audit_log", "offer": "offer_requests"}
     for kind, table in by_kind.items():
         expired = {key for label, key in gone["other"] if label == kind}
         assert after[table] == before[table] - expired, kind
@@ -199,5 +209,24 @@ async def test_cli_prints_what_it_would_delete_and_then_deleted_per_kind(service
     real = await asyncio.to_thread(run.invoke, main, ["purge"], env=cli_env, catch_exceptions=False)
     assert real.output.splitlines()[3:] == [
         "calls: deleted 2", "attendances: deleted 3", "consultations: deleted 4",
-        "ad-hoc invitations: deleted 1", "mails: deleted 2",
+        "ad-hoc invitations: deleted 1", "mails: deleted 2", "audit entries: deleted 1", "offer requests: deleted 1",
     ]
+
+
+async def test_a_practice_with_a_shorter_period_loses_its_records_sooner(services, settings, clock):
+    now = clock.now()
+    async with services.engine.begin() as conn:
+        brief, usual = await rows.practice(conn, now), await rows.practice(conn, now)
+        await conn.execute(practices.update().where(practices.c.id == brief).values(retention_days=30))
+        for practice in (brief, usual):
+            held = await rows.consultation(conn, practice, starts_at=now - timedelta(days=31))
+            await rows.call(conn, held, started_at=now - timedelta(days=31))
+            await rows.audit_entry(conn, practice, created_at=now - timedelta(days=31))
+            await rows.audit_entry(conn, practice, created_at=now - timedelta(days=29))
+    would = await purge_expired(services.engine, settings, clock, dry_run=True)
+    deleted = await purge_expired(services.engine, settings, clock)
+    assert deleted["calls"] == deleted["consultations"] == deleted["audit entries"] == 1 and would == deleted
+    async with services.engine.connect() as conn:
+        left = (await conn.execute(select(calls.c.practice_id))).scalars().all()
+        kept = (await conn.execute(select(audit_log.c.practice_id))).scalars().all()
+    assert left == [usual] and sorted(kept) == sorted([brief, usual, usual])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from tests.conftest import csrf_token, log_in, post_form
+from tests.conftest import csrf_token, log_in, post_form, services_of, totp_code
 
 
 async def test_pages_carry_the_security_headers(client):
@@ -103,4 +103,8 @@ async def test_next_parameter_cannot_leave_the_site(client, clinician):
     response = await post_form(
         client, "/login", {"identifier": "dr-berg", "password": "amber-violin-harbour-77", "next": "//evil.example/"}
     )
+    # Staff go on to the second factor; the foreign target is dropped there as well.
+    assert response.headers["Location"] == "/login/second-factor"
+    code = await totp_code(services_of(client), "dr-berg")
+    response = await post_form(client, "/login/second-factor", {"code": code, "next": "//evil.example/"})
     assert response.headers["Location"] == "/"

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from tests.conftest import add_member, log_in
+from smartpractice.storage.staff import staff_member
+from smartpractice.storage.users import user_by_login
+from tests.conftest import add_member, log_in, post_form
 
 
 async def test_member_of_one_practice_gets_404_for_another(client, services, practice, clinician):
@@ -43,3 +45,36 @@ async def test_pages_need_a_login(client, practice):
     response = await client.get(f"/p/{practice.slug}/", allow_redirects=False)
     assert response.status == 303
     assert response.headers["Location"] == f"/login?next=/p/{practice.slug}/"
+
+
+async def test_another_practices_ids_give_404_on_every_administration_route(client, services, practice):
+    """Practice B's staff, invitations and keys, addressed from practice A's admin login."""
+    other = (await services.practices.create("Praxis am See", admin_email="see@example.org", admin_username="see-admin")).practice
+    foreign_clinician = await add_member(services, other, "clinician", "dr-see")
+    foreign_invitation = await services.staff_invitations.invite(
+        other, email="neu@example.org", role="admin", inviter=await _user(services, "see-admin")
+    )
+    foreign_key = (await services.api_keys.create(other, "EDV")).key_id
+    await add_member(services, practice, "admin", "praxis-admin")
+    await log_in(client, "praxis-admin")
+    slug = practice.slug
+    for path in (
+        f"/p/{slug}/staff/{foreign_clinician}/role",
+        f"/p/{slug}/staff/{foreign_clinician}/deactivate",
+        f"/p/{slug}/staff/{foreign_clinician}/reactivate",
+        f"/p/{slug}/staff/invitations/{foreign_invitation}/revoke",
+        f"/p/{slug}/api-keys/{foreign_key}/revoke",
+    ):
+        response = await post_form(client, path, {"role": "admin"})
+        assert response.status == 404, path
+    for path in ("staff", "settings", "plan", "api-keys", "audit", "audit.csv"):
+        assert (await client.get(f"/p/{other.slug}/{path}")).status == 404, path
+    assert await services.staff_invitations.list(other.id)
+    assert await services.api_keys.authenticate((await services.api_keys.create(other, "x")).key) == other
+    async with services.engine.connect() as conn:
+        assert (await staff_member(conn, other.id, foreign_clinician)).active
+
+
+async def _user(services, username: str):
+    async with services.engine.connect() as conn:
+        return await user_by_login(conn, username)

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import select
 
 from smartpractice.scheduling.consultations import Plan
-from smartpractice.storage.tables import attendances, calls, consultations
+from smartpractice.storage.tables import attendances, audit_log, calls, consultations
 from tests.conftest import add_member, log_in, mail_link, mail_text, post_form
 
 ORIGIN = {"Origin": "http://localhost:8080"}
@@ -102,6 +102,10 @@ async def test_admit_all_and_the_call_record_of_join_leave_and_end(client, other
         [record] = (await conn.execute(select(attendances))).all()
         assert record.role == "patient" and record.client_kind == "desktop" and record.left_at is not None
         assert (await conn.execute(select(calls.c.ended_at))).scalar_one() is not None
+    async with services.engine.connect() as conn:
+        actions = (await conn.execute(select(audit_log.c.action).where(audit_log.c.object_kind == "consultation")
+                                      .order_by(audit_log.c.id))).scalars().all()
+    assert actions[-2:] == ["admitted", "consultation_ended"]
     closed = await other_browser.get(f"/c/{booked.id}", headers=EN)
     assert closed.status == 410 and "This consultation has ended." in await closed.text()
     past = await (await client.get(f"/p/{practice.slug}/consultations/past", headers=EN)).text()

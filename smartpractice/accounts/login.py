@@ -11,9 +11,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from smartpractice.accounts.passwords import Passwords
 from smartpractice.accounts.sessions import Sessions
 from smartpractice.accounts.throttle import ACCOUNT_POLICY, ADDRESS_POLICY, LoginThrottle
+from smartpractice.audit import Audit
 from smartpractice.clock import Clock
 from smartpractice.errors import UserError
 from smartpractice.i18n import N_
+from smartpractice.storage import login_sessions as session_store
+from smartpractice.storage import practices as practice_store
+from smartpractice.storage import second_factors as factor_store
 from smartpractice.storage import users as user_store
 from smartpractice.storage.users import User
 
@@ -51,10 +55,27 @@ def _refusal(user: User, now: datetime) -> LoginFailed | None:
     return None
 
 
+def _suspended() -> LoginFailed:
+    return LoginFailed(
+        "practice_suspended",
+        N_("Your practice's access to this service is suspended. Please contact the operator of the service."),
+    )
+
+
+async def _all_suspended(conn, practice_ids: list[int]) -> bool:
+    for practice_id in practice_ids:
+        practice = await practice_store.practice_by_id(conn, practice_id)
+        if practice is None or not practice.suspended:
+            return False
+    return True
+
+
 @dataclass(frozen=True)
 class LoggedIn:
     user: User
     token: str
+    # None: logged in; "verify": a code is still needed; "enrol": an app must be set up first.
+    second_factor: str | None = None
 
 
 class Login:
@@ -65,12 +86,14 @@ class Login:
         passwords: Passwords,
         sessions: Sessions,
         throttle: LoginThrottle,
+        audit: Audit,
     ) -> None:
         self._engine = engine
         self._clock = clock
         self._passwords = passwords
         self._sessions = sessions
         self._throttle = throttle
+        self._audit = audit
 
     async def log_in(self, identifier: str, password: str, *, address: str, user_agent: str) -> LoggedIn:
         identifier = identifier.strip()
@@ -89,6 +112,10 @@ class Login:
         else:
             verified = await self._passwords.verify_dummy(password)
         if not verified:
+            if user is not None:
+                async with self._engine.begin() as conn:
+                    staff = await practice_store.staff_practice_ids(conn, user.id)
+                    await self._audit.record_in_each(conn, staff, user.id, "login_failed", "user", user.id)
             raise _wrong()
 
         assert user is not None and user.password_hash is not None
@@ -100,11 +127,30 @@ class Login:
             if self._passwords.needs_rehash(user.password_hash):
                 new_hash = await self._passwords.hash(password)
                 await user_store.replace_hash(conn, user.id, user.password_hash, new_hash)
+            staff = await practice_store.staff_practice_ids(conn, user.id)
+            if refusal is None and staff and not user.is_operator:
+                # Staff of practices that are all suspended have nowhere to go.
+                if await _all_suspended(conn, staff):
+                    refusal = _suspended()
             if refusal is None:
-                token = await self._sessions.start(conn, user.id, user_agent)
+                factor = await factor_store.factor_of(conn, user.id)
+                enrolled = factor is not None and factor.secret is not None
+                second_factor = "verify" if enrolled else ("enrol" if staff or user.is_operator else None)
+                token = await self._sessions.start(
+                    conn, user.id, user_agent, needs_second_factor=second_factor is not None
+                )
         if refusal is not None:
             raise refusal
-        return LoggedIn(user, token)
+        return LoggedIn(user, token, second_factor)
+
+    async def complete(self, user: User, pending_session_id: int, *, user_agent: str) -> str:
+        """Both factors given: a new session id without the pending mark, and the audit entry."""
+        async with self._engine.begin() as conn:
+            await session_store.delete_session(conn, pending_session_id)
+            token = await self._sessions.start(conn, user.id, user_agent)
+            staff = await practice_store.staff_practice_ids(conn, user.id)
+            await self._audit.record_in_each(conn, staff, user.id, "login", "user", user.id)
+        return token
 
     async def verify_current_password(self, user: User, password: str, *, address: str) -> None:
         """Re-authentication before a credential change; attempts count like logins."""

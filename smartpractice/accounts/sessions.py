@@ -46,14 +46,20 @@ class Sessions:
         self.idle = idle
         self.maximum = maximum
 
-    async def start(self, conn: AsyncConnection, user_id: int, user_agent: str) -> str:
-        """Create a session inside the caller's transaction; returns the cookie value."""
-        return await self._insert(conn, user_agent, user_id=user_id)
+    async def start(
+        self, conn: AsyncConnection, user_id: int, user_agent: str, *, needs_second_factor: bool = False
+    ) -> str:
+        """Create a session inside the caller's transaction; returns the cookie value.
+
+        With `needs_second_factor` the session reaches only the second-factor pages until
+        `start` is called again without it (a new id once both factors are given).
+        """
+        return await self._insert(conn, user_agent, user_id=user_id, needs_second_factor=needs_second_factor)
 
     async def start_guest(self, conn: AsyncConnection, invitation_id: int, user_agent: str) -> str:
         return await self._insert(conn, user_agent, invitation_id=invitation_id)
 
-    async def _insert(self, conn: AsyncConnection, user_agent: str, **owner: int) -> str:
+    async def _insert(self, conn: AsyncConnection, user_agent: str, **owner: int | bool) -> str:
         token = secrets.token_urlsafe(TOKEN_BYTES)
         now = self._clock.now()
         await store.insert_session(

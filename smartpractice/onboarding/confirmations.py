@@ -40,12 +40,18 @@ class Confirmations:
         self._throttle = throttle
         self._links = links
 
-    async def send(self, conn: AsyncConnection, user: User, practice: Practice, *, created_by_practice: bool) -> None:
-        """Write the confirmation mail in the caller's transaction; older links stop working."""
+    async def send(
+        self, conn: AsyncConnection, user: User, practice: Practice, *, created_by_practice: bool,
+        kind: str = "confirm_email",
+    ) -> None:
+        """Write the confirmation mail in the caller's transaction; older links stop working.
+
+        `kind` "confirm_practice" is the mail to the first admin of a practice that signed up.
+        """
         token = await self._tokens.issue(conn, user.id, CONFIRM_EMAIL)
         await self._outbox.enqueue(
             conn,
-            kind="confirm_email",
+            kind=kind,
             to=user.email,
             language=user.mail_language,
             context={
@@ -68,6 +74,8 @@ class Confirmations:
         async with self._engine.begin() as conn:
             user_id = await self._tokens.consume(conn, token, CONFIRM_EMAIL)
             await user_store.confirm_email(conn, user_id, self._clock.now())
+            # The first admin of a signed-up practice confirms the practice with their address.
+            await practice_store.confirm_practices_of(conn, user_id, self._clock.now())
             user = await user_store.user_by_id(conn, user_id)
         assert user is not None
         return user
@@ -91,4 +99,6 @@ class Confirmations:
             if not memberships:
                 return
             # An initial password still to be replaced means the practice made the account.
-            await self.send(conn, user, memberships[0].practice, created_by_practice=user.must_change_password)
+            practice = memberships[0].practice
+            kind = "confirm_email" if practice.confirmed else "confirm_practice"
+            await self.send(conn, user, practice, created_by_practice=user.must_change_password, kind=kind)

@@ -23,6 +23,7 @@ from smartpractice.accounts.sessions import Sessions
 from smartpractice.accounts.throttle import ADDRESS_POLICY, LoginThrottle
 from smartpractice.accounts.tokens import LinkInvalid, hash_token
 from smartpractice.accounts.users import EMAIL
+from smartpractice.audit import Audit
 from smartpractice.clock import Clock
 from smartpractice.errors import UserError
 from smartpractice.i18n import LANGUAGES, N_
@@ -125,7 +126,9 @@ class Invitations:
         *,
         secret: str,
         lifetime: timedelta,
+        audit: Audit,
     ) -> None:
+        self._audit = audit
         self._engine = engine
         self._clock = clock
         self._outbox = outbox
@@ -188,6 +191,7 @@ class Invitations:
         invitation = await store.invitation_by_id(conn, invitation_id)
         assert invitation is not None
         tan_in_mail = await self._send(conn, invitation, link, tan, consultation)
+        await self._audit.record(conn, practice.id, invited_by, "invitation_sent", "invitation", invitation_id)
         return NewInvitation(self._view(invitation), tan, tan_in_mail)
 
     def _new_tan(self) -> str:
@@ -232,7 +236,7 @@ class Invitations:
         async with self._engine.connect() as conn:
             return [self._view(invitation) for invitation in await store.invitations_of(conn, practice_id)]
 
-    async def revoke(self, practice_id: int, invitation_id: int) -> InvitationView | None:
+    async def revoke(self, practice_id: int, invitation_id: int, *, actor: int | None = None) -> InvitationView | None:
         """Revoke, and end the guest's session at once if they are already in."""
         async with self._engine.begin() as conn:
             if await store.invitation_of(conn, practice_id, invitation_id) is None:
@@ -240,10 +244,11 @@ class Invitations:
             await store.revoke(conn, invitation_id, self._clock.now())
             await delete_sessions_of_invitation(conn, invitation_id)
             invitation = await store.invitation_of(conn, practice_id, invitation_id)
+            await self._audit.record(conn, practice_id, actor, "invitation_revoked", "invitation", invitation_id)
         assert invitation is not None
         return self._view(invitation)
 
-    async def reissue(self, practice_id: int, invitation_id: int) -> NewInvitation | None:
+    async def reissue(self, practice_id: int, invitation_id: int, *, actor: int | None = None) -> NewInvitation | None:
         """A new link and TAN by a new mail; the old ones never work again."""
         async with self._engine.begin() as conn:
             invitation = await store.invitation_of(conn, practice_id, invitation_id)
@@ -266,13 +271,15 @@ class Invitations:
             invitation = await store.invitation_of(conn, practice_id, invitation_id)
             assert invitation is not None
             tan_in_mail = await self._send(conn, invitation, link, tan)
+            await self._audit.record(conn, practice_id, actor, "invitation_reissued", "invitation", invitation_id)
         return NewInvitation(self._view(invitation), tan, tan_in_mail)
 
-    async def set_tan_delivery(self, practice_id: int, delivery: str) -> None:
+    async def set_tan_delivery(self, practice_id: int, delivery: str, *, actor: int | None = None) -> None:
         if delivery not in TAN_DELIVERIES:
             raise UserError("tan_delivery_invalid", N_("Please choose where the TAN goes."))
         async with self._engine.begin() as conn:
             await store.set_tan_delivery(conn, practice_id, delivery)
+            await self._audit.record(conn, practice_id, actor, "settings_changed", "practice", practice_id)
 
     async def tan_delivery(self, practice_id: int) -> str:
         async with self._engine.connect() as conn:

@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from smartpractice.accounts.passwords import generate_password
 from smartpractice.accounts.users import Users
+from smartpractice.audit import Audit
 from smartpractice.clock import Clock
 from smartpractice.errors import UserError
 from smartpractice.i18n import LANGUAGES, N_
@@ -42,7 +43,10 @@ class PatientView:
 
 
 class Patients:
-    def __init__(self, engine: AsyncEngine, clock: Clock, users: Users, confirmations: Confirmations) -> None:
+    def __init__(
+        self, engine: AsyncEngine, clock: Clock, users: Users, confirmations: Confirmations, audit: Audit
+    ) -> None:
+        self._audit = audit
         self._engine = engine
         self._clock = clock
         self._users = users
@@ -57,6 +61,7 @@ class Patients:
         display_name: str,
         password: str,
         language: str,
+        actor: int | None = None,
     ) -> NewPatient:
         username, email, display_name = username.strip(), email.strip(), display_name.strip()
         generated = None if password else generate_password()
@@ -81,6 +86,7 @@ class Patients:
                 user = await user_store.user_by_id(conn, user_id)
                 assert user is not None
                 await self._confirmations.send(conn, user, practice, created_by_practice=True)
+                await self._audit.record(conn, practice.id, actor, "patient_created", "user", user_id)
         except IntegrityError:
             # Someone else took the name or address between the check and the insert.
             raise UserError("account_conflict", N_("The account could not be created. Please try again.")) from None
@@ -99,7 +105,7 @@ class Patients:
             raise PatientNotFound("patient_not_found", N_("There is no such patient in this practice."))
         return self._view(user)
 
-    async def new_initial_password(self, practice: Practice, user_id: int) -> str:
+    async def new_initial_password(self, practice: Practice, user_id: int, *, actor: int | None = None) -> str:
         """A generated initial password for a patient who has not chosen their own yet.
 
         Ends all their sessions; if the address is still unconfirmed, a fresh confirmation
@@ -113,9 +119,10 @@ class Patients:
                    "they can set a new one with “Forgotten password” on the login page."),
             )
         password = await self._users.issue_initial_password(user_id)
-        if not patient.confirmed:
-            async with self._engine.begin() as conn:
+        async with self._engine.begin() as conn:
+            if not patient.confirmed:
                 await self._confirmations.send(conn, patient.user, practice, created_by_practice=True)
+            await self._audit.record(conn, practice.id, actor, "patient_initial_password_issued", "user", user_id)
         return password
 
     def _view(self, user: User) -> PatientView:

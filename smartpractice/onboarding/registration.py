@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from smartpractice.accounts.passwords import Passwords, check_password
 from smartpractice.accounts.throttle import LoginThrottle, ThrottlePolicy
 from smartpractice.accounts.users import validate_identity
+from smartpractice.audit import Audit
 from smartpractice.clock import Clock
 from smartpractice.errors import UserError
 from smartpractice.i18n import LANGUAGES, N_
@@ -68,7 +69,9 @@ class Registrations:
         outbox: Outbox,
         throttle: LoginThrottle,
         links,
+        audit: Audit,
     ) -> None:
+        self._audit = audit
         self._engine = engine
         self._clock = clock
         self._passwords = passwords
@@ -86,19 +89,22 @@ class Registrations:
                 options = await store.options_of(conn, practice.id)
         return options
 
-    async def configure(self, practice: Practice, *, enabled: bool, ask_date_of_birth: bool) -> None:
+    async def configure(self, practice: Practice, *, enabled: bool, ask_date_of_birth: bool, actor: int) -> None:
         async with self._engine.begin() as conn:
             await store.set_options(conn, practice.id, enabled=enabled, ask_date_of_birth=ask_date_of_birth)
+            await self._audit.record(conn, practice.id, actor, "settings_changed", "practice", practice.id)
 
-    async def renew(self, practice: Practice) -> None:
+    async def renew(self, practice: Practice, *, actor: int) -> None:
         """A new link; the old one, on posters and in QR codes, stops working at once."""
         async with self._engine.begin() as conn:
             await store.set_code(conn, practice.id, new_code())
+            await self._audit.record(conn, practice.id, actor, "registration_link_renewed", "practice", practice.id)
 
     async def open(self, code: str) -> OpenRegistration:
         async with self._engine.connect() as conn:
             found = await store.practice_by_code(conn, code) if len(code) <= 32 else None
-        if found is None or not found[1].enabled:
+        # A practice not (yet or any more) at work takes no new patients.
+        if found is None or not found[1].enabled or not found[0].confirmed or found[0].suspended:
             raise RegistrationClosed("registration_closed", N_("This registration link is no longer valid."))
         return OpenRegistration(found[0], found[1].ask_date_of_birth)
 

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from smartpractice.accounts.users import STAFF_ROLES
+from smartpractice.audit import Audit
 from smartpractice.clock import Clock
 from smartpractice.errors import UserError
 from smartpractice.i18n import N_
@@ -55,7 +56,8 @@ def consultation_channel(consultation_id: int) -> str:
 
 
 class WaitingRoom:
-    def __init__(self, engine: AsyncEngine, clock: Clock, state: RoomState) -> None:
+    def __init__(self, engine: AsyncEngine, clock: Clock, state: RoomState, audit: Audit) -> None:
+        self._audit = audit
         self._engine = engine
         self._clock = clock
         self.state = state
@@ -108,7 +110,8 @@ class WaitingRoom:
     async def waiting(self, practice_id: int) -> list[WaitingPerson]:
         return await self.state.waiting(practice_id)
 
-    async def admit(self, practice_id: int, consultation_id: int, key: str | None = None) -> int:
+    async def admit(self, practice_id: int, consultation_id: int, key: str | None = None, *,
+                    actor: int | None = None) -> int:
         """Let one waiting person in, or everyone waiting for this consultation (key None).
         The first admission starts the call: from then on the consultation is running."""
         waiting = [p for p in await self.state.waiting(practice_id)
@@ -123,6 +126,8 @@ class WaitingRoom:
             await store.set_state(conn, consultation_id, "running", now, only_from=("scheduled",))
             if await call_store.open_call_id(conn, consultation_id) is None:
                 await call_store.start_call(conn, practice_id, consultation_id, now)
+            for _ in waiting:
+                await self._audit.record(conn, practice_id, actor, "admitted", "consultation", consultation_id)
         for person in waiting:
             await self.state.admit(practice_id, consultation_id, person.key)
             await self.state.publish(person_channel(consultation_id, person.key), {"type": "admitted"})
@@ -143,13 +148,14 @@ class WaitingRoom:
     async def is_admitted(self, seat: Seat) -> bool:
         return seat.role == "clinician" or await self.state.is_admitted(seat.consultation.id, seat.key)
 
-    async def end(self, practice_id: int, consultation_id: int) -> bool:
+    async def end(self, practice_id: int, consultation_id: int, *, actor: int | None = None) -> bool:
         """The clinician ends the consultation: the call record closes, everyone is told."""
         now = self._clock.now()
         async with self._engine.begin() as conn:
             if await store.consultation_of(conn, practice_id, consultation_id) is None:
                 return False
-            await store.set_state(conn, consultation_id, "ended", now, only_from=("scheduled", "running"))
+            if await store.set_state(conn, consultation_id, "ended", now, only_from=("scheduled", "running")):
+                await self._audit.record(conn, practice_id, actor, "consultation_ended", "consultation", consultation_id)
             await call_store.end_call(conn, consultation_id, now)
         await self.state.clear(practice_id, consultation_id)
         await self.state.publish(consultation_channel(consultation_id), {"type": "ended"})

@@ -10,6 +10,7 @@ from email.utils import parseaddr
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from smartpractice.accounts.users import STAFF_ROLES
+from smartpractice.audit import Audit
 from smartpractice.clock import Clock
 from smartpractice.errors import UserError
 from smartpractice.i18n import N_, Catalogs
@@ -110,8 +111,9 @@ class _MailFacts:
 class Consultations:
     def __init__(
         self, engine: AsyncEngine, clock: Clock, outbox: Outbox, links: Links, invitations: Invitations,
-        catalogs: Catalogs, *, mail_from: str, tan_grace: timedelta,
+        catalogs: Catalogs, audit: Audit, *, mail_from: str, tan_grace: timedelta,
     ) -> None:
+        self._audit = audit
         self._engine = engine
         self._clock = clock
         self._outbox = outbox
@@ -127,8 +129,9 @@ class Consultations:
 
     async def schedule(
         self, practice: Practice, clinician_id: int | None, plan: Plan, *,
-        patient_ids: list[int] = (), invitees: list[Invitee] = (),
+        patient_ids: list[int] = (), invitees: list[Invitee] = (), actor: int | None = None,
     ) -> Scheduled:
+        """`actor` is the staff member for the audit log; None for practice software."""
         now = self._clock.now()
         async with self._engine.begin() as conn:
             consultation_id = await store.insert_consultation(
@@ -138,7 +141,9 @@ class Consultations:
             )
             consultation = await store.consultation_by_id(conn, consultation_id)
             assert consultation is not None
+            # Invitation mails name the clinician who holds the consultation.
             invitations = await self._add(conn, practice, consultation, clinician_id, patient_ids, invitees)
+            await self._audit.record(conn, practice.id, actor, "consultation_created", "consultation", consultation_id)
         return Scheduled(consultation, invitations)
 
     async def add_participants(
@@ -148,6 +153,7 @@ class Consultations:
         async with self._engine.begin() as conn:
             consultation = await self._open(conn, practice.id, consultation_id)
             invitations = await self._add(conn, practice, consultation, invited_by, patient_ids, invitees)
+            await self._audit.record(conn, practice.id, invited_by, "participant_added", "consultation", consultation_id)
         return Scheduled(consultation, invitations)
 
     async def _add(
@@ -183,7 +189,8 @@ class Consultations:
             invited.append(new)
         return invited
 
-    async def reschedule(self, practice: Practice, consultation_id: int, plan: Plan) -> Consultation:
+    async def reschedule(self, practice: Practice, consultation_id: int, plan: Plan, *,
+                         actor: int | None = None) -> Consultation:
         """New time or title; everyone gets a mail whose calendar entry replaces the old one."""
         async with self._engine.begin() as conn:
             before = await self._open(conn, practice.id, consultation_id)
@@ -199,9 +206,10 @@ class Consultations:
             facts = self._facts(consultation, practice.name, await store.policy_of(conn, practice.id))
             for participant in await store.participants_of(conn, consultation_id):
                 await self._mail(conn, "consultation_changed", participant, facts)
+            await self._audit.record(conn, practice.id, actor, "consultation_changed", "consultation", consultation_id)
         return consultation
 
-    async def cancel(self, practice: Practice, consultation_id: int) -> Consultation:
+    async def cancel(self, practice: Practice, consultation_id: int, *, actor: int | None = None) -> Consultation:
         async with self._engine.begin() as conn:
             await self._open(conn, practice.id, consultation_id)
             await store.set_state(conn, consultation_id, "cancelled", self._clock.now(), only_from=("scheduled",))
@@ -211,6 +219,7 @@ class Consultations:
             facts = self._facts(consultation, practice.name, policy, cancelled=True)
             for participant in await store.participants_of(conn, consultation_id):
                 await self._mail(conn, "consultation_cancelled", participant, facts)
+            await self._audit.record(conn, practice.id, actor, "consultation_cancelled", "consultation", consultation_id)
         return consultation
 
     async def _open(self, conn: AsyncConnection, practice_id: int, consultation_id: int) -> Consultation:

@@ -20,6 +20,7 @@ class LoginSession:
     last_seen_at: datetime
     expires_at: datetime
     user_agent: str
+    needs_second_factor: bool = False
 
 
 def _session(row) -> LoginSession:
@@ -31,6 +32,7 @@ def _session(row) -> LoginSession:
         last_seen_at=row.last_seen_at,
         expires_at=row.expires_at,
         user_agent=row.user_agent,
+        needs_second_factor=row.needs_second_factor,
     )
 
 
@@ -43,6 +45,7 @@ async def insert_session(
     now: datetime,
     expires_at: datetime,
     user_agent: str,
+    needs_second_factor: bool = False,
 ) -> int:
     result = await conn.execute(
         insert(login_sessions).values(
@@ -53,6 +56,7 @@ async def insert_session(
             last_seen_at=now,
             expires_at=expires_at,
             user_agent=user_agent,
+            needs_second_factor=needs_second_factor,
         )
     )
     return result.inserted_primary_key[0]

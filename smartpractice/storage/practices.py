@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from smartpractice.storage.tables import memberships, practices
@@ -16,6 +16,9 @@ class Practice:
     id: int
     slug: str
     name: str
+    # A signed-up practice is unconfirmed until its first admin confirms their address.
+    confirmed: bool = True
+    suspended: bool = False
 
 
 @dataclass(frozen=True)
@@ -24,18 +27,31 @@ class Membership:
     role: str
 
 
-def _practice(row) -> Practice:
-    return Practice(id=row.id, slug=row.slug, name=row.name)
+def practice_from_row(row) -> Practice:
+    return Practice(
+        id=row.id, slug=row.slug, name=row.name,
+        confirmed=row.confirmed_at is not None, suspended=row.suspended_at is not None,
+    )
 
 
-async def insert_practice(conn: AsyncConnection, *, slug: str, name: str, now: datetime) -> Practice:
-    result = await conn.execute(insert(practices).values(slug=slug, name=name, created_at=now))
-    return Practice(id=result.inserted_primary_key[0], slug=slug, name=name)
+async def insert_practice(
+    conn: AsyncConnection, *, slug: str, name: str, now: datetime, confirmed: bool = True, **details: object
+) -> Practice:
+    """A new practice; `details` are further columns (kind, address, contact, seats)."""
+    result = await conn.execute(
+        insert(practices).values(slug=slug, name=name, created_at=now, confirmed_at=now if confirmed else None, **details)
+    )
+    return Practice(id=result.inserted_primary_key[0], slug=slug, name=name, confirmed=confirmed)
+
+
+async def practice_by_id(conn: AsyncConnection, practice_id: int) -> Practice | None:
+    row = (await conn.execute(select(practices).where(practices.c.id == practice_id))).first()
+    return None if row is None else practice_from_row(row)
 
 
 async def practice_by_slug(conn: AsyncConnection, slug: str) -> Practice | None:
     row = (await conn.execute(select(practices).where(practices.c.slug == slug))).first()
-    return None if row is None else _practice(row)
+    return None if row is None else practice_from_row(row)
 
 
 async def slug_exists(conn: AsyncConnection, slug: str) -> bool:
@@ -51,24 +67,42 @@ async def add_member(
     )
 
 
+async def confirm_practices_of(conn: AsyncConnection, user_id: int, now: datetime) -> list[int]:
+    """Confirm the unconfirmed practices this user administers; returns their ids."""
+    query = (
+        select(practices.c.id)
+        .join(memberships, memberships.c.practice_id == practices.c.id)
+        .where(memberships.c.user_id == user_id, memberships.c.role == "admin", practices.c.confirmed_at.is_(None))
+    )
+    ids = list((await conn.execute(query)).scalars())
+    if ids:
+        await conn.execute(update(practices).where(practices.c.id.in_(ids)).values(confirmed_at=now))
+    return ids
+
+
+async def set_suspended(conn: AsyncConnection, practice_id: int, when: datetime | None) -> bool:
+    result = await conn.execute(update(practices).where(practices.c.id == practice_id).values(suspended_at=when))
+    return result.rowcount == 1
+
+
 async def memberships_of(conn: AsyncConnection, user_id: int) -> list[Membership]:
     query = (
         select(practices, memberships.c.role)
         .join(memberships, memberships.c.practice_id == practices.c.id)
-        .where(memberships.c.user_id == user_id)
+        .where(memberships.c.user_id == user_id, memberships.c.deactivated_at.is_(None))
         .order_by(practices.c.name)
     )
-    return [Membership(_practice(row), row.role) for row in await conn.execute(query)]
+    return [Membership(practice_from_row(row), row.role) for row in await conn.execute(query)]
 
 
 async def membership_in(conn: AsyncConnection, user_id: int, slug: str) -> Membership | None:
     query = (
         select(practices, memberships.c.role)
         .join(memberships, memberships.c.practice_id == practices.c.id)
-        .where(memberships.c.user_id == user_id, practices.c.slug == slug)
+        .where(memberships.c.user_id == user_id, practices.c.slug == slug, memberships.c.deactivated_at.is_(None))
     )
     row = (await conn.execute(query)).first()
-    return None if row is None else Membership(_practice(row), row.role)
+    return None if row is None else Membership(practice_from_row(row), row.role)
 
 
 async def practice_name(conn: AsyncConnection, practice_id: int) -> str:
@@ -76,5 +110,23 @@ async def practice_name(conn: AsyncConnection, practice_id: int) -> str:
 
 
 async def role_in(conn: AsyncConnection, practice_id: int, user_id: int) -> str | None:
-    query = select(memberships.c.role).where(memberships.c.practice_id == practice_id, memberships.c.user_id == user_id)
+    """The user's active role in the practice; None if none or deactivated."""
+    query = select(memberships.c.role).where(
+        memberships.c.practice_id == practice_id, memberships.c.user_id == user_id,
+        memberships.c.deactivated_at.is_(None),
+    )
     return (await conn.execute(query)).scalar_one_or_none()
+
+
+STAFF_ROLES = ("admin", "clinician")
+
+
+async def staff_practice_ids(conn: AsyncConnection, user_id: int) -> list[int]:
+    """Practices where the user is active staff; suspended or unconfirmed ones included."""
+    query = select(memberships.c.practice_id).where(
+        memberships.c.user_id == user_id,
+        memberships.c.role.in_(STAFF_ROLES),
+        memberships.c.deactivated_at.is_(None),
+    )
+    return sorted((await conn.execute(query)).scalars())
+

@@ -30,6 +30,7 @@ from smartpractice.storage.tables import (
     invitations,
     link_tokens,
     login_sessions,
+    practices,
     throttles,
 )
 
@@ -79,6 +80,16 @@ def _ends_before_sqlite(element, compiler, **kw) -> str:
     # their fractional digits (a plain string comparison would get that wrong).
     start, minutes, cutoff = (compiler.process(clause, **kw) for clause in element.clauses)
     return f"(julianday({start}) + {minutes} / 1440.0) < julianday({cutoff})"
+
+
+def of_practice(expired: Expired, column: Column, practice_id: int) -> Expired:
+    return Expired(expired.table, expired.where & (column == practice_id), expired.children)
+
+
+async def shorter_retention(conn: AsyncConnection, site_days: int) -> list[tuple[int, int]]:
+    """Practices that keep records for fewer days than the site: (id, days)."""
+    query = select(practices.c.id, practices.c.retention_days).where(practices.c.retention_days < site_days)
+    return [(row.id, row.retention_days) for row in await conn.execute(query)]
 
 
 def older_than(column: Column, cutoff: datetime) -> Expired:

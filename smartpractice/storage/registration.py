@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from smartpractice.storage.practices import Practice
+from smartpractice.storage.practices import Practice, practice_from_row
 from smartpractice.storage.tables import practices
 
 
@@ -47,4 +47,4 @@ async def practice_by_code(conn: AsyncConnection, code: str) -> tuple[Practice, 
     row = (await conn.execute(select(practices).where(practices.c.registration_code == code))).first()
     if row is None:
         return None
-    return Practice(id=row.id, slug=row.slug, name=row.name), _options(row)
+    return practice_from_row(row), _options(row)

@@ -72,6 +72,20 @@ practices = Table(
     Column("join_window_minutes", Integer, nullable=False, server_default="15"),
     # Participants besides the clinician.
     Column("max_participants", Integer, nullable=False, server_default="4"),
+    # Practice administration (issue 7): who the practice is, its policy, its plan.
+    Column("kind", String(32), nullable=False, server_default="single"),
+    Column("address", String(500), nullable=False, server_default=""),
+    Column("contact", String(254), nullable=False, server_default=""),
+    # "p2p": peer to peer first, the relay only when needed; "relay": always the relay.
+    Column("relay_policy", String(16), nullable=False, server_default="p2p"),
+    # NULL: the site's retention period; a practice may only shorten it.
+    Column("retention_days", Integer, nullable=True),
+    Column("seats", Integer, nullable=False, server_default="1"),
+    # NULL: the site's self-service ceiling; the operator may set a practice's own.
+    Column("max_seats", Integer, nullable=True),
+    # NULL until the first admin confirmed their address: a signed-up practice cannot act before.
+    Column("confirmed_at", UTCDateTime, nullable=True),
+    Column("suspended_at", UTCDateTime, nullable=True),
 )
 
 users = Table(
@@ -93,6 +107,8 @@ users = Table(
     Column("language", String(8), nullable=True),
     Column("date_of_birth", Date, nullable=True),
     Column("created_at", UTCDateTime, nullable=False),
+    # The site's operator: sees every practice and the whole audit log.
+    Column("is_operator", Boolean, nullable=False, server_default=false()),
 )
 
 memberships = Table(
@@ -103,6 +119,8 @@ memberships = Table(
     Column("user_id", ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True),
     Column("role", String(16), nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
+    # A deactivated member keeps their history but reaches nothing of the practice.
+    Column("deactivated_at", UTCDateTime, nullable=True),
     UniqueConstraint("practice_id", "user_id"),
 )
 
@@ -119,6 +137,8 @@ login_sessions = Table(
     Column("last_seen_at", UTCDateTime, nullable=False),
     Column("expires_at", UTCDateTime, nullable=False, index=True),
     Column("user_agent", String(200), nullable=False, default=""),
+    # True after the password until the second factor is given (or enrolled).
+    Column("needs_second_factor", Boolean, nullable=False, server_default=false()),
 )
 
 link_tokens = Table(
@@ -282,4 +302,70 @@ job_leases = Table(
     Column("name", String(64), primary_key=True),
     Column("holder", String(64), nullable=False),
     Column("expires_at", UTCDateTime, nullable=False),
+)
+
+second_factors = Table(
+    "second_factors",
+    metadata,
+    Column("user_id", ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    # Base32 TOTP secrets (RFC 6238). The server must read them to check codes, so they
+    # cannot be hashed; see docs/security.md.
+    Column("secret", String(64), nullable=True),
+    # A secret being enrolled: it replaces `secret` only once a code from it was given.
+    Column("pending_secret", String(64), nullable=True),
+    Column("enrolled_at", UTCDateTime, nullable=True),
+    # The last 30-second step whose code was accepted; a code is never accepted twice.
+    Column("last_used_step", Integer, nullable=True),
+)
+
+recovery_codes = Table(
+    "recovery_codes",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("user_id", ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("code_hmac", String(64), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("used_at", UTCDateTime, nullable=True),
+)
+
+staff_invitations = Table(
+    "staff_invitations",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("practice_id", ForeignKey("practices.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("invited_by", ForeignKey("users.id", ondelete="SET NULL"), nullable=True),
+    Column("email", String(254), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False, index=True),
+    Column("accepted_at", UTCDateTime, nullable=True),
+    Column("revoked_at", UTCDateTime, nullable=True),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    # NULL for site-wide actions of the operator.
+    Column("practice_id", ForeignKey("practices.id", ondelete="CASCADE"), nullable=True, index=True),
+    # NULL when practice software acted with an API key, or the actor was deleted.
+    Column("actor_user_id", ForeignKey("users.id", ondelete="SET NULL"), nullable=True),
+    # An open set of names (docs/security.md); never health content.
+    Column("action", String(40), nullable=False),
+    Column("object_kind", String(40), nullable=False, server_default=""),
+    Column("object_id", String(64), nullable=True),
+    Column("created_at", UTCDateTime, nullable=False, index=True),
+)
+
+offer_requests = Table(
+    "offer_requests",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("practice_name", String(200), nullable=False),
+    Column("email", String(254), nullable=False),
+    Column("phone", String(50), nullable=False),
+    Column("message", Text, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False, index=True),
 )

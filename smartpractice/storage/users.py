@@ -23,6 +23,7 @@ class User:
     initial_password_expires_at: datetime | None
     email_confirmed_at: datetime | None
     language: str | None  # None: never chosen
+    is_operator: bool = False
 
     @property
     def mail_language(self) -> str:
@@ -40,6 +41,7 @@ def _user(row) -> User:
         initial_password_expires_at=row.initial_password_expires_at,
         email_confirmed_at=row.email_confirmed_at,
         language=row.language,
+        is_operator=row.is_operator,
     )
 
 
@@ -166,3 +168,13 @@ async def patient_of(conn: AsyncConnection, practice_id: int, user_id: int) -> U
     """The user if they are a patient of this practice; None for anyone else's."""
     row = (await conn.execute(_patients(practice_id).where(users.c.id == user_id))).first()
     return None if row is None else _user(row)
+
+
+async def make_operator(conn: AsyncConnection, user_id: int) -> None:
+    await conn.execute(update(users).where(users.c.id == user_id).values(is_operator=True))
+
+
+async def change_email(conn: AsyncConnection, user_id: int, email: str, now: datetime) -> None:
+    await conn.execute(
+        update(users).where(users.c.id == user_id).values(email=email, email_key=email.casefold(), email_confirmed_at=now)
+    )

@@ -54,7 +54,10 @@ async def change_password(request: web.Request) -> web.StreamResponse:
     # A new session id after a credential change, like after login (ASVS 7.2.4).
     await services.sessions.end(active.session.id)
     async with services.engine.begin() as conn:
-        token = await services.sessions.start(conn, active.user.id, request.headers.get("User-Agent", ""))
+        token = await services.sessions.start(
+            conn, active.user.id, request.headers.get("User-Agent", ""),
+            needs_second_factor=active.session.needs_second_factor,
+        )
     response = see_other(request.app.router["home"].url_for().with_query(changed="password"))
     set_cookie(request, response, SESSION, token)
     return response

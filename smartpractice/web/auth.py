@@ -52,7 +52,12 @@ async def login(request: web.Request) -> web.StreamResponse:
             "reset_done": False,
         }
         return render(request, "login.html", context, status=error.status)
-    response = see_other(target or request.app.router["home"].url_for())
+    if logged_in.second_factor == "verify":
+        code_page = request.app.router["second_factor"].url_for()
+        response = see_other(code_page.with_query(next=target) if target else code_page)
+    else:
+        # Staff who still have to set up an app are led there by the second-factor gate.
+        response = see_other(target or request.app.router["home"].url_for())
     set_cookie(request, response, SESSION, logged_in.token)
     renew_csrf(request, response)
     return response

@@ -94,7 +94,7 @@ async def create(request: web.Request) -> web.StreamResponse:
         invitees = [Invitee.parse(form["guest_email"], form["guest_name"], form["guest_language"] or "de")] \
             if form["guest_email"].strip() else []
         scheduled = await services.consultations.schedule(
-            membership.practice, active.user.id, plan, patient_ids=patients, invitees=invitees
+            membership.practice, active.user.id, plan, patient_ids=patients, invitees=invitees, actor=active.user.id
         )
     except UserError as error:
         return await _form_page(request, membership, form, error=_message(request, error), status=400)
@@ -128,13 +128,14 @@ async def consultation(request: web.Request) -> web.StreamResponse:
 
 
 async def reschedule(request: web.Request) -> web.StreamResponse:
-    _, membership = await require_staff(request, request.match_info["slug"])
+    active, membership = await require_staff(request, request.match_info["slug"])
     services = request.app[services_key]
     posted = await read_form(request)
     form = {name: field(posted, name, 254) for name in ("title", "day", "time", "duration")}
     try:
         plan = _plan(services, await services.consultations.policy(membership.practice.id), form)
-        await services.consultations.reschedule(membership.practice, _consultation_id(request), plan)
+        await services.consultations.reschedule(membership.practice, _consultation_id(request), plan,
+                                                actor=active.user.id)
     except ConsultationNotFound:
         raise web.HTTPNotFound() from None
     except UserError as error:
@@ -145,9 +146,10 @@ async def reschedule(request: web.Request) -> web.StreamResponse:
 
 
 async def cancel(request: web.Request) -> web.StreamResponse:
-    _, membership = await require_staff(request, request.match_info["slug"])
+    active, membership = await require_staff(request, request.match_info["slug"])
     try:
-        await request.app[services_key].consultations.cancel(membership.practice, _consultation_id(request))
+        await request.app[services_key].consultations.cancel(membership.practice, _consultation_id(request),
+                                                             actor=active.user.id)
     except ConsultationNotFound:
         raise web.HTTPNotFound() from None
     except UserError as error:

@@ -8,7 +8,7 @@ from smartpractice.errors import UserError
 from smartpractice.keys import services_key, translations_key
 from smartpractice.web.forms import field, read_form
 from smartpractice.web.responses import render, see_other
-from smartpractice.web.session import require_staff
+from smartpractice.web.session import require_login, require_staff
 
 
 async def _page(request: web.Request, membership, *, form: dict | None = None, error: str | None = None, status: int = 200):
@@ -49,7 +49,10 @@ async def invite(request: web.Request) -> web.StreamResponse:
 
 async def revoke(request: web.Request) -> web.StreamResponse:
     _, membership = await require_staff(request, request.match_info["slug"])
-    revoked = await request.app[services_key].invitations.revoke(membership.practice.id, int(request.match_info["id"]))
+    active = require_login(request)
+    revoked = await request.app[services_key].invitations.revoke(
+        membership.practice.id, int(request.match_info["id"]), actor=active.user.id
+    )
     if revoked is None:
         raise web.HTTPNotFound()
     return see_other(request.app.router["invitations"].url_for(slug=membership.practice.slug))
@@ -58,7 +61,9 @@ async def revoke(request: web.Request) -> web.StreamResponse:
 async def reissue(request: web.Request) -> web.StreamResponse:
     _, membership = await require_staff(request, request.match_info["slug"])
     try:
-        created = await request.app[services_key].invitations.reissue(membership.practice.id, int(request.match_info["id"]))
+        created = await request.app[services_key].invitations.reissue(
+            membership.practice.id, int(request.match_info["id"]), actor=require_login(request).user.id
+        )
     except UserError as error:
         message = request[translations_key].gettext(error.message) % error.params
         return await _page(request, membership, error=message, status=409)
@@ -73,7 +78,9 @@ async def set_tan_delivery(request: web.Request) -> web.StreamResponse:
         raise web.HTTPNotFound()
     form = await read_form(request)
     try:
-        await request.app[services_key].invitations.set_tan_delivery(membership.practice.id, field(form, "tan_delivery", 16))
+        await request.app[services_key].invitations.set_tan_delivery(
+            membership.practice.id, field(form, "tan_delivery", 16), actor=require_login(request).user.id
+        )
     except UserError:
         raise web.HTTPBadRequest(reason="unknown TAN delivery") from None
     return see_other(request.app.router["invitations"].url_for(slug=membership.practice.slug))

@@ -38,12 +38,14 @@ async def new_form(request: web.Request) -> web.StreamResponse:
 
 
 async def create(request: web.Request) -> web.StreamResponse:
-    _, membership = await require_staff(request, request.match_info["slug"])
+    active, membership = await require_staff(request, request.match_info["slug"])
     form = await read_form(request)
     typed = {name: field(form, name, 254) for name in EMPTY_FORM}
     password = field(form, "password", 4096)
     try:
-        created = await request.app[services_key].patients.create(membership.practice, password=password, **typed)
+        created = await request.app[services_key].patients.create(
+            membership.practice, password=password, actor=active.user.id, **typed
+        )
     except UserError as error:
         context = {"practice": membership.practice, "form": typed, "error": _message(request, error)}
         return render(request, "patients_new.html", context, status=400)
@@ -62,11 +64,11 @@ async def patient(request: web.Request) -> web.StreamResponse:
 
 
 async def new_initial_password(request: web.Request) -> web.StreamResponse:
-    _, membership = await require_staff(request, request.match_info["slug"])
+    active, membership = await require_staff(request, request.match_info["slug"])
     patients_service = request.app[services_key].patients
     user_id = _user_id(request)
     try:
-        password = await patients_service.new_initial_password(membership.practice, user_id)
+        password = await patients_service.new_initial_password(membership.practice, user_id, actor=active.user.id)
     except PatientNotFound:
         raise web.HTTPNotFound() from None
     except UserError as error:

@@ -19,6 +19,8 @@ async def home(request: web.Request) -> web.StreamResponse:
     active = require_login(request)
     async with request.app[services_key].engine.connect() as conn:
         memberships = await memberships_of(conn, active.user.id)
+    if not memberships and active.user.is_operator and "changed" not in request.query:
+        raise web.HTTPSeeOther(request.app.router["operator"].url_for())
     if len(memberships) == 1 and "changed" not in request.query:
         target = request.app.router["dashboard"].url_for(slug=memberships[0].practice.slug)
         raise web.HTTPSeeOther(target)

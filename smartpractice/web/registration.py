@@ -13,7 +13,7 @@ from smartpractice.onboarding.registration import Applicant, RegistrationClosed
 from smartpractice.web.client import client_address
 from smartpractice.web.forms import field, read_form
 from smartpractice.web.responses import render, see_other
-from smartpractice.web.session import require_staff
+from smartpractice.web.session import require_admin, require_staff
 
 TYPED_FIELDS = ("display_name", "email", "username", "date_of_birth")
 # Large modules and medium error correction still scan from a poster across a waiting room.
@@ -25,10 +25,8 @@ def _message(request: web.Request, error: UserError) -> str:
 
 
 async def _admin(request: web.Request):
-    _, membership = await require_staff(request, request.match_info["slug"])
-    if membership.role != "admin":
-        raise web.HTTPNotFound()
-    return membership.practice
+    active, membership = await require_admin(request, request.match_info["slug"])
+    return active, membership.practice
 
 
 async def _link(request: web.Request):
@@ -63,18 +61,18 @@ async def qr_png(request: web.Request) -> web.StreamResponse:
 
 
 async def configure(request: web.Request) -> web.StreamResponse:
-    practice = await _admin(request)
+    active, practice = await _admin(request)
     form = await read_form(request)
     enabled, ask_date_of_birth = (field(form, name, 8) == "on" for name in ("enabled", "ask_date_of_birth"))
     await request.app[services_key].registrations.configure(
-        practice, enabled=enabled, ask_date_of_birth=ask_date_of_birth
+        practice, enabled=enabled, ask_date_of_birth=ask_date_of_birth, actor=active.user.id
     )
     return see_other(request.app.router["registration"].url_for(slug=practice.slug).with_query(saved="settings"))
 
 
 async def renew(request: web.Request) -> web.StreamResponse:
-    practice = await _admin(request)
-    await request.app[services_key].registrations.renew(practice)
+    active, practice = await _admin(request)
+    await request.app[services_key].registrations.renew(practice, actor=active.user.id)
     return see_other(request.app.router["registration"].url_for(slug=practice.slug).with_query(saved="link"))
 
 

@@ -190,7 +190,7 @@ async def staff_socket(request: web.Request) -> web.StreamResponse:
     _check_origin(request)
     if request.get(active_session_key) is None:
         raise web.HTTPUnauthorized()
-    _, membership = await require_staff(request, request.match_info["slug"])
+    active, membership = await require_staff(request, request.match_info["slug"])
     practice = membership.practice
     room = request.app[services_key].waiting_room
     socket = await _open_socket(request)
@@ -205,7 +205,8 @@ async def staff_socket(request: web.Request) -> web.StreamResponse:
                 await room.tell(practice.id, consultation, str(payload.get("participant", "")),
                                 str(payload.get("text", "")))
             else:
-                await room.admit(practice.id, consultation, None if kind == "admit_all" else str(payload.get("participant")))
+                await room.admit(practice.id, consultation, None if kind == "admit_all" else str(payload.get("participant")),
+                                 actor=active.user.id)
         except UserError as error:
             await socket.send_json({"type": "error", "code": error.code, "message": _message(request, error)})
 
@@ -224,8 +225,9 @@ async def staff_socket(request: web.Request) -> web.StreamResponse:
 
 
 async def end(request: web.Request) -> web.StreamResponse:
-    _, membership = await require_staff(request, request.match_info["slug"])
+    active, membership = await require_staff(request, request.match_info["slug"])
     consultation_id = int(request.match_info["id"])
-    if not await request.app[services_key].waiting_room.end(membership.practice.id, consultation_id):
+    if not await request.app[services_key].waiting_room.end(membership.practice.id, consultation_id,
+                                                             actor=active.user.id):
         raise web.HTTPNotFound()
     return see_other(request.app.router["consultation"].url_for(slug=membership.practice.slug, id=str(consultation_id)))

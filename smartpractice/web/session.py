@@ -27,6 +27,8 @@ async def require_membership(request: web.Request, slug: str) -> tuple[ActiveSes
         membership = await _membership_in(conn, active.user.id, slug)
     if membership is None:
         raise web.HTTPNotFound()
+    if membership.practice.suspended:
+        raise web.HTTPForbidden(reason="practice suspended")
     return active, membership
 
 
@@ -46,3 +48,19 @@ async def require_staff(request: web.Request, slug: str) -> tuple[ActiveSession,
     if membership.role not in STAFF:
         raise web.HTTPNotFound()
     return active, membership
+
+
+async def require_admin(request: web.Request, slug: str) -> tuple[ActiveSession, Membership]:
+    """Like require_membership, for the practice's administration; everyone else gets 404."""
+    active, membership = await require_membership(request, slug)
+    if membership.role != "admin":
+        raise web.HTTPNotFound()
+    return active, membership
+
+
+def require_operator(request: web.Request) -> ActiveSession:
+    """The site's operator; anyone else gets 404, as if the page did not exist."""
+    active = require_login(request)
+    if not active.user.is_operator:
+        raise web.HTTPNotFound()
+    return active

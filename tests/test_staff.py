@@ -1,0 +1,133 @@
+"""Admins invite staff by email, change roles, deactivate; seats and the last admin are guarded."""
+
+from __future__ import annotations
+
+import re
+
+import pyotp
+
+from smartpractice.storage.staff import staff_of
+from tests.conftest import add_member, log_in, mail_link, post_form
+
+NEW_PASSWORD = "Walnuss-Segelboot-Abendrot"
+
+
+async def admin_of(client, services, practice) -> int:
+    user_id = await add_member(services, practice, "admin", "praxis-admin")
+    await log_in(client, "praxis-admin")
+    return user_id
+
+
+async def set_seats(services, practice, seats: int) -> None:
+    await services.plans.set_by_operator(practice.id, kind="group", seats=seats, max_seats=None, actor=None)
+
+
+async def test_invited_clinician_chooses_a_password_and_sets_up_an_app(client, other_browser, services, smtp, practice):
+    await admin_of(client, services, practice)
+    sent = await post_form(client, f"/p/{practice.slug}/staff/invitations", {"email": "dr-lind@example.org", "role": "clinician"})
+    assert sent.status == 303
+    [mail] = await smtp.wait_for(1)
+    assert mail["To"] == "dr-lind@example.org"
+    link = mail_link(mail)
+    form = await (await other_browser.get(link)).text()
+    assert "Praxis am Markt" in form
+    mismatch = await post_form(other_browser, link, {"display_name": "Dr. Lind", "username": "dr-lind",
+                                                     "password": NEW_PASSWORD, "password_repeat": "other"})
+    assert mismatch.status == 400 and 'value="dr-lind"' in await mismatch.text()
+    joined = await post_form(other_browser, link, {"display_name": "Dr. Lind", "username": "dr-lind",
+                                                   "password": NEW_PASSWORD, "password_repeat": NEW_PASSWORD})
+    assert joined.status == 303 and joined.headers["Location"] == "/account/two-factor/setup"
+    page = await (await other_browser.get("/account/two-factor/setup")).text()
+    secret = re.search(r'id="totp-secret">([A-Z2-7 ]+)<', page).group(1).replace(" ", "")
+    await post_form(other_browser, "/account/two-factor/setup", {"code": pyotp.TOTP(secret).at(services.clock.now())})
+    dashboard = await other_browser.get(f"/p/{practice.slug}/")
+    assert dashboard.status == 200 and "Dr. Lind" in await dashboard.text()
+    again = await other_browser.get(link)
+    assert again.status == 410 and "Dieser Link wurde bereits benutzt." in await again.text()
+
+
+async def test_seat_limit_is_refused_at_the_boundary(client, services, practice):
+    await admin_of(client, services, practice)
+    await set_seats(services, practice, 2)
+    await add_member(services, practice, "clinician", "dr-eins")
+    second = await post_form(client, f"/p/{practice.slug}/staff/invitations", {"email": "zwei@example.org", "role": "clinician"})
+    assert second.status == 303  # the second seat is free
+    third = await post_form(
+        client, f"/p/{practice.slug}/staff/invitations", {"email": "drei@example.org", "role": "clinician"},
+        headers={"Accept-Language": "en"},
+    )
+    page = await third.text()
+    assert third.status == 400
+    assert "All 2 clinician seats of your plan are taken" in page and "Plan and seats" in page
+    # Admins never take a seat.
+    assert (await post_form(client, f"/p/{practice.slug}/staff/invitations", {"email": "vier@example.org", "role": "admin"})).status == 303
+
+
+async def test_reactivating_beyond_the_seats_is_refused(client, services, practice):
+    await admin_of(client, services, practice)
+    await set_seats(services, practice, 1)
+    first = await add_member(services, practice, "clinician", "dr-eins")
+    await post_form(client, f"/p/{practice.slug}/staff/{first}/deactivate", {})
+    await add_member(services, practice, "clinician", "dr-zwei")
+    refused = await post_form(client, f"/p/{practice.slug}/staff/{first}/reactivate", {})
+    assert refused.status == 400
+    await post_form(client, f"/p/{practice.slug}/plan", {"seats": "2"})
+    assert (await post_form(client, f"/p/{practice.slug}/staff/{first}/reactivate", {})).status == 303
+
+
+async def test_deactivated_member_reaches_nothing_of_the_practice(client, other_browser, services, practice, clinician):
+    await admin_of(client, services, practice)
+    await log_in(other_browser, "dr-berg")
+    assert (await other_browser.get(f"/p/{practice.slug}/")).status == 200
+    await post_form(client, f"/p/{practice.slug}/staff/{clinician.user_id}/deactivate", {})
+    assert (await other_browser.get(f"/p/{practice.slug}/", allow_redirects=False)).status == 404
+
+
+async def test_the_last_admin_cannot_remove_themselves(client, services, practice):
+    created_admin = await admin_of(client, services, practice)
+    async with services.engine.connect() as conn:
+        chef = next(m for m in await staff_of(conn, practice.id) if m.username == "chef")
+    # Two admins: one may go.
+    assert (await post_form(client, f"/p/{practice.slug}/staff/{chef.user_id}/deactivate", {})).status == 303
+    for path, data in ((f"/p/{practice.slug}/staff/{created_admin}/deactivate", {}),
+                       (f"/p/{practice.slug}/staff/{created_admin}/role", {"role": "clinician"})):
+        refused = await post_form(client, path, data, headers={"Accept-Language": "en"})
+        assert refused.status == 400
+        assert "at least one active admin" in await refused.text()
+    assert (await client.get(f"/p/{practice.slug}/staff")).status == 200
+
+
+async def test_clinicians_do_not_see_the_administration(client, practice, clinician):
+    await log_in(client, "dr-berg")
+    for path in ("staff", "settings", "plan", "api-keys", "audit", "audit.csv"):
+        assert (await client.get(f"/p/{practice.slug}/{path}")).status == 404, path
+
+
+async def test_settings_are_saved_and_bad_values_reshown(client, services, practice):
+    await admin_of(client, services, practice)
+    form = {"name": "Praxis am Markt", "contact": "030 1234", "address": "Markt 1, Berlin",
+            "time_zone": "Europe/Berlin", "consultation_minutes": "20", "join_window_minutes": "5",
+            "max_participants": "3", "tan_delivery": "clinician", "relay_policy": "relay",
+            "self_registration": "on", "retention_days": "30"}
+    saved = await post_form(client, f"/p/{practice.slug}/settings", form)
+    assert saved.status == 303
+    stored = await services.practice_configuration.get(practice.id)
+    assert (stored.consultation_minutes, stored.relay_policy, stored.retention_days) == (20, "relay", 30)
+    bad = await post_form(client, f"/p/{practice.slug}/settings", {**form, "retention_days": "365", "contact": "neu"},
+                          headers={"Accept-Language": "en"})
+    page = await bad.text()
+    assert bad.status == 400 and "between 1 and 90 days" in page and 'value="neu"' in page
+
+
+async def test_api_keys_are_shown_once_and_revocable(client, services, practice):
+    await admin_of(client, services, practice)
+    created = await post_form(client, f"/p/{practice.slug}/api-keys", {"name": "Praxis-EDV"})
+    key = re.search(r'id="new-key">(spk_[^<]+)<', await created.text()).group(1)
+    assert await services.api_keys.authenticate(key) is not None
+    listing = await (await client.get(f"/p/{practice.slug}/api-keys")).text()
+    assert key not in listing and key[:12] in listing
+    [stored] = await services.api_keys.list(practice.id)
+    assert (await post_form(client, f"/p/{practice.slug}/api-keys/{stored.id}/revoke", {})).status == 303
+    assert await services.api_keys.authenticate(key) is None
+    assert (await post_form(client, f"/p/{practice.slug}/api-keys", {"name": ""})).status == 400
+
