@@ -76,7 +76,8 @@ class PracticeConfiguration:
             ),
             max_participants=_number(
                 typed["max_participants"], "max_participants_invalid",
-                N_("A consultation has between %(low)d and %(high)d participants."), 2, MAX_PARTICIPANTS,
+                N_("A consultation has between %(low)d and %(high)d participants besides the clinician."),
+                1, MAX_PARTICIPANTS,
             ),
             tan_delivery=typed["tan_delivery"],
             relay_policy=typed["relay_policy"],

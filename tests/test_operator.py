@@ -7,7 +7,7 @@ import re
 import pyotp
 
 from tests.conftest import PASSWORD, add_member, log_in, post_form
-from tests.test_cli import cli_env, invoke  # noqa: F401 - the fixture is used by name
+from tests.test_cli import invoke
 
 
 async def operator_logged_in(client, services) -> None:
