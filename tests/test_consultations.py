@@ -178,8 +178,7 @@ async def test_rescheduling_brings_the_reminders_back(services, clock, practice,
 
 
 async def test_patient_sees_upcoming_consultations_and_joins_only_in_the_window(client, other_browser, services, clock, practice, clinician):
-    await add_member(services, practice, "patient", "erika")
-    erika = (await services.consultations.patient_id(practice.id, "erika"))
+    erika = await add_member(services, practice, "patient", "erika")
     start = clock.now() + timedelta(minutes=20)
     scheduled = await services.consultations.schedule(
         practice, clinician.user_id, Plan.parse("Kontrolle", start, 15, now=clock.now()), patient_ids=[erika])

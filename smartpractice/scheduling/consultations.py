@@ -286,10 +286,3 @@ class Consultations:
         now = self._clock.now()
         async with self._engine.connect() as conn:
             return await call_store.past_calls(conn, practice_id, now - timedelta(days=RECORDS_DAYS), now)
-
-    async def patient_id(self, practice_id: int, login: str) -> int:
-        async with self._engine.connect() as conn:
-            user_id = await store.patient_by_login(conn, practice_id, login)
-        if user_id is None:
-            raise UserError("patient_unknown", N_("No patient of this practice has this user name or email address."))
-        return user_id

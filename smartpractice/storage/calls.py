@@ -65,16 +65,6 @@ async def end_attendance(conn: AsyncConnection, attendance_id: int, now: datetim
     )
 
 
-async def attendances_of(conn: AsyncConnection, consultation_id: int) -> list:
-    query = (
-        select(attendances)
-        .join(calls, calls.c.id == attendances.c.call_id)
-        .where(calls.c.consultation_id == consultation_id)
-        .order_by(attendances.c.joined_at)
-    )
-    return list(await conn.execute(query))
-
-
 async def past_calls(conn: AsyncConnection, practice_id: int, since: datetime, until: datetime) -> list[PastCall]:
     """Calls started between since and until, for billing."""
     query = (

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, delete, func, insert, or_, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from smartpractice.storage.tables import (
@@ -16,6 +16,8 @@ from smartpractice.storage.tables import (
     practices,
     users,
 )
+
+MAX_DURATION_HOURS = 8
 
 
 @dataclass(frozen=True)
@@ -187,9 +189,6 @@ async def upcoming_for_user(
     return [c for c in rows if c.ends_at > ends_after]
 
 
-MAX_DURATION_HOURS = 8
-
-
 async def insert_participant(
     conn: AsyncConnection, consultation_id: int, now: datetime, *, user_id: int | None = None,
     invitation_id: int | None = None,
@@ -200,15 +199,6 @@ async def insert_participant(
         )
     )
     return result.inserted_primary_key[0]
-
-
-async def remove_participant(conn: AsyncConnection, consultation_id: int, participant_id: int) -> bool:
-    result = await conn.execute(
-        delete(participants).where(
-            participants.c.id == participant_id, participants.c.consultation_id == consultation_id
-        )
-    )
-    return result.rowcount == 1
 
 
 async def participants_of(conn: AsyncConnection, consultation_id: int) -> list[Participant]:
@@ -231,11 +221,6 @@ async def participants_of(conn: AsyncConnection, consultation_id: int) -> list[P
     return [Participant(**row._mapping) for row in await conn.execute(query)]
 
 
-async def count_participants(conn: AsyncConnection, consultation_id: int) -> int:
-    query = select(func.count()).select_from(participants).where(participants.c.consultation_id == consultation_id)
-    return (await conn.execute(query)).scalar_one()
-
-
 async def patient_of(conn: AsyncConnection, practice_id: int, user_id: int) -> bool:
     """True when the user is a patient of this practice (and so may be a participant)."""
     query = select(memberships.c.id).where(
@@ -244,17 +229,6 @@ async def patient_of(conn: AsyncConnection, practice_id: int, user_id: int) -> b
         memberships.c.role == "patient",
     )
     return (await conn.execute(query)).first() is not None
-
-
-async def patient_by_login(conn: AsyncConnection, practice_id: int, login: str) -> int | None:
-    """A patient of this practice by user name or email address."""
-    key = login.strip().casefold()
-    query = (
-        select(users.c.id)
-        .join(memberships, and_(memberships.c.user_id == users.c.id, memberships.c.practice_id == practice_id))
-        .where(memberships.c.role == "patient", or_(users.c.username_key == key, users.c.email_key == key))
-    )
-    return (await conn.execute(query)).scalar_one_or_none()
 
 
 async def is_participant(conn: AsyncConnection, consultation_id: int, *, user_id: int | None = None,
