@@ -54,19 +54,27 @@ async def test_unknown_language_is_refused(client):
     assert response.status == 400
 
 
-def test_every_message_has_a_german_translation():
+def used_messages() -> set[str]:
     # Mail texts (.txt) too: a missing one would leave English in a German mail.
     method_map = [("smartpractice/**.py", "python"), ("templates/**.html", "jinja2"), ("templates/**.txt", "jinja2")]
     options = {pattern: {"extensions": "jinja2.ext.i18n"} for pattern in ("templates/**.html", "templates/**.txt")}
-    used = {
-        message
-        for _, _, message, _, _ in extract_from_dir(
-            ROOT, method_map, options_map=options, keywords={"_": None, "gettext": None, "ngettext": (1, 2), "N_": None}
-        )
-    }
-    used = {m if isinstance(m, str) else m[0] for m in used}
+    found = extract_from_dir(
+        ROOT, method_map, options_map=options, keywords={"_": None, "gettext": None, "ngettext": (1, 2), "N_": None}
+    )
+    return {message if isinstance(message, str) else message[0] for _, _, message, _, _ in found}
+
+
+def german_catalog() -> dict[str, str]:
     with (LOCALE_DIR / "de" / "LC_MESSAGES" / "messages.po").open("rb") as handle:
-        catalog = read_po(handle)
-    translated = {message.id for message in catalog if message.id and message.string}
+        return {message.id: message.string for message in read_po(handle) if message.id}
+
+
+def test_every_message_has_a_german_translation():
+    used = used_messages()
+    translated = {msgid for msgid, text in german_catalog().items() if text}
     assert used, "extraction found nothing"
     assert sorted(used - translated) == []
+
+
+def test_the_catalog_holds_no_message_that_nothing_shows():
+    assert sorted(set(german_catalog()) - used_messages()) == []
