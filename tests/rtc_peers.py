@@ -80,7 +80,7 @@ def subscriber() -> Peer:
     return peer
 
 
-async def until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not condition():
+async def until(condition: Callable[[], bool], within: float = 10.0) -> None:
+    async with asyncio.timeout(within):
+        while not condition():  # noqa: ASYNC110 - counters other tasks advance
             await asyncio.sleep(0.05)
