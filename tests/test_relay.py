@@ -236,3 +236,27 @@ def test_vp8_keyframe_is_read_from_the_clear_leading_bytes(payload, keyframe):
     # What follows the frame tag may be encrypted end to end; it is never read.
     if payload[1:]:
         assert is_vp8_keyframe_start(payload + bytes(range(200, 255))) == keyframe
+
+
+@pytest.mark.parametrize("audio_level", [None, (True, 42)])
+def test_forwarded_header_matches_what_aiortc_would_write(audio_level):
+    from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpSendParameters
+    from aiortc.rtp import HeaderExtensionsMap, RtpPacket
+
+    from smartpractice.rtc.rtp_header import ABS_SEND_TIME, AUDIO_LEVEL, MID, HeaderWriter
+
+    parameters = RTCRtpSendParameters(muxId="1", headerExtensions=[
+        RTCRtpHeaderExtensionParameters(id=4, uri=MID),
+        RTCRtpHeaderExtensionParameters(id=3, uri=ABS_SEND_TIME),
+        RTCRtpHeaderExtensionParameters(id=1, uri=AUDIO_LEVEL),
+    ])
+    extensions = HeaderExtensionsMap()
+    extensions.configure(parameters)
+    packet = RtpPacket(payload_type=96, marker=1, sequence_number=65535,
+                       timestamp=4_000_000_000, ssrc=0xDEADBEEF, payload=b"\x10opaque")
+    packet.extensions.mid = "1"
+    packet.extensions.abs_send_time = 0x123456
+    packet.extensions.audio_level = audio_level
+    written = HeaderWriter(parameters).write(1, 96, 65535, 4_000_000_000, 0xDEADBEEF,
+                                             0x123456, audio_level) + b"\x10opaque"
+    assert written == packet.serialize(extensions)

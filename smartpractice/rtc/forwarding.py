@@ -31,6 +31,7 @@ from aiortc.rtp import (
 
 from . import hooks
 from .keyframes import is_vp8_keyframe_start, needs_keyframe_gate
+from .rtp_header import HeaderWriter
 
 if TYPE_CHECKING:
     from .source import Source
@@ -76,7 +77,9 @@ class Forward:
         self._rtx_payload_types: dict[int, int] = {}
         self._rtx_sequence = 0
         self._extensions = None
-        self._history: list[RtpPacket | None] = [None] * HISTORY_SIZE
+        self._history: list[tuple[int, bytes] | None] = [None] * HISTORY_SIZE
+        self._writer: HeaderWriter | None = None
+        self._pending: set[asyncio.Task[None]] = set()
         self._octets = 0
         # Offsets are fixed per incoming SSRC; they change only when the
         # publisher's stream restarts, so gaps keep their meaning for NACKs.
@@ -99,20 +102,24 @@ class Forward:
     def _configure(self, parameters: RTCRtpSendParameters) -> None:
         self._mid = parameters.muxId
         self._extensions = hooks.header_extensions(self._transport)
+        writer = HeaderWriter(parameters)
+        self._writer = writer if writer.usable else None
         # Forwarding cannot transcode: a packet whose codec the subscriber did
         # not negotiate is dropped.
         for codec in parameters.codecs:
             if not is_rtx(codec):
-                self._payload_types.setdefault(codec.name.lower(), codec.payloadType)
+                self._payload_types.setdefault(codec.name, codec.payloadType)
         rtx_for = {c.parameters.get("apt"): c.payloadType
                    for c in parameters.codecs if is_rtx(c)}
         self._rtx_payload_types = {pt: rtx_for[pt] for pt in self._payload_types.values()
                                    if pt in rtx_for}
         if self._waiting_for_keyframe:
-            asyncio.ensure_future(self.source.request_keyframe())
+            task = asyncio.ensure_future(self.source.request_keyframe())
+            self._pending.add(task)
+            task.add_done_callback(self._pending.discard)
 
     async def forward(self, packet: RtpPacket, codec_name: str) -> None:
-        payload_type = self._payload_types.get(codec_name.lower())
+        payload_type = self._payload_types.get(codec_name)
         if payload_type is None:
             return
         if self._waiting_for_keyframe:
@@ -121,24 +128,28 @@ class Forward:
             self._waiting_for_keyframe = False
         if packet.ssrc != self._in_ssrc:
             self._rebase(packet)
-        out = RtpPacket(
-            payload_type=payload_type,
-            marker=packet.marker,
-            sequence_number=(packet.sequence_number + self._seq_offset) & 0xFFFF,
-            timestamp=(packet.timestamp + self._ts_offset) & 0xFFFFFFFF,
-            ssrc=self._ssrc,
-            payload=packet.payload,
-        )
-        out.extensions.mid = self._mid
-        out.extensions.abs_send_time = packet.extensions.abs_send_time
-        out.extensions.audio_level = packet.extensions.audio_level
-        self._history[out.sequence_number % HISTORY_SIZE] = out
-        self._last_seq = out.sequence_number
-        self._last_ts = out.timestamp
+        sequence_number = (packet.sequence_number + self._seq_offset) & 0xFFFF
+        timestamp = (packet.timestamp + self._ts_offset) & 0xFFFFFFFF
+        extensions = packet.extensions
+        if self._writer is not None:
+            data = self._writer.write(packet.marker, payload_type, sequence_number, timestamp,
+                                      self._ssrc, extensions.abs_send_time,
+                                      extensions.audio_level) + packet.payload
+        else:
+            out = RtpPacket(payload_type=payload_type, marker=packet.marker,
+                            sequence_number=sequence_number, timestamp=timestamp,
+                            ssrc=self._ssrc, payload=packet.payload)
+            out.extensions.mid = self._mid
+            out.extensions.abs_send_time = extensions.abs_send_time
+            out.extensions.audio_level = extensions.audio_level
+            data = out.serialize(self._extensions)
+        self._history[sequence_number % HISTORY_SIZE] = (sequence_number, data)
+        self._last_seq = sequence_number
+        self._last_ts = timestamp
         self._last_time = time.monotonic()
         self.packets_sent += 1
         self._octets += len(packet.payload)
-        await hooks.send_packet(self._transport, out.serialize(self._extensions))
+        await hooks.send_packet(self._transport, data)
 
     def _rebase(self, packet: RtpPacket) -> None:
         """Continue this subscriber's sequence and clock across a new incoming SSRC."""
@@ -171,10 +182,11 @@ class Forward:
     async def _answer_nack(self, lost: list[int]) -> None:
         missing_upstream = []
         for seq in lost:
-            packet = self._history[seq % HISTORY_SIZE]
-            if packet is None or packet.sequence_number != seq:
+            kept = self._history[seq % HISTORY_SIZE]
+            if kept is None or kept[0] != seq:
                 missing_upstream.append((seq - self._seq_offset) & 0xFFFF)
                 continue
+            packet = RtpPacket.parse(kept[1], self._extensions)
             rtx_payload_type = self._rtx_payload_types.get(packet.payload_type)
             if rtx_payload_type is not None:
                 packet = wrap_rtx(packet, payload_type=rtx_payload_type,

@@ -56,6 +56,7 @@ class Source:
         self._transport = receiver.transport
         self._rtcp_ssrc = rtcp_ssrc
         self._codecs: dict[int, RTCRtpCodecParameters] = {}
+        self._names: dict[int, str] = {}
         self._rtx_ssrcs: dict[int, int] = {}
         self._media_ssrc: int | None = None
         self._codec_name: str | None = None
@@ -74,6 +75,8 @@ class Source:
 
     def _configure(self, parameters: RTCRtpReceiveParameters) -> None:
         self._codecs = {codec.payloadType: codec for codec in parameters.codecs}
+        # codec.name is a computed property; looked up once, not per packet
+        self._names = {codec.payloadType: codec.name for codec in parameters.codecs}
         for encoding in parameters.encodings:
             if encoding.rtx:
                 self._rtx_ssrcs[encoding.rtx.ssrc] = encoding.ssrc
@@ -97,13 +100,14 @@ class Source:
             self.clock_rate = codec.clockRate
             if self._losses is not None:
                 self._losses = NackGenerator()
-        self._codec_name = codec.name
+        name = self._names[packet.payload_type]
+        self._codec_name = name
         self.packets_received += 1
         self._statistics.add(packet)
         if self._losses is not None and self._losses.add(packet):
             await self.request_retransmission(sorted(self._losses.missing))
         for forward in self.forwards:
-            await forward.forward(packet, codec.name)
+            await forward.forward(packet, name)
 
     async def _handle_rtcp(self, packet: AnyRtcpPacket) -> None:
         if isinstance(packet, RtcpSrPacket) and packet.ssrc == self._media_ssrc:
