@@ -200,20 +200,26 @@ def main() -> None:
     parser.add_argument("--packet-publishers", type=int, default=12)
     parser.add_argument("--warmup", type=float, default=5.0)
     parser.add_argument("--seconds", type=float, default=15.0)
+    parser.add_argument("--modes", default="stock,packet", help="comma-separated")
+    parser.add_argument("--fanouts", default="1,4", help="comma-separated")
     args = parser.parse_args()
     clip = encode_clip()
     clip_rate = sum(map(len, clip)) * 8 / (len(clip) / FPS) / 1e6
     print(f"clip: {len(clip)} VP8 frames {WIDTH}x{HEIGHT} at {FPS} fps, {clip_rate:.2f} Mbit/s")
     results = {}
-    for mode, publishers in (("stock", args.stock_publishers), ("packet", args.packet_publishers)):
-        for fanout in (1, 4):
+    modes = args.modes.split(",")
+    fanouts = [int(f) for f in args.fanouts.split(",")]
+    publishers_of = {"stock": args.stock_publishers, "packet": args.packet_publishers}
+    for mode in modes:
+        publishers = publishers_of[mode]
+        for fanout in fanouts:
             r = asyncio.run(run(mode, publishers, fanout, clip, args.warmup, args.seconds))
             results[mode, fanout] = r
             print(f"{mode:6} fan-out {fanout}: {r['streams']:3} streams, relay CPU "
                   f"{r['relay_cpu_share']:.2f} core, {r['us_per_packet']:7.1f} µs/packet, "
                   f"{r['streams_per_core']:6.1f} streams/core, {r['fps']:5.1f} fps delivered, "
                   f"loss {r['loss']:.2%} (clients {r['client_cpu_share']:.2f} core)")
-    for fanout in (1, 4):
+    for fanout in fanouts if len(modes) == 2 else ():
         ratio = results["packet", fanout]["streams_per_core"] / results["stock", fanout]["streams_per_core"]
         print(f"fan-out {fanout}: packet relay / stock MediaRelay = {ratio:.1f}x streams per core")
 
