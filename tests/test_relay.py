@@ -260,3 +260,16 @@ def test_forwarded_header_matches_what_aiortc_would_write(audio_level):
     written = HeaderWriter(parameters).write(1, 96, 65535, 4_000_000_000, 0xDEADBEEF,
                                              0x123456, audio_level) + b"\x10opaque"
     assert written == packet.serialize(extensions)
+
+
+async def test_late_joiner_gets_a_keyframe_at_once(call):
+    room, peers = call
+    await asyncio.sleep(1.0)  # well past the publisher's first keyframe
+    late = subscriber()
+    try:
+        await late.attach(room, "late")
+        # aiortc's encoder makes keyframes only on request: this proves the relay asked.
+        await until(lambda: late.frames["video"] >= 5, within=3)
+        assert late.sizes == {(WIDTH, HEIGHT)}
+    finally:
+        await late.close()
