@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections.abc import Callable
+from fractions import Fraction
 
+import av
 from aiortc import (
     AudioStreamTrack,
+    MediaStreamTrack,
     RTCConfiguration,
     RTCPeerConnection,
     RTCSessionDescription,
@@ -84,3 +88,29 @@ async def until(condition: Callable[[], bool], within: float = 10.0) -> None:
     async with asyncio.timeout(within):
         while not condition():  # noqa: ASYNC110 - counters other tasks advance
             await asyncio.sleep(0.05)
+
+
+class OpaqueFrames(MediaStreamTrack):
+    """What a browser with end-to-end encryption sends: VP8 frames whose first bytes
+    (10 of a keyframe, 3 of a delta frame) are clear and the rest is ciphertext,
+    which no decoder could read. aiortc's sender only packetizes them."""
+
+    kind = "video"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent: set[bytes] = set()
+        self._index = 0
+
+    async def recv(self) -> av.Packet:
+        await asyncio.sleep(1 / 30)
+        if self._index % 30 == 0:
+            clear = bytes([0x10, 0x02, 0x00, 0x9D, 0x01, 0x2A, 0xA0, 0x00, 0x78, 0x00])
+        else:
+            clear = bytes([0x11, 0x02, 0x00])
+        frame = clear + os.urandom(400)
+        self.sent.add(frame)
+        packet = av.Packet(frame)
+        packet.pts, packet.time_base = self._index * 3000, Fraction(1, 90000)
+        self._index += 1
+        return packet

@@ -16,7 +16,7 @@ from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, is_rtcp, pack_remb_fci
 
 from smartpractice.rtc import Relay, hooks
 from smartpractice.rtc.keyframes import is_vp8_keyframe_start
-from tests.rtc_peers import HEIGHT, WIDTH, publisher, subscriber, until
+from tests.rtc_peers import HEIGHT, WIDTH, OpaqueFrames, Peer, publisher, subscriber, until
 
 
 @pytest.fixture(autouse=True)
@@ -273,3 +273,31 @@ async def test_late_joiner_gets_a_keyframe_at_once(call):
         assert late.sizes == {(WIDTH, HEIGHT)}
     finally:
         await late.close()
+
+
+async def test_end_to_end_encrypted_frames_pass_unchanged(relay):
+    """Only the clear leading bytes are ever read: the ciphertext arrives byte for byte."""
+    room = relay.room("e2ee")
+    pub, sub = Peer(), Peer()
+    track = OpaqueFrames()
+    pub.pc.addTransceiver(track, direction="sendonly")
+    transceiver = sub.pc.addTransceiver("video", direction="recvonly")
+    received: list[bytes] = []
+
+    async def keep(packet) -> None:  # noqa: ANN001
+        received.append(packet.payload[4:])  # after aiortc's 4-byte VP8 descriptor
+
+    async def ignore(packet) -> None:  # noqa: ANN001
+        return None
+
+    # A subscriber that does not decode either, as a browser with E2EE would not.
+    hooks.take_over_receiver(transceiver.receiver, keep, ignore, lambda parameters: None)
+    try:
+        await pub.attach(room, "pub")
+        await sub.attach(room, "sub")
+        await until(lambda: len(received) >= 10, within=5)
+        assert set(received) <= track.sent
+        assert is_vp8_keyframe_start(bytes([0x90, 0x80, 0x80, 0x00]) + received[0])
+    finally:
+        await pub.close()
+        await sub.close()
