@@ -301,3 +301,19 @@ async def test_end_to_end_encrypted_frames_pass_unchanged(relay):
     finally:
         await pub.close()
         await sub.close()
+
+
+async def test_publisher_learns_its_round_trip_time_from_relay_reports(call):
+    room, peers = call
+    sender = peers["pub"].transceiver("video").sender
+
+    async def round_trip_time():  # noqa: ANN202
+        stats = await sender.getStats()
+        remote = [s for s in stats.values() if s.type == "remote-inbound-rtp"]
+        return remote[0].roundTripTime if remote else None
+
+    # Sender reports go out every 0.5-1.5 s; the relay's next receiver report answers.
+    async with asyncio.timeout(8):
+        while (await round_trip_time()) is None:  # noqa: ASYNC110 - RTCP timers
+            await asyncio.sleep(0.2)
+    assert 0 <= await round_trip_time() < 0.5

@@ -49,6 +49,7 @@ class Source:
         self.clock_rate = 90000 if kind == "video" else 48000
         # (NTP, RTP timestamp) from the publisher's latest sender report
         self.clock_mapping: tuple[int, int] | None = None
+        self._last_report: tuple[int, float] | None = None  # (LSR, arrival)
         self.packets_received = 0
         self.keyframe_requests_sent = 0
         self.nacks_sent = 0
@@ -113,6 +114,7 @@ class Source:
         if isinstance(packet, RtcpSrPacket) and packet.ssrc == self._media_ssrc:
             info = packet.sender_info
             self.clock_mapping = (info.ntp_timestamp, info.rtp_timestamp)
+            self._last_report = ((info.ntp_timestamp >> 16) & 0xFFFFFFFF, time.monotonic())
 
     async def request_keyframe(self) -> None:
         now = time.monotonic()
@@ -157,10 +159,15 @@ class Source:
             stats = self._statistics
             if stats is None or self._media_ssrc is None:
                 continue
+            # LSR/DLSR (RFC 3550 section 6.4.1) let the publisher measure its RTT.
+            lsr, dlsr = 0, 0
+            if self._last_report is not None:
+                lsr = self._last_report[0]
+                dlsr = int((time.monotonic() - self._last_report[1]) * 65536) & 0xFFFFFFFF
             report = RtcpReceiverInfo(
                 ssrc=self._media_ssrc, fraction_lost=stats.fraction_lost,
                 packets_lost=stats.packets_lost, highest_sequence=stats.max_seq,
-                jitter=stats.jitter, lsr=0, dlsr=0)
+                jitter=stats.jitter, lsr=lsr, dlsr=dlsr)
             await self._send(RtcpRrPacket(ssrc=self._rtcp_ssrc, reports=[report]))
 
     async def _send(self, packet: AnyRtcpPacket) -> None:
