@@ -1,0 +1,215 @@
+"""One subscriber's copy of a published stream: header rewriting, history, feedback.
+
+The payload is never looked at beyond the keyframe test, so frames that the
+browsers encrypt end to end pass unchanged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from aiortc import MediaStreamTrack, RTCRtpSender
+from aiortc.codecs import is_rtx
+from aiortc.mediastreams import MediaStreamError
+from aiortc.rtcrtpparameters import RTCRtpSendParameters
+from aiortc.rtp import (
+    RTCP_PSFB_APP,
+    RTCP_PSFB_FIR,
+    RTCP_PSFB_PLI,
+    RTCP_RTPFB_NACK,
+    AnyRtcpPacket,
+    RtcpPsfbPacket,
+    RtcpRtpfbPacket,
+    RtcpSrPacket,
+    RtpPacket,
+    unpack_remb_fci,
+    wrap_rtx,
+)
+
+from . import hooks
+from .keyframes import is_vp8_keyframe_start, needs_keyframe_gate
+from .rtp_header import HeaderWriter
+
+if TYPE_CHECKING:
+    from .source import Source
+
+logger = logging.getLogger(__name__)
+
+HISTORY_SIZE = 512
+
+
+class IdleTrack(MediaStreamTrack):
+    """Stands in for a track on a relay sender: it never yields, so aiortc's send
+    loop sleeps while the relay writes packets to the transport itself."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__()
+        self.kind = kind
+        self._stopped = asyncio.Event()
+
+    async def recv(self):  # noqa: ANN201
+        await self._stopped.wait()
+        raise MediaStreamError
+
+    def stop(self) -> None:
+        super().stop()
+        self._stopped.set()
+
+
+class Forward:
+    """Packets of one source, rewritten for one subscriber's sender."""
+
+    def __init__(self, source: Source, sender: RTCRtpSender, subscriber_id: str) -> None:
+        self.source = source
+        self.subscriber_id = subscriber_id
+        self.bitrate: int | None = None  # last REMB from the subscriber
+        self.packets_sent = 0
+        self.retransmitted = 0
+        self._sender = sender
+        self._transport = sender.transport
+        self._ssrc = sender._ssrc
+        self._rtx_ssrc = sender._rtx_ssrc
+        self._mid: str | None = None
+        self._payload_types: dict[str, int] = {}
+        self._rtx_payload_types: dict[int, int] = {}
+        self._rtx_sequence = 0
+        self._extensions = None
+        self._history: list[tuple[int, bytes] | None] = [None] * HISTORY_SIZE
+        self._writer: HeaderWriter | None = None
+        self._pending: set[asyncio.Task[None]] = set()
+        self._octets = 0
+        # Offsets are fixed per incoming SSRC; they change only when the
+        # publisher's stream restarts, so gaps keep their meaning for NACKs.
+        self._in_ssrc: int | None = None
+        self._seq_offset = 0
+        self._ts_offset = 0
+        self._last_seq: int | None = None
+        self._last_ts = 0
+        self._last_time = 0.0
+        # A subscriber that joins mid-stream gets nothing until the next keyframe
+        # rather than undecodable deltas (only video waits; see keyframes.py).
+        self._waiting_for_keyframe = source.kind == "video"
+        hooks.take_over_sender(sender, self.handle_rtcp, self._rewrite_sr)
+        hooks.capture_send_parameters(sender, self._configure)
+
+    @property
+    def active(self) -> bool:
+        return bool(self._payload_types)
+
+    def _configure(self, parameters: RTCRtpSendParameters) -> None:
+        self._mid = parameters.muxId
+        self._extensions = hooks.header_extensions(self._transport)
+        writer = HeaderWriter(parameters)
+        self._writer = writer if writer.usable else None
+        # Forwarding cannot transcode: a packet whose codec the subscriber did
+        # not negotiate is dropped.
+        for codec in parameters.codecs:
+            if not is_rtx(codec):
+                self._payload_types.setdefault(codec.name, codec.payloadType)
+        rtx_for = {c.parameters.get("apt"): c.payloadType
+                   for c in parameters.codecs if is_rtx(c)}
+        self._rtx_payload_types = {pt: rtx_for[pt] for pt in self._payload_types.values()
+                                   if pt in rtx_for}
+        if self._waiting_for_keyframe:
+            task = asyncio.ensure_future(self.source.request_keyframe())
+            self._pending.add(task)
+            task.add_done_callback(self._pending.discard)
+
+    async def forward(self, packet: RtpPacket, codec_name: str) -> None:
+        payload_type = self._payload_types.get(codec_name)
+        if payload_type is None:
+            return
+        if self._waiting_for_keyframe:
+            if needs_keyframe_gate(codec_name) and not is_vp8_keyframe_start(packet.payload):
+                return
+            self._waiting_for_keyframe = False
+        if packet.ssrc != self._in_ssrc:
+            self._rebase(packet)
+        sequence_number = (packet.sequence_number + self._seq_offset) & 0xFFFF
+        timestamp = (packet.timestamp + self._ts_offset) & 0xFFFFFFFF
+        extensions = packet.extensions
+        if self._writer is not None:
+            data = self._writer.write(packet.marker, payload_type, sequence_number, timestamp,
+                                      self._ssrc, extensions.abs_send_time,
+                                      extensions.audio_level) + packet.payload
+        else:
+            out = RtpPacket(payload_type=payload_type, marker=packet.marker,
+                            sequence_number=sequence_number, timestamp=timestamp,
+                            ssrc=self._ssrc, payload=packet.payload)
+            out.extensions.mid = self._mid
+            out.extensions.abs_send_time = extensions.abs_send_time
+            out.extensions.audio_level = extensions.audio_level
+            data = out.serialize(self._extensions)
+        self._history[sequence_number % HISTORY_SIZE] = (sequence_number, data)
+        self._last_seq = sequence_number
+        self._last_ts = timestamp
+        self._last_time = time.monotonic()
+        self.packets_sent += 1
+        self._octets += len(packet.payload)
+        await hooks.send_packet(self._transport, data)
+
+    def _rebase(self, packet: RtpPacket) -> None:
+        """Continue this subscriber's sequence and clock across a new incoming SSRC."""
+        if self._last_seq is None:
+            start_seq = self._ssrc & 0x7FFF  # low half avoids SRTP rollover trouble
+            start_ts = self._ssrc
+        else:
+            elapsed = time.monotonic() - self._last_time
+            start_seq = self._last_seq + 1
+            start_ts = self._last_ts + max(1, int(elapsed * self.source.clock_rate))
+        self._in_ssrc = packet.ssrc
+        self._seq_offset = (start_seq - packet.sequence_number) & 0xFFFF
+        self._ts_offset = (start_ts - packet.timestamp) & 0xFFFFFFFF
+
+    async def handle_rtcp(self, packet: AnyRtcpPacket) -> None:
+        if isinstance(packet, RtcpRtpfbPacket) and packet.fmt == RTCP_RTPFB_NACK:
+            await self._answer_nack(packet.lost)
+        elif isinstance(packet, RtcpPsfbPacket) and packet.fmt in (RTCP_PSFB_PLI,
+                                                                    RTCP_PSFB_FIR):
+            await self.source.request_keyframe()
+        elif isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
+            try:
+                bitrate, ssrcs = unpack_remb_fci(packet.fci)
+            except ValueError:
+                return
+            if self._ssrc in ssrcs:
+                self.bitrate = bitrate
+                await self.source.update_bitrate()
+
+    async def _answer_nack(self, lost: list[int]) -> None:
+        missing_upstream = []
+        for seq in lost:
+            kept = self._history[seq % HISTORY_SIZE]
+            if kept is None or kept[0] != seq:
+                missing_upstream.append((seq - self._seq_offset) & 0xFFFF)
+                continue
+            packet = RtpPacket.parse(kept[1], self._extensions)
+            rtx_payload_type = self._rtx_payload_types.get(packet.payload_type)
+            if rtx_payload_type is not None:
+                packet = wrap_rtx(packet, payload_type=rtx_payload_type,
+                                  sequence_number=self._rtx_sequence, ssrc=self._rtx_ssrc)
+                self._rtx_sequence = (self._rtx_sequence + 1) & 0xFFFF
+            self.retransmitted += 1
+            await hooks.send_packet(self._transport, packet.serialize(self._extensions))
+        if missing_upstream:
+            await self.source.request_retransmission(missing_upstream)
+
+    def _rewrite_sr(self, report: RtcpSrPacket) -> bool:
+        """Give the subscriber the publisher's wall-clock mapping in its timestamps.
+
+        Without a sender report from the publisher there is no true mapping, and
+        a made-up one would be worse than none for lip sync.
+        """
+        mapping = self.source.clock_mapping
+        if mapping is None or self._in_ssrc is None:
+            return False
+        ntp, rtp_timestamp = mapping
+        info = report.sender_info
+        info.ntp_timestamp = ntp
+        info.rtp_timestamp = (rtp_timestamp + self._ts_offset) & 0xFFFFFFFF
+        info.packet_count = self.packets_sent & 0xFFFFFFFF
+        info.octet_count = self._octets & 0xFFFFFFFF
+        return True

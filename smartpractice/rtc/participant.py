@@ -1,0 +1,80 @@
+"""One participant's peer connection with the relay: what it publishes and what
+it receives."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable
+
+from aiortc import (
+    RTCConfiguration,
+    RTCIceServer,
+    RTCPeerConnection,
+    RTCRtpTransceiver,
+    RTCSessionDescription,
+)
+
+from . import hooks
+from .forwarding import Forward, IdleTrack
+from .source import Source
+
+logger = logging.getLogger(__name__)
+
+
+class Participant:
+    def __init__(self, participant_id: str, ice_servers: list[RTCIceServer],
+                 on_failed: Callable[[Participant], None]) -> None:
+        self.id = participant_id
+        self.sources: list[Source] = []
+        self.forwards: list[Forward] = []
+        # An explicit configuration: without one aiortc asks a public STUN server.
+        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=list(ice_servers)))
+        self._on_failed = on_failed
+
+        @self.pc.on("connectionstatechange")
+        def _state_changed() -> None:
+            if self.pc.connectionState == "failed":
+                self._on_failed(self)
+
+    async def answer(self, offer_sdp: str, available: Iterable[Source]) -> str:
+        """Take the offer's sending m-lines as this participant's sources and fill
+        its receiving m-lines with the available sources of the same kind."""
+        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
+        waiting = list(available)
+        for transceiver in self.pc.getTransceivers():
+            direction = hooks.offered_direction(transceiver)
+            if direction in ("recvonly", "sendrecv"):
+                self._publish(transceiver)
+            if direction in ("sendonly", "sendrecv"):
+                source = next((s for s in waiting if s.kind == transceiver.kind), None)
+                if source is not None:
+                    waiting.remove(source)
+                    self._subscribe(transceiver, source)
+        for source in waiting:
+            logger.info("participant %s offered no m-line for %s of %s",
+                        self.id, source.kind, source.publisher_id)
+        answer = await self.pc.createAnswer()
+        # aiortc gathers every candidate here: the answer is complete, not trickled.
+        await self.pc.setLocalDescription(answer)
+        return self.pc.localDescription.sdp
+
+    def _publish(self, transceiver: RTCRtpTransceiver) -> None:
+        self.sources.append(Source(self.id, transceiver.kind, transceiver.receiver,
+                                   rtcp_ssrc=transceiver.sender._ssrc))
+
+    def _subscribe(self, transceiver: RTCRtpTransceiver, source: Source) -> None:
+        transceiver.sender.replaceTrack(IdleTrack(transceiver.kind))
+        transceiver.direction = ("sendrecv" if hooks.offered_direction(transceiver) ==
+                                 "sendrecv" else "sendonly")
+        forward = Forward(source, transceiver.sender, self.id)
+        self.forwards.append(forward)
+        source.forwards.append(forward)
+
+    async def close(self) -> None:
+        for forward in self.forwards:
+            if forward in forward.source.forwards:
+                forward.source.forwards.remove(forward)
+        self.forwards.clear()
+        await asyncio.gather(*(source.close() for source in self.sources))
+        await self.pc.close()

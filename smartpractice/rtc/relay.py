@@ -1,0 +1,36 @@
+"""The media relay: rooms of aiortc peer connections that forward RTP packets
+without decoding or encoding them (docs/relay.md)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from aiortc import RTCIceServer
+
+from . import hooks
+from .room import Room
+
+
+class Relay:
+    def __init__(self, ice_servers: Iterable[RTCIceServer] = ()) -> None:
+        hooks.check_hooks()
+        self._ice_servers = list(ice_servers)
+        self._rooms: dict[str, Room] = {}
+
+    @property
+    def room_names(self) -> list[str]:
+        return list(self._rooms)
+
+    def room(self, name: str) -> Room:
+        if name not in self._rooms:
+            self._rooms[name] = Room(name, self._ice_servers, self._forget)
+        return self._rooms[name]
+
+    def _forget(self, room: Room) -> None:
+        if self._rooms.get(room.name) is room:
+            del self._rooms[room.name]
+
+    async def close(self) -> None:
+        rooms, self._rooms = list(self._rooms.values()), {}
+        for room in rooms:
+            await room.close()

@@ -1,0 +1,70 @@
+"""A room of the relay: the participants of one call and who receives whom."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from aiortc import RTCIceServer
+
+from .participant import Participant
+from .source import Source
+
+
+class Room:
+    def __init__(self, name: str, ice_servers: list[RTCIceServer],
+                 on_empty: Callable[[Room], None]) -> None:
+        self.name = name
+        self._ice_servers = ice_servers
+        self._participants: dict[str, Participant] = {}
+        self._on_empty = on_empty
+        self._closing: set[asyncio.Task[None]] = set()
+
+    @property
+    def participant_ids(self) -> list[str]:
+        return list(self._participants)
+
+    def participant(self, participant_id: str) -> Participant:
+        return self._participants[participant_id]
+
+    def sources(self, *, excluding: str | None = None) -> list[Source]:
+        return [source for pid, p in self._participants.items() if pid != excluding
+                for source in p.sources]
+
+    async def attach(self, participant_id: str, offer_sdp: str) -> str:
+        """Connect a participant: its tracks are published, and the m-lines it
+        offers for receiving carry the tracks of everyone already here.
+
+        Attaching again replaces the previous connection (a reconnect, or to
+        receive participants who joined since: aiortc does not renegotiate).
+        """
+        if participant_id in self._participants:
+            await self._remove(participant_id)
+        participant = Participant(participant_id, self._ice_servers, self._failed)
+        self._participants[participant_id] = participant
+        try:
+            return await participant.answer(offer_sdp, self.sources(excluding=participant_id))
+        except Exception:
+            await self._remove(participant_id)
+            raise
+
+    async def detach(self, participant_id: str) -> None:
+        if participant_id in self._participants:
+            await self._remove(participant_id)
+        if not self._participants:
+            self._on_empty(self)
+
+    async def _remove(self, participant_id: str) -> None:
+        participant = self._participants.pop(participant_id)
+        await participant.close()
+
+    def _failed(self, participant: Participant) -> None:
+        # ICE gave up: free the connection so the participant can attach afresh.
+        if self._participants.get(participant.id) is participant:
+            task = asyncio.ensure_future(self.detach(participant.id))
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
+
+    async def close(self) -> None:
+        for participant_id in list(self._participants):
+            await self._remove(participant_id)

@@ -1,0 +1,319 @@
+"""The relay with real aiortc peers over loopback: packets are forwarded, never
+decoded, and feedback (PLI, NACK, REMB) travels between subscribers and publisher."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import threading
+from pathlib import Path
+
+import aioice.stun
+import aiortc
+import pytest
+from aiortc import RTCRtpReceiver
+from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, is_rtcp, pack_remb_fci
+
+from smartpractice.rtc import Relay, hooks
+from smartpractice.rtc.keyframes import is_vp8_keyframe_start
+from tests.rtc_peers import HEIGHT, WIDTH, OpaqueFrames, Peer, publisher, subscriber, until
+
+
+@pytest.fixture(autouse=True)
+def short_ice_timers(monkeypatch: pytest.MonkeyPatch) -> None:
+    # As aiortc's own tests do: loopback needs no patience.
+    monkeypatch.setattr(aioice.stun, "RETRY_MAX", 1)
+    monkeypatch.setattr(aioice.stun, "RETRY_RTO", 0.1)
+
+
+@pytest.fixture
+async def relay():
+    relay = Relay()
+    yield relay
+    await relay.close()
+
+
+@pytest.fixture
+async def call(relay):
+    """A room with one publisher and two subscribers receiving it."""
+    room = relay.room("consultation-1")
+    peers = {"pub": publisher(), "sub1": subscriber(), "sub2": subscriber()}
+    try:
+        for name, peer in peers.items():
+            await peer.attach(room, name)
+        await until(lambda: all(peers[s].frames["video"] >= 5 and peers[s].frames["audio"] >= 5
+                                for s in ("sub1", "sub2")))
+        yield room, peers
+    finally:
+        for peer in peers.values():
+            await peer.close()
+
+
+def decoder_threads() -> int:
+    return sum(1 for t in threading.enumerate() if t.name.endswith("-decoder"))
+
+
+async def test_publisher_reaches_two_subscribers_without_the_relay_decoding(call):
+    room, peers = call
+    for name in ("sub1", "sub2"):
+        assert peers[name].sizes == {(WIDTH, HEIGHT)}
+    relay_receivers = [s.receiver for pid in room.participant_ids
+                       for s in room.participant(pid).sources]
+    assert len(relay_receivers) == 2  # the publisher's video and audio
+    for receiver in relay_receivers:
+        assert hooks.is_taken_over(receiver)
+        assert not hooks.decoder_started(receiver)
+        assert receiver.track._queue.empty()
+    # Only the two subscribers decode (video and audio each); the relay never does.
+    assert decoder_threads() == 4
+
+
+def relayed_ssrc(peer) -> int:  # noqa: ANN001
+    sources = peer.transceiver("video").receiver.getSynchronizationSources()
+    return sources[0].source
+
+
+async def test_subscriber_pli_reaches_the_publisher_throttled(call):
+    room, peers = call
+    sender = peers["pub"].transceiver("video").sender
+    requests = []
+    stock = sender._send_keyframe
+    sender._send_keyframe = lambda: (requests.append(1), stock())
+    source = next(s for s in room.participant("pub").sources if s.kind == "video")
+    await asyncio.sleep(0.6)  # past the throttle of the joiners' own requests
+    before = source.keyframe_requests_sent
+
+    receiver = peers["sub1"].transceiver("video").receiver
+    for _ in range(3):  # a burst of PLIs from both subscribers ...
+        await receiver._send_rtcp_pli(relayed_ssrc(peers["sub1"]))
+        await peers["sub2"].transceiver("video").receiver._send_rtcp_pli(
+            relayed_ssrc(peers["sub2"]))
+    await until(lambda: requests, within=3)
+    await asyncio.sleep(0.2)
+    # ... becomes one request to the publisher
+    assert source.keyframe_requests_sent == before + 1
+    assert len(requests) == 1
+
+
+async def test_subscriber_nack_is_answered_from_history(call):
+    room, peers = call
+    receiver = peers["sub1"].transceiver("video").receiver
+    stock = receiver._handle_rtp_packet
+    seen = {"pt": None, "dropped": None, "retransmitted": set()}
+
+    async def lossy(packet, arrival_time_ms):  # noqa: ANN001
+        if seen["pt"] is None:
+            seen["pt"] = packet.payload_type
+        if packet.payload_type != seen["pt"]:  # RTX: the original sequence number leads
+            seen["retransmitted"].add(int.from_bytes(packet.payload[:2], "big"))
+        elif seen["dropped"] is None:
+            seen["dropped"] = packet.sequence_number
+            return  # lost on the way to the subscriber
+        await stock(packet, arrival_time_ms)
+
+    receiver._handle_rtp_packet = lossy
+    await until(lambda: seen["retransmitted"], within=5)
+    assert seen["retransmitted"] == {seen["dropped"]}
+    forward = next(f for f in room.participant("sub1").forwards if f.source.kind == "video")
+    assert forward.retransmitted == 1
+
+
+async def test_loss_on_the_publisher_path_is_nacked_upstream(call):
+    room, peers = call
+    transport = peers["pub"].transceiver("video").sender.transport
+    video_ssrc = peers["pub"].transceiver("video").sender._ssrc.to_bytes(4, "big")
+    stock = transport._send_rtp
+    dropped = []
+
+    async def lossy(data: bytes) -> None:
+        if not dropped and not is_rtcp(data) and data[8:12] == video_ssrc:
+            dropped.append(int.from_bytes(data[2:4], "big"))
+            return  # lost between publisher and relay
+        await stock(data)
+
+    sender = peers["pub"].transceiver("video").sender
+    retransmitted = []
+    stock_retransmit = sender._retransmit
+
+    async def retransmit(sequence_number: int) -> None:
+        retransmitted.append(sequence_number)
+        await stock_retransmit(sequence_number)
+
+    sender._retransmit = retransmit
+    transport._send_rtp = lossy
+    source = next(s for s in room.participant("pub").sources if s.kind == "video")
+    before = source.nacks_sent
+    await until(lambda: retransmitted, within=5)
+    assert source.nacks_sent > before
+    assert dropped[0] in retransmitted
+
+
+async def test_smallest_subscriber_estimate_goes_upstream(call):
+    room, peers = call
+    sender = peers["pub"].transceiver("video").sender
+    estimates = []
+    stock = sender._handle_rtcp_packet
+
+    async def handle(packet) -> None:  # noqa: ANN001
+        if isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
+            estimates.append(packet)
+        await stock(packet)
+
+    sender._handle_rtcp_packet = handle
+    for name, bitrate in (("sub1", 300_000), ("sub2", 120_000)):
+        receiver = peers[name].transceiver("video").receiver
+        await receiver._send_rtcp(RtcpPsfbPacket(
+            fmt=RTCP_PSFB_APP, ssrc=1, media_ssrc=0,
+            fci=pack_remb_fci(bitrate, [relayed_ssrc(peers[name])])))
+    source = next(s for s in room.participant("pub").sources if s.kind == "video")
+    await until(lambda: source.remb_sent == 120_000, within=3)
+    await until(lambda: any(p.fci == pack_remb_fci(120_000, [sender._ssrc])
+                            for p in estimates), within=3)
+
+
+async def test_detached_subscriber_stops_receiving_and_others_continue(call):
+    room, peers = call
+    await room.detach("sub2")
+    assert room.participant_ids == ["pub", "sub1"]
+    await asyncio.sleep(0.3)  # packets already in flight
+    sub1_before, sub2_before = peers["sub1"].frames["video"], peers["sub2"].frames["video"]
+    await asyncio.sleep(1.0)
+    assert peers["sub1"].frames["video"] >= sub1_before + 15
+    assert peers["sub2"].frames["video"] == sub2_before
+    source = next(s for s in room.participant("pub").sources if s.kind == "video")
+    assert [f.subscriber_id for f in source.forwards] == ["sub1"]
+
+
+async def test_rooms_do_not_leak_into_each_other(relay):
+    pub, other = publisher(), subscriber()
+    try:
+        await pub.attach(relay.room("a"), "pub")
+        await other.attach(relay.room("b"), "other")
+        await asyncio.sleep(1.5)
+        assert other.frames == {"audio": 0, "video": 0}
+        assert relay.room("b").sources() == []
+        assert sorted(relay.room_names) == ["a", "b"]
+    finally:
+        await pub.close()
+        await other.close()
+
+
+async def test_last_participant_leaving_removes_the_room(relay):
+    pub = publisher()
+    try:
+        await pub.attach(relay.room("a"), "pub")
+        await relay.room("a").detach("pub")
+        assert relay.room_names == []
+    finally:
+        await pub.close()
+
+
+def test_aiortc_pin_matches_the_hooks():
+    pyproject = (Path(__file__).parent.parent / "pyproject.toml").read_text()
+    pinned = re.search(r'"aiortc==([^"]+)"', pyproject).group(1)
+    assert pinned == hooks.AIORTC_VERSION == aiortc.__version__
+    hooks.check_hooks()
+
+
+def test_a_moved_private_hook_fails_loudly(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.delattr(RTCRtpReceiver, "_handle_rtp_packet")
+    with pytest.raises(hooks.HookMismatch, match="_handle_rtp_packet"):
+        Relay()
+
+
+@pytest.mark.parametrize(("payload", "keyframe"), [
+    (bytes([0x10, 0x00]), True),                     # S=1, PID=0, P=0
+    (bytes([0x10, 0x01]), False),                    # interframe
+    (bytes([0x00, 0x00]), False),                    # not the start of a partition
+    (bytes([0x90, 0x80, 0x81, 0x23, 0x00]), True),   # X, I with 15-bit picture ID
+    (bytes([0x90, 0xE0, 0x12, 0x05, 0x40, 0x01]), False),  # X, I, L, T; P=1
+    (bytes([0x90, 0xE0, 0x12, 0x05, 0x40, 0x9C]), True),
+    (bytes([0x90]), False),                          # truncated descriptor
+    (b"", False),
+])
+def test_vp8_keyframe_is_read_from_the_clear_leading_bytes(payload, keyframe):
+    assert is_vp8_keyframe_start(payload) == keyframe
+    # What follows the frame tag may be encrypted end to end; it is never read.
+    if payload[1:]:
+        assert is_vp8_keyframe_start(payload + bytes(range(200, 255))) == keyframe
+
+
+@pytest.mark.parametrize("audio_level", [None, (True, 42)])
+def test_forwarded_header_matches_what_aiortc_would_write(audio_level):
+    from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpSendParameters
+    from aiortc.rtp import HeaderExtensionsMap, RtpPacket
+
+    from smartpractice.rtc.rtp_header import ABS_SEND_TIME, AUDIO_LEVEL, MID, HeaderWriter
+
+    parameters = RTCRtpSendParameters(muxId="1", headerExtensions=[
+        RTCRtpHeaderExtensionParameters(id=4, uri=MID),
+        RTCRtpHeaderExtensionParameters(id=3, uri=ABS_SEND_TIME),
+        RTCRtpHeaderExtensionParameters(id=1, uri=AUDIO_LEVEL),
+    ])
+    extensions = HeaderExtensionsMap()
+    extensions.configure(parameters)
+    packet = RtpPacket(payload_type=96, marker=1, sequence_number=65535,
+                       timestamp=4_000_000_000, ssrc=0xDEADBEEF, payload=b"\x10opaque")
+    packet.extensions.mid = "1"
+    packet.extensions.abs_send_time = 0x123456
+    packet.extensions.audio_level = audio_level
+    written = HeaderWriter(parameters).write(1, 96, 65535, 4_000_000_000, 0xDEADBEEF,
+                                             0x123456, audio_level) + b"\x10opaque"
+    assert written == packet.serialize(extensions)
+
+
+async def test_late_joiner_gets_a_keyframe_at_once(call):
+    room, peers = call
+    await asyncio.sleep(1.0)  # well past the publisher's first keyframe
+    late = subscriber()
+    try:
+        await late.attach(room, "late")
+        # aiortc's encoder makes keyframes only on request: this proves the relay asked.
+        await until(lambda: late.frames["video"] >= 5, within=3)
+        assert late.sizes == {(WIDTH, HEIGHT)}
+    finally:
+        await late.close()
+
+
+async def test_end_to_end_encrypted_frames_pass_unchanged(relay):
+    """Only the clear leading bytes are ever read: the ciphertext arrives byte for byte."""
+    room = relay.room("e2ee")
+    pub, sub = Peer(), Peer()
+    track = OpaqueFrames()
+    pub.pc.addTransceiver(track, direction="sendonly")
+    transceiver = sub.pc.addTransceiver("video", direction="recvonly")
+    received: list[bytes] = []
+
+    async def keep(packet) -> None:  # noqa: ANN001
+        received.append(packet.payload[4:])  # after aiortc's 4-byte VP8 descriptor
+
+    async def ignore(packet) -> None:  # noqa: ANN001
+        return None
+
+    # A subscriber that does not decode either, as a browser with E2EE would not.
+    hooks.take_over_receiver(transceiver.receiver, keep, ignore, lambda parameters: None)
+    try:
+        await pub.attach(room, "pub")
+        await sub.attach(room, "sub")
+        await until(lambda: len(received) >= 10, within=5)
+        assert set(received) <= track.sent
+        assert is_vp8_keyframe_start(bytes([0x90, 0x80, 0x80, 0x00]) + received[0])
+    finally:
+        await pub.close()
+        await sub.close()
+
+
+async def test_publisher_learns_its_round_trip_time_from_relay_reports(call):
+    room, peers = call
+    sender = peers["pub"].transceiver("video").sender
+
+    async def round_trip_time():  # noqa: ANN202
+        stats = await sender.getStats()
+        remote = [s for s in stats.values() if s.type == "remote-inbound-rtp"]
+        return remote[0].roundTripTime if remote else None
+
+    # Sender reports go out every 0.5-1.5 s; the relay's next receiver report answers.
+    async with asyncio.timeout(8):
+        while (await round_trip_time()) is None:  # noqa: ASYNC110 - RTCP timers
+            await asyncio.sleep(0.2)
+    assert 0 <= await round_trip_time() < 0.5
