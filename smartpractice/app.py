@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
+from smartpractice.accounts.email_changes import EmailChanges
 from smartpractice.accounts.login import Login
 from smartpractice.accounts.password_resets import PasswordResets
 from smartpractice.accounts.passwords import Passwords
@@ -104,6 +105,8 @@ def build_services(
         engine, clock, outbox, links, invitations, catalogs, audit,
         mail_from=settings.mail_from, tan_grace=timedelta(minutes=settings.tan_grace_minutes),
     )
+    login = Login(engine, clock, passwords, sessions, throttle, audit)
+    second_factors = SecondFactors(engine, clock, throttle, outbox, links, audit, secret=secret)
     return Services(
         engine=engine,
         clock=clock,
@@ -117,7 +120,10 @@ def build_services(
         waiting_room=WaitingRoom(engine, clock, InMemoryRoomState(), audit),
         password_resets=PasswordResets(engine, clock, passwords, sessions, tokens, outbox, throttle, links, users),
         sessions=sessions,
-        login=Login(engine, clock, passwords, sessions, throttle, audit),
+        login=login,
+        email_changes=EmailChanges(
+            engine, clock, login, second_factors, tokens, outbox, throttle, sessions, audit, links
+        ),
         users=users,
         practices=Practices(engine, clock, users),
         api_keys=ApiKeys(engine, clock, audit),
@@ -125,7 +131,7 @@ def build_services(
         patients=Patients(engine, clock, users, confirmations, audit),
         registrations=Registrations(engine, clock, passwords, confirmations, outbox, throttle, links, audit),
         audit=audit,
-        second_factors=SecondFactors(engine, clock, throttle, outbox, links, audit, secret=secret),
+        second_factors=second_factors,
         plans=plans,
         staff=Staff(engine, clock, audit, plans),
         staff_invitations=StaffInvitations(engine, clock, passwords, sessions, outbox, links, audit, plans),

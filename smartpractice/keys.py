@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from smartpractice.accounts.email_changes import EmailChanges
 from smartpractice.accounts.login import Login
 from smartpractice.accounts.password_resets import PasswordResets
 from smartpractice.accounts.passwords import Passwords
@@ -52,6 +53,7 @@ class Services:
     invitations: Invitations
     sessions: Sessions
     login: Login
+    email_changes: EmailChanges
     users: Users
     practices: Practices
     api_keys: ApiKeys

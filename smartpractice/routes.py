@@ -13,6 +13,7 @@ from smartpractice.web import (
     auth,
     confirmation,
     consultations,
+    email_change,
     guest,
     health,
     invitations,
@@ -49,6 +50,10 @@ def setup_routes(app: web.Application) -> None:
     add("POST", r"/account/sessions/{session_id:\d{1,18}}/end", account.end_session, name="session_end")
     add("GET", "/account/password", account.password_form, name="password")
     add("POST", "/account/password", account.change_password, name="password_submit")
+    add("POST", "/account/email", email_change.request_change, name="email_change")
+    add("GET", "/account/email/sent", email_change.sent, name="email_change_sent")
+    add("GET", "/email-change/{token}", email_change.confirm_form, name="email_change_link")
+    add("POST", "/email-change/{token}", email_change.confirm, name="email_change_confirm")
     add("GET", "/account/two-factor", second_factor.overview, name="two_factor")
     add("POST", "/account/two-factor", second_factor.renew, name="two_factor_renew")
     add("GET", "/account/two-factor/setup", second_factor.setup_form, name="two_factor_setup")

@@ -15,7 +15,13 @@ from smartpractice.storage import link_tokens as store
 
 CONFIRM_EMAIL = "confirm_email"
 RESET_PASSWORD = "reset_password"  # noqa: S105 - a purpose name, not a password
-LIFETIMES = {CONFIRM_EMAIL: timedelta(hours=48), RESET_PASSWORD: timedelta(hours=1)}
+CHANGE_EMAIL = "change_email"
+LIFETIMES = {
+    CONFIRM_EMAIL: timedelta(hours=48),
+    RESET_PASSWORD: timedelta(hours=1),
+    # It moves the login to another address, so it lives as briefly as a reset link.
+    CHANGE_EMAIL: timedelta(hours=1),
+}
 
 
 class LinkInvalid(UserError):
@@ -44,6 +50,10 @@ class LinkTokens:
             expires_at=now + LIFETIMES[purpose],
         )
         return token
+
+    async def revoke(self, conn: AsyncConnection, user_id: int, purpose: str) -> None:
+        """Unused links of this purpose stop working."""
+        await store.invalidate_tokens(conn, user_id, purpose, self._clock.now())
 
     async def peek(self, conn: AsyncConnection, token: str, purpose: str) -> int:
         """The user a still-valid token belongs to, without using it up."""

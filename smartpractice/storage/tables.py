@@ -103,6 +103,8 @@ users = Table(
     Column("must_change_password", Boolean, nullable=False, default=False),
     Column("initial_password_expires_at", UTCDateTime, nullable=True),
     Column("email_confirmed_at", UTCDateTime, nullable=True),
+    # An address the user asked to change to; it replaces `email` once its link is followed.
+    Column("pending_email", String(254), nullable=True),
     # NULL until the user chooses: pages follow their browser, mails go in German.
     Column("language", String(8), nullable=True),
     Column("date_of_birth", Date, nullable=True),

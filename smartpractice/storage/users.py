@@ -24,6 +24,7 @@ class User:
     email_confirmed_at: datetime | None
     language: str | None  # None: never chosen
     is_operator: bool = False
+    pending_email: str | None = None  # asked for, its link not yet followed
 
     @property
     def mail_language(self) -> str:
@@ -42,6 +43,7 @@ def _user(row) -> User:
         email_confirmed_at=row.email_confirmed_at,
         language=row.language,
         is_operator=row.is_operator,
+        pending_email=row.pending_email,
     )
 
 
@@ -174,7 +176,20 @@ async def make_operator(conn: AsyncConnection, user_id: int) -> None:
     await conn.execute(update(users).where(users.c.id == user_id).values(is_operator=True))
 
 
+async def email_owner(conn: AsyncConnection, email: str) -> int | None:
+    """The id of the user whose address this is, ignoring case."""
+    query = select(users.c.id).where(users.c.email_key == email.casefold())
+    return (await conn.execute(query)).scalar_one_or_none()
+
+
+async def set_pending_email(conn: AsyncConnection, user_id: int, email: str | None) -> None:
+    await conn.execute(update(users).where(users.c.id == user_id).values(pending_email=email))
+
+
 async def change_email(conn: AsyncConnection, user_id: int, email: str, now: datetime) -> None:
+    """Make a proven address the user's own; the unique email_key refuses a taken one."""
     await conn.execute(
-        update(users).where(users.c.id == user_id).values(email=email, email_key=email.casefold(), email_confirmed_at=now)
+        update(users)
+        .where(users.c.id == user_id)
+        .values(email=email, email_key=email.casefold(), email_confirmed_at=now, pending_email=None)
     )

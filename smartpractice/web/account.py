@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from smartpractice.accounts.sessions import ActiveSession
 from smartpractice.errors import UserError
 from smartpractice.i18n import LANGUAGES, N_
 from smartpractice.keys import active_session_key, services_key, settings_key, translations_key
@@ -15,10 +16,23 @@ from smartpractice.web.session import require_login
 
 
 async def account(request: web.Request) -> web.StreamResponse:
-    active = require_login(request)
-    sessions = await request.app[services_key].sessions.list(active.user.id)
-    context = {"sessions": sessions, "current_session_id": active.session.id}
-    return render(request, "account.html", context)
+    return await account_page(request, require_login(request))
+
+
+async def account_page(
+    request: web.Request, active: ActiveSession, *, email_error: str | None = None, new_email: str = "",
+    status: int = 200,
+) -> web.Response:
+    """The account page; the email form comes back with its error and what was typed."""
+    services = request.app[services_key]
+    context = {
+        "sessions": await services.sessions.list(active.user.id),
+        "current_session_id": active.session.id,
+        "second_factor": await services.second_factors.is_enrolled(active.user.id),
+        "email_error": email_error,
+        "new_email": new_email,
+    }
+    return render(request, "account.html", context, status=status)
 
 
 async def end_session(request: web.Request) -> web.StreamResponse:

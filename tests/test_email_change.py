@@ -1,0 +1,209 @@
+"""Changing one's own email address: re-authentication, a one-hour link to the new address,
+notices to the old one, other sessions ended, taken addresses not revealed."""
+
+from __future__ import annotations
+
+from smartpractice.storage import practices as practice_store
+from smartpractice.storage import users as user_store
+from smartpractice.storage.audit import AuditFilter
+from tests.conftest import PASSWORD, add_member, log_in, mail_link, mail_text, post_form, totp_code
+
+EN = {"Accept-Language": "en"}
+OLD = "dr-berg@example.org"
+NEW = "berg.neu@example.org"
+
+
+async def ask(client, new_email=NEW, password=PASSWORD, code=None, **kwargs):
+    data = {"new_email": new_email, "current_password": password}
+    if code is not None:
+        data["code"] = code
+    return await post_form(client, "/account/email", data, **kwargs)
+
+
+async def ask_as_staff(client, services, new_email=NEW):
+    return await ask(client, new_email, code=await totp_code(services, "dr-berg"))
+
+
+async def user_of(services, member):
+    async with services.engine.connect() as conn:
+        return await user_store.user_by_id(conn, member.user_id)
+
+
+async def patient(services, practice, username="anna"):
+    await add_member(services, practice, "patient", username)
+    return f"{username}@example.org"
+
+
+async def test_staff_changes_email_by_link_and_logs_in_with_it(client, other_browser, services, smtp, clinician):
+    await log_in(other_browser, "dr-berg")
+    await log_in(client, "dr-berg")
+    page = await (await client.get("/account", headers=EN)).text()
+    assert 'name="new_email"' in page and 'name="code"' in page
+    asked = await ask_as_staff(client, services)
+    assert asked.status == 303 and asked.headers["Location"] == "/account/email/sent"
+    assert "Check your inbox" in await (await client.get("/account/email/sent", headers=EN)).text()
+    await smtp.wait_for(2)
+    [confirm_mail] = smtp.to(NEW)
+    [requested] = smtp.to(OLD)
+    assert requested["Subject"] == "Eine Änderung Ihrer E-Mail-Adresse wurde beantragt"
+    assert NEW in mail_text(requested) and requested.get_body(preferencelist=("html",)) is not None
+    link = mail_link(confirm_mail)
+    assert link.startswith("/email-change/")
+    # Opening the link (as a mail scanner would) changes nothing; the button does.
+    form = await client.get(link, headers=EN)
+    assert form.status == 200 and NEW in await form.text()
+    assert (await user_of(services, clinician)).email == OLD
+    done = await post_form(client, link, {}, headers=EN)
+    assert done.status == 200 and NEW in await done.text()
+    # This browser stays logged in; every other session ended (ASVS 7.4.3).
+    assert (await client.get("/account", allow_redirects=False)).status == 200
+    assert (await other_browser.get("/account", allow_redirects=False)).status == 303
+    # The old address is told a second time.
+    await smtp.wait_for(3)
+    changed = smtp.to(OLD)[1]
+    assert changed["Subject"] == "Ihre E-Mail-Adresse wurde geändert" and NEW in mail_text(changed)
+    client.session.cookie_jar.clear()
+    assert (await log_in(client, OLD)).status == 401
+    assert (await log_in(client, NEW)).status == 303
+
+
+async def test_both_steps_are_audited_in_every_practice_of_the_staff_member(client, services, smtp, practice, clinician):
+    second = (await services.practices.create("Praxis am See", admin_email="see@example.org", admin_username="see")).practice
+    async with services.engine.begin() as conn:
+        await practice_store.add_member(
+            conn, practice_id=second.id, user_id=clinician.user_id, role="clinician", now=services.clock.now()
+        )
+    await log_in(client, "dr-berg")
+    await ask_as_staff(client, services)
+    await smtp.wait_for(2)
+    await post_form(client, mail_link(smtp.to(NEW)[0]), {})
+    for practice_id in (practice.id, second.id):
+        for action in ("email_change_requested", "email_changed"):
+            [entry] = await services.audit.entries(AuditFilter(practice_id=practice_id, action=action))
+            assert entry.actor_user_id == clinician.user_id and entry.object_id == str(clinician.user_id)
+
+
+async def test_patient_changes_email_without_a_code(client, services, smtp, practice):
+    old = await patient(services, practice)
+    await log_in(client, "anna")
+    assert 'name="code"' not in await (await client.get("/account")).text()
+    assert (await ask(client, "anna.neu@example.org")).status == 303
+    await smtp.wait_for(2)
+    assert (await post_form(client, mail_link(smtp.to("anna.neu@example.org")[0]), {})).status == 200
+    await smtp.wait_for(3)
+    assert len(smtp.to(old)) == 2
+    client.session.cookie_jar.clear()
+    assert (await log_in(client, "anna.neu@example.org")).status == 303
+    # Patients make no audit entries: they are no staff.
+    assert await services.audit.entries(AuditFilter(action="email_changed")) == []
+
+
+async def test_wrong_password_is_refused_and_keeps_the_typed_address(client, services, smtp, practice):
+    await patient(services, practice)
+    await log_in(client, "anna")
+    refused = await ask(client, "anna.neu@example.org", password="wrong-" + PASSWORD, headers=EN)
+    assert refused.status == 400
+    page = await refused.text()
+    assert "Your current password is not correct." in page
+    assert 'value="anna.neu@example.org"' in page and PASSWORD not in page
+    assert smtp.messages == []
+
+
+async def test_staff_without_a_code_or_with_a_wrong_one_is_refused(client, services, smtp, clinician):
+    await log_in(client, "dr-berg")
+    missing = await ask(client, code="", headers=EN)
+    assert missing.status == 400
+    assert "current code from your authenticator app" in await missing.text()
+    wrong = await ask(client, code="000000", headers=EN)
+    assert wrong.status == 400 and "This code is not correct" in await wrong.text()
+    assert smtp.messages == []
+
+
+async def test_bad_addresses_reshow_the_form(client, services, smtp, practice):
+    old = await patient(services, practice)
+    await log_in(client, "anna")
+    invalid = await ask(client, "not-an-address", headers=EN)
+    assert invalid.status == 400 and "valid email address" in await invalid.text()
+    same = await ask(client, old.upper(), headers=EN)
+    assert same.status == 400 and "already your email address" in await same.text()
+
+
+async def test_link_works_once(client, services, smtp, clinician):
+    await log_in(client, "dr-berg")
+    await ask_as_staff(client, services)
+    await smtp.wait_for(2)
+    link = mail_link(smtp.to(NEW)[0])
+    assert (await post_form(client, link, {})).status == 200
+    again = await post_form(client, link, {}, headers=EN)
+    assert again.status == 410 and "already been used" in await again.text()
+
+
+async def test_link_expires_after_an_hour(client, clock, services, smtp, clinician):
+    await log_in(client, "dr-berg")
+    await ask_as_staff(client, services)
+    await smtp.wait_for(2)
+    link = mail_link(smtp.to(NEW)[0])
+    clock.advance(minutes=61)
+    assert (await client.get(link)).status == 410
+    late = await post_form(client, link, {}, headers=EN)
+    assert late.status == 410 and "This link has expired." in await late.text()
+    assert (await log_in(client, NEW)).status == 401
+
+
+async def test_tampered_and_foreign_links_are_refused(client, services, smtp, clinician):
+    from smartpractice.accounts.tokens import RESET_PASSWORD
+
+    await log_in(client, "dr-berg")
+    await ask_as_staff(client, services)
+    await smtp.wait_for(2)
+    link = mail_link(smtp.to(NEW)[0])
+    assert (await post_form(client, link[:-3] + "xyz", {})).status == 410
+    async with services.engine.begin() as conn:
+        reset = await services.tokens.issue(conn, clinician.user_id, RESET_PASSWORD)
+    assert (await post_form(client, f"/email-change/{reset}", {})).status == 410
+
+
+async def test_a_newer_request_replaces_the_older_link(client, services, smtp, practice):
+    await patient(services, practice)
+    await log_in(client, "anna")
+    await ask(client, "erste@example.org")
+    await ask(client, "zweite@example.org")
+    await smtp.wait_for(4)
+    assert (await post_form(client, mail_link(smtp.to("erste@example.org")[0]), {})).status == 410
+    assert (await post_form(client, mail_link(smtp.to("zweite@example.org")[0]), {})).status == 200
+
+
+async def test_taken_address_is_not_revealed(client, services, smtp, practice):
+    old = await patient(services, practice)
+    await log_in(client, "anna")
+    free = await ask(client, "frei@example.org")
+    taken = await ask(client, "chef@example.org")
+    assert free.status == taken.status == 303 and free.headers["Location"] == taken.headers["Location"]
+    await smtp.wait_for(3)
+    # The old address hears of both requests alike; the other account's owner hears nothing.
+    assert len(smtp.to(old)) == 2 and len(smtp.to("frei@example.org")) == 1
+    assert smtp.to("chef@example.org") == []
+    # The taken request also voided the earlier link.
+    assert (await post_form(client, mail_link(smtp.to("frei@example.org")[0]), {})).status == 410
+
+
+async def test_address_taken_meanwhile_is_refused(client, services, smtp, practice):
+    old = await patient(services, practice)
+    await log_in(client, "anna")
+    await ask(client, "zweit@example.org")
+    await smtp.wait_for(2)
+    await add_member(services, practice, "patient", "zweit")
+    refused = await post_form(client, mail_link(smtp.to("zweit@example.org")[0]), {}, headers=EN)
+    assert refused.status == 409
+    assert "now belongs to another account" in await refused.text()
+    client.session.cookie_jar.clear()
+    assert (await log_in(client, old)).status == 303
+
+
+async def test_requests_are_rate_limited(client, services, smtp, practice):
+    await patient(services, practice)
+    await log_in(client, "anna")
+    for number in range(5):
+        assert (await ask(client, f"neu{number}@example.org")).status == 303
+    limited = await ask(client, "neu5@example.org", headers=EN)
+    assert limited.status == 400 and "too many changes" in await limited.text()
