@@ -15,13 +15,13 @@ from smartpractice.i18n import N_
 from smartpractice.mail.outbox import Outbox
 from smartpractice.storage import practices as practice_store
 from smartpractice.storage import users as store
+from smartpractice.storage.tables import STAFF_ROLES
 from smartpractice.storage.users import User
 
 USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{2,63}$")
 # Deliberately loose (RFC 5321 sizes, one @, a dot in the domain): the confirmation
 # mail is the real test of an address.
 EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
-STAFF_ROLES = frozenset({"admin", "clinician"})
 
 
 def validate_identity(username: str, email: str, display_name: str) -> None:

@@ -14,9 +14,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
-from zoneinfo import ZoneInfo
 
-from babel.dates import format_datetime
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from smartpractice.accounts.sessions import Sessions
@@ -28,7 +26,9 @@ from smartpractice.clock import Clock
 from smartpractice.errors import UserError
 from smartpractice.i18n import LANGUAGES, N_
 from smartpractice.mail.outbox import Outbox
+from smartpractice.scheduling.times import spoken
 from smartpractice.storage import invitations as store
+from smartpractice.storage.consultations import policy_of
 from smartpractice.storage.invitations import Invitation
 from smartpractice.storage.login_sessions import delete_sessions_of_invitation
 from smartpractice.storage.practices import Practice
@@ -37,8 +37,6 @@ TAN_DIGITS = 8
 MAX_TAN_FAILURES = 5
 # Across reissues: past this, the practice makes a new invitation instead.
 MAX_TOTAL_FAILURES = 15
-# Until the practice's own time zone is a setting, times in mails are German time.
-MAIL_TIME_ZONE = ZoneInfo("Europe/Berlin")
 TAN_DELIVERIES = ("mail", "clinician")
 
 
@@ -205,10 +203,8 @@ class Invitations:
         tan_in_mail = await store.tan_delivery_of(conn, invitation.practice_id) == "mail"
         clinician, practice = await store.inviter_and_practice(conn, invitation)
         link_url = self._links.url("invitation_login", token=link)
-        until = format_datetime(
-            invitation.expires_at, "d. MMMM y, HH:mm" if invitation.language == "de" else "MMMM d, y, h:mm a",
-            tzinfo=MAIL_TIME_ZONE, locale=invitation.language,
-        )
+        zone = (await policy_of(conn, invitation.practice_id)).time_zone
+        until = spoken(invitation.expires_at, zone, invitation.language)
         await self._outbox.enqueue(
             conn,
             kind="invitation",

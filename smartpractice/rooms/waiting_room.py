@@ -12,7 +12,6 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from smartpractice.accounts.users import STAFF_ROLES
 from smartpractice.audit import Audit
 from smartpractice.clock import Clock
 from smartpractice.errors import UserError
@@ -22,6 +21,7 @@ from smartpractice.storage import calls as call_store
 from smartpractice.storage import consultations as store
 from smartpractice.storage.consultations import Consultation
 from smartpractice.storage.practices import role_in
+from smartpractice.storage.tables import STAFF_ROLES
 
 MESSAGE_LIMIT = 500
 ABANDONED_AFTER = timedelta(hours=2)

@@ -9,7 +9,6 @@ from email.utils import parseaddr
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from smartpractice.accounts.users import STAFF_ROLES
 from smartpractice.audit import Audit
 from smartpractice.clock import Clock
 from smartpractice.errors import UserError
@@ -25,6 +24,7 @@ from smartpractice.storage.consultations import Consultation, Participant, Sched
 from smartpractice.storage.invitations import set_expiry_of_consultation
 from smartpractice.storage.practices import Practice, role_in
 from smartpractice.storage.reminders import forget_reminders_of
+from smartpractice.storage.tables import STAFF_ROLES
 from smartpractice.web.links import Links
 
 # Longer than any retention period, so the list shows all the purge has left.
@@ -266,12 +266,28 @@ class Consultations:
                 await store.policy_of(conn, practice_id),
             )
 
+    async def day_views(self, practice_id: int, day: date) -> list[ConsultationView]:
+        """A day's consultations with their participants, read on one connection."""
+        async with self._engine.connect() as conn:
+            policy = await store.policy_of(conn, practice_id)
+            start, end = day_bounds(day, 1, policy.time_zone)
+            return [
+                ConsultationView(consultation, await store.participants_of(conn, consultation.id), policy)
+                for consultation in await store.consultations_between(conn, practice_id, start, end)
+            ]
+
     async def agenda(self, practice_id: int, first_day: date, days: int, *,
                      clinician_id: int | None = None) -> list[Consultation]:
         async with self._engine.connect() as conn:
             policy = await store.policy_of(conn, practice_id)
             start, end = day_bounds(first_day, days, policy.time_zone)
             return await store.consultations_between(conn, practice_id, start, end, clinician_id=clinician_id)
+
+    async def headlines(self, practice_id: int, ids: set[int]) -> tuple[str, list[Consultation]]:
+        """The practice's time zone and these of its consultations, for the live waiting list."""
+        async with self._engine.connect() as conn:
+            policy = await store.policy_of(conn, practice_id)
+            return policy.time_zone, await store.consultations_of(conn, practice_id, ids)
 
     async def upcoming_for_patient(self, practice_id: int, user_id: int) -> list[Consultation]:
         async with self._engine.connect() as conn:

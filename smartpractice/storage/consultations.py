@@ -120,6 +120,13 @@ async def consultation_of(conn: AsyncConnection, practice_id: int, consultation_
     return None if row is None else _consultation(row)
 
 
+async def consultations_of(conn: AsyncConnection, practice_id: int, ids: set[int]) -> list[Consultation]:
+    if not ids:
+        return []
+    query = select(consultations).where(consultations.c.practice_id == practice_id, consultations.c.id.in_(ids))
+    return [_consultation(row) for row in await conn.execute(query)]
+
+
 async def consultation_by_id(conn: AsyncConnection, consultation_id: int) -> Consultation | None:
     row = (await conn.execute(select(consultations).where(consultations.c.id == consultation_id))).first()
     return None if row is None else _consultation(row)

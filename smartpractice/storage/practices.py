@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from smartpractice.storage.tables import memberships, practices
+from smartpractice.storage.tables import STAFF_ROLES, memberships, practices
 
 
 @dataclass(frozen=True)
@@ -118,7 +118,6 @@ async def role_in(conn: AsyncConnection, practice_id: int, user_id: int) -> str 
     return (await conn.execute(query)).scalar_one_or_none()
 
 
-STAFF_ROLES = ("admin", "clinician")
 
 
 async def staff_practice_ids(conn: AsyncConnection, user_id: int) -> list[int]:

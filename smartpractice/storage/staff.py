@@ -8,9 +8,7 @@ from datetime import datetime
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from smartpractice.storage.tables import memberships, second_factors, users
-
-STAFF_ROLES = ("admin", "clinician")
+from smartpractice.storage.tables import STAFF_ROLES, memberships, second_factors, users
 
 
 @dataclass(frozen=True)

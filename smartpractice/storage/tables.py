@@ -50,6 +50,7 @@ class UTCDateTime(TypeDecorator):
 
 
 ROLES = ("admin", "clinician", "patient")
+STAFF_ROLES = ("admin", "clinician")
 
 practices = Table(
     "practices",

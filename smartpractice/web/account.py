@@ -7,11 +7,11 @@ from aiohttp import web
 from smartpractice.accounts.sessions import ActiveSession
 from smartpractice.errors import UserError
 from smartpractice.i18n import LANGUAGES, N_
-from smartpractice.keys import active_session_key, services_key, settings_key, translations_key
+from smartpractice.keys import active_session_key, services_key, settings_key
 from smartpractice.web.client import client_address
 from smartpractice.web.cookies import LANGUAGE, SESSION, set_cookie
 from smartpractice.web.forms import field, read_form
-from smartpractice.web.responses import render, see_other
+from smartpractice.web.responses import render, see_other, user_message
 from smartpractice.web.session import require_login
 
 
@@ -62,7 +62,7 @@ async def change_password(request: web.Request) -> web.StreamResponse:
             raise UserError("password_mismatch", N_("The two new passwords are not the same."))
         await services.users.change_password(active.user, new, keep_session=active.session.id)
     except UserError as error:
-        message = request[translations_key].gettext(error.message) % error.params
+        message = user_message(request, error)
         context = {"error": message, "forced": active.user.must_change_password}
         return render(request, "password.html", context, status=400)
     # A new session id after a credential change, like after login (ASVS 7.2.4).

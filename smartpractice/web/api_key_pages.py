@@ -5,9 +5,9 @@ from __future__ import annotations
 from aiohttp import web
 
 from smartpractice.errors import UserError
-from smartpractice.keys import services_key, translations_key
+from smartpractice.keys import services_key
 from smartpractice.web.forms import field, read_form
-from smartpractice.web.responses import render, see_other
+from smartpractice.web.responses import render, see_other, user_message
 from smartpractice.web.session import require_admin
 
 
@@ -28,7 +28,7 @@ async def create(request: web.Request) -> web.StreamResponse:
     try:
         created = await request.app[services_key].api_keys.create(membership.practice, name, actor=active.user.id)
     except UserError as error:
-        message = request[translations_key].gettext(error.message) % error.params
+        message = user_message(request, error)
         return await _page(request, membership, error=message, name=name, status=400)
     # Rendered, not redirected: the key exists in plain text only in this one answer.
     return await _page(request, membership, created=created)

@@ -5,17 +5,13 @@ from __future__ import annotations
 from aiohttp import web
 
 from smartpractice.accounts.login import LoginFailed
-from smartpractice.keys import active_session_key, guest_session_key, services_key, translations_key
+from smartpractice.keys import active_session_key, guest_session_key, services_key
 from smartpractice.web.client import client_address
 from smartpractice.web.cookies import SESSION, clear_cookie, set_cookie
 from smartpractice.web.csrf import renew_csrf
 from smartpractice.web.forms import field, read_form
-from smartpractice.web.responses import render, see_other
+from smartpractice.web.responses import render, see_other, user_message
 from smartpractice.web.session import require_login, safe_next
-
-
-def _message(request: web.Request, error) -> str:
-    return request[translations_key].gettext(error.message) % error.params
 
 
 async def login_form(request: web.Request) -> web.StreamResponse:
@@ -46,7 +42,7 @@ async def login(request: web.Request) -> web.StreamResponse:
     except LoginFailed as error:
         context = {
             "identifier": identifier,
-            "error": _message(request, error),
+            "error": user_message(request, error),
             "error_code": error.code,
             "next": target or "",
             "reset_done": False,

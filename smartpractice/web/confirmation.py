@@ -6,18 +6,14 @@ from aiohttp import web
 
 from smartpractice.accounts.tokens import LinkInvalid
 from smartpractice.errors import UserError
-from smartpractice.keys import services_key, translations_key
+from smartpractice.keys import services_key
 from smartpractice.web.client import client_address
 from smartpractice.web.forms import field, read_form
-from smartpractice.web.responses import render
-
-
-def _message(request: web.Request, error: UserError) -> str:
-    return request[translations_key].gettext(error.message) % error.params
+from smartpractice.web.responses import render, user_message
 
 
 def _invalid(request: web.Request, error: LinkInvalid) -> web.Response:
-    context = {"error": _message(request, error), "code": error.code}
+    context = {"error": user_message(request, error), "code": error.code}
     return render(request, "confirm_invalid.html", context, status=error.status)
 
 
@@ -49,7 +45,7 @@ async def resend(request: web.Request) -> web.StreamResponse:
     try:
         await request.app[services_key].confirmations.resend(email, address=client_address(request))
     except UserError as error:
-        context = {"sent": False, "email": email, "error": _message(request, error)}
+        context = {"sent": False, "email": email, "error": user_message(request, error)}
         return render(request, "confirm_resend.html", context, status=400)
     # The same page whether or not the address has an account (ASVS 6.3.8).
     return render(request, "confirm_resend.html", {"sent": True, "email": "", "error": None})

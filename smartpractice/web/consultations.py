@@ -7,19 +7,15 @@ from datetime import date, timedelta
 from aiohttp import web
 
 from smartpractice.errors import UserError
-from smartpractice.keys import services_key, translations_key
+from smartpractice.keys import services_key
 from smartpractice.onboarding.invitations import Invitee
 from smartpractice.scheduling.consultations import ConsultationNotFound, Plan
 from smartpractice.scheduling.times import local, local_to_utc, parse_day
 from smartpractice.web.forms import field, read_form
-from smartpractice.web.responses import render, see_other
+from smartpractice.web.responses import render, see_other, user_message
 from smartpractice.web.session import require_staff
 
 FIELDS = ("title", "day", "time", "duration", "patient", "guest_email", "guest_name", "guest_language")
-
-
-def _message(request: web.Request, error: UserError) -> str:
-    return request[translations_key].gettext(error.message) % error.params
 
 
 def _consultation_id(request: web.Request) -> int:
@@ -97,7 +93,7 @@ async def create(request: web.Request) -> web.StreamResponse:
             membership.practice, active.user.id, plan, patient_ids=patients, invitees=invitees, actor=active.user.id
         )
     except UserError as error:
-        return await _form_page(request, membership, form, error=_message(request, error), status=400)
+        return await _form_page(request, membership, form, error=user_message(request, error), status=400)
     return await _detail(request, membership, scheduled.consultation.id, handed_over=scheduled.invitations)
 
 
@@ -139,7 +135,7 @@ async def reschedule(request: web.Request) -> web.StreamResponse:
     except ConsultationNotFound:
         raise web.HTTPNotFound() from None
     except UserError as error:
-        return await _detail(request, membership, _consultation_id(request), error=_message(request, error),
+        return await _detail(request, membership, _consultation_id(request), error=user_message(request, error),
                              status=400, form=form)
     return see_other(request.app.router["consultation"].url_for(slug=membership.practice.slug,
                                                                  id=str(_consultation_id(request))))
@@ -153,7 +149,7 @@ async def cancel(request: web.Request) -> web.StreamResponse:
     except ConsultationNotFound:
         raise web.HTTPNotFound() from None
     except UserError as error:
-        return await _detail(request, membership, _consultation_id(request), error=_message(request, error),
+        return await _detail(request, membership, _consultation_id(request), error=user_message(request, error),
                              status=409)
     return see_other(request.app.router["consultation"].url_for(slug=membership.practice.slug,
                                                                  id=str(_consultation_id(request))))
@@ -174,7 +170,7 @@ async def add_participant(request: web.Request) -> web.StreamResponse:
     except ConsultationNotFound:
         raise web.HTTPNotFound() from None
     except UserError as error:
-        return await _detail(request, membership, _consultation_id(request), error=_message(request, error),
+        return await _detail(request, membership, _consultation_id(request), error=user_message(request, error),
                              status=400)
     return await _detail(request, membership, _consultation_id(request), handed_over=added.invitations)
 

@@ -6,20 +6,16 @@ from aiohttp import web
 
 from smartpractice.accounts.tokens import LinkInvalid
 from smartpractice.errors import UserError
-from smartpractice.keys import active_session_key, services_key, translations_key
+from smartpractice.keys import active_session_key, services_key
 from smartpractice.web.account import account_page
 from smartpractice.web.client import client_address
 from smartpractice.web.forms import field, read_form
-from smartpractice.web.responses import render, see_other
+from smartpractice.web.responses import render, see_other, user_message
 from smartpractice.web.session import require_login
 
 
-def _message(request: web.Request, error: UserError) -> str:
-    return request[translations_key].gettext(error.message) % error.params
-
-
 def _refused(request: web.Request, error: UserError) -> web.Response:
-    context = {"error": _message(request, error), "code": error.code}
+    context = {"error": user_message(request, error), "code": error.code}
     return render(request, "email_change_invalid.html", context, status=error.status)
 
 
@@ -33,7 +29,7 @@ async def request_change(request: web.Request) -> web.StreamResponse:
             address=client_address(request),
         )
     except UserError as error:
-        return await account_page(request, active, email_error=_message(request, error), new_email=new_email, status=400)
+        return await account_page(request, active, email_error=user_message(request, error), new_email=new_email, status=400)
     # The same page whether or not the address belongs to another account (ASVS 6.3.8).
     return see_other(request.app.router["email_change_sent"].url_for())
 

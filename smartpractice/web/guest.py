@@ -6,23 +6,19 @@ from aiohttp import web
 
 from smartpractice.accounts.tokens import LinkInvalid
 from smartpractice.errors import UserError
-from smartpractice.keys import guest_session_key, services_key, translations_key
+from smartpractice.keys import guest_session_key, services_key
 from smartpractice.web.client import client_address
 from smartpractice.web.cookies import SESSION, set_cookie
 from smartpractice.web.csrf import renew_csrf
 from smartpractice.web.forms import field, read_form
-from smartpractice.web.responses import render, see_other
-
-
-def _message(request: web.Request, error: UserError) -> str:
-    return request[translations_key].gettext(error.message) % error.params
+from smartpractice.web.responses import render, see_other, user_message
 
 
 async def tan_form(request: web.Request) -> web.StreamResponse:
     try:
         welcome = await request.app[services_key].invitations.open_link(request.match_info["token"])
     except LinkInvalid as error:
-        return render(request, "invitation_invalid.html", {"error": _message(request, error)}, status=error.status)
+        return render(request, "invitation_invalid.html", {"error": user_message(request, error)}, status=error.status)
     return render(request, "invitation_login.html", {"welcome": welcome, "error": None})
 
 
@@ -35,13 +31,13 @@ async def tan_login(request: web.Request) -> web.StreamResponse:
             link, field(form, "tan", 40), address=client_address(request), user_agent=request.headers.get("User-Agent", "")
         )
     except LinkInvalid as error:
-        return render(request, "invitation_invalid.html", {"error": _message(request, error)}, status=error.status)
+        return render(request, "invitation_invalid.html", {"error": user_message(request, error)}, status=error.status)
     except UserError as error:
         try:
             welcome = await invitations.open_link(link)
         except LinkInvalid:  # this try locked it
-            return render(request, "invitation_invalid.html", {"error": _message(request, error)}, status=410)
-        return render(request, "invitation_login.html", {"welcome": welcome, "error": _message(request, error)}, status=401)
+            return render(request, "invitation_invalid.html", {"error": user_message(request, error)}, status=410)
+        return render(request, "invitation_login.html", {"welcome": welcome, "error": user_message(request, error)}, status=401)
     response = see_other(request.app.router["guest"].url_for())
     set_cookie(request, response, SESSION, token)
     renew_csrf(request, response)

@@ -5,9 +5,9 @@ from __future__ import annotations
 from aiohttp import web
 
 from smartpractice.errors import UserError
-from smartpractice.keys import services_key, translations_key
+from smartpractice.keys import services_key
 from smartpractice.web.forms import field, read_form
-from smartpractice.web.responses import render, see_other
+from smartpractice.web.responses import render, see_other, user_message
 from smartpractice.web.session import require_login, require_staff
 
 
@@ -42,7 +42,7 @@ async def invite(request: web.Request) -> web.StreamResponse:
             membership.practice, invited_by=active.user.id, **typed
         )
     except UserError as error:
-        message = request[translations_key].gettext(error.message) % error.params
+        message = user_message(request, error)
         return await _page(request, membership, form=typed, error=message, status=400)
     return render(request, "invitation_sent.html", {"practice": membership.practice, "created": created})
 
@@ -65,7 +65,7 @@ async def reissue(request: web.Request) -> web.StreamResponse:
             membership.practice.id, int(request.match_info["id"]), actor=require_login(request).user.id
         )
     except UserError as error:
-        message = request[translations_key].gettext(error.message) % error.params
+        message = user_message(request, error)
         return await _page(request, membership, error=message, status=409)
     if created is None:
         raise web.HTTPNotFound()

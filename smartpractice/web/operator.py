@@ -5,10 +5,10 @@ from __future__ import annotations
 from aiohttp import web
 
 from smartpractice.errors import UserError
-from smartpractice.keys import services_key, translations_key
+from smartpractice.keys import services_key
 from smartpractice.plans import KIND_LABELS
 from smartpractice.web.forms import field, read_form
-from smartpractice.web.responses import render, see_other
+from smartpractice.web.responses import render, see_other, user_message
 from smartpractice.web.session import require_operator
 
 
@@ -66,6 +66,6 @@ async def set_plan(request: web.Request) -> web.StreamResponse:
             actor=active.user.id,
         )
     except UserError as error:
-        message = request[translations_key].gettext(error.message) % error.params
+        message = user_message(request, error)
         return await _page(request, error=message, status=400)
     return see_other(request.app.router["operator"].url_for())

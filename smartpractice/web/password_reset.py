@@ -6,14 +6,10 @@ from aiohttp import web
 
 from smartpractice.accounts.tokens import LinkInvalid
 from smartpractice.errors import UserError
-from smartpractice.keys import services_key, translations_key
+from smartpractice.keys import services_key
 from smartpractice.web.client import client_address
 from smartpractice.web.forms import field, read_form
-from smartpractice.web.responses import render, see_other
-
-
-def _message(request: web.Request, error: UserError) -> str:
-    return request[translations_key].gettext(error.message) % error.params
+from smartpractice.web.responses import render, see_other, user_message
 
 
 async def request_form(request: web.Request) -> web.StreamResponse:
@@ -32,7 +28,7 @@ async def new_password_form(request: web.Request) -> web.StreamResponse:
     try:
         await request.app[services_key].password_resets.check_link(request.match_info["token"])
     except LinkInvalid as error:
-        return render(request, "link_invalid.html", {"error": _message(request, error)}, status=error.status)
+        return render(request, "link_invalid.html", {"error": user_message(request, error)}, status=error.status)
     return render(request, "password_reset.html", {"error": None})
 
 
@@ -43,7 +39,7 @@ async def set_new_password(request: web.Request) -> web.StreamResponse:
             request.match_info["token"], field(form, "new_password", 4096), field(form, "new_password_repeat", 4096)
         )
     except LinkInvalid as error:
-        return render(request, "link_invalid.html", {"error": _message(request, error)}, status=error.status)
+        return render(request, "link_invalid.html", {"error": user_message(request, error)}, status=error.status)
     except UserError as error:
-        return render(request, "password_reset.html", {"error": _message(request, error)}, status=400)
+        return render(request, "password_reset.html", {"error": user_message(request, error)}, status=400)
     return see_other(request.app.router["login"].url_for().with_query(reset="done"))

@@ -5,17 +5,13 @@ from __future__ import annotations
 from aiohttp import web
 
 from smartpractice.errors import UserError
-from smartpractice.keys import language_key, services_key, translations_key
+from smartpractice.keys import language_key, services_key
 from smartpractice.onboarding.patients import PatientNotFound
 from smartpractice.web.forms import field, read_form
-from smartpractice.web.responses import render
+from smartpractice.web.responses import render, user_message
 from smartpractice.web.session import require_staff
 
 EMPTY_FORM = {"display_name": "", "username": "", "email": "", "language": ""}
-
-
-def _message(request: web.Request, error: UserError) -> str:
-    return request[translations_key].gettext(error.message) % error.params
 
 
 def _user_id(request: web.Request) -> int:
@@ -47,7 +43,7 @@ async def create(request: web.Request) -> web.StreamResponse:
             membership.practice, password=password, actor=active.user.id, **typed
         )
     except UserError as error:
-        context = {"practice": membership.practice, "form": typed, "error": _message(request, error)}
+        context = {"practice": membership.practice, "form": typed, "error": user_message(request, error)}
         return render(request, "patients_new.html", context, status=400)
     # Rendered, not redirected: a generated password must not survive in any URL or store.
     return render(request, "patients_created.html", {"practice": membership.practice, "created": created})
@@ -73,7 +69,7 @@ async def new_initial_password(request: web.Request) -> web.StreamResponse:
         raise web.HTTPNotFound() from None
     except UserError as error:
         found = await patients_service.find(membership.practice, user_id)
-        context = {"practice": membership.practice, "patient": found, "error": _message(request, error),
+        context = {"practice": membership.practice, "patient": found, "error": user_message(request, error),
                    "new_password": None}
         return render(request, "patients_detail.html", context, status=400)
     found = await patients_service.find(membership.practice, user_id)

@@ -7,16 +7,12 @@ from dataclasses import asdict
 from aiohttp import web
 
 from smartpractice.errors import UserError
-from smartpractice.keys import services_key, translations_key
+from smartpractice.keys import services_key
 from smartpractice.plans import KIND_LABELS
 from smartpractice.practice_settings import NUMBER_FIELDS, RELAY_POLICIES, TEXT_FIELDS
 from smartpractice.web.forms import field, read_form
-from smartpractice.web.responses import render, see_other
+from smartpractice.web.responses import render, see_other, user_message
 from smartpractice.web.session import require_admin
-
-
-def _message(request: web.Request, error: UserError) -> str:
-    return request[translations_key].gettext(error.message) % error.params
 
 
 def _as_form(settings) -> dict:
@@ -54,7 +50,7 @@ async def save_settings(request: web.Request) -> web.StreamResponse:
         )
     except UserError as error:
         shown = {**typed, "self_registration": self_registration}
-        return await _settings_page(request, membership, shown, error=_message(request, error), status=400)
+        return await _settings_page(request, membership, shown, error=user_message(request, error), status=400)
     return see_other(request.app.router["practice_settings"].url_for(slug=membership.practice.slug).with_query(saved="1"))
 
 
@@ -78,5 +74,5 @@ async def book_seats(request: web.Request) -> web.StreamResponse:
         seats = int(typed) if typed.isdigit() else 0
         await request.app[services_key].plans.book_seats(membership.practice, seats, actor=active.user.id)
     except UserError as error:
-        return await _plan_page(request, membership, error=_message(request, error), status=400)
+        return await _plan_page(request, membership, error=user_message(request, error), status=400)
     return see_other(request.app.router["plan"].url_for(slug=membership.practice.slug).with_query(saved="1"))

@@ -8,20 +8,16 @@ import segno
 from aiohttp import web
 
 from smartpractice.errors import UserError
-from smartpractice.keys import language_key, services_key, translations_key
+from smartpractice.keys import language_key, services_key
 from smartpractice.onboarding.registration import Applicant, RegistrationClosed
 from smartpractice.web.client import client_address
 from smartpractice.web.forms import field, read_form
-from smartpractice.web.responses import render, see_other
+from smartpractice.web.responses import render, see_other, user_message
 from smartpractice.web.session import require_admin, require_staff
 
 TYPED_FIELDS = ("display_name", "email", "username", "date_of_birth")
 # Large modules and medium error correction still scan from a poster across a waiting room.
 QR_SCALE = 10
-
-
-def _message(request: web.Request, error: UserError) -> str:
-    return request[translations_key].gettext(error.message) % error.params
 
 
 async def _admin(request: web.Request):
@@ -117,5 +113,5 @@ async def register(request: web.Request) -> web.StreamResponse:
     except RegistrationClosed:
         return render(request, "register_closed.html", {}, status=404)
     except UserError as error:
-        return _form_page(request, opened, typed, _message(request, error), consent, status=400)
+        return _form_page(request, opened, typed, user_message(request, error), consent, status=400)
     return render(request, "register_done.html", {"practice": opened.practice})

@@ -8,6 +8,7 @@ import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 
+from smartpractice.errors import UserError
 from smartpractice.keys import (
     active_session_key,
     guest_session_key,
@@ -60,6 +61,11 @@ def setup_templates(app: web.Application) -> None:
     )
     environment.install_gettext_callables(_gettext, _ngettext, newstyle=True)
     environment.filters["local"] = local
+
+
+def user_message(request: web.Request, error: UserError) -> str:
+    """A UserError's message in the request's language, its parameters filled in."""
+    return request[translations_key].gettext(error.message) % error.params
 
 
 def see_other(location) -> web.Response:

@@ -14,7 +14,6 @@ from smartpractice.keys import (
     guest_session_key,
     services_key,
     settings_key,
-    translations_key,
 )
 from smartpractice.rooms.waiting_room import (
     NotParticipant,
@@ -24,7 +23,7 @@ from smartpractice.rooms.waiting_room import (
     practice_channel,
 )
 from smartpractice.scheduling.times import local
-from smartpractice.web.responses import render, see_other
+from smartpractice.web.responses import render, see_other, user_message
 from smartpractice.web.session import require_staff
 
 # Dead connections (a closed laptop, a lost network) show as gone within two beats.
@@ -56,10 +55,6 @@ async def _seat(request: web.Request) -> Seat:
         raise web.HTTPNotFound() from None
 
 
-def _message(request: web.Request, error: UserError) -> str:
-    return request[translations_key].gettext(error.message) % error.params
-
-
 async def waiting_page(request: web.Request) -> web.StreamResponse:
     seat = await _seat(request)
     services = request.app[services_key]
@@ -69,7 +64,7 @@ async def waiting_page(request: web.Request) -> web.StreamResponse:
     try:
         await services.waiting_room.check_open(seat)
     except UserError as error:
-        return render(request, "room_closed.html", {"message": _message(request, error)}, status=410)
+        return render(request, "room_closed.html", {"message": user_message(request, error)}, status=410)
     policy = await services.consultations.policy(seat.consultation.practice_id)
     context = {
         "seat": seat,
@@ -85,7 +80,7 @@ async def call_page(request: web.Request) -> web.StreamResponse:
     try:
         await services.waiting_room.check_open(seat)
     except UserError as error:
-        return render(request, "room_closed.html", {"message": _message(request, error)}, status=410)
+        return render(request, "room_closed.html", {"message": user_message(request, error)}, status=410)
     if not await services.waiting_room.is_admitted(seat):
         return see_other(request.app.router["waiting_room"].url_for(id=str(seat.consultation.id)))
     return render(request, "call.html", {"seat": seat})
@@ -133,7 +128,7 @@ async def participant_socket(request: web.Request) -> web.StreamResponse:
     try:
         await room.check_open(seat)
     except UserError as error:
-        await socket.send_json({"type": "closed", "code": error.code, "message": _message(request, error)})
+        await socket.send_json({"type": "closed", "code": error.code, "message": user_message(request, error)})
         await socket.close()
         return socket
     in_call = await room.is_admitted(seat)
@@ -170,14 +165,11 @@ async def participant_socket(request: web.Request) -> web.StreamResponse:
 
 async def _snapshot(request: web.Request, practice_id: int) -> dict:
     services = request.app[services_key]
-    policy = await services.consultations.policy(practice_id)
+    waiting = await services.waiting_room.waiting(practice_id)
+    zone, found = await services.consultations.headlines(practice_id, {p.consultation_id for p in waiting})
+    titles = {c.id: f"{local(c.starts_at, zone):%H:%M} {c.title}".strip() for c in found}
     people = []
-    titles: dict[int, str] = {}
-    for person in await services.waiting_room.waiting(practice_id):
-        if person.consultation_id not in titles:
-            view = await services.consultations.get(practice_id, person.consultation_id)
-            starts = local(view.consultation.starts_at, policy.time_zone)
-            titles[person.consultation_id] = f"{starts:%H:%M} {view.consultation.title}".strip()
+    for person in waiting:
         people.append({
             "consultation": person.consultation_id, "participant": person.key, "name": person.name,
             "since": person.since.isoformat(), "title": titles[person.consultation_id],
@@ -208,7 +200,7 @@ async def staff_socket(request: web.Request) -> web.StreamResponse:
                 await room.admit(practice.id, consultation, None if kind == "admit_all" else str(payload.get("participant")),
                                  actor=active.user.id)
         except UserError as error:
-            await socket.send_json({"type": "error", "code": error.code, "message": _message(request, error)})
+            await socket.send_json({"type": "error", "code": error.code, "message": user_message(request, error)})
 
     async with room.state.subscribe(practice_channel(practice.id)) as news:
         async def push() -> None:

@@ -5,17 +5,13 @@ from __future__ import annotations
 from aiohttp import web
 
 from smartpractice.errors import UserError
-from smartpractice.keys import services_key, translations_key
+from smartpractice.keys import services_key
 from smartpractice.web.client import client_address
 from smartpractice.web.cookies import SESSION, set_cookie
 from smartpractice.web.csrf import renew_csrf
 from smartpractice.web.forms import field, read_form
-from smartpractice.web.responses import render, see_other
+from smartpractice.web.responses import render, see_other, user_message
 from smartpractice.web.session import require_login, safe_next
-
-
-def _message(request: web.Request, error: UserError) -> str:
-    return request[translations_key].gettext(error.message) % error.params
 
 
 def _user_agent(request: web.Request) -> str:
@@ -42,7 +38,7 @@ async def submit_code(request: web.Request) -> web.StreamResponse:
     try:
         await services.second_factors.verify(active.user, field(form, "code", 100), address=client_address(request))
     except UserError as error:
-        context = {"error": _message(request, error), "next": target or ""}
+        context = {"error": user_message(request, error), "next": target or ""}
         return render(request, "second_factor.html", context, status=401)
     token = await services.login.complete(active.user, active.session.id, user_agent=_user_agent(request))
     response = see_other(target or request.app.router["home"].url_for())
@@ -69,7 +65,7 @@ async def renew(request: web.Request) -> web.StreamResponse:
         if status.enrolled:
             await services.second_factors.verify(active.user, field(form, "code", 100), address=address)
     except UserError as error:
-        return render(request, "two_factor.html", {"status": status, "error": _message(request, error)}, status=400)
+        return render(request, "two_factor.html", {"status": status, "error": user_message(request, error)}, status=400)
     await services.second_factors.begin(active.user)
     return see_other(request.app.router["two_factor_setup"].url_for())
 
@@ -101,7 +97,7 @@ async def setup(request: web.Request) -> web.StreamResponse:
     try:
         codes = await services.second_factors.confirm(active.user, field(form, "code", 100), address=client_address(request))
     except UserError as error:
-        context = {"enrolment": enrolment, "error": _message(request, error)}
+        context = {"enrolment": enrolment, "error": user_message(request, error)}
         return render(request, "two_factor_setup.html", context, status=400)
     # Rendered, not redirected: recovery codes are shown once and kept nowhere in plain text.
     response = render(request, "two_factor_codes.html", {"codes": codes})

@@ -8,6 +8,7 @@ from smartpractice.accounts.sessions import ActiveSession
 from smartpractice.keys import active_session_key, services_key
 from smartpractice.storage.practices import Membership
 from smartpractice.storage.practices import membership_in as _membership_in
+from smartpractice.storage.tables import STAFF_ROLES
 
 
 def require_login(request: web.Request) -> ActiveSession:
@@ -39,13 +40,12 @@ def safe_next(target: str | None) -> str | None:
     return None
 
 
-STAFF = frozenset({"admin", "clinician"})
 
 
 async def require_staff(request: web.Request, slug: str) -> tuple[ActiveSession, Membership]:
     """Like require_membership, for pages of clinicians and admins; patients get 404."""
     active, membership = await require_membership(request, slug)
-    if membership.role not in STAFF:
+    if membership.role not in STAFF_ROLES:
         raise web.HTTPNotFound()
     return active, membership
 

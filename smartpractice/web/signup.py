@@ -5,21 +5,17 @@ from __future__ import annotations
 from aiohttp import web
 
 from smartpractice.errors import UserError
-from smartpractice.keys import language_key, services_key, translations_key
+from smartpractice.keys import language_key, services_key
 from smartpractice.offers import LIMITS as ENQUIRY_FIELDS
 from smartpractice.offers import Enquiry
 from smartpractice.onboarding.signup import PracticeApplication
 from smartpractice.plans import KIND_LABELS
 from smartpractice.web.client import client_address
 from smartpractice.web.forms import field, read_form
-from smartpractice.web.responses import render
+from smartpractice.web.responses import render, user_message
 
 SIGNUP_FIELDS = ("practice_name", "kind", "address", "contact", "admin_name", "username", "email")
 EXAMPLE_SEATS = (1, 3, 5, 10)
-
-
-def _message(request: web.Request, error: UserError) -> str:
-    return request[translations_key].gettext(error.message) % error.params
 
 
 def _plans(request: web.Request):
@@ -53,7 +49,7 @@ async def signup(request: web.Request) -> web.StreamResponse:
     try:
         await request.app[services_key].signups.sign_up(application, address=client_address(request))
     except UserError as error:
-        return _signup_page(request, typed, consent=consent, error=_message(request, error), status=400)
+        return _signup_page(request, typed, consent=consent, error=user_message(request, error), status=400)
     return render(request, "signup_done.html", {"email": typed["email"].strip()})
 
 
@@ -71,5 +67,5 @@ async def contact(request: web.Request) -> web.StreamResponse:
     try:
         await request.app[services_key].offer_requests.submit(Enquiry(**typed), address=client_address(request))
     except UserError as error:
-        return _contact_page(request, typed, error=_message(request, error), status=400)
+        return _contact_page(request, typed, error=user_message(request, error), status=400)
     return _contact_page(request, dict.fromkeys(ENQUIRY_FIELDS, ""), sent=True)

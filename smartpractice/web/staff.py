@@ -6,20 +6,16 @@ from aiohttp import web
 
 from smartpractice.accounts.tokens import LinkInvalid
 from smartpractice.errors import UserError
-from smartpractice.keys import language_key, services_key, translations_key
+from smartpractice.keys import language_key, services_key
 from smartpractice.onboarding.staff_invitations import Newcomer
 from smartpractice.staff import StaffMemberNotFound
 from smartpractice.web.cookies import SESSION, set_cookie
 from smartpractice.web.csrf import renew_csrf
 from smartpractice.web.forms import field, read_form
-from smartpractice.web.responses import render, see_other
+from smartpractice.web.responses import render, see_other, user_message
 from smartpractice.web.session import require_admin
 
 NEWCOMER_FIELDS = ("display_name", "username")
-
-
-def _message(request: web.Request, error: UserError) -> str:
-    return request[translations_key].gettext(error.message) % error.params
 
 
 def _id(request: web.Request, name: str) -> int:
@@ -57,7 +53,7 @@ async def invite(request: web.Request) -> web.StreamResponse:
     try:
         await request.app[services_key].staff_invitations.invite(membership.practice, inviter=active.user, **typed)
     except UserError as error:
-        return await _page(request, membership, error=_message(request, error), form=typed, status=400)
+        return await _page(request, membership, error=user_message(request, error), form=typed, status=400)
     return see_other(request.app.router["staff"].url_for(slug=membership.practice.slug).with_query(sent="1"))
 
 
@@ -79,7 +75,7 @@ async def _change(request: web.Request, change) -> web.StreamResponse:
     except StaffMemberNotFound:
         raise web.HTTPNotFound() from None
     except UserError as error:
-        return await _page(request, membership, error=_message(request, error), status=400)
+        return await _page(request, membership, error=user_message(request, error), status=400)
     return see_other(request.app.router["staff"].url_for(slug=membership.practice.slug))
 
 
@@ -106,7 +102,7 @@ async def _open(request: web.Request):
     try:
         return await request.app[services_key].staff_invitations.open(request.match_info["token"]), None
     except LinkInvalid as error:
-        return None, render(request, "link_invalid.html", {"error": _message(request, error)}, status=error.status)
+        return None, render(request, "link_invalid.html", {"error": user_message(request, error)}, status=error.status)
 
 
 async def accept_form(request: web.Request) -> web.StreamResponse:
@@ -133,9 +129,9 @@ async def accept(request: web.Request) -> web.StreamResponse:
             request.match_info["token"], newcomer, user_agent=request.headers.get("User-Agent", "")
         )
     except LinkInvalid as error:
-        return render(request, "link_invalid.html", {"error": _message(request, error)}, status=error.status)
+        return render(request, "link_invalid.html", {"error": user_message(request, error)}, status=error.status)
     except UserError as error:
-        context = {"invitation": invitation, "form": typed, "error": _message(request, error),
+        context = {"invitation": invitation, "form": typed, "error": user_message(request, error),
                    "token": request.match_info["token"]}
         return render(request, "staff_join.html", context, status=400)
     # Logged in with the password just chosen; the gate leads on to setting up the app.

@@ -103,10 +103,8 @@ async def by_day(request: web.Request) -> web.StreamResponse:
         day = parse_day(request.query.get("day", ""))
     except UserError:
         raise ApiError(400, "invalid_input", "Give the day as `?day=YYYY-MM-DD`.", field="day") from None
-    practice = api_practice(request)
-    services = request.app[services_key]
-    found = await services.consultations.agenda(practice.id, day, 1)
-    return web.json_response({"consultations": [consultation_json(await _view(request, c.id)) for c in found]})
+    views = await request.app[services_key].consultations.day_views(api_practice(request).id, day)
+    return web.json_response({"consultations": [consultation_json(view) for view in views]})
 
 
 async def cancel(request: web.Request) -> web.StreamResponse:
