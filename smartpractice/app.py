@@ -57,9 +57,12 @@ from smartpractice.plans import Plans
 from smartpractice.practice_settings import PracticeConfiguration
 from smartpractice.practices import Practices
 from smartpractice.retention import purge_expired
+from smartpractice.rooms.call import Calls
 from smartpractice.rooms.state import InMemoryRoomState
 from smartpractice.rooms.waiting_room import WaitingRoom
 from smartpractice.routes import setup_routes
+from smartpractice.rtc import Relay
+from smartpractice.rtc.ice import IceServers
 from smartpractice.scheduling.consultations import Consultations
 from smartpractice.scheduling.reminders import Reminders
 from smartpractice.staff import Staff
@@ -106,6 +109,8 @@ def build_services(
         mail_from=settings.mail_from, tan_grace=timedelta(minutes=settings.tan_grace_minutes),
     )
     login = Login(engine, clock, passwords, sessions, throttle, audit)
+    room_state = InMemoryRoomState()
+    ice_servers = IceServers(settings, clock)
     second_factors = SecondFactors(engine, clock, throttle, outbox, links, audit, secret=secret)
     return Services(
         engine=engine,
@@ -117,7 +122,9 @@ def build_services(
         invitations=invitations,
         consultations=consultations,
         reminders=Reminders(engine, clock, consultations, settings.reminder_minutes),
-        waiting_room=WaitingRoom(engine, clock, InMemoryRoomState(), audit),
+        waiting_room=WaitingRoom(engine, clock, room_state, audit),
+        calls=Calls(room_state, clock, consultations, Relay(ice_servers.for_relay())),
+        ice_servers=ice_servers,
         password_resets=PasswordResets(engine, clock, passwords, sessions, tokens, outbox, throttle, links, users),
         sessions=sessions,
         login=login,
@@ -164,6 +171,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     # The dummy hash answers unknown users; made now, the first of them waits no longer.
     await services.passwords.verify_dummy("")
     yield
+    await services.calls.close()
     await engine.dispose()
 
 

@@ -64,6 +64,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("SESSION_MAX_HOURS", "12", "A login session ends this many hours after login, active or not."),
     Setting("MAX_BODY_KB", "1024", "Largest request body accepted, in KiB; larger requests get 413."),
     Setting("PASSWORD_HASH_CONCURRENCY", "2", "How many password hashes may be computed at once (each takes 64 MiB and a core)."),
+    Setting("STUN_URLS", "", "Comma-separated STUN servers for browsers and the relay, e.g. `stun:turn.example.org:3478`. Empty: no STUN server is asked (no public default); peers use their host candidates and TURN."),
+    Setting("TURN_URLS", "", "Comma-separated TURN servers handed to browsers, e.g. `turn:turn.example.org:3478?transport=udp,turns:turn.example.org:5349?transport=tcp`. Needs `TURN_SECRET`."),
+    Setting("TURN_SECRET", "", "The `static-auth-secret` of coturn (`use-auth-secret`): each participant gets a TURN user name and password minted from it, valid for `TURN_TTL_SECONDS`."),
+    Setting("TURN_TTL_SECONDS", "3600", "Seconds a minted TURN credential stays valid; the call page fetches new ones before they run out."),
     Setting("LOG_LEVEL", "INFO", "Python log level: DEBUG, INFO, WARNING or ERROR."),
 )
 
@@ -82,6 +86,14 @@ def _choice(raw: str, name: str, choices: tuple[str, ...]) -> str:
     if raw not in choices:
         raise ConfigError(f"{PREFIX}{name} must be one of {', '.join(choices)}, not {raw!r}")
     return raw
+
+
+def _ice_urls(raw: str, name: str, schemes: tuple[str, ...]) -> tuple[str, ...]:
+    urls = tuple(part.strip() for part in raw.split(",") if part.strip())
+    for url in urls:
+        if not url.startswith(schemes):
+            raise ConfigError(f"{PREFIX}{name} entries start with {' or '.join(schemes)}, not {url!r}")
+    return urls
 
 
 @dataclass(frozen=True)
@@ -144,6 +156,10 @@ class Settings:
     session_max_hours: int
     max_body_bytes: int
     password_hash_concurrency: int
+    stun_urls: tuple[str, ...]
+    turn_urls: tuple[str, ...]
+    turn_secret: str
+    turn_ttl_seconds: int
     log_level: str
 
     @classmethod
@@ -172,6 +188,9 @@ class Settings:
         secret = raw["SECRET_KEY"]
         if secret and len(secret) < 32:
             raise ConfigError(f"{PREFIX}SECRET_KEY must be at least 32 characters long")
+        turn_urls = _ice_urls(raw["TURN_URLS"], "TURN_URLS", ("turn:", "turns:"))
+        if turn_urls and len(raw["TURN_SECRET"]) < 16:
+            raise ConfigError(f"{PREFIX}TURN_URLS needs {PREFIX}TURN_SECRET, coturn's static-auth-secret (at least 16 characters)")
         return cls(
             data_dir=data_dir,
             database_url=raw["DATABASE_URL"] or f"sqlite+aiosqlite:///{data_dir / 'smartpractice.sqlite3'}",
@@ -207,6 +226,10 @@ class Settings:
             session_max_hours=_int(raw["SESSION_MAX_HOURS"], "SESSION_MAX_HOURS", 1, 24 * 7),
             max_body_bytes=_int(raw["MAX_BODY_KB"], "MAX_BODY_KB", 16, 1024 * 1024) * 1024,
             password_hash_concurrency=_int(raw["PASSWORD_HASH_CONCURRENCY"], "PASSWORD_HASH_CONCURRENCY", 1, 64),
+            stun_urls=_ice_urls(raw["STUN_URLS"], "STUN_URLS", ("stun:", "stuns:")),
+            turn_urls=turn_urls,
+            turn_secret=raw["TURN_SECRET"],
+            turn_ttl_seconds=_int(raw["TURN_TTL_SECONDS"], "TURN_TTL_SECONDS", 60, 24 * 3600),
             log_level=_choice(raw["LOG_LEVEL"].upper(), "LOG_LEVEL", ("DEBUG", "INFO", "WARNING", "ERROR")),
         )
 

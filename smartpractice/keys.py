@@ -34,7 +34,9 @@ from smartpractice.operator import Operator
 from smartpractice.plans import Plans
 from smartpractice.practice_settings import PracticeConfiguration
 from smartpractice.practices import Practices
+from smartpractice.rooms.call import Calls
 from smartpractice.rooms.waiting_room import WaitingRoom
+from smartpractice.rtc.ice import IceServers
 from smartpractice.scheduling.consultations import Consultations
 from smartpractice.scheduling.reminders import Reminders
 from smartpractice.staff import Staff
@@ -63,6 +65,8 @@ class Services:
     consultations: Consultations
     reminders: Reminders
     waiting_room: WaitingRoom
+    calls: Calls
+    ice_servers: IceServers
     audit: Audit
     second_factors: SecondFactors
     plans: Plans

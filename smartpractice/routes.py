@@ -11,6 +11,7 @@ from smartpractice.web import (
     api_key_pages,
     audit,
     auth,
+    call,
     confirmation,
     consultations,
     email_change,
@@ -97,7 +98,8 @@ def setup_routes(app: web.Application) -> None:
     add("POST", consultation + "/end", rooms.end, name="consultation_end")
     add("GET", "/p/{slug}/waiting-room/ws", rooms.staff_socket, name="waiting_room_socket")
     add("GET", r"/c/{id:\d{1,18}}", rooms.waiting_page, name="waiting_room")
-    add("GET", r"/c/{id:\d{1,18}}/call", rooms.call_page, name="call")
+    add("GET", r"/c/{id:\d{1,18}}/call", call.call_page, name="call")
+    add("GET", r"/c/{id:\d{1,18}}/call/ws", call.call_socket, name="call_socket")
     add("GET", r"/c/{id:\d{1,18}}/ws", rooms.participant_socket, name="participant_socket")
     add("GET", "/invitation/{token}", guest.tan_form, name="invitation_login")
     add("POST", "/invitation/{token}", guest.tan_login, name="invitation_login_submit")

@@ -92,9 +92,10 @@ async def admit_everyone(client, other_browser, practice, consultation) -> None:
 
 async def test_admit_all_and_the_call_record_of_join_leave_and_end(client, other_browser, services, smtp, practice, booked):
     await admit_everyone(client, other_browser, practice, booked)
-    # On the call page the same socket records who was in the call from when to when.
-    async with other_browser.ws_connect(f"/c/{booked.id}/ws", headers=ORIGIN) as patient:
-        assert (await patient.receive_json())["type"] == "in_call"
+    # The call's signalling socket records who was in the call from when to when.
+    async with other_browser.ws_connect(f"/c/{booked.id}/call/ws", headers=ORIGIN) as patient:
+        await patient.send_json({"type": "join", "version": 1})
+        await next_of(patient, "welcome")
         ended = await post_form(client, f"/p/{practice.slug}/consultations/{booked.id}/end", {})
         assert ended.status == 303
         await next_of(patient, "ended")
@@ -177,8 +178,9 @@ async def test_the_waiting_room_opens_with_the_join_window(other_browser, servic
 
 async def test_a_running_consultation_left_by_everyone_is_ended_after_its_time(client, other_browser, services, clock, practice, booked):
     await admit_everyone(client, other_browser, practice, booked)
-    async with other_browser.ws_connect(f"/c/{booked.id}/ws", headers=ORIGIN) as patient:
-        await next_of(patient, "in_call")
+    async with other_browser.ws_connect(f"/c/{booked.id}/call/ws", headers=ORIGIN) as patient:
+        await patient.send_json({"type": "join", "version": 1})
+        await next_of(patient, "welcome")
         clock.advance(hours=3)
         # Someone is still in the call: it stays running however late it is.
         assert await services.waiting_room.end_abandoned() == 0

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Protocol
 
@@ -27,6 +27,19 @@ class WaitingPerson:
     connections: int = 1
 
 
+@dataclass(frozen=True)
+class CallPeer:
+    """Someone in a call, as the others see them."""
+
+    key: str
+    name: str
+    role: str
+    session: str  # one per connection: a reload or a second tab is a new session
+    state: str = "connected"  # or "reconnecting": the connection dropped, a seat is kept
+    audio: bool = True
+    video: bool = True
+
+
 class RoomState(Protocol):
     async def arrive(self, practice_id: int, person: WaitingPerson) -> None: ...
 
@@ -40,6 +53,18 @@ class RoomState(Protocol):
 
     async def clear(self, practice_id: int, consultation_id: int) -> None: ...
 
+    async def join_call(self, consultation_id: int, peer: CallPeer) -> None: ...
+
+    async def update_call_peer(self, consultation_id: int, key: str, session: str, **changes: object) -> bool: ...
+
+    async def leave_call(self, consultation_id: int, key: str, session: str) -> bool: ...
+
+    async def call_peers(self, consultation_id: int) -> list[CallPeer]: ...
+
+    async def force_relay(self, consultation_id: int) -> None: ...
+
+    async def relay_forced(self, consultation_id: int) -> bool: ...
+
     async def publish(self, channel: str, message: dict) -> None: ...
 
     def subscribe(self, channel: str) -> contextlib.AbstractAsyncContextManager[asyncio.Queue[dict]]: ...
@@ -50,6 +75,8 @@ class InMemoryRoomState:
         self._waiting: dict[int, dict[tuple[int, str], WaitingPerson]] = {}
         self._admitted: dict[int, set[str]] = {}
         self._subscribers: dict[str, set[asyncio.Queue[dict]]] = {}
+        self._calls: dict[int, dict[str, CallPeer]] = {}
+        self._forced_relay: set[int] = set()
 
     async def arrive(self, practice_id: int, person: WaitingPerson) -> None:
         """A second tab of the same person counts once, keeping the earlier arrival."""
@@ -87,9 +114,44 @@ class InMemoryRoomState:
 
     async def clear(self, practice_id: int, consultation_id: int) -> None:
         self._admitted.pop(consultation_id, None)
+        self._calls.pop(consultation_id, None)
+        self._forced_relay.discard(consultation_id)
         room = self._waiting.get(practice_id, {})
         for slot in [slot for slot in room if slot[0] == consultation_id]:
             del room[slot]
+
+    async def join_call(self, consultation_id: int, peer: CallPeer) -> None:
+        """A newer session of the same person takes the older one's place."""
+        self._calls.setdefault(consultation_id, {})[peer.key] = peer
+
+    async def update_call_peer(self, consultation_id: int, key: str, session: str, **changes: object) -> bool:
+        """Only the session that holds the seat may change it."""
+        peers = self._calls.get(consultation_id, {})
+        known = peers.get(key)
+        if known is None or known.session != session:
+            return False
+        peers[key] = replace(known, **changes)
+        return True
+
+    async def leave_call(self, consultation_id: int, key: str, session: str) -> bool:
+        peers = self._calls.get(consultation_id, {})
+        known = peers.get(key)
+        if known is None or known.session != session:
+            return False
+        del peers[key]
+        if not peers:
+            self._calls.pop(consultation_id, None)
+            self._forced_relay.discard(consultation_id)
+        return True
+
+    async def call_peers(self, consultation_id: int) -> list[CallPeer]:
+        return list(self._calls.get(consultation_id, {}).values())
+
+    async def force_relay(self, consultation_id: int) -> None:
+        self._forced_relay.add(consultation_id)
+
+    async def relay_forced(self, consultation_id: int) -> bool:
+        return consultation_id in self._forced_relay
 
     async def publish(self, channel: str, message: dict) -> None:
         for queue in list(self._subscribers.get(channel, ())):

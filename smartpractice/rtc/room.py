@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from aiortc import RTCIceServer
 
@@ -31,9 +31,14 @@ class Room:
         return [source for pid, p in self._participants.items() if pid != excluding
                 for source in p.sources]
 
-    async def attach(self, participant_id: str, offer_sdp: str) -> str:
+    def publishers(self) -> dict[str, list[str]]:
+        """Who publishes what: participant id and the kinds of its tracks."""
+        return {pid: [source.kind for source in p.sources] for pid, p in self._participants.items() if p.sources}
+
+    async def attach(self, participant_id: str, offer_sdp: str, receive_from: Sequence[str] | None = None) -> str:
         """Connect a participant: its tracks are published, and the m-lines it
-        offers for receiving carry the tracks of everyone already here.
+        offers for receiving carry the tracks of everyone already here, or of the
+        publishers in `receive_from`, in that order and kind by kind.
 
         Attaching again replaces the previous connection (a reconnect, or to
         receive participants who joined since: aiortc does not renegotiate).
@@ -43,7 +48,12 @@ class Room:
         participant = Participant(participant_id, self._ice_servers, self._failed)
         self._participants[participant_id] = participant
         try:
-            return await participant.answer(offer_sdp, self.sources(excluding=participant_id))
+            if receive_from is None:
+                available = self.sources(excluding=participant_id)
+            else:
+                available = [source for pid in receive_from if pid in self._participants and pid != participant_id
+                             for source in self._participants[pid].sources]
+            return await participant.answer(offer_sdp, available)
         except Exception:
             await self._remove(participant_id)
             raise

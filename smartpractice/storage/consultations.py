@@ -26,6 +26,7 @@ class SchedulingPolicy:
     consultation_minutes: int
     join_window_minutes: int
     max_participants: int
+    relay_policy: str  # "p2p": peer to peer for two; "relay": always through the relay
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,7 @@ async def policy_of(conn: AsyncConnection, practice_id: int) -> SchedulingPolicy
                 practices.c.consultation_minutes,
                 practices.c.join_window_minutes,
                 practices.c.max_participants,
+                practices.c.relay_policy,
             ).where(practices.c.id == practice_id)
         )
     ).one()

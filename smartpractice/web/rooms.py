@@ -31,14 +31,7 @@ HEARTBEAT_SECONDS = 5
 MESSAGE_BYTES = 4096
 
 
-def client_kind(user_agent: str) -> str:
-    """A class of client for the session record; the User-Agent itself is not kept."""
-    if "smartpractice-app" in user_agent:
-        return "app"
-    return "mobile" if "Mobi" in user_agent or "Android" in user_agent else "desktop"
-
-
-async def _seat(request: web.Request) -> Seat:
+async def seat_of(request: web.Request) -> Seat:
     active, guest = request.get(active_session_key), request.get(guest_session_key)
     if active is None and guest is None:
         if request.headers.get("Upgrade", "").lower() == "websocket":
@@ -56,7 +49,7 @@ async def _seat(request: web.Request) -> Seat:
 
 
 async def waiting_page(request: web.Request) -> web.StreamResponse:
-    seat = await _seat(request)
+    seat = await seat_of(request)
     services = request.app[services_key]
     call = request.app.router["call"].url_for(id=str(seat.consultation.id))
     if seat.role == "clinician" or await services.waiting_room.is_admitted(seat):
@@ -74,19 +67,7 @@ async def waiting_page(request: web.Request) -> web.StreamResponse:
     return render(request, "waiting.html", context)
 
 
-async def call_page(request: web.Request) -> web.StreamResponse:
-    seat = await _seat(request)
-    services = request.app[services_key]
-    try:
-        await services.waiting_room.check_open(seat)
-    except UserError as error:
-        return render(request, "room_closed.html", {"message": user_message(request, error)}, status=410)
-    if not await services.waiting_room.is_admitted(seat):
-        return see_other(request.app.router["waiting_room"].url_for(id=str(seat.consultation.id)))
-    return render(request, "call.html", {"seat": seat})
-
-
-def _check_origin(request: web.Request) -> None:
+def check_origin(request: web.Request) -> None:
     """WebSockets skip CORS: without this, any site could open one with the user's cookie."""
     if request.headers.get("Origin") != request.app[settings_key].origin:
         raise web.HTTPForbidden(reason="foreign origin")
@@ -119,10 +100,9 @@ async def _read_until_closed(socket: web.WebSocketResponse, handle) -> None:
 
 
 async def participant_socket(request: web.Request) -> web.StreamResponse:
-    """A waiting person's line: told when admitted, of texts, and when the consultation ends.
-    From the call page the same socket records when they joined and left the call."""
-    _check_origin(request)
-    seat = await _seat(request)
+    """A waiting person's line: told when admitted, of texts, and when the consultation ends."""
+    check_origin(request)
+    seat = await seat_of(request)
     room = request.app[services_key].waiting_room
     socket = await _open_socket(request)
     try:
@@ -131,13 +111,15 @@ async def participant_socket(request: web.Request) -> web.StreamResponse:
         await socket.send_json({"type": "closed", "code": error.code, "message": user_message(request, error)})
         await socket.close()
         return socket
-    in_call = await room.is_admitted(seat)
+    if await room.is_admitted(seat):
+        await socket.send_json({"type": "admitted"})
+        await socket.close()
+        return socket
     policy = await request.app[services_key].consultations.policy(seat.consultation.practice_id)
-    if not in_call and room.opens_at(seat, policy.join_window_minutes) is not None:
+    if room.opens_at(seat, policy.join_window_minutes) is not None:
         await socket.send_json({"type": "not_open"})
         await socket.close()
         return socket
-    attendance = await room.joined_call(seat, client_kind(request.headers.get("User-Agent", ""))) if in_call else None
 
     async def refuse(payload: dict) -> None:
         await socket.send_json({"type": "error", "code": "unknown_message", "message": "This socket takes no messages."})
@@ -146,20 +128,16 @@ async def participant_socket(request: web.Request) -> web.StreamResponse:
         personal = await stack.enter_async_context(room.state.subscribe(person_channel(seat.consultation.id, seat.key)))
         shared = await stack.enter_async_context(room.state.subscribe(consultation_channel(seat.consultation.id)))
         forwarders = [asyncio.create_task(_forward(socket, queue)) for queue in (personal, shared)]
-        if not in_call:
-            await room.enter(seat)
-        await socket.send_json({"type": "in_call" if in_call else "waiting"})
+        await room.enter(seat)
+        await socket.send_json({"type": "waiting"})
         try:
             await _read_until_closed(socket, refuse)
         finally:
             for task in forwarders:
                 task.cancel()
-            # aiohttp cancels the handler when the connection drops; the record of
-            # leaving must still be written.
-            if attendance is not None:
-                await asyncio.shield(room.left_call(attendance))
-            elif not in_call:
-                await asyncio.shield(room.leave(seat))
+            # aiohttp cancels the handler when the connection drops; leaving the
+            # waiting list must still happen.
+            await asyncio.shield(room.leave(seat))
     return socket
 
 
@@ -179,7 +157,7 @@ async def _snapshot(request: web.Request, practice_id: int) -> dict:
 
 async def staff_socket(request: web.Request) -> web.StreamResponse:
     """The clinician's live view of everyone waiting in the practice, and their commands."""
-    _check_origin(request)
+    check_origin(request)
     if request.get(active_session_key) is None:
         raise web.HTTPUnauthorized()
     active, membership = await require_staff(request, request.match_info["slug"])

@@ -1,0 +1,196 @@
+"""A running call: who is in it, whether media goes peer to peer or through the
+relay, and the participants' connections to the relay.
+
+Presence lives in the RoomState (shared between instances once Redis backs it);
+the relay's rooms live in this process, like the media they carry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Sequence
+
+from smartpractice.clock import Clock
+from smartpractice.errors import UserError
+from smartpractice.i18n import N_
+from smartpractice.rooms.state import CallPeer, RoomState
+from smartpractice.rooms.waiting_room import Seat, consultation_channel
+from smartpractice.rtc import Relay
+from smartpractice.scheduling.consultations import Consultations
+
+logger = logging.getLogger(__name__)
+
+# Long enough for a laptop lid or a change from Wi-Fi to mobile data, short enough
+# that the others do not wait for someone who closed the tab.
+RECONNECT_GRACE_SECONDS = 30.0
+# Two people talk directly; from the third on everyone goes through the relay.
+PEER_TO_PEER_MOST = 2
+
+
+def call_channel(consultation_id: int) -> str:
+    return f"call:{consultation_id}"
+
+
+def call_peer_channel(consultation_id: int, key: str) -> str:
+    return f"call:{consultation_id}:{key}"
+
+
+def _relay_room(consultation_id: int) -> str:
+    return f"consultation:{consultation_id}"
+
+
+def _receiver(key: str) -> str:
+    """The relay connection on which a participant receives the others."""
+    return f"{key}/receive"
+
+
+class Calls:
+    def __init__(self, state: RoomState, clock: Clock, consultations: Consultations, relay: Relay,
+                 reconnect_grace: float = RECONNECT_GRACE_SECONDS) -> None:
+        self.state = state
+        self._clock = clock
+        self._consultations = consultations
+        self._relay = relay
+        self._grace = reconnect_grace
+        self._modes: dict[int, str] = {}
+        self._generations: dict[tuple[int, str], int] = {}
+        self._expiring: set[asyncio.Task[None]] = set()
+
+    @contextlib.asynccontextmanager
+    async def inbox(self, seat: Seat) -> AsyncIterator[list[asyncio.Queue[dict]]]:
+        """What reaches one participant: messages for everyone in the call, for them
+        alone, and the consultation's end."""
+        cid = seat.consultation.id
+        async with contextlib.AsyncExitStack() as stack:
+            yield [await stack.enter_async_context(self.state.subscribe(channel)) for channel in
+                   (call_channel(cid), call_peer_channel(cid, seat.key), consultation_channel(cid))]
+
+    async def join(self, seat: Seat, name: str, session: str) -> None:
+        cid = seat.consultation.id
+        await self.state.publish(call_peer_channel(cid, seat.key), {"type": "replaced", "session": session})
+        await self.state.join_call(cid, CallPeer(seat.key, name, seat.role, session))
+        await self._announce(seat)
+
+    async def leave(self, seat: Seat, session: str) -> None:
+        cid = seat.consultation.id
+        if await self.state.leave_call(cid, seat.key, session):
+            await self._detach(cid, seat.key)
+            await self._announce(seat)
+        elif not await self.state.call_peers(cid):
+            # The consultation ended under them: the relay lets go of everyone.
+            await self._detach(cid, seat.key)
+            self._modes.pop(cid, None)
+
+    async def dropped(self, seat: Seat, session: str) -> None:
+        """The connection broke without a goodbye: the others see "reconnecting" and the
+        seat is kept for a grace period before it counts as a leave."""
+        if not await self.state.update_call_peer(seat.consultation.id, seat.key, session, state="reconnecting"):
+            return
+        await self._announce(seat)
+
+        async def expire() -> None:
+            await asyncio.sleep(self._grace)
+            await self.leave(seat, session)
+
+        task = asyncio.create_task(expire())
+        self._expiring.add(task)
+        task.add_done_callback(self._expiring.discard)
+
+    async def set_media(self, seat: Seat, session: str, *, audio: bool, video: bool) -> None:
+        if await self.state.update_call_peer(seat.consultation.id, seat.key, session, audio=audio, video=video):
+            await self.state.publish(call_channel(seat.consultation.id),
+                                     {"type": "mute", "from": seat.key, "audio": audio, "video": video})
+
+    async def chat(self, seat: Seat, name: str, text: str) -> None:
+        # Passed on to everyone in the call, never written anywhere.
+        await self.state.publish(call_channel(seat.consultation.id), {
+            "type": "chat", "from": seat.key, "name": name, "text": text, "at": self._clock.now().isoformat()})
+
+    async def peer_to_peer_failed(self, seat: Seat) -> None:
+        """No direct path between the two: the call moves to the relay and stays there."""
+        if self._modes.get(seat.consultation.id) == "p2p":
+            await self.state.force_relay(seat.consultation.id)
+            await self._announce(seat)
+
+    async def is_member(self, seat: Seat, key: str) -> bool:
+        return any(peer.key == key for peer in await self.state.call_peers(seat.consultation.id))
+
+    async def send_to(self, seat: Seat, key: str, message: dict) -> None:
+        await self.state.publish(call_peer_channel(seat.consultation.id, key), message)
+
+    async def topology(self, seat: Seat) -> tuple[str, str]:
+        """(mode, reason): "p2p" or "relay", and why."""
+        policy = await self._consultations.policy(seat.consultation.practice_id)
+        if policy.relay_policy == "relay":
+            return "relay", "policy"
+        if len(await self.state.call_peers(seat.consultation.id)) > PEER_TO_PEER_MOST:
+            return "relay", "group"
+        if await self.state.relay_forced(seat.consultation.id):
+            return "relay", "fallback"
+        return "p2p", ""
+
+    async def relay_attach(self, seat: Seat, purpose: str, sdp: str, receive_from: Sequence[str]) -> str:
+        """Connect one of a participant's two relay connections: "publish" carries their
+        camera and microphone, "receive" the publishers named, in that order. Two, because
+        aiortc cannot renegotiate: a newcomer only means a fresh receiving connection."""
+        cid = seat.consultation.id
+        if self._modes.get(cid) != "relay":
+            raise UserError("not_relayed", N_("This call is not going through the relay."))
+        room = self._relay.room(_relay_room(cid))
+        connection = seat.key if purpose == "publish" else _receiver(seat.key)
+        try:
+            answer = await room.attach(connection, sdp, receive_from=list(receive_from) if purpose == "receive" else [])
+        except Exception:
+            # The offer is the browser's: whatever aiortc makes of it, the participant
+            # gets an error message and may try again with a fresh one.
+            logger.warning("relay refused an offer in consultation %s", cid, exc_info=True)
+            raise UserError("relay_failed", N_("The connection to the server could not be set up.")) from None
+        if purpose == "publish":
+            self._generations[(cid, seat.key)] = self._generations.get((cid, seat.key), 0) + 1
+            await self._announce_sources(cid, room)
+        return answer
+
+    async def _announce_sources(self, cid: int, room) -> None:  # noqa: ANN001 - rtc.Room
+        publishers = [{"id": key, "kinds": kinds, "generation": self._generations.get((cid, key), 0)}
+                      for key, kinds in room.publishers().items()]
+        await self.state.publish(call_channel(cid), {"type": "relay_sources", "publishers": publishers})
+
+    async def relay_sources(self, seat: Seat) -> None:
+        room_name = _relay_room(seat.consultation.id)
+        if room_name in self._relay.room_names:
+            await self._announce_sources(seat.consultation.id, self._relay.room(room_name))
+
+    async def _detach(self, cid: int, key: str) -> None:
+        self._generations.pop((cid, key), None)
+        if _relay_room(cid) not in self._relay.room_names:
+            return
+        room = self._relay.room(_relay_room(cid))
+        for connection in (key, _receiver(key)):
+            await room.detach(connection)
+        if room.participant_ids:
+            await self._announce_sources(cid, room)
+
+    async def _announce(self, seat: Seat) -> None:
+        cid = seat.consultation.id
+        peers = await self.state.call_peers(cid)
+        mode, reason = await self.topology(seat) if peers else ("p2p", "")
+        if mode == "p2p" and self._modes.get(cid) == "relay":
+            for peer in peers:
+                await self._detach(cid, peer.key)
+        if peers:
+            self._modes[cid] = mode
+        else:
+            self._modes.pop(cid, None)
+        await self.state.publish(call_channel(cid), {
+            "type": "participants", "topology": mode, "reason": reason,
+            "participants": [{"id": p.key, "name": p.name, "role": p.role, "session": p.session,
+                              "state": p.state, "audio": p.audio, "video": p.video} for p in peers],
+        })
+
+    async def close(self) -> None:
+        for task in list(self._expiring):
+            task.cancel()
+        await asyncio.gather(*self._expiring, return_exceptions=True)
+        await self._relay.close()

@@ -1,0 +1,252 @@
+"""The call's signalling protocol, version 1 (docs/signalling.md, message by message).
+
+One `Connection` per WebSocket: it checks every message against the protocol, answers
+what is wrong with an error message, and turns the rest into calls on the `Calls`
+service. It knows nothing of aiohttp: the web handler feeds it text and sends what it
+returns, so the protocol can be tested and read on its own.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+
+from smartpractice.errors import UserError
+from smartpractice.i18n import N_
+from smartpractice.rooms.call import Calls
+from smartpractice.rooms.waiting_room import Seat, WaitingRoom
+from smartpractice.rtc.ice import IceServers
+
+VERSION = 1
+# An SDP offer for the relay with eight participants is about 20 KiB.
+MESSAGE_BYTES = 64 * 1024
+SDP_CHARS = 48 * 1024
+CHAT_CHARS = 500
+# ICE candidates come in bursts at the start; a steady stream beyond this is abuse.
+RATE_PER_SECOND = 20.0
+RATE_BURST = 60
+# Refusing this many messages in a row for the rate ends the connection (close 1008).
+RATE_STRIKES = 50
+
+CLOSE_NORMAL = 1000
+CLOSE_POLICY = 1008
+CLOSE_REPLACED = 4000
+CLOSE_ENDED = 4001
+CLOSE_VERSION = 4002
+
+
+def _text(limit: int) -> Callable[[object], bool]:
+    return lambda value: isinstance(value, str) and 0 < len(value) <= limit
+
+
+def _flag(value: object) -> bool:
+    return isinstance(value, bool)
+
+
+def _peer(value: object) -> bool:
+    return isinstance(value, str) and 0 < len(value) <= 64
+
+
+def _candidate(value: object) -> bool:
+    """A browser's RTCIceCandidateInit, or null for the end of candidates."""
+    if value is None:
+        return True
+    return (isinstance(value, dict) and isinstance(value.get("candidate"), str) and len(value["candidate"]) <= 1024
+            and isinstance(value.get("sdpMid"), (str, type(None)))
+            and isinstance(value.get("sdpMLineIndex"), (int, type(None))))
+
+
+def _peer_list(value: object) -> bool:
+    return isinstance(value, list) and len(value) <= 16 and all(_peer(item) for item in value)
+
+
+def _purpose(value: object) -> bool:
+    return value in ("publish", "receive")
+
+
+# What a client may send: its type and the fields each type needs.
+SCHEMA: dict[str, dict[str, Callable[[object], bool]]] = {
+    "join": {"version": lambda value: isinstance(value, int) and not isinstance(value, bool)},
+    "offer": {"to": _peer, "sdp": _text(SDP_CHARS)},
+    "answer": {"to": _peer, "sdp": _text(SDP_CHARS)},
+    "candidate": {"to": _peer, "candidate": _candidate},
+    "relay_offer": {"purpose": _purpose, "sdp": _text(SDP_CHARS), "receive_from": _peer_list},
+    "mute": {"audio": _flag, "video": _flag},
+    "chat": {"text": _text(CHAT_CHARS)},
+    "p2p_failed": {},
+    "refresh_ice": {},
+    "leave": {},
+}
+
+
+def parse(raw: str) -> dict:
+    """The message, checked against SCHEMA; UserError says what is wrong."""
+    try:
+        message = json.loads(raw)
+    except ValueError:
+        message = None
+    if not isinstance(message, dict) or not isinstance(message.get("type"), str):
+        raise UserError("malformed", N_("Expected a JSON object with a type."))
+    fields = SCHEMA.get(message["type"])
+    if fields is None:
+        raise UserError("unknown_type", N_("This message type is not part of the protocol."))
+    for name, valid in fields.items():
+        if name not in message or not valid(message[name]):
+            raise UserError("invalid_field", N_("A field of this message is missing or invalid."))
+    return message
+
+
+class RateLimit:
+    """A token bucket: bursts of candidates pass, floods do not."""
+
+    def __init__(self, per_second: float = RATE_PER_SECOND, burst: int = RATE_BURST) -> None:
+        self._rate, self._burst = per_second, burst
+        self._tokens = float(burst)
+        self._at = time.monotonic()
+        self.strikes = 0
+
+    def allow(self) -> bool:
+        now = time.monotonic()
+        self._tokens = min(self._burst, self._tokens + (now - self._at) * self._rate)
+        self._at = now
+        if self._tokens < 1:
+            self.strikes += 1
+            return False
+        self._tokens -= 1
+        self.strikes = 0
+        return True
+
+
+Send = Callable[[dict], Awaitable[None]]
+Translate = Callable[[UserError], str]
+
+
+class Connection:
+    """One participant's signalling connection to one call."""
+
+    def __init__(self, seat: Seat, name: str, calls: Calls, waiting_room: WaitingRoom, ice: IceServers,
+                 send: Send, translate: Translate, client_kind: str) -> None:
+        self.seat = seat
+        self.name = name
+        self.session = secrets.token_urlsafe(9)
+        self.joined = False
+        self.left = False
+        self._calls = calls
+        self._waiting_room = waiting_room
+        self._ice = ice
+        self._send = send
+        self._translate = translate
+        self._client_kind = client_kind
+        self._attendance: int | None = None
+        self._rate = RateLimit()
+
+    async def receive(self, raw: str) -> int | None:
+        """Handle one message from the client; a close code when the connection must end."""
+        if not self._rate.allow():
+            if self._rate.strikes >= RATE_STRIKES:
+                return CLOSE_POLICY
+            await self._error(UserError("rate_limited", N_("Too many messages; please slow down.")))
+            return None
+        message: dict | None = None
+        try:
+            message = parse(raw)
+            if message["type"] == "join":
+                return await self._join(message)
+            if not self.joined:
+                raise UserError("not_joined", N_("Send join first."))
+            return await getattr(self, "_on_" + message["type"])(message)
+        except UserError as error:
+            await self._error(error, message["type"] if message else None)
+            return None
+
+    async def deliver(self, message: dict) -> int | None:
+        """Something from the call for this client; a close code when it ends the connection."""
+        kind = message["type"]
+        if kind == "replaced":
+            if message["session"] == self.session:
+                return None
+            await self._send({"type": "replaced"})
+            return CLOSE_REPLACED
+        if kind == "ended":
+            await self._send({"type": "ended"})
+            return CLOSE_ENDED
+        if "session" in message and message.get("to_session") not in (None, self.session):
+            return None
+        await self._send(message)
+        return None
+
+    async def closed(self) -> None:
+        """The socket is gone: a leave if the client said so, else a drop it may come back from."""
+        if not self.joined:
+            return
+        if self.left:
+            await self._calls.leave(self.seat, self.session)
+        else:
+            await self._calls.dropped(self.seat, self.session)
+        if self._attendance is not None:
+            await self._waiting_room.left_call(self._attendance)
+
+    async def _error(self, error: UserError, about: str | None = None) -> None:
+        reply = {"type": "error", "code": error.code, "message": self._translate(error)}
+        if about:
+            reply["about"] = about
+        await self._send(reply)
+
+    async def _join(self, message: dict) -> int | None:
+        if message["version"] != VERSION:
+            await self._error(UserError("version_unsupported", N_("This version of the call page is outdated; please reload it.")))
+            return CLOSE_VERSION
+        if self.joined:
+            raise UserError("already_joined", N_("This connection has already joined."))
+        await self._waiting_room.check_open(self.seat)
+        self.joined = True
+        self._attendance = await self._waiting_room.joined_call(self.seat, self._client_kind)
+        await self._send({"type": "welcome", "version": VERSION, "id": self.seat.key, "session": self.session,
+                          "ice_servers": self._ice.for_browser(self.seat.key),
+                          "ice_ttl_seconds": self._ice.ttl_seconds})
+        await self._calls.join(self.seat, self.name, self.session)
+        await self._calls.relay_sources(self.seat)
+        return None
+
+    async def _relay_to_peer(self, message: dict, **payload: object) -> None:
+        if message["to"] == self.seat.key or not await self._calls.is_member(self.seat, message["to"]):
+            raise UserError("unknown_peer", N_("That participant is not in the call."))
+        await self._calls.send_to(self.seat, message["to"], {
+            "type": message["type"], "from": self.seat.key, "session": self.session,
+            "to_session": message.get("to_session"), **payload,
+        })
+
+    async def _on_offer(self, message: dict) -> None:
+        await self._relay_to_peer(message, sdp=message["sdp"])
+
+    async def _on_answer(self, message: dict) -> None:
+        await self._relay_to_peer(message, sdp=message["sdp"])
+
+    async def _on_candidate(self, message: dict) -> None:
+        await self._relay_to_peer(message, candidate=message["candidate"])
+
+    async def _on_relay_offer(self, message: dict) -> None:
+        sdp = await self._calls.relay_attach(self.seat, message["purpose"], message["sdp"], message["receive_from"])
+        await self._send({"type": "relay_answer", "purpose": message["purpose"], "sdp": sdp,
+                          "receive_from": message["receive_from"]})
+
+    async def _on_mute(self, message: dict) -> None:
+        await self._calls.set_media(self.seat, self.session, audio=message["audio"], video=message["video"])
+
+    async def _on_chat(self, message: dict) -> None:
+        if not message["text"].strip():
+            raise UserError("invalid_field", N_("A field of this message is missing or invalid."))
+        await self._calls.chat(self.seat, self.name, message["text"].strip())
+
+    async def _on_p2p_failed(self, message: dict) -> None:
+        await self._calls.peer_to_peer_failed(self.seat)
+
+    async def _on_refresh_ice(self, message: dict) -> None:
+        await self._send({"type": "ice_servers", "ice_servers": self._ice.for_browser(self.seat.key),
+                          "ice_ttl_seconds": self._ice.ttl_seconds})
+
+    async def _on_leave(self, message: dict) -> int:
+        self.left = True
+        return CLOSE_NORMAL

@@ -1,0 +1,79 @@
+"""The call page and its signalling WebSocket (protocol in rtc/signalling.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+
+from aiohttp import WSMsgType, web
+
+from smartpractice.errors import UserError
+from smartpractice.keys import active_session_key, services_key
+from smartpractice.rtc import signalling
+from smartpractice.web.responses import render, see_other, user_message
+from smartpractice.web.rooms import HEARTBEAT_SECONDS, check_origin, seat_of
+
+
+def client_kind(user_agent: str) -> str:
+    """A class of client for the session record; the User-Agent itself is not kept."""
+    if "smartpractice-app" in user_agent:
+        return "app"
+    return "mobile" if "Mobi" in user_agent or "Android" in user_agent else "desktop"
+
+
+async def call_page(request: web.Request) -> web.StreamResponse:
+    seat = await seat_of(request)
+    services = request.app[services_key]
+    try:
+        await services.waiting_room.check_open(seat)
+    except UserError as error:
+        return render(request, "room_closed.html", {"message": user_message(request, error)}, status=410)
+    if not await services.waiting_room.is_admitted(seat):
+        return see_other(request.app.router["waiting_room"].url_for(id=str(seat.consultation.id)))
+    return render(request, "call.html", {"seat": seat})
+
+
+async def call_socket(request: web.Request) -> web.StreamResponse:
+    """Everything is refused before the upgrade (401, 403, 404, 410) except what the
+    protocol itself answers: a page that gets no socket reloads and shows why."""
+    check_origin(request)
+    seat = await seat_of(request)
+    services = request.app[services_key]
+    try:
+        await services.waiting_room.check_open(seat)
+    except UserError:
+        raise web.HTTPGone() from None
+    if not await services.waiting_room.is_admitted(seat):
+        raise web.HTTPForbidden(reason="not admitted")
+    active = request.get(active_session_key)
+    name = seat.name or (active.user.display_name if active else "")
+    socket = web.WebSocketResponse(heartbeat=HEARTBEAT_SECONDS, max_msg_size=signalling.MESSAGE_BYTES)
+    await socket.prepare(request)
+    connection = signalling.Connection(
+        seat, name, services.calls, services.waiting_room, services.ice_servers, socket.send_json,
+        functools.partial(user_message, request), client_kind(request.headers.get("User-Agent", "")),
+    )
+
+    async def deliver(queue: asyncio.Queue[dict]) -> None:
+        while True:
+            code = await connection.deliver(await queue.get())
+            if code is not None:
+                await socket.close(code=code)
+                return
+
+    async with services.calls.inbox(seat) as queues:
+        deliveries = [asyncio.create_task(deliver(queue)) for queue in queues]
+        try:
+            async for message in socket:
+                # Binary frames are not part of the protocol: answered as malformed.
+                code = await connection.receive(message.data if message.type == WSMsgType.TEXT else "")
+                if code is not None:
+                    await socket.close(code=code)
+                    break
+        finally:
+            for task in deliveries:
+                task.cancel()
+            # aiohttp cancels the handler when the connection drops; the leave (or the
+            # drop the participant may come back from) must still be recorded.
+            await asyncio.shield(connection.closed())
+    return socket

@@ -1,0 +1,340 @@
+"""The call's signalling over real WebSockets: who may connect, what the protocol answers,
+how the call chooses between peer to peer and the relay, and media through the relay
+between real aiortc peers that connected by these messages."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import re
+from datetime import timedelta
+
+import aiohttp
+import pytest
+from aiortc import RTCSessionDescription
+from sqlalchemy import update
+
+from smartpractice.app import create_app
+from smartpractice.keys import services_key
+from smartpractice.onboarding.invitations import Invitee
+from smartpractice.rtc import signalling
+from smartpractice.scheduling.consultations import Plan
+from smartpractice.storage.tables import practices
+from tests.conftest import add_member, log_in, mail_link, mail_text, make_settings, post_form
+from tests.rtc_peers import Peer, SmallCamera, until
+
+ORIGIN = {"Origin": "http://localhost:8080"}
+
+
+async def next_of(socket, kind: str, within: float = 5.0) -> dict:
+    async with asyncio.timeout(within):
+        while True:
+            message = await socket.receive_json()
+            if message["type"] == kind:
+                return message
+
+
+async def participants(socket, count: int, within: float = 5.0) -> dict:
+    """The next participant list with `count` people in it."""
+    async with asyncio.timeout(within):
+        while True:
+            message = await next_of(socket, "participants", within)
+            if len(message["participants"]) == count:
+                return message
+
+
+async def close_code(socket, within: float = 5.0) -> int | None:
+    """Read past whatever is still on the line until the server closes it."""
+    async with asyncio.timeout(within):
+        while (await socket.receive()).type not in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED):
+            pass
+    return socket.close_code
+
+
+@pytest.fixture
+async def erika(services, practice) -> int:
+    return await add_member(services, practice, "patient", "erika")
+
+
+@pytest.fixture
+async def booked(services, clock, practice, clinician, erika):
+    plan = Plan.parse("Kontrolle", clock.now() + timedelta(minutes=10), 20, now=clock.now())
+    return (await services.consultations.schedule(practice, clinician.user_id, plan, patient_ids=[erika])).consultation
+
+
+async def admit(services, practice, consultation, key: str) -> None:
+    await services.waiting_room.state.admit(practice.id, consultation.id, key)
+
+
+async def join(browser, consultation_id: int):
+    socket = await browser.ws_connect(f"/c/{consultation_id}/call/ws", headers=ORIGIN)
+    await socket.send_json({"type": "join", "version": 1})
+    welcome = await next_of(socket, "welcome")
+    return socket, welcome
+
+
+@pytest.fixture
+async def in_call(client, other_browser, services, practice, booked, erika):
+    """Dr. Berg and Erika, both joined: (clinician socket, patient socket)."""
+    await log_in(client, "dr-berg")
+    await log_in(other_browser, "erika")
+    await admit(services, practice, booked, f"u{erika}")
+    doctor, _ = await join(client, booked.id)
+    patient, _ = await join(other_browser, booked.id)
+    yield doctor, patient
+    for socket in (doctor, patient):
+        await socket.close()
+
+
+async def test_only_admitted_participants_of_this_consultation_get_in(client, other_browser, services, clock, practice, clinician, booked):
+    with pytest.raises(aiohttp.WSServerHandshakeError) as nobody:
+        await other_browser.ws_connect(f"/c/{booked.id}/call/ws", headers=ORIGIN)
+    assert nobody.value.status == 401
+
+    await log_in(other_browser, "erika")
+    with pytest.raises(aiohttp.WSServerHandshakeError) as foreign:
+        await other_browser.ws_connect(f"/c/{booked.id}/call/ws", headers={"Origin": "https://evil.example"})
+    assert foreign.value.status == 403
+    with pytest.raises(aiohttp.WSServerHandshakeError) as waiting:
+        await other_browser.ws_connect(f"/c/{booked.id}/call/ws", headers=ORIGIN)
+    assert waiting.value.status == 403  # still in the waiting room
+
+    elsewhere = (await services.consultations.schedule(
+        practice, clinician.user_id, Plan.parse("", clock.now() + timedelta(minutes=5), 15, now=clock.now()))).consultation
+    with pytest.raises(aiohttp.WSServerHandshakeError) as stranger:
+        await other_browser.ws_connect(f"/c/{elsewhere.id}/call/ws", headers=ORIGIN)
+    assert stranger.value.status == 404
+
+
+async def test_a_guest_whose_tan_session_expired_is_refused(client, services, smtp, clock, practice, clinician):
+    plan = Plan.parse("", clock.now() + timedelta(minutes=5), 15, now=clock.now())
+    scheduled = await services.consultations.schedule(
+        practice, clinician.user_id, plan, invitees=[Invitee.parse("gast@example.org", "Gabi Gast")])
+    [message] = await smtp.wait_for(1)
+    tan = re.search(r"\b(\d{4} \d{4})\b", mail_text(message)).group(1)
+    await post_form(client, mail_link(message), {"tan": tan})
+    cid = scheduled.consultation.id
+    async with client.ws_connect(f"/c/{cid}/ws", headers=ORIGIN) as waiting:
+        await next_of(waiting, "waiting")
+        [person] = await services.waiting_room.waiting(practice.id)
+        key = person.key
+    await admit(services, practice, scheduled.consultation, key)
+    socket, welcome = await join(client, cid)
+    assert welcome["id"] == key
+    await socket.close()
+
+    clock.advance(minutes=15 + 61)  # past the end and the TAN's grace period
+    with pytest.raises(aiohttp.WSServerHandshakeError) as expired:
+        await client.ws_connect(f"/c/{cid}/call/ws", headers=ORIGIN)
+    assert expired.value.status == 401
+
+
+async def test_malformed_and_unknown_messages_get_errors_not_a_dropped_line(client, services, practice, booked):
+    await log_in(client, "dr-berg")
+    async with client.ws_connect(f"/c/{booked.id}/call/ws", headers=ORIGIN) as socket:
+        await socket.send_json({"type": "chat", "text": "too early"})
+        assert (await next_of(socket, "error"))["code"] == "not_joined"
+        for bad, code in (("not json", "malformed"), ("[1, 2]", "malformed"), ('{"type": "dance"}', "unknown_type"),
+                          ('{"type": "join"}', "invalid_field"), ('{"type": "join", "version": "1"}', "invalid_field")):
+            await socket.send_str(bad)
+            assert (await next_of(socket, "error"))["code"] == code, bad
+        await socket.send_bytes(b"\x00\x01")
+        assert (await next_of(socket, "error"))["code"] == "malformed"
+
+        await socket.send_json({"type": "join", "version": 1})
+        await next_of(socket, "welcome")
+        await socket.send_json({"type": "join", "version": 1})
+        assert (await next_of(socket, "error"))["code"] == "already_joined"
+        for bad, code in (({"type": "offer", "to": "u999", "sdp": "v=0"}, "unknown_peer"),
+                          ({"type": "candidate", "to": "u1", "candidate": {"candidate": 5}}, "invalid_field"),
+                          ({"type": "chat", "text": "x" * 501}, "invalid_field"),
+                          ({"type": "chat", "text": "   "}, "invalid_field"),
+                          ({"type": "mute", "audio": "yes", "video": True}, "invalid_field"),
+                          ({"type": "relay_offer", "purpose": "publish", "sdp": "v=0", "receive_from": []}, "not_relayed")):
+            await socket.send_json(bad)
+            error = await next_of(socket, "error")
+            assert error["code"] == code and error["message"], bad
+        # Still connected and answering after all that.
+        await socket.send_json({"type": "chat", "text": "Hallo"})
+        assert (await next_of(socket, "chat"))["text"] == "Hallo"
+
+
+async def test_an_old_client_version_is_told_to_reload(client, booked):
+    await log_in(client, "dr-berg")
+    async with client.ws_connect(f"/c/{booked.id}/call/ws", headers=ORIGIN) as socket:
+        await socket.send_json({"type": "join", "version": 99})
+        assert (await next_of(socket, "error"))["code"] == "version_unsupported"
+        assert await close_code(socket) == signalling.CLOSE_VERSION
+
+
+async def test_oversized_messages_and_floods_are_capped(client, booked):
+    await log_in(client, "dr-berg")
+    async with client.ws_connect(f"/c/{booked.id}/call/ws", headers=ORIGIN) as socket:
+        await socket.send_json({"type": "join", "version": 1})
+        await next_of(socket, "welcome")
+        for _ in range(signalling.RATE_BURST + 10):
+            await socket.send_json({"type": "mute", "audio": True, "video": True})
+        assert (await next_of(socket, "error"))["code"] == "rate_limited"
+    async with client.ws_connect(f"/c/{booked.id}/call/ws", headers=ORIGIN) as socket:
+        await socket.send_str('{"type": "chat", "text": "' + "x" * signalling.MESSAGE_BYTES + '"}')
+        assert await close_code(socket) == aiohttp.WSCloseCode.MESSAGE_TOO_BIG
+
+
+async def test_two_people_talk_peer_to_peer_and_their_signals_are_passed_on(in_call):
+    doctor, patient = in_call
+    listing = await participants(doctor, 2)
+    assert listing["topology"] == "p2p"
+    names = {person["name"] for person in listing["participants"]}
+    assert "Erika" in names and all(person["state"] == "connected" for person in listing["participants"])
+    erika = next(p for p in listing["participants"] if p["role"] == "patient")
+    berg = next(p for p in listing["participants"] if p["role"] == "clinician")
+
+    await doctor.send_json({"type": "offer", "to": erika["id"], "sdp": "v=0 offer"})
+    offer = await next_of(patient, "offer")
+    assert offer["from"] == berg["id"] and offer["sdp"] == "v=0 offer" and offer["session"] == berg["session"]
+    await patient.send_json({"type": "answer", "to": berg["id"], "sdp": "v=0 answer"})
+    assert (await next_of(doctor, "answer"))["sdp"] == "v=0 answer"
+    candidate = {"candidate": "candidate:1 1 udp 1 127.0.0.1 5000 typ host", "sdpMid": "0", "sdpMLineIndex": 0}
+    await patient.send_json({"type": "candidate", "to": berg["id"], "candidate": candidate})
+    assert (await next_of(doctor, "candidate"))["candidate"] == candidate
+
+    await patient.send_json({"type": "mute", "audio": False, "video": True})
+    muted = await next_of(doctor, "mute")
+    assert muted == {"type": "mute", "from": erika["id"], "audio": False, "video": True}
+    await patient.send_json({"type": "chat", "text": "Können Sie mich hören?"})
+    said = await next_of(doctor, "chat")
+    assert said["text"] == "Können Sie mich hören?" and said["name"] == "Erika"
+
+
+async def test_a_failed_direct_path_moves_the_call_to_the_relay(in_call):
+    doctor, patient = in_call
+    await participants(doctor, 2)
+    await patient.send_json({"type": "p2p_failed"})
+    moved = await next_of(doctor, "participants")
+    assert moved["topology"] == "relay" and moved["reason"] == "fallback"
+
+
+async def test_a_dropped_participant_shows_as_reconnecting_and_comes_back(in_call, other_browser, booked):
+    doctor, patient = in_call
+    await participants(doctor, 2)
+    await patient.close()
+    gone = await next_of(doctor, "participants")
+    assert sorted(p["state"] for p in gone["participants"]) == ["connected", "reconnecting"]
+    again, _ = await join(other_browser, booked.id)
+    back = await next_of(doctor, "participants")
+    assert [p["state"] for p in back["participants"]] == ["connected", "connected"]
+    await again.send_json({"type": "leave"})
+    assert await close_code(again) == signalling.CLOSE_NORMAL
+    assert len((await next_of(doctor, "participants"))["participants"]) == 1
+
+
+async def test_a_second_tab_takes_over_and_the_end_closes_everyone(in_call, client, other_browser, practice, booked):
+    doctor, patient = in_call
+    second, _ = await join(other_browser, booked.id)
+    assert (await next_of(patient, "replaced"))["type"] == "replaced"
+    assert await close_code(patient) == signalling.CLOSE_REPLACED
+    ended = await post_form(client, f"/p/{practice.slug}/consultations/{booked.id}/end", {})
+    assert ended.status == 303
+    await next_of(second, "ended")
+    assert await close_code(second) == signalling.CLOSE_ENDED
+    await second.close()
+
+
+async def test_turn_credentials_are_minted_per_participant(aiohttp_client, tmp_path, database_url, clock):
+    secret = "coturn-static-auth-secret"
+    settings = make_settings(tmp_path, database_url, TURN_URLS="turn:turn.example.org:3478?transport=udp",
+                             TURN_SECRET=secret, STUN_URLS="stun:turn.example.org:3478", TURN_TTL_SECONDS="600")
+    client = await aiohttp_client(create_app(settings, clock=clock))
+    services = client.app[services_key]
+    practice = (await services.practices.create("Praxis Turm", admin_email="t@example.org", admin_username="turm")).practice
+    doctor = await add_member(services, practice, "clinician", "dr-turm")
+    plan = Plan.parse("", clock.now() + timedelta(minutes=5), 15, now=clock.now())
+    consultation = (await services.consultations.schedule(practice, doctor, plan)).consultation
+    await log_in(client, "dr-turm")
+    socket, welcome = await join(client, consultation.id)
+    stun, turn = welcome["ice_servers"]
+    assert stun == {"urls": ["stun:turn.example.org:3478"]}
+    expires, participant = turn["username"].split(":")
+    assert participant == f"u{doctor}" and int(expires) == int(clock.now().timestamp()) + 600
+    expected = base64.b64encode(hmac.new(secret.encode(), turn["username"].encode(), hashlib.sha1).digest()).decode()
+    assert turn["credential"] == expected and turn["urls"] == ["turn:turn.example.org:3478?transport=udp"]
+    await socket.send_json({"type": "refresh_ice"})
+    assert (await next_of(socket, "ice_servers"))["ice_servers"][1]["username"] == turn["username"]
+    await socket.close()
+
+
+async def test_no_ice_servers_are_configured_by_default(in_call, services):
+    assert services.ice_servers.for_browser("u1") == []
+    assert services.ice_servers.for_relay() == []
+
+
+async def relay_offer(socket, peer: Peer, purpose: str, receive_from: list[str]) -> None:
+    await peer.pc.setLocalDescription(await peer.pc.createOffer())
+    await socket.send_json({"type": "relay_offer", "purpose": purpose, "sdp": peer.pc.localDescription.sdp,
+                            "receive_from": receive_from})
+    answer = await next_of(socket, "relay_answer", within=10)
+    await peer.pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type="answer"))
+
+
+async def test_three_people_meet_through_the_relay(aiohttp_client, client, other_browser, services, practice, booked, erika):
+    """A relative comes along: the call goes through the relay; each publishes once and
+    receives the two others, decoded here by real aiortc peers."""
+    oma = await add_member(services, practice, "patient", "oma")
+    await services.consultations.add_participants(practice, booked.id, None, patient_ids=[oma])
+    relative_browser = await aiohttp_client(client.server)  # a third browser on the same server
+    for browser, name, key in ((client, "dr-berg", None), (other_browser, "erika", f"u{erika}"),
+                               (relative_browser, "oma", f"u{oma}")):
+        await log_in(browser, name)
+        if key:
+            await admit(services, practice, booked, key)
+    doctor, _ = await join(client, booked.id)
+    patient, _ = await join(other_browser, booked.id)
+    assert (await participants(doctor, 2))["topology"] == "p2p"
+    relative, _ = await join(relative_browser, booked.id)
+    listing = await participants(doctor, 3)
+    assert listing["topology"] == "relay" and listing["reason"] == "group"
+    keys = [p["id"] for p in listing["participants"]]
+
+    sockets = dict(zip(keys, (doctor, patient, relative), strict=True))
+    publishers, receivers = {}, {}
+    try:
+        for key, socket in sockets.items():
+            peer = publishers[key] = Peer()
+            peer.pc.addTransceiver(SmallCamera(), direction="sendonly")
+            await relay_offer(socket, peer, "publish", [])
+        async with asyncio.timeout(5):
+            while len((await next_of(doctor, "relay_sources"))["publishers"]) < 3:
+                pass
+        for key, socket in sockets.items():
+            others = [other for other in keys if other != key]
+            peer = receivers[key] = Peer()
+            for _ in others:
+                peer.pc.addTransceiver("video", direction="recvonly")
+            await relay_offer(socket, peer, "receive", others)
+        for peer in receivers.values():
+            await until(lambda peer=peer: peer.frames["video"] >= 20, within=20)
+    finally:
+        for peer in (*publishers.values(), *receivers.values()):
+            await peer.close()
+        for socket in sockets.values():
+            await socket.close()
+
+
+async def test_the_practice_can_send_every_call_through_the_relay(client, other_browser, services, practice, booked):
+    async with services.engine.begin() as conn:
+        await conn.execute(update(practices).where(practices.c.id == practice.id).values(relay_policy="relay"))
+    await log_in(client, "dr-berg")
+    socket, _ = await join(client, booked.id)
+    listing = await participants(socket, 1)
+    assert listing["topology"] == "relay" and listing["reason"] == "policy"
+    publisher = Peer()
+    publisher.pc.addTransceiver(SmallCamera(), direction="sendonly")
+    try:
+        await relay_offer(socket, publisher, "publish", [])
+        sources = await next_of(socket, "relay_sources")
+        assert sources["publishers"][0]["kinds"] == ["video"]
+    finally:
+        await publisher.close()
+        await socket.close()
