@@ -285,6 +285,9 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_FLAGS = [
     "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    # A synthetic camera (a moving pattern) and microphone (a beep), granted without a prompt.
+    "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+    "--autoplay-policy=no-user-gesture-required",
 ]
 needs_chromium = pytest.mark.skipif(
     not Path(CHROMIUM).exists(), reason="needs Chromium: `apt-get install chromium` (.ci/run installs it)"

@@ -52,7 +52,7 @@ async def test_patient_waits_and_the_clinician_admits_them_into_the_call(live_se
     await arrival.get_by_role("button", name="Hereinlassen", exact=True).click()
 
     await patient.wait_for_url(f"**/c/{consultation.id}/call")
-    await patient.wait_for_selector("#room[data-state=in_call]")
-    assert "Sie sind in der Sprechstunde." in await patient.inner_text("#status")
+    await patient.wait_for_selector("#call[data-state=ready]")
+    assert "Kamera und Mikrofon prüfen" in await patient.inner_text("#device-check h1")
     await clinician.wait_for_selector("#waiting-empty", state="visible")
     assert clinician_errors == [] and patient_errors == []
