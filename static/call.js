@@ -10,12 +10,12 @@
   const $ = (id) => document.getElementById(id);
   const PROTOCOL_VERSION = 1;
   // Chromium reports a direct path as failed only after about 30 s; a call should not wait that long.
-  const P2P_CONNECT_MS = 12000;
+  const P2P_CONNECT_MS = 15000;
   const RELAY_GATHER_MS = 3000;
 
   const call = {
     socket: null, me: null, session: null, iceServers: [], iceTimer: null,
-    topology: null, peers: new Map(), closedForGood: false, attempts: 0,
+    topology: null, peers: new Map(), closedForGood: false, attempts: 0, inbox: Promise.resolve(),
     local: new MediaStream(), screen: null, audioOn: true, videoOn: true,
     link: null, // peer to peer: {peer, session, pc, polite, makingOffer, ignoreOffer, connected, timer}
     publish: null, receive: null, receiveKey: "", receivePending: false, nextSources: null, layout: [],
@@ -121,7 +121,10 @@
     const scheme = window.location.protocol === "https:" ? "wss://" : "ws://";
     const socket = call.socket = new WebSocket(scheme + window.location.host + root.dataset.socket);
     socket.addEventListener("open", () => send({ type: "join", version: PROTOCOL_VERSION }));
-    socket.addEventListener("message", (event) => handle(JSON.parse(event.data)).catch(console.error));
+    // One message at a time, in order: a candidate must not overtake the offer it belongs to.
+    socket.addEventListener("message", (event) => {
+      call.inbox = call.inbox.then(() => handle(JSON.parse(event.data))).catch(console.error);
+    });
     socket.addEventListener("close", (event) => {
       if (socket !== call.socket) return;
       if (event.code === 4001 || event.code === 4002) { window.location.reload(); return; }

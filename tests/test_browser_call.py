@@ -8,13 +8,14 @@ import asyncio
 import re
 from datetime import timedelta
 
+from playwright.async_api import async_playwright
 from sqlalchemy import update
 
 from smartpractice.keys import services_key
 from smartpractice.onboarding.invitations import Invitee
 from smartpractice.scheduling.consultations import Plan
 from smartpractice.storage.tables import practices
-from tests.conftest import add_member, mail_text, needs_chromium
+from tests.conftest import CHROMIUM, CHROMIUM_FLAGS, add_member, mail_text, needs_chromium
 from tests.test_browser_waiting_room import logged_in
 
 pytestmark = needs_chromium
@@ -174,3 +175,27 @@ async def test_a_practice_that_always_relays_relays_two(live_server, browser):
     assert await patient.get_attribute("#call", "data-topology") == "relay"
     browser_ports = {pair["local"] for pair in doctor_sees["pairs"] + patient_sees["pairs"]}
     assert not {pair["remote"] for pair in doctor_sees["pairs"] + patient_sees["pairs"]} & browser_ports
+
+
+async def test_the_device_check_says_so_when_camera_and_microphone_are_refused(live_server):
+    services = live_server.app[services_key]
+    practice = (await services.practices.create("Praxis Lindenhof", admin_email="linde@example.org", admin_username="linde")).practice
+    doctor_id = await add_member(services, practice, "clinician", "dr-sommer")
+    erika = await add_member(services, practice, "patient", "erika")
+    consultation = await booked(services, practice, doctor_id, [erika])
+    base = str(live_server.make_url("")).rstrip("/")
+    # This browser asks before using camera and microphone, and the answer is no.
+    flags = [flag for flag in CHROMIUM_FLAGS if flag != "--use-fake-ui-for-media-stream"] + ["--deny-permission-prompts"]
+    async with async_playwright() as playwright:
+        refusing = await playwright.chromium.launch(executable_path=CHROMIUM, args=flags)
+        try:
+            patient, errors = await logged_in(refusing, base, "erika")
+            await patient.goto(f"{base}/c/{consultation.id}/call")
+            await patient.wait_for_selector("#device-error:not([hidden])")
+            assert "nicht verwenden" in await patient.inner_text("#device-error")
+            # Joining without camera and microphone still works: to see and hear the others.
+            await patient.click("#join")
+            await patient.wait_for_selector("#call[data-state=in_call]")
+            assert errors == []
+        finally:
+            await refusing.close()

@@ -111,7 +111,7 @@ async def test_only_admitted_participants_of_this_consultation_get_in(client, ot
 async def test_a_guest_whose_tan_session_expired_is_refused(client, services, smtp, clock, practice, clinician):
     plan = Plan.parse("", clock.now() + timedelta(minutes=5), 15, now=clock.now())
     scheduled = await services.consultations.schedule(
-        practice, clinician.user_id, plan, invitees=[Invitee.parse("gast@example.org", "Gabi Gast")])
+        practice, clinician.user_id, plan, invitees=[Invitee.parse("gast@example.org", "")])
     [message] = await smtp.wait_for(1)
     tan = re.search(r"\b(\d{4} \d{4})\b", mail_text(message)).group(1)
     await post_form(client, mail_link(message), {"tan": tan})
@@ -123,6 +123,8 @@ async def test_a_guest_whose_tan_session_expired_is_refused(client, services, sm
     await admit(services, practice, scheduled.consultation, key)
     socket, welcome = await join(client, cid)
     assert welcome["id"] == key
+    # A guest without a name is not shown to the others by their email address.
+    assert (await participants(socket, 1))["participants"][0]["name"] == ""
     await socket.close()
 
     clock.advance(minutes=15 + 61)  # past the end and the TAN's grace period
@@ -177,6 +179,10 @@ async def test_oversized_messages_and_floods_are_capped(client, booked):
         for _ in range(signalling.RATE_BURST + 10):
             await socket.send_json({"type": "mute", "audio": True, "video": True})
         assert (await next_of(socket, "error"))["code"] == "rate_limited"
+        # A flood that goes on ends the connection.
+        for _ in range(signalling.RATE_STRIKES * 2):
+            await socket.send_json({"type": "mute", "audio": True, "video": True})
+        assert await close_code(socket) == aiohttp.WSCloseCode.POLICY_VIOLATION
     async with client.ws_connect(f"/c/{booked.id}/call/ws", headers=ORIGIN) as socket:
         await socket.send_str('{"type": "chat", "text": "' + "x" * signalling.MESSAGE_BYTES + '"}')
         assert await close_code(socket) == aiohttp.WSCloseCode.MESSAGE_TOO_BIG
@@ -196,9 +202,12 @@ async def test_two_people_talk_peer_to_peer_and_their_signals_are_passed_on(in_c
     assert offer["from"] == berg["id"] and offer["sdp"] == "v=0 offer" and offer["session"] == berg["session"]
     await patient.send_json({"type": "answer", "to": berg["id"], "sdp": "v=0 answer"})
     assert (await next_of(doctor, "answer"))["sdp"] == "v=0 answer"
-    candidate = {"candidate": "candidate:1 1 udp 1 127.0.0.1 5000 typ host", "sdpMid": "0", "sdpMLineIndex": 0}
-    await patient.send_json({"type": "candidate", "to": berg["id"], "candidate": candidate})
-    assert (await next_of(doctor, "candidate"))["candidate"] == candidate
+    candidate = {"candidate": "candidate:1 1 udp 1 127.0.0.1 5000 typ host", "sdpMid": "0", "sdpMLineIndex": 0,
+                 "usernameFragment": "abcd"}
+    await patient.send_json({"type": "candidate", "to": berg["id"], "candidate": {**candidate, "extra": "x" * 900}})
+    assert (await next_of(doctor, "candidate"))["candidate"] == candidate  # nothing else passed on
+    await patient.send_json({"type": "answer", "to": berg["id"], "sdp": "v=0", "to_session": {"a": 1}})
+    assert (await next_of(patient, "error"))["code"] == "invalid_field"
 
     await patient.send_json({"type": "mute", "audio": False, "video": True})
     muted = await next_of(doctor, "mute")
@@ -335,6 +344,14 @@ async def test_the_practice_can_send_every_call_through_the_relay(client, other_
         await relay_offer(socket, publisher, "publish", [])
         sources = await next_of(socket, "relay_sources")
         assert sources["publishers"][0]["kinds"] == ["video"]
+        # A receiving connection may not send: it would publish under another name.
+        sending = Peer()
+        sending.pc.addTransceiver(SmallCamera(), direction="sendrecv")
+        await sending.pc.setLocalDescription(await sending.pc.createOffer())
+        await socket.send_json({"type": "relay_offer", "purpose": "receive", "sdp": sending.pc.localDescription.sdp,
+                                "receive_from": []})
+        assert (await next_of(socket, "error"))["code"] == "invalid_field"
+        await sending.close()
     finally:
         await publisher.close()
         await socket.close()

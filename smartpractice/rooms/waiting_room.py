@@ -41,6 +41,8 @@ class Seat:
     role: str  # patient, guest, clinician
     user_id: int | None = None
     invitation_id: int | None = None
+    # What the others in the call see: never a guest's email address, which `name` may be.
+    call_name: str = ""
 
 
 def practice_channel(practice_id: int) -> str:
@@ -79,9 +81,10 @@ class WaitingRoom:
                 raise NotParticipant(consultation_id)
             participant = next(p for p in await store.participants_of(conn, consultation_id) if p.id == participant_id)
         if user_id is not None:
-            return Seat(consultation, f"u{user_id}", participant.display_name, "patient", user_id=user_id)
+            return Seat(consultation, f"u{user_id}", participant.display_name, "patient", user_id=user_id,
+                        call_name=participant.display_name)
         return Seat(consultation, f"i{invitation_id}", participant.display_name or participant.email, "guest",
-                    invitation_id=invitation_id)
+                    invitation_id=invitation_id, call_name=participant.display_name)
 
     def opens_at(self, seat: Seat, join_window_minutes: int) -> datetime | None:
         """When the waiting room opens for this seat, if that is still ahead."""

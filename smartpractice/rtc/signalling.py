@@ -27,7 +27,7 @@ CHAT_CHARS = 500
 # ICE candidates come in bursts at the start; a steady stream beyond this is abuse.
 RATE_PER_SECOND = 20.0
 RATE_BURST = 60
-# Refusing this many messages in a row for the rate ends the connection (close 1008).
+# This many refused messages, less one per second, end the connection (close 1008).
 RATE_STRIKES = 50
 
 CLOSE_NORMAL = 1000
@@ -56,6 +56,10 @@ def _candidate(value: object) -> bool:
     return (isinstance(value, dict) and isinstance(value.get("candidate"), str) and len(value["candidate"]) <= 1024
             and isinstance(value.get("sdpMid"), (str, type(None)))
             and isinstance(value.get("sdpMLineIndex"), (int, type(None))))
+
+
+def _session(value: object) -> bool:
+    return value is None or (isinstance(value, str) and len(value) <= 64)
 
 
 def _peer_list(value: object) -> bool:
@@ -95,27 +99,30 @@ def parse(raw: str) -> dict:
     for name, valid in fields.items():
         if name not in message or not valid(message[name]):
             raise UserError("invalid_field", N_("A field of this message is missing or invalid."))
+    if not _session(message.get("to_session")):
+        raise UserError("invalid_field", N_("A field of this message is missing or invalid."))
     return message
 
 
 class RateLimit:
-    """A token bucket: bursts of candidates pass, floods do not."""
+    """A token bucket: bursts of candidates pass, floods do not. Each refused message is
+    a strike; strikes are forgiven at one per second, so only a sustained flood adds up."""
 
     def __init__(self, per_second: float = RATE_PER_SECOND, burst: int = RATE_BURST) -> None:
         self._rate, self._burst = per_second, burst
         self._tokens = float(burst)
         self._at = time.monotonic()
-        self.strikes = 0
+        self.strikes = 0.0
 
     def allow(self) -> bool:
         now = time.monotonic()
-        self._tokens = min(self._burst, self._tokens + (now - self._at) * self._rate)
-        self._at = now
+        elapsed, self._at = now - self._at, now
+        self._tokens = min(self._burst, self._tokens + elapsed * self._rate)
+        self.strikes = max(0.0, self.strikes - elapsed)
         if self._tokens < 1:
             self.strikes += 1
             return False
         self._tokens -= 1
-        self.strikes = 0
         return True
 
 
@@ -147,7 +154,8 @@ class Connection:
         if not self._rate.allow():
             if self._rate.strikes >= RATE_STRIKES:
                 return CLOSE_POLICY
-            await self._error(UserError("rate_limited", N_("Too many messages; please slow down.")))
+            if self._rate.strikes < 2:  # once per flood: answering each would feed it
+                await self._error(UserError("rate_limited", N_("Too many messages; please slow down.")))
             return None
         message: dict | None = None
         try:
@@ -225,7 +233,11 @@ class Connection:
         await self._relay_to_peer(message, sdp=message["sdp"])
 
     async def _on_candidate(self, message: dict) -> None:
-        await self._relay_to_peer(message, candidate=message["candidate"])
+        # Only what a browser's addIceCandidate reads is passed on, nothing else a client adds.
+        found = message["candidate"]
+        candidate = None if found is None else {key: found.get(key) for key in
+                                                ("candidate", "sdpMid", "sdpMLineIndex", "usernameFragment")}
+        await self._relay_to_peer(message, candidate=candidate)
 
     async def _on_relay_offer(self, message: dict) -> None:
         sdp = await self._calls.relay_attach(self.seat, message["purpose"], message["sdp"], message["receive_from"])

@@ -46,7 +46,7 @@ async def call_socket(request: web.Request) -> web.StreamResponse:
     if not await services.waiting_room.is_admitted(seat):
         raise web.HTTPForbidden(reason="not admitted")
     active = request.get(active_session_key)
-    name = seat.name or (active.user.display_name if active else "")
+    name = seat.call_name or (active.user.display_name if seat.role == "clinician" else "")
     socket = web.WebSocketResponse(heartbeat=HEARTBEAT_SECONDS, max_msg_size=signalling.MESSAGE_BYTES)
     await socket.prepare(request)
     connection = signalling.Connection(
