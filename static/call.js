@@ -210,9 +210,19 @@
 
   function openLink(peer, session) {
     const pc = new RTCPeerConnection({ iceServers: call.iceServers });
-    const link = call.link = { peer, session, pc, polite: call.me > peer, makingOffer: false, ignoreOffer: false, connected: false };
+    const link = call.link = { peer, session, pc, polite: call.me > peer, makingOffer: false, ignoreOffer: false,
+                               negotiated: false, connected: false };
     call.local.getTracks().forEach((track) => pc.addTrack(track, call.local));
+    if (!link.polite) {
+      // The impolite peer makes the first offer, so it must offer to receive what it does not send.
+      for (const kind of ["audio", "video"]) {
+        if (!call.local.getTracks().some((t) => t.kind === kind)) pc.addTransceiver(kind, { direction: "recvonly" });
+      }
+    }
     pc.addEventListener("negotiationneeded", async () => {
+      // The first offer comes from the impolite peer only: crossing first offers make
+      // Chromium roll back a fresh transport, which then sometimes never gathers.
+      if (link.polite && !link.negotiated) return;
       try {
         link.makingOffer = true;
         await pc.setLocalDescription();
@@ -258,6 +268,7 @@
     link.ignoreOffer = !link.polite && collision;
     if (link.ignoreOffer) return;
     await link.pc.setRemoteDescription({ type: message.type, sdp: message.sdp });
+    link.negotiated = true;
     if (message.type === "offer") {
       await link.pc.setLocalDescription();
       send({ type: "answer", to: link.peer, to_session: link.session, sdp: link.pc.localDescription.sdp });
