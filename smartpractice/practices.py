@@ -35,6 +35,10 @@ class Practices:
         self._clock = clock
         self._users = users
 
+    async def by_id(self, practice_id: int) -> Practice | None:
+        async with self._engine.connect() as conn:
+            return await store.practice_by_id(conn, practice_id)
+
     async def create(
         self, name: str, *, admin_email: str, admin_username: str, admin_name: str | None = None
     ) -> NewPractice:

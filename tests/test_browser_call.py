@@ -110,6 +110,9 @@ async def test_two_people_see_and_hear_each_other_peer_to_peer_and_after_a_drop(
     before = (await media(doctor))["frames"]
     await until_media(patient, 30)
     await until_media(doctor, 30, above=before)
+
+    await doctor.click("button:has-text('Sprechstunde für alle beenden')")
+    await patient.wait_for_selector("text=Diese Sprechstunde ist beendet.")
     assert doctor_errors == [] and patient_errors == []
 
 

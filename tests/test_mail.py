@@ -141,7 +141,7 @@ async def test_two_senders_never_send_the_same_mail(client, services, smtp, sett
 
 async def test_without_smtp_mails_land_in_the_outbox_folder(client, services, settings):
     await enqueue(services)
-    for _ in range(100):
+    for _ in range(400):
         files = list(settings.outbox_dir.glob("*.eml")) if settings.outbox_dir.exists() else []
         if files:
             break
