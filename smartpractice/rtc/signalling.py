@@ -178,6 +178,7 @@ class Connection:
             await self._send({"type": "replaced"})
             return CLOSE_REPLACED
         if kind == "ended":
+            self.left = True  # nobody comes back to an ended call: the relay lets go at once
             await self._send({"type": "ended"})
             return CLOSE_ENDED
         if "session" in message and message.get("to_session") not in (None, self.session):
