@@ -257,8 +257,10 @@ def test_forwarded_header_matches_what_aiortc_would_write(audio_level):
     packet.extensions.mid = "1"
     packet.extensions.abs_send_time = 0x123456
     packet.extensions.audio_level = audio_level
+    # Values as they were on the wire: three bytes, and the level byte with its V bit.
+    level_byte = None if audio_level is None else (audio_level[0] << 7) | audio_level[1]
     written = HeaderWriter(parameters).write(1, 96, 65535, 4_000_000_000, 0xDEADBEEF,
-                                             0x123456, audio_level) + b"\x10opaque"
+                                             bytes.fromhex("123456"), level_byte) + b"\x10opaque"
     assert written == packet.serialize(extensions)
 
 
