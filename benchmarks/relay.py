@@ -1,13 +1,16 @@
 """Relay benchmark: aiortc's stock MediaRelay against the packet-forwarding relay.
 
     python benchmarks/relay.py                      # all four runs, about two minutes
-    python benchmarks/relay.py --packet-publishers 20 --seconds 20
+    python benchmarks/relay.py --modes packet --fanouts 1 --packet-streams 60
 
-N publishers send a pre-encoded 640x480 VP8 clip (about 1 Mbit/s, 30 fps, a keyframe
+Publishers send a pre-encoded 640x480 VP8 clip (about 1 Mbit/s, 30 fps, a keyframe
 every 2 s) to the relay, each in its own room with 1 or 4 subscribers that count
-packets and frames but never decode. Publishers and subscribers live in this process;
-the relay runs in a child process, whose CPU time (all threads, so the stock
-relay's encoder threads count) is measured over a window after a warm-up.
+packets and frames but never decode; a run of S streams has S / fan-out publishers.
+The relay runs in one child process, the publishers and subscribers in
+--client-processes others (rooms dealt round-robin), so the clients' CPU does not
+share an interpreter with the relay. The relay's CPU time (all threads, so the
+stock relay's encoder threads count; user and system, so the kernel's UDP work
+for its sockets counts) is measured over a window after a warm-up.
 Streams per core = forwarded streams / relay CPU share in the window. Not a test.
 """
 
@@ -18,6 +21,7 @@ import asyncio
 import multiprocessing
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from fractions import Fraction
 
 import av
@@ -92,11 +96,12 @@ class Counter:
             if delta < 0x8000:
                 self.highest += delta
 
-    def snapshot(self) -> tuple[int, int, int]:
-        # Before the first packet, the stream "starts" just before it arrives.
+    def snapshot(self) -> tuple[int, int, int, int]:
+        """(packets, frames, highest, first); before the first packet the stream
+        "starts" just before it arrives."""
         if self.highest is None:
-            return 0, 0, -1
-        return self.packets, self.frames, self.highest
+            return 0, 0, -1, 0
+        return self.packets, self.frames, self.highest, self.first
 
 
 async def nothing(*args: object) -> None:
@@ -113,7 +118,10 @@ async def _serve(mode: str, conn) -> None:  # noqa: ANN001
     while True:
         message = await loop.run_in_executor(None, conn.recv)
         if message[0] == "cpu":
-            conn.send(time.process_time())
+            times = os.times()
+            received = sum(source.packets_received for name in relay.room_names
+                           for source in relay.room(name).sources())
+            conn.send((times.user, times.system, received))
             continue
         if message[0] == "stop":
             await relay.close()
@@ -134,25 +142,29 @@ async def _serve(mode: str, conn) -> None:  # noqa: ANN001
         conn.send(pc.localDescription.sdp)
 
 
-async def run(mode: str, publishers: int, fanout: int, clip: list[bytes],
-              warmup: float, seconds: float) -> dict[str, float]:
-    loop = asyncio.get_running_loop()
-    context = multiprocessing.get_context("spawn")
-    parent, child = context.Pipe()
-    process = context.Process(target=serve, args=(mode, child))
-    process.start()
+def udp_receive_buffer_drops() -> int:
+    """Datagrams the kernel dropped, machine-wide, because a socket's buffer was full."""
+    with open("/proc/net/snmp") as snmp:
+        rows = [line.split() for line in snmp if line.startswith("Udp:")]
+    return int(rows[1][rows[0].index("RcvbufErrors")])
 
-    async def ask(*message: object):  # noqa: ANN202
-        parent.send(message)
-        return await loop.run_in_executor(None, parent.recv)
+
+def clients(conn, mode: str, rooms: list[int], fanout: int, clip: list[bytes]) -> None:  # noqa: ANN001
+    asyncio.run(_clients(conn, rooms, fanout, clip))
+
+
+async def _clients(conn, rooms: list[int], fanout: int, clip: list[bytes]) -> None:  # noqa: ANN001
+    """Publishers and subscribers of some rooms; offers go to the relay via the parent."""
+    loop = asyncio.get_running_loop()
 
     async def connect(pc: RTCPeerConnection, role: str, room: str, name: str) -> None:
         await pc.setLocalDescription(await pc.createOffer())
-        answer = await ask(role, room, name, pc.localDescription.sdp)
+        conn.send(("offer", role, room, name, pc.localDescription.sdp))
+        answer = await loop.run_in_executor(None, conn.recv)
         await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
 
     pcs, counters = [], []
-    for i in range(publishers):
+    for i in rooms:
         pc = RTCPeerConnection(CONFIG)
         pc.addTransceiver(ClipTrack(clip), direction="sendonly")
         pcs.append(pc)
@@ -166,38 +178,102 @@ async def run(mode: str, publishers: int, fanout: int, clip: list[bytes],
             pcs.append(pc)
             counters.append(counter)
             await connect(pc, "subscribe", f"room-{i}", f"sub-{i}-{j}")
-    await asyncio.sleep(warmup)
-    before = [c.snapshot() for c in counters]
-    cpu_before, own_before, start = await ask("cpu"), time.process_time(), time.monotonic()
-    await asyncio.sleep(seconds)
-    after = [c.snapshot() for c in counters]
-    cpu_after, own_after = await ask("cpu"), time.process_time()
-    elapsed = time.monotonic() - start
-    await ask("stop")
-    process.join()
-    await asyncio.gather(*(pc.close() for pc in pcs))
+    conn.send(("ready",))
+    while True:
+        message = await loop.run_in_executor(None, conn.recv)
+        if message[0] == "snapshot":
+            conn.send(([c.snapshot() for c in counters], time.process_time()))
+        else:
+            await asyncio.gather(*(pc.close() for pc in pcs))
+            conn.send(None)
+            return
 
+
+async def run(mode: str, streams: int, fanout: int, clip: list[bytes], warmup: float,
+              seconds: float, client_processes: int) -> dict[str, float]:
+    loop = asyncio.get_running_loop()
+    pool = ThreadPoolExecutor(max_workers=client_processes + 2)
+    context = multiprocessing.get_context("spawn")
+    relay_conn, child = context.Pipe()
+    relay_process = context.Process(target=serve, args=(mode, child))
+    relay_process.start()
+    publishers = streams // fanout
+    workers = []
+    for k in range(client_processes):
+        rooms = list(range(k, publishers, client_processes))
+        if rooms:
+            conn, child = context.Pipe()
+            process = context.Process(target=clients, args=(child, mode, rooms, fanout, clip))
+            process.start()
+            workers.append((conn, process))
+    relay_lock = asyncio.Lock()
+
+    async def ask(conn, *message: object):  # noqa: ANN001, ANN202
+        conn.send(message)
+        return await loop.run_in_executor(pool, conn.recv)
+
+    async def ask_relay(*message: object):  # noqa: ANN202
+        async with relay_lock:
+            return await ask(relay_conn, *message)
+
+    async def signal(conn) -> None:  # noqa: ANN001
+        while (message := await loop.run_in_executor(pool, conn.recv))[0] == "offer":
+            conn.send(await ask_relay(*message[1:]))
+
+    async def snapshot():  # noqa: ANN202
+        replies = await asyncio.gather(*(ask(conn, "snapshot") for conn, _ in workers))
+        relay_cpu = await ask_relay("cpu")
+        counts = [count for counted, _ in replies for count in counted]
+        return (counts, sum(cpu for _, cpu in replies), relay_cpu, udp_receive_buffer_drops(),
+                time.monotonic())
+
+    await asyncio.gather(*(signal(conn) for conn, _ in workers))
+    await asyncio.sleep(warmup)
+    (before, clients_before, (user_before, system_before, in_before), drops_before,
+     start) = await snapshot()
+    await asyncio.sleep(seconds)
+    (after, clients_after, (user_after, system_after, in_after), drops_after,
+     end) = await snapshot()
+    load = os.getloadavg()[0]
+    await asyncio.gather(*(ask(conn, "stop") for conn, _ in workers))
+    await ask_relay("stop")
+    for _, process in workers:
+        process.join()
+    relay_process.join()
+    pool.shutdown()
+
+    elapsed = end - start
     packets = sum(a[0] - b[0] for a, b in zip(after, before, strict=True))
-    frames = sum(a[1] - b[1] for a, b in zip(after, before, strict=True))
-    expected = sum(a[2] - (b[2] if b[2] >= 0 else c.first - 1)
-                   for a, b, c in zip(after, before, counters, strict=True) if a[2] >= 0)
-    streams = publishers * fanout
-    cpu_share = (cpu_after - cpu_before) / elapsed
+    frames = [a[1] - b[1] for a, b in zip(after, before, strict=True)]
+    expected = sum(a[2] - (b[2] if b[2] >= 0 else a[3] - 1)
+                   for a, b in zip(after, before, strict=True) if a[2] >= 0)
+    cpu = (user_after - user_before) + (system_after - system_before)
+    cpu_share = cpu / elapsed
     return {
         "streams": streams,
         "relay_cpu_share": cpu_share,
-        "us_per_packet": (cpu_after - cpu_before) / max(packets, 1) * 1e6,
+        "relay_system_share": (system_after - system_before) / elapsed,
+        "us_per_packet": cpu / max(packets, 1) * 1e6,
         "streams_per_core": streams / cpu_share if cpu_share else float("inf"),
-        "fps": frames / elapsed / streams,
+        "fps": sum(frames) / elapsed / streams,
+        "min_fps": min(frames) / elapsed,
         "loss": 1 - packets / expected if expected else 1.0,
-        "client_cpu_share": (own_after - own_before) / elapsed,
+        # Packets the relay got from publishers against what subscribers should have
+        # got (packet mode, fan-out 1: splits the loss into up- and downstream).
+        "relay_in": (in_after - in_before) / (expected / fanout) if expected else 0.0,
+        "udp_drops": drops_after - drops_before,
+        "client_cpu_share": (clients_after - clients_before) / elapsed,
+        "load": load,
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--stock-publishers", type=int, default=1)
-    parser.add_argument("--packet-publishers", type=int, default=12)
+    parser.add_argument("--stock-streams", type=int, default=4,
+                        help="forwarded streams per stock run (rounded to the fan-out)")
+    parser.add_argument("--packet-streams", type=int, default=60,
+                        help="forwarded streams per packet-relay run")
+    parser.add_argument("--client-processes", type=int, default=2)
     parser.add_argument("--warmup", type=float, default=5.0)
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--modes", default="stock,packet", help="comma-separated")
@@ -205,20 +281,26 @@ def main() -> None:
     args = parser.parse_args()
     clip = encode_clip()
     clip_rate = sum(map(len, clip)) * 8 / (len(clip) / FPS) / 1e6
-    print(f"clip: {len(clip)} VP8 frames {WIDTH}x{HEIGHT} at {FPS} fps, {clip_rate:.2f} Mbit/s")
+    print(f"clip: {len(clip)} VP8 frames {WIDTH}x{HEIGHT} at {FPS} fps, {clip_rate:.2f} Mbit/s; "
+          f"{os.cpu_count()} CPUs; clients in {args.client_processes} processes")
     results = {}
     modes = args.modes.split(",")
     fanouts = [int(f) for f in args.fanouts.split(",")]
-    publishers_of = {"stock": args.stock_publishers, "packet": args.packet_publishers}
+    streams_of = {"stock": args.stock_streams, "packet": args.packet_streams}
     for mode in modes:
-        publishers = publishers_of[mode]
         for fanout in fanouts:
-            r = asyncio.run(run(mode, publishers, fanout, clip, args.warmup, args.seconds))
+            streams = max(fanout, streams_of[mode] // fanout * fanout)
+            r = asyncio.run(run(mode, streams, fanout, clip, args.warmup, args.seconds,
+                                args.client_processes))
             results[mode, fanout] = r
             print(f"{mode:6} fan-out {fanout}: {r['streams']:3} streams, relay CPU "
-                  f"{r['relay_cpu_share']:.2f} core, {r['us_per_packet']:7.1f} µs/packet, "
-                  f"{r['streams_per_core']:6.1f} streams/core, {r['fps']:5.1f} fps delivered, "
-                  f"loss {r['loss']:.2%} (clients {r['client_cpu_share']:.2f} core)")
+                  f"{r['relay_cpu_share']:.2f} core ({r['relay_system_share']:.2f} system), "
+                  f"{r['us_per_packet']:6.1f} µs/packet, "
+                  f"{r['streams_per_core']:6.1f} streams/core, {r['fps']:4.1f} fps delivered "
+                  f"(slowest stream {r['min_fps']:4.1f}), loss {r['loss']:.2%}"
+                  + (f" (relay got {r['relay_in']:.2%})" if mode == "packet" else "")
+                  + f", UDP buffer drops {r['udp_drops']}, "
+                  f"clients {r['client_cpu_share']:.2f} core, load {r['load']:.1f}", flush=True)
     for fanout in fanouts if len(modes) == 2 else ():
         ratio = results["packet", fanout]["streams_per_core"] / results["stock", fanout]["streams_per_core"]
         print(f"fan-out {fanout}: packet relay / stock MediaRelay = {ratio:.1f}x streams per core")

@@ -319,3 +319,74 @@ async def test_publisher_learns_its_round_trip_time_from_relay_reports(call):
         while (await round_trip_time()) is None:  # noqa: ASYNC110 - RTCP timers
             await asyncio.sleep(0.2)
     assert 0 <= await round_trip_time() < 0.5
+
+
+async def test_relay_rtp_bypasses_aiortc_parsing(call):
+    """Packets reach the subscribers without the relay's DTLS transports parsing
+    them into RtpPackets (hooks.RtpInput), while RTCP still takes aiortc's path."""
+    room, peers = call
+    transports = {s.receiver.transport for s in room.participant("pub").sources}
+    parsed, routed_rtcp = [], []
+    for transport in transports:
+        stock_rtp, stock_rtcp = transport._handle_rtp_data, transport._handle_rtcp_data
+
+        async def rtp(data, arrival_time_ms, stock=stock_rtp) -> None:  # noqa: ANN001
+            parsed.append(data)
+            await stock(data, arrival_time_ms)
+
+        async def rtcp(data, stock=stock_rtcp) -> None:  # noqa: ANN001
+            routed_rtcp.append(data)
+            await stock(data)
+
+        transport._handle_rtp_data, transport._handle_rtcp_data = rtp, rtcp
+    before = peers["sub1"].frames["video"]
+    await until(lambda: peers["sub1"].frames["video"] >= before + 15 and routed_rtcp, within=5)
+    assert parsed == []
+
+
+def test_aioice_delivery_change_fails_loudly(monkeypatch: pytest.MonkeyPatch):
+    def datagram_received(self, data, addr) -> None:  # noqa: ANN001
+        self.receiver.deliver(data)
+
+    monkeypatch.setattr(aioice.ice.StunProtocol, "datagram_received", datagram_received)
+    with pytest.raises(hooks.HookMismatch, match="data_received"):
+        Relay()
+
+
+def test_incoming_stream_counts_as_aiortc_does(monkeypatch: pytest.MonkeyPatch):
+    """The relay's receive statistics and NACK list equal aiortc's own for the same
+    packets: reordering, loss, duplicates and a sequence number wrap."""
+    import random
+
+    from aiortc import rtcrtpreceiver
+    from aiortc.rtp import RtpPacket
+
+    from smartpractice.rtc.statistics import IncomingStream
+
+    clock = {"now": 1000.0}
+    monkeypatch.setattr(rtcrtpreceiver.time, "time", lambda: clock["now"])
+    rng = random.Random(7)
+    sequence = []
+    for n in range(3000):
+        seq = (65000 + n) & 0xFFFF
+        if rng.random() < 0.05:
+            continue  # lost
+        sequence.append(seq)
+        if rng.random() < 0.03 and len(sequence) > 2:
+            sequence[-1], sequence[-2] = sequence[-2], sequence[-1]  # reordered
+        if rng.random() < 0.01:
+            sequence.append((seq - rng.randrange(1, 60)) & 0xFFFF)  # late or duplicate
+    sequence += [(sequence[-1] + 400) & 0xFFFF]  # a gap beyond the NACK window
+    ours, theirs = IncomingStream(90000, track_losses=True), rtcrtpreceiver.StreamStatistics(90000)
+    nacks = rtcrtpreceiver.NackGenerator()
+    for seq in sequence:
+        clock["now"] += rng.random() / 50
+        timestamp = (seq // 4 * 3000) & 0xFFFFFFFF
+        packet = RtpPacket(sequence_number=seq, timestamp=timestamp)
+        theirs.add(packet)
+        assert ours.add(seq, timestamp, clock["now"]) == nacks.add(packet)
+        assert ours.missing == nacks.missing
+        if rng.random() < 0.01:
+            assert ours.fraction_lost() == theirs.fraction_lost
+    assert (ours.max_seq, ours.cycles, ours.packets_received, ours.packets_lost, ours.jitter) == (
+        theirs.max_seq, theirs.cycles, theirs.packets_received, theirs.packets_lost, theirs.jitter)
