@@ -48,12 +48,14 @@ def check_hooks() -> None:
                            "_unregister_rtp_receiver", "_rtp_header_extensions_map",
                            "_rtp_router", "_rx_srtp", "_tx_srtp", "_state"),
         RtpRouter: ("route_rtp",),
-        aioice.Connection: ("data_received", "_queue", "_nominated"),
+        aioice.Connection: ("data_received", "_queue", "_nominated", "_protocols"),
+        aioice.ice.StunProtocol: ("datagram_received", "local_candidate"),
         aioice.ice.CandidatePair: ("protocol", "remote_addr"),
     }
     for cls, names in expected.items():
         for name in names:
-            if not hasattr(cls, name) and name not in _instance_attributes(cls):
+            if (not hasattr(cls, name) and name not in _instance_attributes(cls)
+                    and name not in getattr(cls, "__annotations__", {})):
                 raise HookMismatch(f"aiortc {cls.__name__}.{name} is gone")
     # The receiver must still start its decoder inside receive(), which is what
     # replacing receive() avoids.
@@ -168,6 +170,11 @@ class RtpInput:
         connection = transport.transport._connection
         self._queue_put = connection._queue.put_nowait
         connection.data_received = self._data_received
+        # aioice tries to parse every datagram as STUN before passing it on;
+        # by its first byte (RFC 7983) RTP and RTCP never are. ICE has finished
+        # gathering when receivers start, so these are all the sockets there are.
+        for protocol in connection._protocols:
+            protocol.datagram_received = self._demultiplexer(protocol)
 
     @classmethod
     def of(cls, transport: RTCDtlsTransport) -> RtpInput:
@@ -183,6 +190,18 @@ class RtpInput:
     def remove(self, receiver: RTCRtpReceiver) -> None:
         self._handlers.pop(receiver, None)
         self._by_ssrc.clear()
+
+    def _demultiplexer(self, protocol) -> Callable[[bytes, tuple], None]:  # noqa: ANN001
+        stun = protocol.datagram_received
+        component = protocol.local_candidate.component
+        media = self._data_received
+
+        def datagram_received(data: bytes, addr: tuple) -> None:
+            if data and 127 < data[0] < 192:
+                media(data, component)
+            else:
+                stun(data, addr)
+        return datagram_received
 
     def _data_received(self, data: bytes, component: int) -> None:
         # RFC 7983: 128-191 is RTP or RTCP; RTCP packet types are 192-208 (as is_rtcp).
