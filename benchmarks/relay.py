@@ -108,8 +108,13 @@ async def nothing(*args: object) -> None:
     return None
 
 
-def serve(mode: str, conn) -> None:  # noqa: ANN001
-    asyncio.run(_serve(mode, conn))
+def serve(mode: str, conn, relay_loop: str) -> None:  # noqa: ANN001
+    if relay_loop == "uvloop":
+        import uvloop  # not a project dependency: for comparison only
+
+        uvloop.run(_serve(mode, conn))
+    else:
+        asyncio.run(_serve(mode, conn))
 
 
 async def _serve(mode: str, conn) -> None:  # noqa: ANN001
@@ -190,12 +195,12 @@ async def _clients(conn, rooms: list[int], fanout: int, clip: list[bytes]) -> No
 
 
 async def run(mode: str, streams: int, fanout: int, clip: list[bytes], warmup: float,
-              seconds: float, client_processes: int) -> dict[str, float]:
+              seconds: float, client_processes: int, relay_loop: str) -> dict[str, float]:
     loop = asyncio.get_running_loop()
     pool = ThreadPoolExecutor(max_workers=client_processes + 2)
     context = multiprocessing.get_context("spawn")
     relay_conn, child = context.Pipe()
-    relay_process = context.Process(target=serve, args=(mode, child))
+    relay_process = context.Process(target=serve, args=(mode, child, relay_loop))
     relay_process.start()
     publishers = streams // fanout
     workers = []
@@ -274,6 +279,8 @@ def main() -> None:
     parser.add_argument("--packet-streams", type=int, default=60,
                         help="forwarded streams per packet-relay run")
     parser.add_argument("--client-processes", type=int, default=2)
+    parser.add_argument("--relay-loop", choices=("asyncio", "uvloop"), default="asyncio",
+                        help="event loop of the relay process (uvloop must be installed)")
     parser.add_argument("--warmup", type=float, default=5.0)
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--modes", default="stock,packet", help="comma-separated")
@@ -282,7 +289,8 @@ def main() -> None:
     clip = encode_clip()
     clip_rate = sum(map(len, clip)) * 8 / (len(clip) / FPS) / 1e6
     print(f"clip: {len(clip)} VP8 frames {WIDTH}x{HEIGHT} at {FPS} fps, {clip_rate:.2f} Mbit/s; "
-          f"{os.cpu_count()} CPUs; clients in {args.client_processes} processes")
+          f"{os.cpu_count()} CPUs; clients in {args.client_processes} processes; "
+          f"relay on {args.relay_loop}")
     results = {}
     modes = args.modes.split(",")
     fanouts = [int(f) for f in args.fanouts.split(",")]
@@ -291,7 +299,7 @@ def main() -> None:
         for fanout in fanouts:
             streams = max(fanout, streams_of[mode] // fanout * fanout)
             r = asyncio.run(run(mode, streams, fanout, clip, args.warmup, args.seconds,
-                                args.client_processes))
+                                args.client_processes, args.relay_loop))
             results[mode, fanout] = r
             print(f"{mode:6} fan-out {fanout}: {r['streams']:3} streams, relay CPU "
                   f"{r['relay_cpu_share']:.2f} core ({r['relay_system_share']:.2f} system), "
