@@ -390,3 +390,69 @@ def test_incoming_stream_counts_as_aiortc_does(monkeypatch: pytest.MonkeyPatch):
             assert ours.fraction_lost() == theirs.fraction_lost
     assert (ours.max_seq, ours.cycles, ours.packets_received, ours.packets_lost, ours.jitter) == (
         theirs.max_seq, theirs.cycles, theirs.packets_received, theirs.packets_lost, theirs.jitter)
+
+
+@pytest.mark.parametrize("two_byte_extensions", [False, True])
+async def test_source_reads_headers_as_aiortc_does(two_byte_extensions):
+    """CSRCs, padding, header extensions and RTX, which aiortc peers do not send
+    but browsers may: what the relay forwards is what aiortc's parser reads."""
+    from types import SimpleNamespace
+
+    from aiortc.rtcrtpparameters import (
+        RTCRtpCodecParameters,
+        RTCRtpHeaderExtensionParameters,
+        RTCRtpReceiveParameters,
+        RTCRtpRtxParameters,
+    )
+    from aiortc.rtcrtpparameters import RTCRtpDecodingParameters as Encoding
+    from aiortc.rtp import HeaderExtensionsMap, RtpPacket, wrap_rtx
+
+    from smartpractice.rtc.rtp_header import ABS_SEND_TIME, AUDIO_LEVEL, MID
+    from smartpractice.rtc.source import Source
+
+    connection = SimpleNamespace(_nominated={})
+    receiver = SimpleNamespace(transport=SimpleNamespace(transport=SimpleNamespace(
+        _connection=connection)))
+    source = Source("pub", "video", receiver, rtcp_ssrc=1)
+    parameters = RTCRtpReceiveParameters(
+        codecs=[RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=96),
+                RTCRtpCodecParameters(mimeType="video/rtx", clockRate=90000, payloadType=97,
+                                      parameters={"apt": 96})],
+        headerExtensions=[RTCRtpHeaderExtensionParameters(id=1, uri=MID),
+                          RTCRtpHeaderExtensionParameters(id=3, uri=ABS_SEND_TIME),
+                          RTCRtpHeaderExtensionParameters(id=5, uri=AUDIO_LEVEL)],
+        encodings=[Encoding(ssrc=1111, payloadType=96, rtx=RTCRtpRtxParameters(ssrc=2222))])
+    source._configure(parameters)
+    extensions = HeaderExtensionsMap()
+    extensions.configure(parameters)
+    forwarded = []
+    source.forwards.append(SimpleNamespace(forward=lambda *args: forwarded.append(args)))
+    try:
+        packet = RtpPacket(payload_type=96, marker=1, sequence_number=7, timestamp=90_000,
+                           ssrc=1111, payload=bytes([0x10, 0x02]) + b"opaque")
+        packet.csrc = [5, 6]
+        packet.extensions.mid = "0"
+        packet.extensions.abs_send_time = 0xABCDEF
+        packet.extensions.audio_level = (True, 33)
+        packet.padding_size = 3
+        data = packet.serialize(extensions)
+        if two_byte_extensions:  # same elements, RFC 8285 section 4.3 layout
+            from aiortc.rtp import pack_header_extensions
+            profile, value = pack_header_extensions([(1, b"0"), (3, bytes.fromhex("abcdef")),
+                                                     (5, bytes([0x80 | 33])), (20, b"xy")])
+            assert profile == 0x1000
+            data = (bytes([data[0]]) + data[1:12] + data[12:20] + profile.to_bytes(2, "big")
+                    + (len(value) // 4).to_bytes(2, "big") + value
+                    + packet.payload + bytes([0, 0, 3]))
+        parsed = RtpPacket.parse(data, extensions)
+        assert parsed.payload == packet.payload and parsed.csrc == [5, 6]
+        source._handle_rtp(data)
+        rtx = wrap_rtx(packet, payload_type=97, sequence_number=500, ssrc=2222)
+        rtx.padding_size = 0
+        source._handle_rtp(rtx.serialize(extensions))
+        expected = ("vp8", 1, 7, 90_000, 1111, bytes.fromhex("abcdef"), 0x80 | 33,
+                    packet.payload)
+        assert [(args[0].lower(), *args[1:]) for args in forwarded] == [expected, expected]
+        assert source.packets_received == 2
+    finally:
+        await source.close()
