@@ -126,7 +126,7 @@ async def _serve(mode: str, conn) -> None:  # noqa: ANN001
             times = os.times()
             received = sum(source.packets_received for name in relay.room_names
                            for source in relay.room(name).sources())
-            conn.send((times.user, times.system, received))
+            conn.send((times.user + times.system, times.system, received, time.monotonic()))
             continue
         if message[0] == "stop":
             await relay.close()
@@ -187,7 +187,7 @@ async def _clients(conn, rooms: list[int], fanout: int, clip: list[bytes]) -> No
     while True:
         message = await loop.run_in_executor(None, conn.recv)
         if message[0] == "snapshot":
-            conn.send(([c.snapshot() for c in counters], time.process_time()))
+            conn.send(([c.snapshot() for c in counters], time.process_time(), time.monotonic()))
         else:
             await asyncio.gather(*(pc.close() for pc in pcs))
             conn.send(None)
@@ -226,19 +226,18 @@ async def run(mode: str, streams: int, fanout: int, clip: list[bytes], warmup: f
             conn.send(await ask_relay(*message[1:]))
 
     async def snapshot():  # noqa: ANN202
-        replies = await asyncio.gather(*(ask(conn, "snapshot") for conn, _ in workers))
-        relay_cpu = await ask_relay("cpu")
-        counts = [count for counted, _ in replies for count in counted]
-        return (counts, sum(cpu for _, cpu in replies), relay_cpu, udp_receive_buffer_drops(),
-                time.monotonic())
+        # Each process stamps its own figures (CLOCK_MONOTONIC is machine-wide), so
+        # a reply that is slow to come back under load does not skew the rates.
+        return await asyncio.gather(ask_relay("cpu"),
+                                    *(ask(conn, "snapshot") for conn, _ in workers))
 
     await asyncio.gather(*(signal(conn) for conn, _ in workers))
     await asyncio.sleep(warmup)
-    (before, clients_before, (user_before, system_before, in_before), drops_before,
-     start) = await snapshot()
+    drops_before = udp_receive_buffer_drops()
+    relay_before, *clients_before = await snapshot()
     await asyncio.sleep(seconds)
-    (after, clients_after, (user_after, system_after, in_after), drops_after,
-     end) = await snapshot()
+    relay_after, *clients_after = await snapshot()
+    drops = udp_receive_buffer_drops() - drops_before
     load = os.getloadavg()[0]
     await asyncio.gather(*(ask(conn, "stop") for conn, _ in workers))
     await ask_relay("stop")
@@ -247,27 +246,37 @@ async def run(mode: str, streams: int, fanout: int, clip: list[bytes], warmup: f
     relay_process.join()
     pool.shutdown()
 
-    elapsed = end - start
-    packets = sum(a[0] - b[0] for a, b in zip(after, before, strict=True))
-    frames = [a[1] - b[1] for a, b in zip(after, before, strict=True)]
-    expected = sum(a[2] - (b[2] if b[2] >= 0 else a[3] - 1)
-                   for a, b in zip(after, before, strict=True) if a[2] >= 0)
-    cpu = (user_after - user_before) + (system_after - system_before)
-    cpu_share = cpu / elapsed
+    def rate(after: float, before: float, t_after: float, t_before: float) -> float:
+        return (after - before) / (t_after - t_before)
+
+    relay_time = relay_after[3], relay_before[3]
+    cpu_share = rate(relay_after[0], relay_before[0], *relay_time)
+    packet_rate = frame_rate = expected_rate = client_cpu = 0.0
+    stream_frame_rates = []
+    for (after, cpu_after, t_after), (before, cpu_before, t_before) in zip(
+            clients_after, clients_before, strict=True):
+        client_cpu += rate(cpu_after, cpu_before, t_after, t_before)
+        for a, b in zip(after, before, strict=True):
+            packet_rate += rate(a[0], b[0], t_after, t_before)
+            stream_frame_rates.append(rate(a[1], b[1], t_after, t_before))
+            if a[2] >= 0:  # a stream that has not started yet expects nothing
+                expected_rate += rate(a[2], b[2] if b[2] >= 0 else a[3] - 1, t_after, t_before)
+    frame_rate = sum(stream_frame_rates)
     return {
         "streams": streams,
         "relay_cpu_share": cpu_share,
-        "relay_system_share": (system_after - system_before) / elapsed,
-        "us_per_packet": cpu / max(packets, 1) * 1e6,
+        "relay_system_share": rate(relay_after[1], relay_before[1], *relay_time),
+        "us_per_packet": cpu_share / max(packet_rate, 1e-9) * 1e6,
         "streams_per_core": streams / cpu_share if cpu_share else float("inf"),
-        "fps": sum(frames) / elapsed / streams,
-        "min_fps": min(frames) / elapsed,
-        "loss": 1 - packets / expected if expected else 1.0,
+        "fps": frame_rate / streams,
+        "min_fps": min(stream_frame_rates),
+        "loss": 1 - packet_rate / expected_rate if expected_rate else 1.0,
         # Packets the relay got from publishers against what subscribers should have
-        # got (packet mode, fan-out 1: splits the loss into up- and downstream).
-        "relay_in": (in_after - in_before) / (expected / fanout) if expected else 0.0,
-        "udp_drops": drops_after - drops_before,
-        "client_cpu_share": (clients_after - clients_before) / elapsed,
+        # got: splits the loss into up- and downstream.
+        "relay_in": (rate(relay_after[2], relay_before[2], *relay_time)
+                     / (expected_rate / fanout) if expected_rate else 0.0),
+        "udp_drops": drops,
+        "client_cpu_share": client_cpu,
         "load": load,
     }
 
@@ -309,6 +318,10 @@ def main() -> None:
                   + (f" (relay got {r['relay_in']:.2%})" if mode == "packet" else "")
                   + f", UDP buffer drops {r['udp_drops']}, "
                   f"clients {r['client_cpu_share']:.2f} core, load {r['load']:.1f}", flush=True)
+            if r["min_fps"] < 0.9 * FPS:
+                # Streams per core assumes every stream flowed at its full rate.
+                print(f"  INVALID: a stream delivered {r['min_fps']:.1f} fps; "
+                      "the machine could not carry this load", flush=True)
     for fanout in fanouts if len(modes) == 2 else ():
         ratio = results["packet", fanout]["streams_per_core"] / results["stock", fanout]["streams_per_core"]
         print(f"fan-out {fanout}: packet relay / stock MediaRelay = {ratio:.1f}x streams per core")
