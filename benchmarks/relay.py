@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import multiprocessing
 import os
 import time
@@ -117,18 +118,49 @@ def serve(mode: str, conn, relay_loop: str) -> None:  # noqa: ANN001
         asyncio.run(_serve(mode, conn))
 
 
+class Stalls:
+    """The relay loop's longest stall and garbage collection pause since the last
+    reading: packets wait in the kernel meanwhile, and are dropped when a
+    socket's buffer fills."""
+
+    def __init__(self) -> None:
+        self.loop = self.gc = 0.0
+        self._gc_start = 0.0
+        gc.callbacks.append(self._collecting)
+
+    def _collecting(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._gc_start = time.perf_counter()
+        else:
+            self.gc = max(self.gc, time.perf_counter() - self._gc_start)
+
+    async def watch(self) -> None:
+        while True:
+            start = time.perf_counter()
+            await asyncio.sleep(0.005)
+            self.loop = max(self.loop, time.perf_counter() - start - 0.005)
+
+    def read(self) -> tuple[float, float]:
+        readings, self.loop, self.gc = (self.loop, self.gc), 0.0, 0.0
+        return readings
+
+
 async def _serve(mode: str, conn) -> None:  # noqa: ANN001
     loop = asyncio.get_running_loop()
     relay, stock, pcs, tracks = Relay(), MediaRelay(), [], {}
+    stalls = Stalls()
+    watcher = asyncio.ensure_future(stalls.watch())
     while True:
         message = await loop.run_in_executor(None, conn.recv)
         if message[0] == "cpu":
             times = os.times()
             received = sum(source.packets_received for name in relay.room_names
                            for source in relay.room(name).sources())
-            conn.send((times.user + times.system, times.system, received, time.monotonic()))
+            conn.send((times.user + times.system, times.system, received, time.monotonic(),
+                       *stalls.read()))
             continue
         if message[0] == "stop":
+            watcher.cancel()
             await relay.close()
             await asyncio.gather(*(pc.close() for pc in pcs))
             conn.send(None)
@@ -276,6 +308,8 @@ async def run(mode: str, streams: int, fanout: int, clip: list[bytes], warmup: f
         "relay_in": (rate(relay_after[2], relay_before[2], *relay_time)
                      / (expected_rate / fanout) if expected_rate else 0.0),
         "udp_drops": drops,
+        "loop_stall": relay_after[4],
+        "gc_pause": relay_after[5],
         "client_cpu_share": client_cpu,
         "load": load,
     }
@@ -316,7 +350,8 @@ def main() -> None:
                   f"{r['streams_per_core']:6.1f} streams/core, {r['fps']:4.1f} fps delivered "
                   f"(slowest stream {r['min_fps']:4.1f}), loss {r['loss']:.2%}"
                   + (f" (relay got {r['relay_in']:.2%})" if mode == "packet" else "")
-                  + f", UDP buffer drops {r['udp_drops']}, "
+                  + f", UDP buffer drops {r['udp_drops']}, relay loop stalled up to "
+                  f"{r['loop_stall'] * 1000:.0f} ms (GC {r['gc_pause'] * 1000:.0f} ms), "
                   f"clients {r['client_cpu_share']:.2f} core, load {r['load']:.1f}", flush=True)
             if r["min_fps"] < 0.9 * FPS:
                 # Streams per core assumes every stream flowed at its full rate.
