@@ -124,7 +124,7 @@ class Stalls:
     socket's buffer fills."""
 
     def __init__(self) -> None:
-        self.loop = self.gc = 0.0
+        self.loop = self.busy = self.gc = 0.0
         self._gc_start = 0.0
         gc.callbacks.append(self._collecting)
 
@@ -136,12 +136,17 @@ class Stalls:
 
     async def watch(self) -> None:
         while True:
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.thread_time()
             await asyncio.sleep(0.005)
-            self.loop = max(self.loop, time.perf_counter() - start - 0.005)
+            stall = time.perf_counter() - start - 0.005
+            if stall > self.loop:
+                # CPU the loop's thread used meanwhile: near the stall, the relay was
+                # busy; near zero, the machine did not run it.
+                self.loop, self.busy = stall, time.thread_time() - cpu
 
-    def read(self) -> tuple[float, float]:
-        readings, self.loop, self.gc = (self.loop, self.gc), 0.0, 0.0
+    def read(self) -> tuple[float, float, float]:
+        readings = self.loop, self.busy, self.gc
+        self.loop = self.busy = self.gc = 0.0
         return readings
 
 
@@ -309,7 +314,8 @@ async def run(mode: str, streams: int, fanout: int, clip: list[bytes], warmup: f
                      / (expected_rate / fanout) if expected_rate else 0.0),
         "udp_drops": drops,
         "loop_stall": relay_after[4],
-        "gc_pause": relay_after[5],
+        "stall_busy": relay_after[5],
+        "gc_pause": relay_after[6],
         "client_cpu_share": client_cpu,
         "load": load,
     }
@@ -351,7 +357,8 @@ def main() -> None:
                   f"(slowest stream {r['min_fps']:4.1f}), loss {r['loss']:.2%}"
                   + (f" (relay got {r['relay_in']:.2%})" if mode == "packet" else "")
                   + f", UDP buffer drops {r['udp_drops']}, relay loop stalled up to "
-                  f"{r['loop_stall'] * 1000:.0f} ms (GC {r['gc_pause'] * 1000:.0f} ms), "
+                  f"{r['loop_stall'] * 1000:.0f} ms (busy {r['stall_busy'] * 1000:.0f} ms of it; "
+                  f"longest GC {r['gc_pause'] * 1000:.0f} ms), "
                   f"clients {r['client_cpu_share']:.2f} core, load {r['load']:.1f}", flush=True)
             if r["min_fps"] < 0.9 * FPS:
                 # Streams per core assumes every stream flowed at its full rate.

@@ -456,3 +456,32 @@ async def test_source_reads_headers_as_aiortc_does(two_byte_extensions):
         assert source.packets_received == 2
     finally:
         await source.close()
+
+
+async def test_malformed_packets_are_dropped_quietly():
+    """Truncated headers from a publisher are dropped without reaching subscribers."""
+    from types import SimpleNamespace
+
+    from aiortc.rtcrtpparameters import RTCRtpCodecParameters, RTCRtpReceiveParameters
+
+    from smartpractice.rtc.source import Source
+
+    receiver = SimpleNamespace(transport=SimpleNamespace(transport=SimpleNamespace(
+        _connection=SimpleNamespace(_nominated={}))))
+    source = Source("pub", "video", receiver, rtcp_ssrc=1)
+    source._configure(RTCRtpReceiveParameters(codecs=[RTCRtpCodecParameters(
+        mimeType="video/VP8", clockRate=90000, payloadType=96)]))
+    forwarded = []
+    source.forwards.append(SimpleNamespace(forward=lambda *args: forwarded.append(args)))
+    header = bytes([0x80, 96, 0, 1, 0, 0, 0, 1, 0, 0, 0, 9])
+    try:
+        for data in (bytes([0x83]) + header[1:],             # CSRCs beyond the end
+                     bytes([0x90]) + header[1:] + b"\xbe",     # cut extension header
+                     bytes([0x90]) + header[1:] + b"\xbe\xde\x00\x09",  # extension too long
+                     bytes([0xa0]) + header[1:] + b"\x10\x50"):  # padding longer than payload
+            source._handle_rtp(data)
+        assert forwarded == []
+        source._handle_rtp(header + b"\x10\x00")
+        assert len(forwarded) == 1
+    finally:
+        await source.close()

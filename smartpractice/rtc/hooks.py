@@ -167,6 +167,7 @@ class RtpInput:
         self._router = transport._rtp_router
         self._handlers: dict[object, RawRtpHandler] = {}
         self._by_ssrc: dict[int, RawRtpHandler] = {}
+        self.failed = 0  # packets a handler raised on
         connection = transport.transport._connection
         self._queue_put = connection._queue.put_nowait
         connection.data_received = self._data_received
@@ -225,8 +226,12 @@ class RtpInput:
         try:
             handler(data)
         except Exception:
-            # One bad packet must not take the socket's reader down with it.
-            logger.exception("relay: dropping an RTP packet that could not be forwarded")
+            # One bad packet must not take the socket's reader down with it, nor
+            # a stream of them flood the log: the first is logged, the rest counted.
+            if not self.failed:
+                logger.exception("relay: dropping an RTP packet that could not be "
+                                 "forwarded (further failures are only counted)")
+            self.failed += 1
 
 
 class RtpOutput:

@@ -101,9 +101,9 @@ class Source:
     def _handle_rtp(self, data: bytes) -> None:
         """One decrypted packet from the publisher, forwarded to every subscriber.
 
-        The hottest function of the relay: the header is read with one unpack and
-        the payload is a single slice; nothing else is allocated per packet unless
-        a header extension the subscribers get is present.
+        The hottest function of the relay: the fixed header is read with one
+        unpack, extension values are kept as the bytes they were sent as, and the
+        payload is sliced once for all subscribers.
         """
         first, second, sequence_number, timestamp, ssrc = _HEADER.unpack_from(data)
         offset = 12 + 4 * (first & 0x0F)  # CSRCs are not forwarded
@@ -112,6 +112,8 @@ class Source:
             end -= data[-1]
         abs_send_time = audio_level = None
         if first & 0x10:
+            if offset + 4 > end:
+                return
             profile, words = _EXTENSION_HEADER.unpack_from(data, offset)
             start = offset + 4
             offset = start + 4 * words
