@@ -11,7 +11,11 @@ The relay runs in one child process, the publishers and subscribers in
 share an interpreter with the relay. The relay's CPU time (all threads, so the
 stock relay's encoder threads count; user and system, so the kernel's UDP work
 for its sockets counts) is measured over a window after a warm-up.
-Streams per core = forwarded streams / relay CPU share in the window. Not a test.
+Streams per core = forwarded streams / relay CPU share in the window, meaningful only
+when every stream flowed at full rate (a run where one fell below 90 % of the frame
+rate is marked INVALID). The relay loop's longest stall, and how much of it the relay
+was actually running, tell a busy relay from one the machine did not schedule.
+Not a test.
 """
 
 from __future__ import annotations
