@@ -1,23 +1,32 @@
 """Relay benchmark: aiortc's stock MediaRelay against the packet-forwarding relay.
 
     python benchmarks/relay.py                      # all four runs, about two minutes
-    python benchmarks/relay.py --packet-publishers 20 --seconds 20
+    python benchmarks/relay.py --modes packet --fanouts 1 --packet-streams 60
 
-N publishers send a pre-encoded 640x480 VP8 clip (about 1 Mbit/s, 30 fps, a keyframe
+Publishers send a pre-encoded 640x480 VP8 clip (about 1 Mbit/s, 30 fps, a keyframe
 every 2 s) to the relay, each in its own room with 1 or 4 subscribers that count
-packets and frames but never decode. Publishers and subscribers live in this process;
-the relay runs in a child process, whose CPU time (all threads, so the stock
-relay's encoder threads count) is measured over a window after a warm-up.
-Streams per core = forwarded streams / relay CPU share in the window. Not a test.
+packets and frames but never decode; a run of S streams has S / fan-out publishers.
+The relay runs in one child process, the publishers and subscribers in
+--client-processes others (rooms dealt round-robin), so the clients' CPU does not
+share an interpreter with the relay. The relay's CPU time (all threads, so the
+stock relay's encoder threads count; user and system, so the kernel's UDP work
+for its sockets counts) is measured over a window after a warm-up.
+Streams per core = forwarded streams / relay CPU share in the window, meaningful only
+when every stream flowed at full rate (a run where one fell below 90 % of the frame
+rate is marked INVALID). The relay loop's longest stall, and how much of it the relay
+was actually running, tell a busy relay from one the machine did not schedule.
+Not a test.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import multiprocessing
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from fractions import Fraction
 
 import av
@@ -92,30 +101,75 @@ class Counter:
             if delta < 0x8000:
                 self.highest += delta
 
-    def snapshot(self) -> tuple[int, int, int]:
-        # Before the first packet, the stream "starts" just before it arrives.
+    def snapshot(self) -> tuple[int, int, int, int]:
+        """(packets, frames, highest, first); before the first packet the stream
+        "starts" just before it arrives."""
         if self.highest is None:
-            return 0, 0, -1
-        return self.packets, self.frames, self.highest
+            return 0, 0, -1, 0
+        return self.packets, self.frames, self.highest, self.first
 
 
 async def nothing(*args: object) -> None:
     return None
 
 
-def serve(mode: str, conn) -> None:  # noqa: ANN001
-    asyncio.run(_serve(mode, conn))
+def serve(mode: str, conn, relay_loop: str) -> None:  # noqa: ANN001
+    if relay_loop == "uvloop":
+        import uvloop  # not a project dependency: for comparison only
+
+        uvloop.run(_serve(mode, conn))
+    else:
+        asyncio.run(_serve(mode, conn))
+
+
+class Stalls:
+    """The relay loop's longest stall and garbage collection pause since the last
+    reading: packets wait in the kernel meanwhile, and are dropped when a
+    socket's buffer fills."""
+
+    def __init__(self) -> None:
+        self.loop = self.busy = self.gc = 0.0
+        self._gc_start = 0.0
+        gc.callbacks.append(self._collecting)
+
+    def _collecting(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._gc_start = time.perf_counter()
+        else:
+            self.gc = max(self.gc, time.perf_counter() - self._gc_start)
+
+    async def watch(self) -> None:
+        while True:
+            start, cpu = time.perf_counter(), time.thread_time()
+            await asyncio.sleep(0.005)
+            stall = time.perf_counter() - start - 0.005
+            if stall > self.loop:
+                # CPU the loop's thread used meanwhile: near the stall, the relay was
+                # busy; near zero, the machine did not run it.
+                self.loop, self.busy = stall, time.thread_time() - cpu
+
+    def read(self) -> tuple[float, float, float]:
+        readings = self.loop, self.busy, self.gc
+        self.loop = self.busy = self.gc = 0.0
+        return readings
 
 
 async def _serve(mode: str, conn) -> None:  # noqa: ANN001
     loop = asyncio.get_running_loop()
     relay, stock, pcs, tracks = Relay(), MediaRelay(), [], {}
+    stalls = Stalls()
+    watcher = asyncio.ensure_future(stalls.watch())
     while True:
         message = await loop.run_in_executor(None, conn.recv)
         if message[0] == "cpu":
-            conn.send(time.process_time())
+            times = os.times()
+            received = sum(source.packets_received for name in relay.room_names
+                           for source in relay.room(name).sources())
+            conn.send((times.user + times.system, times.system, received, time.monotonic(),
+                       *stalls.read()))
             continue
         if message[0] == "stop":
+            watcher.cancel()
             await relay.close()
             await asyncio.gather(*(pc.close() for pc in pcs))
             conn.send(None)
@@ -134,25 +188,29 @@ async def _serve(mode: str, conn) -> None:  # noqa: ANN001
         conn.send(pc.localDescription.sdp)
 
 
-async def run(mode: str, publishers: int, fanout: int, clip: list[bytes],
-              warmup: float, seconds: float) -> dict[str, float]:
-    loop = asyncio.get_running_loop()
-    context = multiprocessing.get_context("spawn")
-    parent, child = context.Pipe()
-    process = context.Process(target=serve, args=(mode, child))
-    process.start()
+def udp_receive_buffer_drops() -> int:
+    """Datagrams the kernel dropped, machine-wide, because a socket's buffer was full."""
+    with open("/proc/net/snmp") as snmp:
+        rows = [line.split() for line in snmp if line.startswith("Udp:")]
+    return int(rows[1][rows[0].index("RcvbufErrors")])
 
-    async def ask(*message: object):  # noqa: ANN202
-        parent.send(message)
-        return await loop.run_in_executor(None, parent.recv)
+
+def clients(conn, mode: str, rooms: list[int], fanout: int, clip: list[bytes]) -> None:  # noqa: ANN001
+    asyncio.run(_clients(conn, rooms, fanout, clip))
+
+
+async def _clients(conn, rooms: list[int], fanout: int, clip: list[bytes]) -> None:  # noqa: ANN001
+    """Publishers and subscribers of some rooms; offers go to the relay via the parent."""
+    loop = asyncio.get_running_loop()
 
     async def connect(pc: RTCPeerConnection, role: str, room: str, name: str) -> None:
         await pc.setLocalDescription(await pc.createOffer())
-        answer = await ask(role, room, name, pc.localDescription.sdp)
+        conn.send(("offer", role, room, name, pc.localDescription.sdp))
+        answer = await loop.run_in_executor(None, conn.recv)
         await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
 
     pcs, counters = [], []
-    for i in range(publishers):
+    for i in rooms:
         pc = RTCPeerConnection(CONFIG)
         pc.addTransceiver(ClipTrack(clip), direction="sendonly")
         pcs.append(pc)
@@ -166,38 +224,116 @@ async def run(mode: str, publishers: int, fanout: int, clip: list[bytes],
             pcs.append(pc)
             counters.append(counter)
             await connect(pc, "subscribe", f"room-{i}", f"sub-{i}-{j}")
-    await asyncio.sleep(warmup)
-    before = [c.snapshot() for c in counters]
-    cpu_before, own_before, start = await ask("cpu"), time.process_time(), time.monotonic()
-    await asyncio.sleep(seconds)
-    after = [c.snapshot() for c in counters]
-    cpu_after, own_after = await ask("cpu"), time.process_time()
-    elapsed = time.monotonic() - start
-    await ask("stop")
-    process.join()
-    await asyncio.gather(*(pc.close() for pc in pcs))
+    conn.send(("ready",))
+    while True:
+        message = await loop.run_in_executor(None, conn.recv)
+        if message[0] == "snapshot":
+            conn.send(([c.snapshot() for c in counters], time.process_time(), time.monotonic()))
+        else:
+            await asyncio.gather(*(pc.close() for pc in pcs))
+            conn.send(None)
+            return
 
-    packets = sum(a[0] - b[0] for a, b in zip(after, before, strict=True))
-    frames = sum(a[1] - b[1] for a, b in zip(after, before, strict=True))
-    expected = sum(a[2] - (b[2] if b[2] >= 0 else c.first - 1)
-                   for a, b, c in zip(after, before, counters, strict=True) if a[2] >= 0)
-    streams = publishers * fanout
-    cpu_share = (cpu_after - cpu_before) / elapsed
+
+async def run(mode: str, streams: int, fanout: int, clip: list[bytes], warmup: float,
+              seconds: float, client_processes: int, relay_loop: str) -> dict[str, float]:
+    loop = asyncio.get_running_loop()
+    pool = ThreadPoolExecutor(max_workers=client_processes + 2)
+    context = multiprocessing.get_context("spawn")
+    relay_conn, child = context.Pipe()
+    relay_process = context.Process(target=serve, args=(mode, child, relay_loop))
+    relay_process.start()
+    publishers = streams // fanout
+    workers = []
+    for k in range(client_processes):
+        rooms = list(range(k, publishers, client_processes))
+        if rooms:
+            conn, child = context.Pipe()
+            process = context.Process(target=clients, args=(child, mode, rooms, fanout, clip))
+            process.start()
+            workers.append((conn, process))
+    relay_lock = asyncio.Lock()
+
+    async def ask(conn, *message: object):  # noqa: ANN001, ANN202
+        conn.send(message)
+        return await loop.run_in_executor(pool, conn.recv)
+
+    async def ask_relay(*message: object):  # noqa: ANN202
+        async with relay_lock:
+            return await ask(relay_conn, *message)
+
+    async def signal(conn) -> None:  # noqa: ANN001
+        while (message := await loop.run_in_executor(pool, conn.recv))[0] == "offer":
+            conn.send(await ask_relay(*message[1:]))
+
+    async def snapshot():  # noqa: ANN202
+        # Each process stamps its own figures (CLOCK_MONOTONIC is machine-wide), so
+        # a reply that is slow to come back under load does not skew the rates.
+        return await asyncio.gather(ask_relay("cpu"),
+                                    *(ask(conn, "snapshot") for conn, _ in workers))
+
+    await asyncio.gather(*(signal(conn) for conn, _ in workers))
+    await asyncio.sleep(warmup)
+    drops_before = udp_receive_buffer_drops()
+    relay_before, *clients_before = await snapshot()
+    await asyncio.sleep(seconds)
+    relay_after, *clients_after = await snapshot()
+    drops = udp_receive_buffer_drops() - drops_before
+    load = os.getloadavg()[0]
+    await asyncio.gather(*(ask(conn, "stop") for conn, _ in workers))
+    await ask_relay("stop")
+    for _, process in workers:
+        process.join()
+    relay_process.join()
+    pool.shutdown()
+
+    def rate(after: float, before: float, t_after: float, t_before: float) -> float:
+        return (after - before) / (t_after - t_before)
+
+    relay_time = relay_after[3], relay_before[3]
+    cpu_share = rate(relay_after[0], relay_before[0], *relay_time)
+    packet_rate = frame_rate = expected_rate = client_cpu = 0.0
+    stream_frame_rates = []
+    for (after, cpu_after, t_after), (before, cpu_before, t_before) in zip(
+            clients_after, clients_before, strict=True):
+        client_cpu += rate(cpu_after, cpu_before, t_after, t_before)
+        for a, b in zip(after, before, strict=True):
+            packet_rate += rate(a[0], b[0], t_after, t_before)
+            stream_frame_rates.append(rate(a[1], b[1], t_after, t_before))
+            if a[2] >= 0:  # a stream that has not started yet expects nothing
+                expected_rate += rate(a[2], b[2] if b[2] >= 0 else a[3] - 1, t_after, t_before)
+    frame_rate = sum(stream_frame_rates)
     return {
         "streams": streams,
         "relay_cpu_share": cpu_share,
-        "us_per_packet": (cpu_after - cpu_before) / max(packets, 1) * 1e6,
+        "relay_system_share": rate(relay_after[1], relay_before[1], *relay_time),
+        "us_per_packet": cpu_share / max(packet_rate, 1e-9) * 1e6,
         "streams_per_core": streams / cpu_share if cpu_share else float("inf"),
-        "fps": frames / elapsed / streams,
-        "loss": 1 - packets / expected if expected else 1.0,
-        "client_cpu_share": (own_after - own_before) / elapsed,
+        "fps": frame_rate / streams,
+        "min_fps": min(stream_frame_rates),
+        "loss": 1 - packet_rate / expected_rate if expected_rate else 1.0,
+        # Packets the relay got from publishers against what subscribers should have
+        # got: splits the loss into up- and downstream.
+        "relay_in": (rate(relay_after[2], relay_before[2], *relay_time)
+                     / (expected_rate / fanout) if expected_rate else 0.0),
+        "udp_drops": drops,
+        "loop_stall": relay_after[4],
+        "stall_busy": relay_after[5],
+        "gc_pause": relay_after[6],
+        "client_cpu_share": client_cpu,
+        "load": load,
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--stock-publishers", type=int, default=1)
-    parser.add_argument("--packet-publishers", type=int, default=12)
+    parser.add_argument("--stock-streams", type=int, default=4,
+                        help="forwarded streams per stock run (rounded to the fan-out)")
+    parser.add_argument("--packet-streams", type=int, default=60,
+                        help="forwarded streams per packet-relay run")
+    parser.add_argument("--client-processes", type=int, default=2)
+    parser.add_argument("--relay-loop", choices=("asyncio", "uvloop"), default="asyncio",
+                        help="event loop of the relay process (uvloop must be installed)")
     parser.add_argument("--warmup", type=float, default=5.0)
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--modes", default="stock,packet", help="comma-separated")
@@ -205,20 +341,33 @@ def main() -> None:
     args = parser.parse_args()
     clip = encode_clip()
     clip_rate = sum(map(len, clip)) * 8 / (len(clip) / FPS) / 1e6
-    print(f"clip: {len(clip)} VP8 frames {WIDTH}x{HEIGHT} at {FPS} fps, {clip_rate:.2f} Mbit/s")
+    print(f"clip: {len(clip)} VP8 frames {WIDTH}x{HEIGHT} at {FPS} fps, {clip_rate:.2f} Mbit/s; "
+          f"{os.cpu_count()} CPUs; clients in {args.client_processes} processes; "
+          f"relay on {args.relay_loop}")
     results = {}
     modes = args.modes.split(",")
     fanouts = [int(f) for f in args.fanouts.split(",")]
-    publishers_of = {"stock": args.stock_publishers, "packet": args.packet_publishers}
+    streams_of = {"stock": args.stock_streams, "packet": args.packet_streams}
     for mode in modes:
-        publishers = publishers_of[mode]
         for fanout in fanouts:
-            r = asyncio.run(run(mode, publishers, fanout, clip, args.warmup, args.seconds))
+            streams = max(fanout, streams_of[mode] // fanout * fanout)
+            r = asyncio.run(run(mode, streams, fanout, clip, args.warmup, args.seconds,
+                                args.client_processes, args.relay_loop))
             results[mode, fanout] = r
             print(f"{mode:6} fan-out {fanout}: {r['streams']:3} streams, relay CPU "
-                  f"{r['relay_cpu_share']:.2f} core, {r['us_per_packet']:7.1f} µs/packet, "
-                  f"{r['streams_per_core']:6.1f} streams/core, {r['fps']:5.1f} fps delivered, "
-                  f"loss {r['loss']:.2%} (clients {r['client_cpu_share']:.2f} core)")
+                  f"{r['relay_cpu_share']:.2f} core ({r['relay_system_share']:.2f} system), "
+                  f"{r['us_per_packet']:6.1f} µs/packet, "
+                  f"{r['streams_per_core']:6.1f} streams/core, {r['fps']:4.1f} fps delivered "
+                  f"(slowest stream {r['min_fps']:4.1f}), loss {r['loss']:.2%}"
+                  + (f" (relay got {r['relay_in']:.2%})" if mode == "packet" else "")
+                  + f", UDP buffer drops {r['udp_drops']}, relay loop stalled up to "
+                  f"{r['loop_stall'] * 1000:.0f} ms (busy {r['stall_busy'] * 1000:.0f} ms of it; "
+                  f"longest GC {r['gc_pause'] * 1000:.0f} ms), "
+                  f"clients {r['client_cpu_share']:.2f} core, load {r['load']:.1f}", flush=True)
+            if r["min_fps"] < 0.9 * FPS:
+                # Streams per core assumes every stream flowed at its full rate.
+                print(f"  INVALID: a stream delivered {r['min_fps']:.1f} fps; "
+                      "the machine could not carry this load", flush=True)
     for fanout in fanouts if len(modes) == 2 else ():
         ratio = results["packet", fanout]["streams_per_core"] / results["stock", fanout]["streams_per_core"]
         print(f"fan-out {fanout}: packet relay / stock MediaRelay = {ratio:.1f}x streams per core")

@@ -257,8 +257,10 @@ def test_forwarded_header_matches_what_aiortc_would_write(audio_level):
     packet.extensions.mid = "1"
     packet.extensions.abs_send_time = 0x123456
     packet.extensions.audio_level = audio_level
+    # Values as they were on the wire: three bytes, and the level byte with its V bit.
+    level_byte = None if audio_level is None else (audio_level[0] << 7) | audio_level[1]
     written = HeaderWriter(parameters).write(1, 96, 65535, 4_000_000_000, 0xDEADBEEF,
-                                             0x123456, audio_level) + b"\x10opaque"
+                                             bytes.fromhex("123456"), level_byte) + b"\x10opaque"
     assert written == packet.serialize(extensions)
 
 
@@ -317,3 +319,169 @@ async def test_publisher_learns_its_round_trip_time_from_relay_reports(call):
         while (await round_trip_time()) is None:  # noqa: ASYNC110 - RTCP timers
             await asyncio.sleep(0.2)
     assert 0 <= await round_trip_time() < 0.5
+
+
+async def test_relay_rtp_bypasses_aiortc_parsing(call):
+    """Packets reach the subscribers without the relay's DTLS transports parsing
+    them into RtpPackets (hooks.RtpInput), while RTCP still takes aiortc's path."""
+    room, peers = call
+    transports = {s.receiver.transport for s in room.participant("pub").sources}
+    parsed, routed_rtcp = [], []
+    for transport in transports:
+        stock_rtp, stock_rtcp = transport._handle_rtp_data, transport._handle_rtcp_data
+
+        async def rtp(data, arrival_time_ms, stock=stock_rtp) -> None:  # noqa: ANN001
+            parsed.append(data)
+            await stock(data, arrival_time_ms)
+
+        async def rtcp(data, stock=stock_rtcp) -> None:  # noqa: ANN001
+            routed_rtcp.append(data)
+            await stock(data)
+
+        transport._handle_rtp_data, transport._handle_rtcp_data = rtp, rtcp
+    before = peers["sub1"].frames["video"]
+    await until(lambda: peers["sub1"].frames["video"] >= before + 15 and routed_rtcp, within=5)
+    assert parsed == []
+
+
+def test_aioice_delivery_change_fails_loudly(monkeypatch: pytest.MonkeyPatch):
+    def datagram_received(self, data, addr) -> None:  # noqa: ANN001
+        self.receiver.deliver(data)
+
+    monkeypatch.setattr(aioice.ice.StunProtocol, "datagram_received", datagram_received)
+    with pytest.raises(hooks.HookMismatch, match="data_received"):
+        Relay()
+
+
+def test_incoming_stream_counts_as_aiortc_does(monkeypatch: pytest.MonkeyPatch):
+    """The relay's receive statistics and NACK list equal aiortc's own for the same
+    packets: reordering, loss, duplicates and a sequence number wrap."""
+    import random
+
+    from aiortc import rtcrtpreceiver
+    from aiortc.rtp import RtpPacket
+
+    from smartpractice.rtc.statistics import IncomingStream
+
+    clock = {"now": 1000.0}
+    monkeypatch.setattr(rtcrtpreceiver.time, "time", lambda: clock["now"])
+    rng = random.Random(7)
+    sequence = []
+    for n in range(3000):
+        seq = (65000 + n) & 0xFFFF
+        if rng.random() < 0.05:
+            continue  # lost
+        sequence.append(seq)
+        if rng.random() < 0.03 and len(sequence) > 2:
+            sequence[-1], sequence[-2] = sequence[-2], sequence[-1]  # reordered
+        if rng.random() < 0.01:
+            sequence.append((seq - rng.randrange(1, 60)) & 0xFFFF)  # late or duplicate
+    sequence += [(sequence[-1] + 400) & 0xFFFF]  # a gap beyond the NACK window
+    ours, theirs = IncomingStream(90000, track_losses=True), rtcrtpreceiver.StreamStatistics(90000)
+    nacks = rtcrtpreceiver.NackGenerator()
+    for seq in sequence:
+        clock["now"] += rng.random() / 50
+        timestamp = (seq // 4 * 3000) & 0xFFFFFFFF
+        packet = RtpPacket(sequence_number=seq, timestamp=timestamp)
+        theirs.add(packet)
+        assert ours.add(seq, timestamp, clock["now"]) == nacks.add(packet)
+        assert ours.missing == nacks.missing
+        if rng.random() < 0.01:
+            assert ours.fraction_lost() == theirs.fraction_lost
+    assert (ours.max_seq, ours.cycles, ours.packets_received, ours.packets_lost, ours.jitter) == (
+        theirs.max_seq, theirs.cycles, theirs.packets_received, theirs.packets_lost, theirs.jitter)
+
+
+@pytest.mark.parametrize("two_byte_extensions", [False, True])
+async def test_source_reads_headers_as_aiortc_does(two_byte_extensions):
+    """CSRCs, padding, header extensions and RTX, which aiortc peers do not send
+    but browsers may: what the relay forwards is what aiortc's parser reads."""
+    from types import SimpleNamespace
+
+    from aiortc.rtcrtpparameters import (
+        RTCRtpCodecParameters,
+        RTCRtpHeaderExtensionParameters,
+        RTCRtpReceiveParameters,
+        RTCRtpRtxParameters,
+    )
+    from aiortc.rtcrtpparameters import RTCRtpDecodingParameters as Encoding
+    from aiortc.rtp import HeaderExtensionsMap, RtpPacket, wrap_rtx
+
+    from smartpractice.rtc.rtp_header import ABS_SEND_TIME, AUDIO_LEVEL, MID
+    from smartpractice.rtc.source import Source
+
+    connection = SimpleNamespace(_nominated={})
+    receiver = SimpleNamespace(transport=SimpleNamespace(transport=SimpleNamespace(
+        _connection=connection)))
+    source = Source("pub", "video", receiver, rtcp_ssrc=1)
+    parameters = RTCRtpReceiveParameters(
+        codecs=[RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=96),
+                RTCRtpCodecParameters(mimeType="video/rtx", clockRate=90000, payloadType=97,
+                                      parameters={"apt": 96})],
+        headerExtensions=[RTCRtpHeaderExtensionParameters(id=1, uri=MID),
+                          RTCRtpHeaderExtensionParameters(id=3, uri=ABS_SEND_TIME),
+                          RTCRtpHeaderExtensionParameters(id=5, uri=AUDIO_LEVEL)],
+        encodings=[Encoding(ssrc=1111, payloadType=96, rtx=RTCRtpRtxParameters(ssrc=2222))])
+    source._configure(parameters)
+    extensions = HeaderExtensionsMap()
+    extensions.configure(parameters)
+    forwarded = []
+    source.forwards.append(SimpleNamespace(forward=lambda *args: forwarded.append(args)))
+    try:
+        packet = RtpPacket(payload_type=96, marker=1, sequence_number=7, timestamp=90_000,
+                           ssrc=1111, payload=bytes([0x10, 0x02]) + b"opaque")
+        packet.csrc = [5, 6]
+        packet.extensions.mid = "0"
+        packet.extensions.abs_send_time = 0xABCDEF
+        packet.extensions.audio_level = (True, 33)
+        packet.padding_size = 3
+        data = packet.serialize(extensions)
+        if two_byte_extensions:  # same elements, RFC 8285 section 4.3 layout
+            from aiortc.rtp import pack_header_extensions
+            profile, value = pack_header_extensions([(1, b"0"), (3, bytes.fromhex("abcdef")),
+                                                     (5, bytes([0x80 | 33])), (20, b"xy")])
+            assert profile == 0x1000
+            data = (bytes([data[0]]) + data[1:12] + data[12:20] + profile.to_bytes(2, "big")
+                    + (len(value) // 4).to_bytes(2, "big") + value
+                    + packet.payload + bytes([0, 0, 3]))
+        parsed = RtpPacket.parse(data, extensions)
+        assert parsed.payload == packet.payload and parsed.csrc == [5, 6]
+        source._handle_rtp(data)
+        rtx = wrap_rtx(packet, payload_type=97, sequence_number=500, ssrc=2222)
+        rtx.padding_size = 0
+        source._handle_rtp(rtx.serialize(extensions))
+        expected = ("vp8", 1, 7, 90_000, 1111, bytes.fromhex("abcdef"), 0x80 | 33,
+                    packet.payload)
+        assert [(args[0].lower(), *args[1:]) for args in forwarded] == [expected, expected]
+        assert source.packets_received == 2
+    finally:
+        await source.close()
+
+
+async def test_malformed_packets_are_dropped_quietly():
+    """Truncated headers from a publisher are dropped without reaching subscribers."""
+    from types import SimpleNamespace
+
+    from aiortc.rtcrtpparameters import RTCRtpCodecParameters, RTCRtpReceiveParameters
+
+    from smartpractice.rtc.source import Source
+
+    receiver = SimpleNamespace(transport=SimpleNamespace(transport=SimpleNamespace(
+        _connection=SimpleNamespace(_nominated={}))))
+    source = Source("pub", "video", receiver, rtcp_ssrc=1)
+    source._configure(RTCRtpReceiveParameters(codecs=[RTCRtpCodecParameters(
+        mimeType="video/VP8", clockRate=90000, payloadType=96)]))
+    forwarded = []
+    source.forwards.append(SimpleNamespace(forward=lambda *args: forwarded.append(args)))
+    header = bytes([0x80, 96, 0, 1, 0, 0, 0, 1, 0, 0, 0, 9])
+    try:
+        for data in (bytes([0x83]) + header[1:],             # CSRCs beyond the end
+                     bytes([0x90]) + header[1:] + b"\xbe",     # cut extension header
+                     bytes([0x90]) + header[1:] + b"\xbe\xde\x00\x09",  # extension too long
+                     bytes([0xa0]) + header[1:] + b"\x10\x50"):  # padding longer than payload
+            source._handle_rtp(data)
+        assert forwarded == []
+        source._handle_rtp(header + b"\x10\x00")
+        assert len(forwarded) == 1
+    finally:
+        await source.close()

@@ -69,7 +69,7 @@ class Forward:
         self.packets_sent = 0
         self.retransmitted = 0
         self._sender = sender
-        self._transport = sender.transport
+        self._output: hooks.RtpOutput | None = None
         self._ssrc = sender._ssrc
         self._rtx_ssrc = sender._rtx_ssrc
         self._mid: str | None = None
@@ -77,9 +77,10 @@ class Forward:
         self._rtx_payload_types: dict[int, int] = {}
         self._rtx_sequence = 0
         self._extensions = None
-        self._history: list[tuple[int, bytes] | None] = [None] * HISTORY_SIZE
+        # Serialized packets by sequence number modulo HISTORY_SIZE; the sequence
+        # number in each packet's header tells whether it is still the one asked for.
+        self._history: list[bytes | None] = [None] * HISTORY_SIZE
         self._writer: HeaderWriter | None = None
-        self._pending: set[asyncio.Task[None]] = set()
         self._octets = 0
         # Offsets are fixed per incoming SSRC; they change only when the
         # publisher's stream restarts, so gaps keep their meaning for NACKs.
@@ -101,7 +102,9 @@ class Forward:
 
     def _configure(self, parameters: RTCRtpSendParameters) -> None:
         self._mid = parameters.muxId
-        self._extensions = hooks.header_extensions(self._transport)
+        # aiortc calls send() once the DTLS transport is up, bundled or not.
+        self._output = hooks.RtpOutput(self._sender.transport)
+        self._extensions = hooks.header_extensions(self._sender.transport)
         writer = HeaderWriter(parameters)
         self._writer = writer if writer.usable else None
         # Forwarding cannot transcode: a packet whose codec the subscriber did
@@ -114,44 +117,53 @@ class Forward:
         self._rtx_payload_types = {pt: rtx_for[pt] for pt in self._payload_types.values()
                                    if pt in rtx_for}
         if self._waiting_for_keyframe:
-            task = asyncio.ensure_future(self.source.request_keyframe())
-            self._pending.add(task)
-            task.add_done_callback(self._pending.discard)
+            self.source.request_keyframe()
 
-    async def forward(self, packet: RtpPacket, codec_name: str) -> None:
+    def forward(self, codec_name: str, marker: int, sequence_number: int, timestamp: int,
+                ssrc: int, abs_send_time: bytes | None, audio_level: int | None,
+                payload: bytes) -> None:
+        """Called per packet and subscriber, synchronously from the socket's read
+        callback (see hooks.RtpInput)."""
         payload_type = self._payload_types.get(codec_name)
         if payload_type is None:
             return
         if self._waiting_for_keyframe:
-            if needs_keyframe_gate(codec_name) and not is_vp8_keyframe_start(packet.payload):
+            if needs_keyframe_gate(codec_name) and not is_vp8_keyframe_start(payload):
                 return
             self._waiting_for_keyframe = False
-        if packet.ssrc != self._in_ssrc:
-            self._rebase(packet)
-        sequence_number = (packet.sequence_number + self._seq_offset) & 0xFFFF
-        timestamp = (packet.timestamp + self._ts_offset) & 0xFFFFFFFF
-        extensions = packet.extensions
+        if ssrc != self._in_ssrc:
+            self._rebase(ssrc, sequence_number, timestamp)
+        sequence_number = (sequence_number + self._seq_offset) & 0xFFFF
+        timestamp = (timestamp + self._ts_offset) & 0xFFFFFFFF
         if self._writer is not None:
-            data = self._writer.write(packet.marker, payload_type, sequence_number, timestamp,
-                                      self._ssrc, extensions.abs_send_time,
-                                      extensions.audio_level) + packet.payload
+            data = self._writer.write(marker, payload_type, sequence_number, timestamp,
+                                      self._ssrc, abs_send_time, audio_level) + payload
         else:
-            out = RtpPacket(payload_type=payload_type, marker=packet.marker,
-                            sequence_number=sequence_number, timestamp=timestamp,
-                            ssrc=self._ssrc, payload=packet.payload)
-            out.extensions.mid = self._mid
-            out.extensions.abs_send_time = extensions.abs_send_time
-            out.extensions.audio_level = extensions.audio_level
-            data = out.serialize(self._extensions)
-        self._history[sequence_number % HISTORY_SIZE] = (sequence_number, data)
+            data = self._serialize(marker, payload_type, sequence_number, timestamp,
+                                   abs_send_time, audio_level, payload)
+        self._history[sequence_number % HISTORY_SIZE] = data
         self._last_seq = sequence_number
         self._last_ts = timestamp
         self._last_time = time.monotonic()
         self.packets_sent += 1
-        self._octets += len(packet.payload)
-        await hooks.send_packet(self._transport, data)
+        self._octets += len(payload)
+        self._output.send_rtp(data)
 
-    def _rebase(self, packet: RtpPacket) -> None:
+    def _serialize(self, marker: int, payload_type: int, sequence_number: int,
+                   timestamp: int, abs_send_time: bytes | None, audio_level: int | None,
+                   payload: bytes) -> bytes:
+        """aiortc's own serializer, for extension IDs HeaderWriter cannot write."""
+        out = RtpPacket(payload_type=payload_type, marker=marker,
+                        sequence_number=sequence_number, timestamp=timestamp,
+                        ssrc=self._ssrc, payload=payload)
+        out.extensions.mid = self._mid
+        if abs_send_time is not None:
+            out.extensions.abs_send_time = int.from_bytes(abs_send_time, "big")
+        if audio_level is not None:
+            out.extensions.audio_level = (bool(audio_level & 0x80), audio_level & 0x7F)
+        return out.serialize(self._extensions)
+
+    def _rebase(self, ssrc: int, sequence_number: int, timestamp: int) -> None:
         """Continue this subscriber's sequence and clock across a new incoming SSRC."""
         if self._last_seq is None:
             start_seq = self._ssrc & 0x7FFF  # low half avoids SRTP rollover trouble
@@ -160,16 +172,16 @@ class Forward:
             elapsed = time.monotonic() - self._last_time
             start_seq = self._last_seq + 1
             start_ts = self._last_ts + max(1, int(elapsed * self.source.clock_rate))
-        self._in_ssrc = packet.ssrc
-        self._seq_offset = (start_seq - packet.sequence_number) & 0xFFFF
-        self._ts_offset = (start_ts - packet.timestamp) & 0xFFFFFFFF
+        self._in_ssrc = ssrc
+        self._seq_offset = (start_seq - sequence_number) & 0xFFFF
+        self._ts_offset = (start_ts - timestamp) & 0xFFFFFFFF
 
     async def handle_rtcp(self, packet: AnyRtcpPacket) -> None:
         if isinstance(packet, RtcpRtpfbPacket) and packet.fmt == RTCP_RTPFB_NACK:
-            await self._answer_nack(packet.lost)
+            self._answer_nack(packet.lost)
         elif isinstance(packet, RtcpPsfbPacket) and packet.fmt in (RTCP_PSFB_PLI,
                                                                     RTCP_PSFB_FIR):
-            await self.source.request_keyframe()
+            self.source.request_keyframe()
         elif isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
             try:
                 bitrate, ssrcs = unpack_remb_fci(packet.fci)
@@ -177,26 +189,27 @@ class Forward:
                 return
             if self._ssrc in ssrcs:
                 self.bitrate = bitrate
-                await self.source.update_bitrate()
+                self.source.update_bitrate()
 
-    async def _answer_nack(self, lost: list[int]) -> None:
+    def _answer_nack(self, lost: list[int]) -> None:
         missing_upstream = []
         for seq in lost:
             kept = self._history[seq % HISTORY_SIZE]
-            if kept is None or kept[0] != seq:
+            if kept is None or int.from_bytes(kept[2:4], "big") != seq:
                 missing_upstream.append((seq - self._seq_offset) & 0xFFFF)
                 continue
-            packet = RtpPacket.parse(kept[1], self._extensions)
+            if self._output is None:
+                return
+            packet = RtpPacket.parse(kept, self._extensions)
             rtx_payload_type = self._rtx_payload_types.get(packet.payload_type)
             if rtx_payload_type is not None:
                 packet = wrap_rtx(packet, payload_type=rtx_payload_type,
                                   sequence_number=self._rtx_sequence, ssrc=self._rtx_ssrc)
                 self._rtx_sequence = (self._rtx_sequence + 1) & 0xFFFF
             self.retransmitted += 1
-            await hooks.send_packet(self._transport, packet.serialize(self._extensions))
+            self._output.send_rtp(packet.serialize(self._extensions))
         if missing_upstream:
-            await self.source.request_retransmission(missing_upstream)
-
+            self.source.request_retransmission(missing_upstream)
     def _rewrite_sr(self, report: RtcpSrPacket) -> bool:
         """Give the subscriber the publisher's wall-clock mapping in its timestamps.
 

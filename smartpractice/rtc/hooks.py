@@ -9,19 +9,26 @@ and by tests/test_relay.py) fails loudly when the pinned version moved them.
 from __future__ import annotations
 
 import inspect
+import logging
 from collections.abc import Awaitable, Callable
 
+import aioice
 import aiortc
+import pylibsrtp
 from aiortc import RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
-from aiortc.rtcdtlstransport import RTCDtlsTransport
+from aiortc.rtcdtlstransport import RTCDtlsTransport, RtpRouter, State
 from aiortc.rtcrtpparameters import RTCRtpReceiveParameters, RTCRtpSendParameters
 from aiortc.rtp import AnyRtcpPacket, RtcpSrPacket, RtpPacket
+
+logger = logging.getLogger(__name__)
 
 # Must equal the pin in pyproject.toml: the hooks below were written against it.
 AIORTC_VERSION = "1.16.0"
 
 RtpHandler = Callable[[RtpPacket], Awaitable[None]]
 RtcpHandler = Callable[[AnyRtcpPacket], Awaitable[None]]
+# Takes one decrypted RTP packet as bytes; runs inside the socket's read callback.
+RawRtpHandler = Callable[[bytes], None]
 
 
 class HookMismatch(RuntimeError):
@@ -38,16 +45,27 @@ def check_hooks() -> None:
         RTCRtpSender: ("_handle_rtcp_packet", "_send_rtcp", "send"),
         RTCRtpTransceiver: ("_offerDirection",),
         RTCDtlsTransport: ("_send_rtp", "_register_rtp_receiver",
-                           "_unregister_rtp_receiver", "_rtp_header_extensions_map"),
+                           "_unregister_rtp_receiver", "_rtp_header_extensions_map",
+                           "_rtp_router", "_rx_srtp", "_tx_srtp", "_state"),
+        RtpRouter: ("route_rtp",),
+        aioice.Connection: ("data_received", "_queue", "_nominated", "_protocols"),
+        aioice.ice.StunProtocol: ("datagram_received", "local_candidate"),
+        aioice.ice.CandidatePair: ("protocol", "remote_addr"),
     }
     for cls, names in expected.items():
         for name in names:
-            if not hasattr(cls, name) and name not in _instance_attributes(cls):
+            if (not hasattr(cls, name) and name not in _instance_attributes(cls)
+                    and name not in getattr(cls, "__annotations__", {})):
                 raise HookMismatch(f"aiortc {cls.__name__}.{name} is gone")
     # The receiver must still start its decoder inside receive(), which is what
     # replacing receive() avoids.
     if "decoder_worker" not in inspect.getsource(RTCRtpReceiver.receive):
         raise HookMismatch("RTCRtpReceiver.receive no longer starts the decoder")
+    # RtpInput relies on aioice handing every non-STUN datagram to data_received,
+    # which aiortc's DTLS transport then reads from the connection's queue.
+    if "self.receiver.data_received" not in inspect.getsource(
+            aioice.ice.StunProtocol.datagram_received):
+        raise HookMismatch("aioice no longer delivers datagrams through data_received")
 
 
 def _instance_attributes(cls: type) -> str:
@@ -82,6 +100,179 @@ def take_over_receiver(receiver: RTCRtpReceiver, on_rtp: RtpHandler,
     receiver.stop = stop  # type: ignore[method-assign]
     receiver._handle_rtp_packet = handle_rtp  # type: ignore[method-assign]
     receiver._handle_rtcp_packet = on_rtcp  # type: ignore[method-assign]
+
+
+def take_over_receiver_raw(receiver: RTCRtpReceiver, on_rtp: RawRtpHandler,
+                           on_rtcp: RtcpHandler,
+                           on_parameters: Callable[[RTCRtpReceiveParameters], None]) -> None:
+    """Like take_over_receiver, but RTP arrives as decrypted bytes, straight from
+    the socket callback (see RtpInput): aiortc never parses it into an RtpPacket.
+
+    RTCP still takes aiortc's path (parsed, routed to the receiver's
+    ``_handle_rtcp_packet``); it is a few packets a second.
+    """
+    state: dict[str, RtpInput | None] = {"input": None}
+
+    async def receive(parameters: RTCRtpReceiveParameters) -> None:
+        if state["input"] is None:
+            # Read now, not earlier: bundling replaces the transport during
+            # setRemoteDescription.
+            transport = receiver.transport
+            on_parameters(parameters)
+            # aiortc's router stays the authority on which SSRC belongs to whom,
+            # also for the sender reports it routes to this receiver.
+            transport._register_rtp_receiver(receiver, parameters)
+            state["input"] = RtpInput.of(transport)
+            state["input"].add(receiver, on_rtp)
+
+    async def stop() -> None:
+        if state["input"] is not None:
+            state["input"].remove(receiver)
+            receiver.transport._unregister_rtp_receiver(receiver)
+
+    async def handle_rtp(packet: RtpPacket, arrival_time_ms: int) -> None:
+        # Only reached if a packet took aiortc's own path after all.
+        on_rtp(packet.serialize(receiver.transport._rtp_header_extensions_map))
+
+    receiver.receive = receive  # type: ignore[method-assign]
+    receiver.stop = stop  # type: ignore[method-assign]
+    receiver._handle_rtp_packet = handle_rtp  # type: ignore[method-assign]
+    receiver._handle_rtcp_packet = on_rtcp  # type: ignore[method-assign]
+
+
+class _Routed:
+    """What aiortc's RtpRouter reads of a packet."""
+
+    __slots__ = ("payload_type", "ssrc")
+
+    def __init__(self, ssrc: int, payload_type: int) -> None:
+        self.ssrc = ssrc
+        self.payload_type = payload_type
+
+
+class RtpInput:
+    """SRTP packets of one DTLS transport, decrypted and dispatched where the
+    datagram arrives.
+
+    aiortc queues every datagram for the DTLS transport's reader task, which
+    decrypts, parses into an RtpPacket and awaits a chain of coroutines; per
+    forwarded packet that was most of the relay's CPU. Here aioice's
+    ``data_received`` is replaced on the one ICE connection: RTP is decrypted and
+    handed to its receiver's handler synchronously, while DTLS and RTCP go to the
+    queue as before. Installed once per transport; receivers add themselves.
+    """
+
+    def __init__(self, transport: RTCDtlsTransport) -> None:
+        self._transport = transport
+        self._router = transport._rtp_router
+        self._handlers: dict[object, RawRtpHandler] = {}
+        self._by_ssrc: dict[int, RawRtpHandler] = {}
+        self.failed = 0  # packets a handler raised on
+        connection = transport.transport._connection
+        self._queue_put = connection._queue.put_nowait
+        connection.data_received = self._data_received
+        # aioice tries to parse every datagram as STUN before passing it on;
+        # by its first byte (RFC 7983) RTP and RTCP never are. ICE has finished
+        # gathering when receivers start, so these are all the sockets there are.
+        for protocol in connection._protocols:
+            protocol.datagram_received = self._demultiplexer(protocol)
+
+    @classmethod
+    def of(cls, transport: RTCDtlsTransport) -> RtpInput:
+        installed = getattr(transport.transport._connection.data_received, "__self__", None)
+        if isinstance(installed, cls) and installed._transport is transport:
+            return installed
+        return cls(transport)
+
+    def add(self, receiver: RTCRtpReceiver, handler: RawRtpHandler) -> None:
+        self._handlers[receiver] = handler
+        self._by_ssrc.clear()
+
+    def remove(self, receiver: RTCRtpReceiver) -> None:
+        self._handlers.pop(receiver, None)
+        self._by_ssrc.clear()
+
+    def _demultiplexer(self, protocol) -> Callable[[bytes, tuple], None]:  # noqa: ANN001
+        stun = protocol.datagram_received
+        component = protocol.local_candidate.component
+        media = self._data_received
+
+        def datagram_received(data: bytes, addr: tuple) -> None:
+            if data and 127 < data[0] < 192:
+                media(data, component)
+            else:
+                stun(data, addr)
+        return datagram_received
+
+    def _data_received(self, data: bytes, component: int) -> None:
+        # RFC 7983: 128-191 is RTP or RTCP; RTCP packet types are 192-208 (as is_rtcp).
+        srtp = self._transport._rx_srtp
+        if (srtp is None or len(data) < 12 or not 127 < data[0] < 192
+                or 191 < data[1] < 209):
+            self._queue_put((data, component))
+            return
+        try:
+            data = srtp.unprotect(data)
+        except pylibsrtp.Error:
+            return
+        ssrc = int.from_bytes(data[8:12], "big")
+        handler = self._by_ssrc.get(ssrc)
+        if handler is None:
+            receiver = self._router.route_rtp(_Routed(ssrc, data[1] & 0x7F))
+            handler = self._handlers.get(receiver)
+            if handler is None:
+                return
+            self._by_ssrc[ssrc] = handler
+        try:
+            handler(data)
+        except Exception:
+            # One bad packet must not take the socket's reader down with it, nor
+            # a stream of them flood the log: the first is logged, the rest counted.
+            if not self.failed:
+                logger.exception("relay: dropping an RTP packet that could not be "
+                                 "forwarded (further failures are only counted)")
+            self.failed += 1
+
+
+class RtpOutput:
+    """Sends RTP and RTCP on a DTLS transport synchronously: SRTP protection and
+    the datagram written to the nominated ICE pair's socket, as
+    ``RTCDtlsTransport._send_rtp`` does, without its three coroutine layers."""
+
+    def __init__(self, transport: RTCDtlsTransport) -> None:
+        self._transport = transport
+        self._nominated = transport.transport._connection._nominated
+        self._pair = None
+        self._sendto: Callable[[bytes, tuple[str, int]], None] | None = None
+        self._address: tuple[str, int] | None = None
+
+    def send_rtp(self, data: bytes) -> None:
+        transport = self._transport
+        if transport._state is not State.CONNECTED:
+            return  # not yet, or going away: aiortc would raise ConnectionError
+        pair = self._nominated.get(1)
+        if pair is not self._pair:
+            if not self._use(pair):
+                return
+        self._sendto(transport._tx_srtp.protect(data), self._address)
+
+    def send_rtcp(self, data: bytes) -> None:
+        transport = self._transport
+        if transport._state is not State.CONNECTED:
+            return
+        pair = self._nominated.get(1)
+        if pair is not self._pair:
+            if not self._use(pair):
+                return
+        self._sendto(transport._tx_srtp.protect_rtcp(data), self._address)
+
+    def _use(self, pair) -> bool:  # noqa: ANN001
+        socket = getattr(pair, "protocol", None)
+        socket = getattr(socket, "transport", None)
+        if socket is None:
+            return False
+        self._pair, self._sendto, self._address = pair, socket.sendto, pair.remote_addr
+        return True
 
 
 def is_taken_over(receiver: RTCRtpReceiver) -> bool:
@@ -137,11 +328,3 @@ def offered_direction(transceiver: RTCRtpTransceiver) -> str | None:
 
 def header_extensions(transport: RTCDtlsTransport):  # noqa: ANN201
     return transport._rtp_header_extensions_map
-
-
-async def send_packet(transport: RTCDtlsTransport, data: bytes) -> None:
-    """Send one serialized RTP or RTCP packet; SRTP protection happens inside."""
-    try:
-        await transport._send_rtp(data)
-    except ConnectionError:
-        pass  # the subscriber is going away; its detach cleans up

@@ -11,11 +11,11 @@ import asyncio
 import contextlib
 import random
 import time
+from struct import Struct
 
 from aiortc import RTCRtpReceiver
 from aiortc.codecs import is_rtx
-from aiortc.rtcrtpparameters import RTCRtpCodecParameters, RTCRtpReceiveParameters
-from aiortc.rtcrtpreceiver import NackGenerator, StreamStatistics
+from aiortc.rtcrtpparameters import RTCRtpReceiveParameters
 from aiortc.rtp import (
     RTCP_PSFB_APP,
     RTCP_PSFB_PLI,
@@ -26,18 +26,21 @@ from aiortc.rtp import (
     RtcpRrPacket,
     RtcpRtpfbPacket,
     RtcpSrPacket,
-    RtpPacket,
     pack_remb_fci,
-    unwrap_rtx,
 )
 
 from . import hooks
 from .forwarding import Forward
+from .rtp_header import ABS_SEND_TIME, AUDIO_LEVEL
+from .statistics import IncomingStream
 
 # RFC 4585 leaves the rate to the application; one PLI per source per interval
 # keeps a room of subscribers joining at once from flooding the publisher.
 KEYFRAME_REQUEST_INTERVAL = 0.5
 REMB_INTERVAL = 1.0
+
+_HEADER = Struct("!BBHLL")
+_EXTENSION_HEADER = Struct("!HH")
 
 
 class Source:
@@ -54,61 +57,126 @@ class Source:
         self.keyframe_requests_sent = 0
         self.nacks_sent = 0
         self.remb_sent: int | None = None
-        self._transport = receiver.transport
+        self._output: hooks.RtpOutput | None = None
         self._rtcp_ssrc = rtcp_ssrc
-        self._codecs: dict[int, RTCRtpCodecParameters] = {}
-        self._names: dict[int, str] = {}
+        self._names: dict[int, str] = {}  # media payload type -> codec name
+        self._clock_rates: dict[int, int] = {}
+        self._rtx_apt: dict[int, int] = {}  # RTX payload type -> the one it repairs
         self._rtx_ssrcs: dict[int, int] = {}
+        self._abs_send_time_id = 0
+        self._audio_level_id = 0
         self._media_ssrc: int | None = None
         self._codec_name: str | None = None
-        self._losses = NackGenerator() if kind == "video" else None
-        self._statistics: StreamStatistics | None = None
+        self._stream: IncomingStream | None = None
         self._last_keyframe_request = -KEYFRAME_REQUEST_INTERVAL
         self._last_remb = -REMB_INTERVAL
         self._reports: asyncio.Task[None] | None = None
         self.receiver = receiver
-        hooks.take_over_receiver(receiver, self._handle_rtp, self._handle_rtcp,
-                                 self._configure)
+        hooks.take_over_receiver_raw(receiver, self._handle_rtp, self._handle_rtcp,
+                                     self._configure)
 
     @property
     def codec_name(self) -> str | None:
         return self._codec_name
 
     def _configure(self, parameters: RTCRtpReceiveParameters) -> None:
-        self._codecs = {codec.payloadType: codec for codec in parameters.codecs}
-        # codec.name is a computed property; looked up once, not per packet
-        self._names = {codec.payloadType: codec.name for codec in parameters.codecs}
+        self._output = hooks.RtpOutput(self.receiver.transport)
+        for codec in parameters.codecs:
+            if is_rtx(codec):
+                self._rtx_apt[codec.payloadType] = codec.parameters.get("apt")
+            else:
+                # codec.name is a computed property; looked up once, not per packet
+                self._names[codec.payloadType] = codec.name
+                self._clock_rates[codec.payloadType] = codec.clockRate
         for encoding in parameters.encodings:
             if encoding.rtx:
                 self._rtx_ssrcs[encoding.rtx.ssrc] = encoding.ssrc
+        for extension in parameters.headerExtensions:
+            if extension.uri == ABS_SEND_TIME:
+                self._abs_send_time_id = extension.id
+            elif extension.uri == AUDIO_LEVEL:
+                self._audio_level_id = extension.id
         self._reports = asyncio.ensure_future(self._send_receiver_reports())
 
-    async def _handle_rtp(self, packet: RtpPacket) -> None:
-        codec = self._codecs.get(packet.payload_type)
-        if codec is None:
-            return
-        if is_rtx(codec):
-            # A retransmission we asked for: restore the original packet.
-            apt = codec.parameters.get("apt")
-            original_ssrc = self._rtx_ssrcs.get(packet.ssrc, self._media_ssrc)
-            if apt not in self._codecs or original_ssrc is None or len(packet.payload) < 2:
+    def _handle_rtp(self, data: bytes) -> None:
+        """One decrypted packet from the publisher, forwarded to every subscriber.
+
+        The hottest function of the relay: the fixed header is read with one
+        unpack, extension values are kept as the bytes they were sent as, and the
+        payload is sliced once for all subscribers.
+        """
+        first, second, sequence_number, timestamp, ssrc = _HEADER.unpack_from(data)
+        offset = 12 + 4 * (first & 0x0F)  # CSRCs are not forwarded
+        end = len(data)
+        if first & 0x20:  # padding, its length in the last byte
+            end -= data[-1]
+        abs_send_time = audio_level = None
+        if first & 0x10:
+            if offset + 4 > end:
                 return
-            packet = unwrap_rtx(packet, payload_type=apt, ssrc=original_ssrc)
-            codec = self._codecs[apt]
-        if packet.ssrc != self._media_ssrc:
-            self._media_ssrc = packet.ssrc
-            self._statistics = StreamStatistics(codec.clockRate)
-            self.clock_rate = codec.clockRate
-            if self._losses is not None:
-                self._losses = NackGenerator()
-        name = self._names[packet.payload_type]
+            profile, words = _EXTENSION_HEADER.unpack_from(data, offset)
+            start = offset + 4
+            offset = start + 4 * words
+            if offset <= end and (self._abs_send_time_id or self._audio_level_id):
+                abs_send_time, audio_level = self._read_extensions(data, profile, start,
+                                                                   offset)
+        if offset > end:
+            return
+        payload_type = second & 0x7F
+        name = self._names.get(payload_type)
+        if name is None:
+            # A retransmission we asked for: restore the original packet.
+            repaired = self._rtx_apt.get(payload_type)
+            ssrc = self._rtx_ssrcs.get(ssrc, self._media_ssrc)
+            if repaired not in self._names or ssrc is None or end - offset < 2:
+                return
+            payload_type, name = repaired, self._names[repaired]
+            sequence_number = (data[offset] << 8) | data[offset + 1]
+            offset += 2
+        if ssrc != self._media_ssrc:
+            self._media_ssrc = ssrc
+            self.clock_rate = self._clock_rates[payload_type]
+            self._stream = IncomingStream(self.clock_rate, track_losses=self.kind == "video")
         self._codec_name = name
         self.packets_received += 1
-        self._statistics.add(packet)
-        if self._losses is not None and self._losses.add(packet):
-            await self.request_retransmission(sorted(self._losses.missing))
+        if self._stream.add(sequence_number, timestamp, time.time()):
+            self.request_retransmission(sorted(self._stream.missing))
+        payload = data[offset:end]
+        marker = second >> 7
         for forward in self.forwards:
-            await forward.forward(packet, name)
+            forward.forward(name, marker, sequence_number, timestamp, ssrc,
+                            abs_send_time, audio_level, payload)
+
+    def _read_extensions(self, data: bytes, profile: int, start: int,
+                         stop: int) -> tuple[bytes | None, int | None]:
+        """abs-send-time (3 bytes as sent) and the audio level byte, RFC 8285."""
+        abs_send_time = audio_level = None
+        abs_send_time_id, audio_level_id = self._abs_send_time_id, self._audio_level_id
+        one_byte = profile == 0xBEDE
+        if not one_byte and profile & 0xFFF0 != 0x1000:
+            return None, None
+        position = start
+        while position < stop:
+            byte = data[position]
+            if byte == 0:  # padding between elements
+                position += 1
+                continue
+            if one_byte:
+                element_id, length = byte >> 4, (byte & 0x0F) + 1
+                position += 1
+            else:
+                if position + 1 >= stop:
+                    break
+                element_id, length = byte, data[position + 1]
+                position += 2
+            if position + length > stop:
+                break
+            if element_id == abs_send_time_id and length == 3:
+                abs_send_time = data[position:position + 3]
+            elif element_id == audio_level_id and length >= 1:
+                audio_level = data[position]
+            position += length
+        return abs_send_time, audio_level
 
     async def _handle_rtcp(self, packet: AnyRtcpPacket) -> None:
         if isinstance(packet, RtcpSrPacket) and packet.ssrc == self._media_ssrc:
@@ -116,25 +184,25 @@ class Source:
             self.clock_mapping = (info.ntp_timestamp, info.rtp_timestamp)
             self._last_report = ((info.ntp_timestamp >> 16) & 0xFFFFFFFF, time.monotonic())
 
-    async def request_keyframe(self) -> None:
+    def request_keyframe(self) -> None:
         now = time.monotonic()
         if self._media_ssrc is None or now - self._last_keyframe_request < KEYFRAME_REQUEST_INTERVAL:
             return
         self._last_keyframe_request = now
         self.keyframe_requests_sent += 1
-        await self._send(RtcpPsfbPacket(fmt=RTCP_PSFB_PLI, ssrc=self._rtcp_ssrc,
-                                        media_ssrc=self._media_ssrc))
+        self._send(RtcpPsfbPacket(fmt=RTCP_PSFB_PLI, ssrc=self._rtcp_ssrc,
+                                  media_ssrc=self._media_ssrc))
 
-    async def request_retransmission(self, sequence_numbers: list[int]) -> None:
+    def request_retransmission(self, sequence_numbers: list[int]) -> None:
         if self._media_ssrc is None or not sequence_numbers:
             return
         nack = RtcpRtpfbPacket(fmt=RTCP_RTPFB_NACK, ssrc=self._rtcp_ssrc,
                                media_ssrc=self._media_ssrc)
         nack.lost = sequence_numbers
         self.nacks_sent += 1
-        await self._send(nack)
+        self._send(nack)
 
-    async def update_bitrate(self) -> None:
+    def update_bitrate(self) -> None:
         """Pass the smallest estimate of the subscribers upstream: the publisher
         has one encoding, so the weakest subscriber sets its rate."""
         estimates = [f.bitrate for f in self.forwards if f.bitrate is not None]
@@ -147,17 +215,16 @@ class Source:
             return
         self._last_remb = now
         self.remb_sent = bitrate
-        await self._send(RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=self._rtcp_ssrc,
-                                        media_ssrc=0,
-                                        fci=pack_remb_fci(bitrate, [self._media_ssrc])))
+        self._send(RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=self._rtcp_ssrc, media_ssrc=0,
+                                  fci=pack_remb_fci(bitrate, [self._media_ssrc])))
 
     async def _send_receiver_reports(self) -> None:
         # The publisher's loss-based rate control and RTT need receiver reports;
         # aiortc's receiver would send them, but its loop is not started here.
         while True:
             await asyncio.sleep(0.5 + random.random())
-            stats = self._statistics
-            if stats is None or self._media_ssrc is None:
+            stream = self._stream
+            if stream is None or self._media_ssrc is None:
                 continue
             # LSR/DLSR (RFC 3550 section 6.4.1) let the publisher measure its RTT.
             lsr, dlsr = 0, 0
@@ -165,13 +232,14 @@ class Source:
                 lsr = self._last_report[0]
                 dlsr = int((time.monotonic() - self._last_report[1]) * 65536) & 0xFFFFFFFF
             report = RtcpReceiverInfo(
-                ssrc=self._media_ssrc, fraction_lost=stats.fraction_lost,
-                packets_lost=stats.packets_lost, highest_sequence=stats.max_seq,
-                jitter=stats.jitter, lsr=lsr, dlsr=dlsr)
-            await self._send(RtcpRrPacket(ssrc=self._rtcp_ssrc, reports=[report]))
+                ssrc=self._media_ssrc, fraction_lost=stream.fraction_lost(),
+                packets_lost=stream.packets_lost, highest_sequence=stream.max_seq,
+                jitter=stream.jitter, lsr=lsr, dlsr=dlsr)
+            self._send(RtcpRrPacket(ssrc=self._rtcp_ssrc, reports=[report]))
 
-    async def _send(self, packet: AnyRtcpPacket) -> None:
-        await hooks.send_packet(self._transport, bytes(packet))
+    def _send(self, packet: AnyRtcpPacket) -> None:
+        if self._output is not None:
+            self._output.send_rtcp(bytes(packet))
 
     async def close(self) -> None:
         if self._reports is not None:
