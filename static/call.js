@@ -16,6 +16,7 @@
   const call = {
     socket: null, me: null, session: null, iceServers: [], iceTimer: null,
     topology: null, peers: new Map(), closedForGood: false, attempts: 0, inbox: Promise.resolve(),
+    retry: null, quality: null, lastSources: [],
     local: new MediaStream(), screen: null, audioOn: true, videoOn: true,
     link: null, // peer to peer: {peer, session, pc, polite, makingOffer, ignoreOffer, connected, timer}
     publish: null, receive: null, receiveKey: "", receivePending: false, nextSources: null, layout: [],
@@ -37,6 +38,8 @@
     const video = camera ? { deviceId: { exact: camera }, width: 640, height: 480 } : { width: 640, height: 480 };
     const audio = microphone ? { deviceId: { exact: microphone } } : true;
     let stream = null, problem = null;
+    // Phones open one camera at a time: let go of the old one before asking for the next.
+    call.local.getTracks().forEach((track) => { track.stop(); call.local.removeTrack(track); });
     for (const wanted of [{ audio, video }, { audio }, { video }]) {
       try {
         stream = await navigator.mediaDevices.getUserMedia(wanted);
@@ -46,7 +49,6 @@
         if (error.name === "NotAllowedError") break;
       }
     }
-    call.local.getTracks().forEach((track) => { track.stop(); call.local.removeTrack(track); });
     if (stream) stream.getTracks().forEach((track) => call.local.addTrack(track));
     const missing = !stream || !stream.getAudioTracks().length || !stream.getVideoTracks().length;
     $("device-error").textContent = missing ? deviceMessage(problem || { name: "NotFoundError" }) : "";
@@ -78,7 +80,7 @@
   function watchLevel() {
     const track = call.local.getAudioTracks()[0];
     if (!track) return;
-    if (levelContext) levelContext.close();
+    closeLevel();
     levelContext = new AudioContext();
     const analyser = levelContext.createAnalyser();
     levelContext.createMediaStreamSource(new MediaStream([track])).connect(analyser);
@@ -86,11 +88,16 @@
     const context = levelContext;
     (function tick() {
       if (context.state === "closed") return;
+      if ($("device-check").hidden) { setTimeout(tick, 500); return; }
       analyser.getFloatTimeDomainData(samples);
       const power = samples.reduce((sum, v) => sum + v * v, 0) / samples.length;
       $("mic-level").value = Math.min(1, Math.sqrt(power) * 4);
       requestAnimationFrame(tick);
     })();
+  }
+
+  function closeLevel() {
+    if (levelContext && levelContext.state !== "closed") levelContext.close();
   }
 
   async function testSound() {
@@ -118,22 +125,27 @@
   }
 
   function connect() {
+    if (call.closedForGood) return;
     const scheme = window.location.protocol === "https:" ? "wss://" : "ws://";
     const socket = call.socket = new WebSocket(scheme + window.location.host + root.dataset.socket);
-    socket.addEventListener("open", () => send({ type: "join", version: PROTOCOL_VERSION }));
+    let opened = false;
+    socket.addEventListener("open", () => {
+      opened = true;
+      if (call.closedForGood) socket.close(); else send({ type: "join", version: PROTOCOL_VERSION });
+    });
     // One message at a time, in order: a candidate must not overtake the offer it belongs to.
     socket.addEventListener("message", (event) => {
       call.inbox = call.inbox.then(() => handle(JSON.parse(event.data))).catch(console.error);
     });
     socket.addEventListener("close", (event) => {
-      if (socket !== call.socket) return;
+      if (socket !== call.socket || call.closedForGood) return;
       if (event.code === 4001 || event.code === 4002) { window.location.reload(); return; }
-      if (call.closedForGood) return;
+      if (event.code === 4000) { replaced(); return; }
       root.dataset.state = "reconnecting";
       status(T.reconnecting);
       // Refused before the upgrade (ended, no longer admitted, logged out): the page says why.
-      if (++call.attempts > 3) { window.location.reload(); return; }
-      setTimeout(connect, Math.min(1000 * 2 ** call.attempts, 10000));
+      if (++call.attempts > (opened ? 3 : 1)) { window.location.reload(); return; }
+      call.retry = setTimeout(connect, Math.min(1000 * 2 ** call.attempts, 10000));
     });
   }
 
@@ -148,17 +160,32 @@
       case "mute": return muted(message);
       case "chat": return chat(message);
       case "ice_servers": return newIceServers(message);
-      case "replaced":
-        call.closedForGood = true;
-        hangUp(false);
-        $("left").querySelector("h1").textContent = T.replaced;
-        return undefined;
-      case "error":
-        status(message.message);
-        if (message.about === "relay_offer") receiveDone();
-        return undefined;
+      case "replaced": return replaced();
+      case "error": return failed(message);
       default:
         return undefined;
+    }
+  }
+
+  function replaced() {
+    hangUp(false);
+    $("left").querySelector("h1").textContent = T.replaced;
+  }
+
+  function failed(message) {
+    if (message.code.startsWith("consultation_")) { window.location.reload(); return; }
+    // A signal to someone who just left is a harmless race, not news for the user.
+    if (message.code !== "unknown_peer") status(message.message);
+    if (message.about !== "relay_offer" || call.topology !== "relay") return;
+    // Try again in a moment with a fresh connection.
+    if (message.purpose === "publish") {
+      if (call.publish) call.publish.close();
+      call.publish = null;
+      setTimeout(() => { if (call.topology === "relay" && !call.publish && !call.closedForGood) publishToRelay(); }, 2000);
+    } else {
+      call.receiveKey = "";
+      receiveDone();
+      setTimeout(() => relaySources(call.lastSources), 2000);
     }
   }
 
@@ -170,7 +197,11 @@
     call.topology = null;
     setIceServers(message);
     root.dataset.state = "in_call";
-    send({ type: "mute", audio: call.audioOn, video: call.videoOn });
+    sendMute();
+  }
+
+  function sendMute() {
+    send({ type: "mute", audio: call.audioOn, video: call.videoOn || Boolean(call.screen) });
   }
 
   function setIceServers(message) {
@@ -182,8 +213,8 @@
 
   function newIceServers(message) {
     setIceServers(message);
+    // Used from the next ICE restart on; a working path needs no new credentials.
     for (const pc of connections()) pc.setConfiguration({ iceServers: call.iceServers });
-    if (call.link) call.link.pc.restartIce();
   }
 
   function participants(message) {
@@ -201,9 +232,15 @@
       const other = others[0];
       if (call.link && (!other || other.id !== call.link.peer || other.session !== call.link.session)) closeLink();
       if (other && !call.link && other.state === "connected") openLink(other.id, other.session);
-    } else if (!call.publish && call.local.getTracks().length) {
+    } else if (!call.publish && outgoing().length) {
       publishToRelay();
     }
+  }
+
+  function outgoing() {
+    // While the screen is shared it takes the camera's place in every new connection.
+    const video = call.screen ? call.screen.getVideoTracks() : call.local.getVideoTracks();
+    return [...call.local.getAudioTracks(), ...video];
   }
 
   // ---- Peer to peer ("perfect negotiation": the polite peer yields when offers cross) ---
@@ -212,11 +249,11 @@
     const pc = new RTCPeerConnection({ iceServers: call.iceServers });
     const link = call.link = { peer, session, pc, polite: call.me > peer, makingOffer: false, ignoreOffer: false,
                                negotiated: false, connected: false };
-    call.local.getTracks().forEach((track) => pc.addTrack(track, call.local));
+    outgoing().forEach((track) => pc.addTrack(track, call.local));
     if (!link.polite) {
       // The impolite peer makes the first offer, so it must offer to receive what it does not send.
       for (const kind of ["audio", "video"]) {
-        if (!call.local.getTracks().some((t) => t.kind === kind)) pc.addTransceiver(kind, { direction: "recvonly" });
+        if (!outgoing().some((t) => t.kind === kind)) pc.addTransceiver(kind, { direction: "recvonly" });
       }
     }
     pc.addEventListener("negotiationneeded", async () => {
@@ -238,11 +275,18 @@
     pc.addEventListener("connectionstatechange", () => {
       if (pc.connectionState === "connected") {
         link.connected = true;
+        link.restarted = false;
         setTileState(peer, "connected");
       } else if (pc.connectionState === "disconnected") {
         setTileState(peer, "reconnecting");
       } else if (pc.connectionState === "failed") {
-        if (link.connected) pc.restartIce(); else send({ type: "p2p_failed" });
+        // One ICE restart for a path that worked (a new network); then the relay.
+        if (link.connected && !link.restarted) {
+          link.restarted = true;
+          pc.restartIce();
+        } else {
+          send({ type: "p2p_failed" });
+        }
       }
     });
     link.timer = setTimeout(() => { if (!link.connected && call.link === link) send({ type: "p2p_failed" }); }, P2P_CONNECT_MS);
@@ -312,11 +356,12 @@
     if (call.publish) call.publish.close();
     // aiortc cannot restart ICE: a broken connection is replaced by a new one.
     const pc = call.publish = relayConnection(() => { if (call.publish === pc) publishToRelay(); });
-    call.local.getTracks().forEach((track) => pc.addTransceiver(track, { direction: "sendonly", streams: [call.local] }));
+    outgoing().forEach((track) => pc.addTransceiver(track, { direction: "sendonly", streams: [call.local] }));
     offerToRelay(pc, "publish", []).catch(console.error);
   }
 
   function relaySources(publishers) {
+    call.lastSources = publishers;
     if (call.topology !== "relay") return;
     // One receiving offer at a time: an answer must meet the connection that asked.
     if (call.receivePending) { call.nextSources = publishers; return; }
@@ -339,13 +384,21 @@
       if (entry) showTrack(entry.peer, event.track);
     });
     call.receivePending = true;
+    pc.receiveFrom = JSON.stringify(others.map((p) => p.id));
     offerToRelay(pc, "receive", others.map((p) => p.id)).catch(console.error);
   }
 
   async function relayAnswer(message) {
     const pc = message.purpose === "publish" ? call.publish : call.receive;
-    if (pc && pc.signalingState === "have-local-offer") await pc.setRemoteDescription({ type: "answer", sdp: message.sdp });
-    if (message.purpose === "receive") receiveDone();
+    try {
+      // An answer meets only the connection whose offer it answers.
+      const current = message.purpose === "publish" || pc.receiveFrom === JSON.stringify(message.receive_from);
+      if (pc && current && pc.signalingState === "have-local-offer") {
+        await pc.setRemoteDescription({ type: "answer", sdp: message.sdp });
+      }
+    } finally {
+      if (message.purpose === "receive") receiveDone();
+    }
   }
 
   function receiveDone() {
@@ -471,14 +524,14 @@
     // A disabled track sends black frames and lets the browser turn the camera off.
     if (current) current.enabled = call.videoOn;
     labelControls();
-    send({ type: "mute", audio: call.audioOn, video: call.videoOn });
+    sendMute();
   }
 
   function toggleAudio() {
     call.audioOn = !call.audioOn;
     call.local.getAudioTracks().forEach((track) => { track.enabled = call.audioOn; });
     labelControls();
-    send({ type: "mute", audio: call.audioOn, video: call.videoOn });
+    sendMute();
   }
 
   async function toggleScreen() {
@@ -494,6 +547,7 @@
       await swapVideo(track);
     }
     labelControls();
+    sendMute();
   }
 
   async function swapVideo(track) {
@@ -524,11 +578,14 @@
 
   function hangUp(tellServer) {
     call.closedForGood = true;
+    clearTimeout(call.retry);
+    clearTimeout(call.iceTimer);
+    clearInterval(call.quality);
     if (tellServer) send({ type: "leave" });
     closeAll();
     call.local.getTracks().forEach((t) => t.stop());
     if (call.screen) call.screen.getTracks().forEach((t) => t.stop());
-    if (levelContext) levelContext.close();
+    closeLevel();
     root.dataset.state = "left";
     $("stage").hidden = true;
     $("left").hidden = false;
@@ -536,15 +593,30 @@
 
   function join() {
     $("device-check").hidden = true;
+    $("join").hidden = true;
     $("stage").hidden = false;
-    if (levelContext) levelContext.resume();
     root.dataset.state = "connecting";
     labelControls();
     connect();
-    setInterval(() => measureQuality().catch(() => {}), 2000);
+    call.quality = setInterval(() => measureQuality().catch(() => {}), 2000);
   }
 
   $("join").addEventListener("click", join);
+  $("toggle-devices").addEventListener("click", () => {
+    $("device-check").hidden = !$("device-check").hidden;
+    $("toggle-devices").setAttribute("aria-expanded", String(!$("device-check").hidden));
+  });
+  // Browsers start audio only after a gesture; until then the level meter would stay flat.
+  for (const gesture of ["pointerdown", "keydown"]) {
+    document.addEventListener(gesture, () => { if (levelContext) levelContext.resume(); });
+  }
+  const endForAll = document.querySelector("#end-for-all form");
+  if (endForAll) {
+    endForAll.addEventListener("submit", (event) => {
+      if (!window.confirm(T.end_confirm)) { event.preventDefault(); return; }
+      hangUp(false);
+    });
+  }
   $("speaker-test").addEventListener("click", () => testSound().catch(console.error));
   $("camera-select").addEventListener("change", () => switchDevice().catch(console.error));
   $("microphone-select").addEventListener("change", () => switchDevice().catch(console.error));

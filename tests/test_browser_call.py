@@ -111,6 +111,7 @@ async def test_two_people_see_and_hear_each_other_peer_to_peer_and_after_a_drop(
     await until_media(patient, 30)
     await until_media(doctor, 30, above=before)
 
+    doctor.once("dialog", lambda dialog: asyncio.ensure_future(dialog.accept()))
     await doctor.click("button:has-text('Sprechstunde für alle beenden')")
     await patient.wait_for_selector("text=Diese Sprechstunde ist beendet.")
     assert doctor_errors == [] and patient_errors == []

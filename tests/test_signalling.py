@@ -144,6 +144,8 @@ async def test_malformed_and_unknown_messages_get_errors_not_a_dropped_line(clie
             assert (await next_of(socket, "error"))["code"] == code, bad
         await socket.send_bytes(b"\x00\x01")
         assert (await next_of(socket, "error"))["code"] == "malformed"
+        await socket.send_str("[" * 30000 + "]" * 30000)  # nesting deeper than the parser goes
+        assert (await next_of(socket, "error"))["code"] == "malformed"
 
         await socket.send_json({"type": "join", "version": 1})
         await next_of(socket, "welcome")
@@ -151,6 +153,8 @@ async def test_malformed_and_unknown_messages_get_errors_not_a_dropped_line(clie
         assert (await next_of(socket, "error"))["code"] == "already_joined"
         for bad, code in (({"type": "offer", "to": "u999", "sdp": "v=0"}, "unknown_peer"),
                           ({"type": "candidate", "to": "u1", "candidate": {"candidate": 5}}, "invalid_field"),
+                          ({"type": "candidate", "to": "u1", "candidate": {"candidate": "c", "usernameFragment": {}}},
+                           "invalid_field"),
                           ({"type": "chat", "text": "x" * 501}, "invalid_field"),
                           ({"type": "chat", "text": "   "}, "invalid_field"),
                           ({"type": "mute", "audio": "yes", "video": True}, "invalid_field"),
@@ -215,6 +219,15 @@ async def test_two_people_talk_peer_to_peer_and_their_signals_are_passed_on(in_c
     await patient.send_json({"type": "chat", "text": "Können Sie mich hören?"})
     said = await next_of(doctor, "chat")
     assert said["text"] == "Können Sie mich hören?" and said["name"] == "Erika"
+
+
+async def test_a_connection_that_has_not_joined_hears_nothing_of_the_call(in_call, other_browser, booked):
+    doctor, patient = in_call
+    async with other_browser.ws_connect(f"/c/{booked.id}/call/ws", headers=ORIGIN) as lurker:
+        await doctor.send_json({"type": "chat", "text": "Nur für die Anwesenden"})
+        await next_of(patient, "chat")
+        with pytest.raises(TimeoutError):
+            await next_of(lurker, "chat", within=0.5)
 
 
 async def test_a_failed_direct_path_moves_the_call_to_the_relay(in_call):

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import re
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 
 from smartpractice.clock import Clock
 from smartpractice.errors import UserError
@@ -60,15 +60,14 @@ class Calls:
         self._modes: dict[int, str] = {}
         self._generations: dict[tuple[int, str], int] = {}
         self._expiring: set[asyncio.Task[None]] = set()
+        # Announcements of one call go out one at a time, so the last list sent is the latest.
+        self._announcing: dict[int, asyncio.Lock] = {}
 
-    @contextlib.asynccontextmanager
-    async def inbox(self, seat: Seat) -> AsyncIterator[list[asyncio.Queue[dict]]]:
-        """What reaches one participant: messages for everyone in the call, for them
-        alone, and the consultation's end."""
+    def inbox(self, seat: Seat) -> contextlib.AbstractAsyncContextManager[asyncio.Queue[dict]]:
+        """What reaches one participant, in order: messages for everyone in the call, for
+        them alone, and the consultation's end."""
         cid = seat.consultation.id
-        async with contextlib.AsyncExitStack() as stack:
-            yield [await stack.enter_async_context(self.state.subscribe(channel)) for channel in
-                   (call_channel(cid), call_peer_channel(cid, seat.key), consultation_channel(cid))]
+        return self.state.subscribe(call_channel(cid), call_peer_channel(cid, seat.key), consultation_channel(cid))
 
     async def join(self, seat: Seat, name: str, session: str) -> None:
         cid = seat.consultation.id
@@ -148,25 +147,35 @@ class Calls:
         publishers = [key for key in receive_from if key != seat.key] if purpose == "receive" else []
         try:
             answer = await room.attach(connection, sdp, receive_from=publishers)
-        except Exception:
+        except Exception as error:
             # The offer is the browser's: whatever aiortc makes of it, the participant
-            # gets an error message and may try again with a fresh one.
-            logger.warning("relay refused an offer in consultation %s", cid, exc_info=True)
+            # gets an error message and may try again with a fresh one. Only the kind of
+            # error is logged: its text may quote the offer.
+            logger.warning("relay refused an offer in consultation %s: %s", cid, type(error).__name__)
             raise UserError("relay_failed", N_("The connection to the server could not be set up.")) from None
+        if self._modes.get(cid) != "relay":
+            # The call turned peer to peer while this offer was being answered.
+            await room.detach(connection)
+            raise UserError("not_relayed", N_("This call is not going through the relay."))
         if purpose == "publish":
             self._generations[(cid, seat.key)] = self._generations.get((cid, seat.key), 0) + 1
             await self._announce_sources(cid, room)
         return answer
 
-    async def _announce_sources(self, cid: int, room) -> None:  # noqa: ANN001 - rtc.Room
+    def _sources(self, cid: int, room) -> dict:  # noqa: ANN001 - rtc.Room
         publishers = [{"id": key, "kinds": kinds, "generation": self._generations.get((cid, key), 0)}
                       for key, kinds in room.publishers().items()]
-        await self.state.publish(call_channel(cid), {"type": "relay_sources", "publishers": publishers})
+        return {"type": "relay_sources", "publishers": publishers}
+
+    async def _announce_sources(self, cid: int, room) -> None:  # noqa: ANN001 - rtc.Room
+        await self.state.publish(call_channel(cid), self._sources(cid, room))
 
     async def relay_sources(self, seat: Seat) -> None:
+        """Who sends through the relay, for someone who just joined."""
         room_name = _relay_room(seat.consultation.id)
         if room_name in self._relay.room_names:
-            await self._announce_sources(seat.consultation.id, self._relay.room(room_name))
+            await self.state.publish(call_peer_channel(seat.consultation.id, seat.key),
+                                     self._sources(seat.consultation.id, self._relay.room(room_name)))
 
     async def _detach(self, cid: int, key: str) -> None:
         self._generations.pop((cid, key), None)
@@ -180,8 +189,18 @@ class Calls:
 
     async def _announce(self, seat: Seat) -> None:
         cid = seat.consultation.id
+        lock = self._announcing.setdefault(cid, asyncio.Lock())
+        async with lock:
+            await self._announce_locked(seat)
+        if not lock.locked() and not await self.state.call_peers(cid):
+            self._announcing.pop(cid, None)
+
+    async def _announce_locked(self, seat: Seat) -> None:
+        cid = seat.consultation.id
+        mode, reason = await self.topology(seat)
         peers = await self.state.call_peers(cid)
-        mode, reason = await self.topology(seat) if peers else ("p2p", "")
+        if not peers:
+            mode, reason = "p2p", ""
         if mode == "p2p" and self._modes.get(cid) == "relay":
             for peer in peers:
                 await self._detach(cid, peer.key)

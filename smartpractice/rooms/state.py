@@ -67,7 +67,7 @@ class RoomState(Protocol):
 
     async def publish(self, channel: str, message: dict) -> None: ...
 
-    def subscribe(self, channel: str) -> contextlib.AbstractAsyncContextManager[asyncio.Queue[dict]]: ...
+    def subscribe(self, *channels: str) -> contextlib.AbstractAsyncContextManager[asyncio.Queue[dict]]: ...
 
 
 class InMemoryRoomState:
@@ -159,13 +159,16 @@ class InMemoryRoomState:
                 queue.put_nowait(message)
 
     @contextlib.asynccontextmanager
-    async def subscribe(self, channel: str) -> AsyncIterator[asyncio.Queue[dict]]:
+    async def subscribe(self, *channels: str) -> AsyncIterator[asyncio.Queue[dict]]:
+        """One queue for all the channels, so their messages arrive in the order sent."""
         queue: asyncio.Queue[dict] = asyncio.Queue()
-        self._subscribers.setdefault(channel, set()).add(queue)
+        for channel in channels:
+            self._subscribers.setdefault(channel, set()).add(queue)
         try:
             yield queue
         finally:
-            subscribers = self._subscribers.get(channel, set())
-            subscribers.discard(queue)
-            if not subscribers:
-                self._subscribers.pop(channel, None)
+            for channel in channels:
+                subscribers = self._subscribers.get(channel, set())
+                subscribers.discard(queue)
+                if not subscribers:
+                    self._subscribers.pop(channel, None)

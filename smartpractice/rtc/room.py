@@ -55,7 +55,7 @@ class Room:
                              for source in self._participants[pid].sources]
             return await participant.answer(offer_sdp, available)
         except Exception:
-            await self._remove(participant_id)
+            await self.detach(participant_id)
             raise
 
     async def detach(self, participant_id: str) -> None:

@@ -29,6 +29,9 @@ RATE_PER_SECOND = 20.0
 RATE_BURST = 60
 # This many refused messages, less one per second, end the connection (close 1008).
 RATE_STRIKES = 50
+# Each relay offer makes a peer connection on the server (a certificate, candidates).
+RELAY_OFFERS_PER_SECOND = 1.0
+RELAY_OFFER_BURST = 4
 
 CLOSE_NORMAL = 1000
 CLOSE_POLICY = 1008
@@ -54,8 +57,12 @@ def _candidate(value: object) -> bool:
     if value is None:
         return True
     return (isinstance(value, dict) and isinstance(value.get("candidate"), str) and len(value["candidate"]) <= 1024
-            and isinstance(value.get("sdpMid"), (str, type(None)))
+            and _short_or_none(value.get("sdpMid")) and _short_or_none(value.get("usernameFragment"))
             and isinstance(value.get("sdpMLineIndex"), (int, type(None))))
+
+
+def _short_or_none(value: object) -> bool:
+    return value is None or (isinstance(value, str) and len(value) <= 256)
 
 
 def _session(value: object) -> bool:
@@ -89,7 +96,7 @@ def parse(raw: str) -> dict:
     """The message, checked against SCHEMA; UserError says what is wrong."""
     try:
         message = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # deep nesting fits in 64 KiB
         message = None
     if not isinstance(message, dict) or not isinstance(message.get("type"), str):
         raise UserError("malformed", N_("Expected a JSON object with a type."))
@@ -148,6 +155,7 @@ class Connection:
         self._client_kind = client_kind
         self._attendance: int | None = None
         self._rate = RateLimit()
+        self._relay_rate = RateLimit(RELAY_OFFERS_PER_SECOND, RELAY_OFFER_BURST)
 
     async def receive(self, raw: str) -> int | None:
         """Handle one message from the client; a close code when the connection must end."""
@@ -166,12 +174,15 @@ class Connection:
                 raise UserError("not_joined", N_("Send join first."))
             return await getattr(self, "_on_" + message["type"])(message)
         except UserError as error:
-            await self._error(error, message["type"] if message else None)
+            await self._error(error, message)
             return None
 
     async def deliver(self, message: dict) -> int | None:
-        """Something from the call for this client; a close code when it ends the connection."""
+        """Something from the call for this client; a close code when it ends the connection.
+        Until it has joined, a connection hears nothing of the call but its end."""
         kind = message["type"]
+        if not self.joined and kind != "ended":
+            return None
         if kind == "replaced":
             if message["session"] == self.session:
                 return None
@@ -197,10 +208,12 @@ class Connection:
         if self._attendance is not None:
             await self._waiting_room.left_call(self._attendance)
 
-    async def _error(self, error: UserError, about: str | None = None) -> None:
+    async def _error(self, error: UserError, about: dict | None = None) -> None:
         reply = {"type": "error", "code": error.code, "message": self._translate(error)}
         if about:
-            reply["about"] = about
+            reply["about"] = about["type"]
+            if about["type"] == "relay_offer":
+                reply["purpose"] = about["purpose"]  # which of the two relay connections failed
         await self._send(reply)
 
     async def _join(self, message: dict) -> int | None:
@@ -241,6 +254,8 @@ class Connection:
         await self._relay_to_peer(message, candidate=candidate)
 
     async def _on_relay_offer(self, message: dict) -> None:
+        if not self._relay_rate.allow():
+            raise UserError("rate_limited", N_("Too many messages; please slow down."))
         sdp = await self._calls.relay_attach(self.seat, message["purpose"], message["sdp"], message["receive_from"])
         await self._send({"type": "relay_answer", "purpose": message["purpose"], "sdp": sdp,
                           "receive_from": message["receive_from"]})

@@ -58,15 +58,15 @@ async def call_socket(request: web.Request) -> web.StreamResponse:
         functools.partial(user_message, request), client_kind(request.headers.get("User-Agent", "")),
     )
 
-    async def deliver(queue: asyncio.Queue[dict]) -> None:
+    async def deliver(inbox: asyncio.Queue[dict]) -> None:
         while True:
-            code = await connection.deliver(await queue.get())
+            code = await connection.deliver(await inbox.get())
             if code is not None:
                 await socket.close(code=code)
                 return
 
-    async with services.calls.inbox(seat) as queues:
-        deliveries = [asyncio.create_task(deliver(queue)) for queue in queues]
+    async with services.calls.inbox(seat) as inbox:
+        delivery = asyncio.create_task(deliver(inbox))
         try:
             async for message in socket:
                 # Binary frames are not part of the protocol: answered as malformed.
@@ -75,8 +75,7 @@ async def call_socket(request: web.Request) -> web.StreamResponse:
                     await socket.close(code=code)
                     break
         finally:
-            for task in deliveries:
-                task.cancel()
+            delivery.cancel()
             # aiohttp cancels the handler when the connection drops; the leave (or the
             # drop the participant may come back from) must still be recorded.
             await asyncio.shield(connection.closed())

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 
 from aiohttp import WSMsgType, web
@@ -91,7 +90,7 @@ async def _read_until_closed(socket: web.WebSocketResponse, handle) -> None:
             continue
         try:
             payload = json.loads(message.data)
-        except ValueError:
+        except (ValueError, RecursionError):  # deep nesting fits in a small message
             payload = None
         if not isinstance(payload, dict) or not isinstance(payload.get("type"), str):
             await socket.send_json({"type": "error", "code": "malformed", "message": "Expected a JSON object with a type."})
@@ -124,17 +123,15 @@ async def participant_socket(request: web.Request) -> web.StreamResponse:
     async def refuse(payload: dict) -> None:
         await socket.send_json({"type": "error", "code": "unknown_message", "message": "This socket takes no messages."})
 
-    async with contextlib.AsyncExitStack() as stack:
-        personal = await stack.enter_async_context(room.state.subscribe(person_channel(seat.consultation.id, seat.key)))
-        shared = await stack.enter_async_context(room.state.subscribe(consultation_channel(seat.consultation.id)))
-        forwarders = [asyncio.create_task(_forward(socket, queue)) for queue in (personal, shared)]
+    channels = (person_channel(seat.consultation.id, seat.key), consultation_channel(seat.consultation.id))
+    async with room.state.subscribe(*channels) as news:
+        forwarder = asyncio.create_task(_forward(socket, news))
         await room.enter(seat)
         await socket.send_json({"type": "waiting"})
         try:
             await _read_until_closed(socket, refuse)
         finally:
-            for task in forwarders:
-                task.cancel()
+            forwarder.cancel()
             # aiohttp cancels the handler when the connection drops; leaving the
             # waiting list must still happen.
             await asyncio.shield(room.leave(seat))
