@@ -88,7 +88,7 @@ async def test_subscriber_pli_reaches_the_publisher_throttled(call):
         await receiver._send_rtcp_pli(relayed_ssrc(peers["sub1"]))
         await peers["sub2"].transceiver("video").receiver._send_rtcp_pli(
             relayed_ssrc(peers["sub2"]))
-    await until(lambda: requests, within=3)
+    await until(lambda: requests, within=15)
     await asyncio.sleep(0.2)
     # ... becomes one request to the publisher
     assert source.keyframe_requests_sent == before + 1
@@ -112,7 +112,7 @@ async def test_subscriber_nack_is_answered_from_history(call):
         await stock(packet, arrival_time_ms)
 
     receiver._handle_rtp_packet = lossy
-    await until(lambda: seen["retransmitted"], within=5)
+    await until(lambda: seen["retransmitted"], within=15)
     assert seen["retransmitted"] == {seen["dropped"]}
     forward = next(f for f in room.participant("sub1").forwards if f.source.kind == "video")
     assert forward.retransmitted == 1
@@ -143,7 +143,7 @@ async def test_loss_on_the_publisher_path_is_nacked_upstream(call):
     transport._send_rtp = lossy
     source = next(s for s in room.participant("pub").sources if s.kind == "video")
     before = source.nacks_sent
-    await until(lambda: retransmitted, within=5)
+    await until(lambda: retransmitted, within=15)
     assert source.nacks_sent > before
     assert dropped[0] in retransmitted
 
@@ -166,9 +166,9 @@ async def test_smallest_subscriber_estimate_goes_upstream(call):
             fmt=RTCP_PSFB_APP, ssrc=1, media_ssrc=0,
             fci=pack_remb_fci(bitrate, [relayed_ssrc(peers[name])])))
     source = next(s for s in room.participant("pub").sources if s.kind == "video")
-    await until(lambda: source.remb_sent == 120_000, within=3)
+    await until(lambda: source.remb_sent == 120_000, within=15)
     await until(lambda: any(p.fci == pack_remb_fci(120_000, [sender._ssrc])
-                            for p in estimates), within=3)
+                            for p in estimates), within=15)
 
 
 async def test_detached_subscriber_stops_receiving_and_others_continue(call):
@@ -271,7 +271,7 @@ async def test_late_joiner_gets_a_keyframe_at_once(call):
     try:
         await late.attach(room, "late")
         # aiortc's encoder makes keyframes only on request: this proves the relay asked.
-        await until(lambda: late.frames["video"] >= 5, within=3)
+        await until(lambda: late.frames["video"] >= 5, within=15)
         assert late.sizes == {(WIDTH, HEIGHT)}
     finally:
         await late.close()
@@ -297,7 +297,7 @@ async def test_end_to_end_encrypted_frames_pass_unchanged(relay):
     try:
         await pub.attach(room, "pub")
         await sub.attach(room, "sub")
-        await until(lambda: len(received) >= 10, within=5)
+        await until(lambda: len(received) >= 10, within=15)
         assert set(received) <= track.sent
         assert is_vp8_keyframe_start(bytes([0x90, 0x80, 0x80, 0x00]) + received[0])
     finally:
@@ -340,7 +340,7 @@ async def test_relay_rtp_bypasses_aiortc_parsing(call):
 
         transport._handle_rtp_data, transport._handle_rtcp_data = rtp, rtcp
     before = peers["sub1"].frames["video"]
-    await until(lambda: peers["sub1"].frames["video"] >= before + 15 and routed_rtcp, within=5)
+    await until(lambda: peers["sub1"].frames["video"] >= before + 15 and routed_rtcp, within=15)
     assert parsed == []
 
 
