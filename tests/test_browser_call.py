@@ -118,8 +118,9 @@ async def test_two_people_see_and_hear_each_other_peer_to_peer_and_after_a_drop(
 
 
 async def test_three_people_meet_through_the_relay(live_server, browser, smtp):
-    """Clinician, patient and a relative invited with a TAN: everyone receives both others'
-    video and audio, and every connection ends at the server's relay."""
+    """Clinician and patient talk peer to peer; the clinician lets in a relative invited with
+    a TAN, and the call moves to the relay: everyone receives both others' video and audio,
+    and every connection ends at the server's relay."""
     services = live_server.app[services_key]
     practice = (await services.practices.create("Praxis Lindenhof", admin_email="linde@example.org", admin_username="linde")).practice
     doctor_id = await add_member(services, practice, "clinician", "dr-sommer")
@@ -133,6 +134,11 @@ async def test_three_people_meet_through_the_relay(live_server, browser, smtp):
 
     doctor, doctor_errors = await logged_in(browser, base, "dr-sommer", services)
     patient, patient_errors = await logged_in(browser, base, "erika")
+    await enter_call(doctor, base, consultation.id)
+    await enter_call(patient, base, consultation.id)
+    await doctor.wait_for_selector("#call[data-topology=p2p]")
+
+    # The relative arrives with the TAN from the mail; the doctor lets her in from the call.
     guest = await (await browser.new_context(locale="de-DE")).new_page()
     guest_errors: list[str] = []
     guest.on("pageerror", lambda error: guest_errors.append(str(error)))
@@ -140,14 +146,13 @@ async def test_three_people_meet_through_the_relay(live_server, browser, smtp):
     await guest.fill("#tan", tan)
     await guest.click("form:has(#tan) button[type=submit]")
     await guest.wait_for_url(f"**/c/{consultation.id}")
-    await guest.wait_for_selector("#room[data-state=waiting]")
-    [waiting] = await services.waiting_room.waiting(practice.id)
-    await services.waiting_room.admit(practice.id, consultation.id, waiting.key)
+    arrival = doctor.locator(".waiting-person", has_text="Gabi Gast")
+    await arrival.get_by_role("button", name="Hereinlassen", exact=True).click()
     await guest.wait_for_url(f"**/c/{consultation.id}/call")
+    await guest.wait_for_selector("#call[data-state=ready]")
+    await guest.click("#join")
 
     pages = (doctor, patient, guest)
-    for page in pages:
-        await enter_call(page, base, consultation.id)
     for page in pages:
         await page.wait_for_selector("#call[data-topology=relay]")
         await page.wait_for_function("document.querySelectorAll('.tile[data-peer]').length === 2")

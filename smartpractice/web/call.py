@@ -30,11 +30,12 @@ async def call_page(request: web.Request) -> web.StreamResponse:
         return render(request, "room_closed.html", {"message": user_message(request, error)}, status=410)
     if not await services.waiting_room.is_admitted(seat):
         return see_other(request.app.router["waiting_room"].url_for(id=str(seat.consultation.id)))
-    end = None
+    context = {"seat": seat, "practice": None, "end": None}
     if seat.role == "clinician":
-        practice = await services.practices.by_id(seat.consultation.practice_id)
-        end = request.app.router["consultation_end"].url_for(slug=practice.slug, id=str(seat.consultation.id))
-    return render(request, "call.html", {"seat": seat, "end": end})
+        # Staff see who is waiting (an interpreter, a relative) and can end the consultation.
+        practice = context["practice"] = await services.practices.by_id(seat.consultation.practice_id)
+        context["end"] = request.app.router["consultation_end"].url_for(slug=practice.slug, id=str(seat.consultation.id))
+    return render(request, "call.html", context)
 
 
 async def call_socket(request: web.Request) -> web.StreamResponse:
