@@ -11,7 +11,7 @@ from pathlib import Path
 import aioice.stun
 import aiortc
 import pytest
-from aiortc import RTCRtpReceiver
+from aiortc import RTCRtpReceiver, RTCRtpSender
 from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, is_rtcp, pack_remb_fci
 
 from smartpractice.rtc import Relay, hooks
@@ -485,3 +485,23 @@ async def test_malformed_packets_are_dropped_quietly():
         assert len(forwarded) == 1
     finally:
         await source.close()
+
+
+async def test_h264_when_the_browsers_offer_only_that(relay):
+    """Safari-era phones may offer H.264 alone: it is forwarded the same way, undecoded."""
+    only_h264 = [c for c in RTCRtpSender.getCapabilities("video").codecs if c.mimeType == "video/H264"]
+    room = relay.room("consultation-h264")
+    sender, receiver = publisher(), subscriber()
+    for peer in (sender, receiver):
+        peer.transceiver("video").setCodecPreferences(only_h264)
+    try:
+        await sender.attach(room, "pub")
+        await receiver.attach(room, "sub")
+        await until(lambda: receiver.frames["video"] >= 10, within=15)
+        assert receiver.sizes == {(WIDTH, HEIGHT)}
+        [source] = [s for s in room.participant("pub").sources if s.kind == "video"]
+        assert not hooks.decoder_started(source.receiver)
+        assert "H264" in receiver.pc.remoteDescription.sdp and "VP8" not in receiver.pc.remoteDescription.sdp
+    finally:
+        await sender.close()
+        await receiver.close()
