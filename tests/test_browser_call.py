@@ -62,22 +62,24 @@ async def enter_call(page, base: str, consultation_id: int) -> None:
     await page.wait_for_selector("#call[data-state=in_call]")
 
 
-async def booked(services, practice, clinician_id: int, patient_ids: list[int], invitees=()):
+async def consultation_at_lindenhof(live_server, *, invitees=(), relay_policy: str = "p2p"):
+    """Dr. Sommer's consultation with Erika, who is already admitted: (services, practice,
+    consultation, base URL)."""
+    services = live_server.app[services_key]
+    practice = (await services.practices.create("Praxis Lindenhof", admin_email="linde@example.org", admin_username="linde")).practice
+    async with services.engine.begin() as conn:
+        await conn.execute(update(practices).where(practices.c.id == practice.id).values(relay_policy=relay_policy))
+    doctor_id = await add_member(services, practice, "clinician", "dr-sommer")
+    erika = await add_member(services, practice, "patient", "erika")
     plan = Plan.parse("Kontrolle", services.clock.now() + timedelta(minutes=5), 20, now=services.clock.now())
-    consultation = (await services.consultations.schedule(practice, clinician_id, plan, patient_ids=patient_ids,
+    consultation = (await services.consultations.schedule(practice, doctor_id, plan, patient_ids=[erika],
                                                           invitees=list(invitees))).consultation
-    for patient in patient_ids:
-        await services.waiting_room.state.admit(practice.id, consultation.id, f"u{patient}")
-    return consultation
+    await services.waiting_room.state.admit(practice.id, consultation.id, f"u{erika}")
+    return services, practice, consultation, str(live_server.make_url("")).rstrip("/")
 
 
 async def test_two_people_see_and_hear_each_other_peer_to_peer_and_after_a_drop(live_server, browser):
-    services = live_server.app[services_key]
-    practice = (await services.practices.create("Praxis Lindenhof", admin_email="linde@example.org", admin_username="linde")).practice
-    doctor_id = await add_member(services, practice, "clinician", "dr-sommer")
-    erika = await add_member(services, practice, "patient", "erika")
-    consultation = await booked(services, practice, doctor_id, [erika])
-    base = str(live_server.make_url("")).rstrip("/")
+    services, _, consultation, base = await consultation_at_lindenhof(live_server)
 
     doctor, doctor_errors = await logged_in(browser, base, "dr-sommer", services)
     patient, patient_errors = await logged_in(browser, base, "erika")
@@ -121,13 +123,8 @@ async def test_three_people_meet_through_the_relay(live_server, browser, smtp):
     """Clinician and patient talk peer to peer; the clinician lets in a relative invited with
     a TAN, and the call moves to the relay: everyone receives both others' video and audio,
     and every connection ends at the server's relay."""
-    services = live_server.app[services_key]
-    practice = (await services.practices.create("Praxis Lindenhof", admin_email="linde@example.org", admin_username="linde")).practice
-    doctor_id = await add_member(services, practice, "clinician", "dr-sommer")
-    erika = await add_member(services, practice, "patient", "erika")
-    consultation = await booked(services, practice, doctor_id, [erika],
-                                invitees=[Invitee.parse("gabi@example.org", "Gabi Gast")])
-    base = str(live_server.make_url("")).rstrip("/")
+    services, _, consultation, base = await consultation_at_lindenhof(
+        live_server, invitees=[Invitee.parse("gabi@example.org", "Gabi Gast")])
     mail = next(m for m in await smtp.wait_for(2) if "gabi@example.org" in m["To"])
     link = re.search(r"(http://127\.0\.0\.1:\d+/invitation/\S+)", mail_text(mail)).group(1)
     tan = re.search(r"\b(\d{4} \d{4})\b", mail_text(mail)).group(1)
@@ -168,14 +165,7 @@ async def test_three_people_meet_through_the_relay(live_server, browser, smtp):
 
 
 async def test_a_practice_that_always_relays_relays_two(live_server, browser):
-    services = live_server.app[services_key]
-    practice = (await services.practices.create("Praxis Lindenhof", admin_email="linde@example.org", admin_username="linde")).practice
-    async with services.engine.begin() as conn:
-        await conn.execute(update(practices).where(practices.c.id == practice.id).values(relay_policy="relay"))
-    doctor_id = await add_member(services, practice, "clinician", "dr-sommer")
-    erika = await add_member(services, practice, "patient", "erika")
-    consultation = await booked(services, practice, doctor_id, [erika])
-    base = str(live_server.make_url("")).rstrip("/")
+    services, _, consultation, base = await consultation_at_lindenhof(live_server, relay_policy="relay")
     doctor, _ = await logged_in(browser, base, "dr-sommer", services)
     patient, _ = await logged_in(browser, base, "erika")
     await enter_call(doctor, base, consultation.id)
@@ -187,12 +177,7 @@ async def test_a_practice_that_always_relays_relays_two(live_server, browser):
 
 
 async def test_the_device_check_says_so_when_camera_and_microphone_are_refused(live_server):
-    services = live_server.app[services_key]
-    practice = (await services.practices.create("Praxis Lindenhof", admin_email="linde@example.org", admin_username="linde")).practice
-    doctor_id = await add_member(services, practice, "clinician", "dr-sommer")
-    erika = await add_member(services, practice, "patient", "erika")
-    consultation = await booked(services, practice, doctor_id, [erika])
-    base = str(live_server.make_url("")).rstrip("/")
+    _, _, consultation, base = await consultation_at_lindenhof(live_server)
     # This browser asks before using camera and microphone, and the answer is no.
     flags = [flag for flag in CHROMIUM_FLAGS if flag != "--use-fake-ui-for-media-stream"] + ["--deny-permission-prompts"]
     async with async_playwright() as playwright:

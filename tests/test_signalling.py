@@ -24,16 +24,7 @@ from smartpractice.scheduling.consultations import Plan
 from smartpractice.storage.tables import practices
 from tests.conftest import add_member, log_in, mail_link, mail_text, make_settings, post_form
 from tests.rtc_peers import Peer, SmallCamera, until
-
-ORIGIN = {"Origin": "http://localhost:8080"}
-
-
-async def next_of(socket, kind: str, within: float = 5.0) -> dict:
-    async with asyncio.timeout(within):
-        while True:
-            message = await socket.receive_json()
-            if message["type"] == kind:
-                return message
+from tests.test_waiting_room import ORIGIN, next_of
 
 
 async def participants(socket, count: int, within: float = 5.0) -> dict:
