@@ -137,16 +137,28 @@
     socket.addEventListener("message", (event) => {
       call.inbox = call.inbox.then(() => handle(JSON.parse(event.data))).catch(console.error);
     });
-    socket.addEventListener("close", (event) => {
+    socket.addEventListener("close", async (event) => {
       if (socket !== call.socket || call.closedForGood) return;
       if (event.code === 4001 || event.code === 4002) { window.location.reload(); return; }
       if (event.code === 4000) { replaced(); return; }
       root.dataset.state = "reconnecting";
       status(T.reconnecting);
       // Refused before the upgrade (ended, no longer admitted, logged out): the page says why.
-      if (++call.attempts > (opened ? 3 : 1)) { window.location.reload(); return; }
-      call.retry = setTimeout(connect, Math.min(1000 * 2 ** call.attempts, 10000));
+      if (!opened && await refused()) { window.location.reload(); return; }
+      call.attempts += 1;
+      call.retry = setTimeout(connect, Math.min(500 * 2 ** call.attempts, 10000));
     });
+  }
+
+  async function refused() {
+    // A browser does not learn why a WebSocket handshake failed; the page itself tells
+    // refused (a redirect or an error page) from offline (no answer: keep trying).
+    try {
+      const page = await fetch(window.location.href, { redirect: "manual", cache: "no-store" });
+      return page.type === "opaqueredirect" || !page.ok;
+    } catch (error) {
+      return false;
+    }
   }
 
   async function handle(message) {
