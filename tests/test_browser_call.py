@@ -175,6 +175,18 @@ async def test_a_practice_that_always_relays_relays_two(live_server, browser):
     browser_ports = {pair["local"] for pair in doctor_sees["pairs"] + patient_sees["pairs"]}
     assert not {pair["remote"] for pair in doctor_sees["pairs"] + patient_sees["pairs"]} & browser_ports
 
+    # Through the relay too, a participant who drops out comes back with fresh connections.
+    context = patient.context
+    await patient.close()
+    await doctor.wait_for_selector(".tile[data-peer][data-state=reconnecting]")
+    # Frames can only grow past this on a new receiving connection (the old one's count stops).
+    before = (await media(doctor))["frames"]
+    patient = await context.new_page()
+    await enter_call(patient, base, consultation.id)
+    await doctor.wait_for_selector(".tile[data-peer][data-state=connected]")
+    await until_media(patient, 30)
+    await until_media(doctor, 30, above=before)
+
 
 async def test_the_device_check_says_so_when_camera_and_microphone_are_refused(live_server):
     _, _, consultation, base = await consultation_at_lindenhof(live_server)
