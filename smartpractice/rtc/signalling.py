@@ -57,16 +57,12 @@ def _candidate(value: object) -> bool:
     if value is None:
         return True
     return (isinstance(value, dict) and isinstance(value.get("candidate"), str) and len(value["candidate"]) <= 1024
-            and _short_or_none(value.get("sdpMid")) and _short_or_none(value.get("usernameFragment"))
+            and _text_or_none(value.get("sdpMid"), 256) and _text_or_none(value.get("usernameFragment"), 256)
             and isinstance(value.get("sdpMLineIndex"), (int, type(None))))
 
 
-def _short_or_none(value: object) -> bool:
-    return value is None or (isinstance(value, str) and len(value) <= 256)
-
-
-def _session(value: object) -> bool:
-    return value is None or (isinstance(value, str) and len(value) <= 64)
+def _text_or_none(value: object, limit: int) -> bool:
+    return value is None or (isinstance(value, str) and len(value) <= limit)
 
 
 def _peer_list(value: object) -> bool:
@@ -106,7 +102,7 @@ def parse(raw: str) -> dict:
     for name, valid in fields.items():
         if name not in message or not valid(message[name]):
             raise UserError("invalid_field", N_("A field of this message is missing or invalid."))
-    if not _session(message.get("to_session")):
+    if not _text_or_none(message.get("to_session"), 64):
         raise UserError("invalid_field", N_("A field of this message is missing or invalid."))
     return message
 
