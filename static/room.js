@@ -1,5 +1,5 @@
-// A participant's waiting-room and call page: one WebSocket that says when the practice
-// lets them in, passes on the practice's short texts, and tells when the consultation ends.
+// A participant's waiting-room page: one WebSocket that says when the practice lets them
+// in, passes on the practice's short texts, and tells when the consultation ends.
 "use strict";
 (function () {
   const room = document.getElementById("room");
@@ -19,7 +19,7 @@
     const socket = new WebSocket(scheme + window.location.host + room.dataset.socket);
     socket.addEventListener("message", (event) => {
       const message = JSON.parse(event.data);
-      if (message.type === "admitted" && room.dataset.call) {
+      if (message.type === "admitted") {
         closedForGood = true;
         window.location.assign(room.dataset.call);
       } else if (message.type === "message") {
@@ -28,7 +28,7 @@
       } else if (message.type === "ended" || message.type === "closed") {
         closedForGood = true;
         window.location.reload();
-      } else if (message.type === "waiting" || message.type === "in_call") {
+      } else if (message.type === "waiting") {
         room.dataset.state = message.type;
       }
     });
