@@ -78,13 +78,18 @@ async def consultation_at_lindenhof(live_server, *, invitees=(), relay_policy: s
     return services, practice, consultation, str(live_server.make_url("")).rstrip("/")
 
 
-async def test_two_people_see_and_hear_each_other_peer_to_peer_and_after_a_drop(live_server, browser):
-    services, _, consultation, base = await consultation_at_lindenhof(live_server)
-
+async def both_in_call(browser, services, base: str, consultation_id: int):
+    """Dr. Sommer and Erika log in and join the call: their pages and page errors."""
     doctor, doctor_errors = await logged_in(browser, base, "dr-sommer", services)
     patient, patient_errors = await logged_in(browser, base, "erika")
-    await enter_call(doctor, base, consultation.id)
-    await enter_call(patient, base, consultation.id)
+    await enter_call(doctor, base, consultation_id)
+    await enter_call(patient, base, consultation_id)
+    return doctor, patient, doctor_errors, patient_errors
+
+
+async def test_two_people_see_and_hear_each_other_peer_to_peer_and_after_a_drop(live_server, browser):
+    services, _, consultation, base = await consultation_at_lindenhof(live_server)
+    doctor, patient, doctor_errors, patient_errors = await both_in_call(browser, services, base, consultation.id)
 
     doctor_sees, patient_sees = await until_media(doctor, 60), await until_media(patient, 60)
     assert await doctor.get_attribute("#call", "data-topology") == "p2p"
@@ -129,10 +134,7 @@ async def test_three_people_meet_through_the_relay(live_server, browser, smtp):
     link = re.search(r"(http://127\.0\.0\.1:\d+/invitation/\S+)", mail_text(mail)).group(1)
     tan = re.search(r"\b(\d{4} \d{4})\b", mail_text(mail)).group(1)
 
-    doctor, doctor_errors = await logged_in(browser, base, "dr-sommer", services)
-    patient, patient_errors = await logged_in(browser, base, "erika")
-    await enter_call(doctor, base, consultation.id)
-    await enter_call(patient, base, consultation.id)
+    doctor, patient, doctor_errors, patient_errors = await both_in_call(browser, services, base, consultation.id)
     await doctor.wait_for_selector("#call[data-topology=p2p]")
 
     # The relative arrives with the TAN from the mail; the doctor lets her in from the call.
@@ -166,10 +168,7 @@ async def test_three_people_meet_through_the_relay(live_server, browser, smtp):
 
 async def test_a_practice_that_always_relays_relays_two(live_server, browser):
     services, _, consultation, base = await consultation_at_lindenhof(live_server, relay_policy="relay")
-    doctor, _ = await logged_in(browser, base, "dr-sommer", services)
-    patient, _ = await logged_in(browser, base, "erika")
-    await enter_call(doctor, base, consultation.id)
-    await enter_call(patient, base, consultation.id)
+    doctor, patient, _, _ = await both_in_call(browser, services, base, consultation.id)
     doctor_sees, patient_sees = await until_media(doctor, 60), await until_media(patient, 60)
     assert await patient.get_attribute("#call", "data-topology") == "relay"
     browser_ports = {pair["local"] for pair in doctor_sees["pairs"] + patient_sees["pairs"]}

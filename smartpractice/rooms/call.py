@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 from collections.abc import Sequence
 
 from smartpractice.clock import Clock
@@ -18,7 +17,7 @@ from smartpractice.errors import UserError
 from smartpractice.i18n import N_
 from smartpractice.rooms.state import CallPeer, RoomState
 from smartpractice.rooms.waiting_room import Seat, consultation_channel
-from smartpractice.rtc import Relay
+from smartpractice.rtc import Relay, SendingRefused
 from smartpractice.scheduling.consultations import Consultations
 
 logger = logging.getLogger(__name__)
@@ -28,8 +27,6 @@ logger = logging.getLogger(__name__)
 RECONNECT_GRACE_SECONDS = 30.0
 # Two people talk directly; from the third on everyone goes through the relay.
 PEER_TO_PEER_MOST = 2
-# A receiving connection that would also send: it would publish under the wrong name.
-SENDING = re.compile(r"^a=(sendrecv|sendonly)\s*$", re.MULTILINE)
 
 
 def call_channel(consultation_id: int) -> str:
@@ -140,13 +137,14 @@ class Calls:
         cid = seat.consultation.id
         if self._modes.get(cid) != "relay":
             raise UserError("not_relayed", N_("This call is not going through the relay."))
-        if purpose == "receive" and SENDING.search(sdp):
-            raise UserError("invalid_field", N_("A field of this message is missing or invalid."))
         room = self._relay.room(_relay_room(cid))
         connection = seat.key if purpose == "publish" else _receiver(seat.key)
         publishers = [key for key in receive_from if key != seat.key] if purpose == "receive" else []
         try:
-            answer = await room.attach(connection, sdp, receive_from=publishers)
+            answer = await room.attach(connection, sdp, receive_from=publishers, publishing=purpose == "publish")
+        except SendingRefused:
+            # A receiving connection that sent would publish under the wrong name.
+            raise UserError("invalid_field", N_("A field of this message is missing or invalid.")) from None
         except Exception as error:
             # The offer is the browser's: whatever aiortc makes of it, the participant
             # gets an error message and may try again with a fresh one. Only the kind of

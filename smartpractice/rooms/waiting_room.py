@@ -91,10 +91,13 @@ class WaitingRoom:
         opens = seat.consultation.starts_at - timedelta(minutes=join_window_minutes)
         return opens if self._clock.now() < opens else None
 
-    async def check_open(self, seat: Seat) -> None:
-        """A cancelled or finished consultation turns everyone away with a reason."""
-        async with self._engine.connect() as conn:
-            current = await store.consultation_by_id(conn, seat.consultation.id)
+    async def check_open(self, seat: Seat, *, reread: bool = True) -> None:
+        """A cancelled or finished consultation turns everyone away with a reason.
+        `reread=False` trusts the seat, when it was read in the same request."""
+        current: Consultation | None = seat.consultation
+        if reread:
+            async with self._engine.connect() as conn:
+                current = await store.consultation_by_id(conn, seat.consultation.id)
         state = current.state if current else "cancelled"
         if state == "cancelled":
             raise UserError("consultation_cancelled", N_("This consultation was cancelled by the practice."))

@@ -22,6 +22,10 @@ from .source import Source
 logger = logging.getLogger(__name__)
 
 
+class SendingRefused(ValueError):
+    """A connection meant only for receiving offered to send."""
+
+
 class Participant:
     def __init__(self, participant_id: str, ice_servers: list[RTCIceServer],
                  on_failed: Callable[[Participant], None]) -> None:
@@ -37,14 +41,17 @@ class Participant:
             if self.pc.connectionState == "failed":
                 self._on_failed(self)
 
-    async def answer(self, offer_sdp: str, available: Iterable[Source]) -> str:
+    async def answer(self, offer_sdp: str, available: Iterable[Source], *, publishing: bool = True) -> str:
         """Take the offer's sending m-lines as this participant's sources and fill
-        its receiving m-lines with the available sources of the same kind."""
+        its receiving m-lines with the available sources of the same kind.
+        Without `publishing`, an offer to send is refused (SendingRefused)."""
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
         waiting = list(available)
         for transceiver in self.pc.getTransceivers():
             direction = hooks.offered_direction(transceiver)
             if direction in ("recvonly", "sendrecv"):
+                if not publishing:
+                    raise SendingRefused(self.id)
                 self._publish(transceiver)
             if direction in ("sendonly", "sendrecv"):
                 source = next((s for s in waiting if s.kind == transceiver.kind), None)

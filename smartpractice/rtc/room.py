@@ -35,10 +35,12 @@ class Room:
         """Who publishes what: participant id and the kinds of its tracks."""
         return {pid: [source.kind for source in p.sources] for pid, p in self._participants.items() if p.sources}
 
-    async def attach(self, participant_id: str, offer_sdp: str, receive_from: Sequence[str] | None = None) -> str:
+    async def attach(self, participant_id: str, offer_sdp: str, receive_from: Sequence[str] | None = None, *,
+                     publishing: bool = True) -> str:
         """Connect a participant: its tracks are published, and the m-lines it
         offers for receiving carry the tracks of everyone already here, or of the
-        publishers in `receive_from`, in that order and kind by kind.
+        publishers in `receive_from`, in that order and kind by kind. Without
+        `publishing` the connection may only receive (else SendingRefused).
 
         Attaching again replaces the previous connection (a reconnect, or to
         receive participants who joined since: aiortc does not renegotiate).
@@ -53,7 +55,7 @@ class Room:
             else:
                 available = [source for pid in receive_from if pid in self._participants and pid != participant_id
                              for source in self._participants[pid].sources]
-            return await participant.answer(offer_sdp, available)
+            return await participant.answer(offer_sdp, available, publishing=publishing)
         except Exception:
             await self.detach(participant_id)
             raise
