@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from smartpractice.clock import Clock
 from smartpractice.config import Settings
 from smartpractice.storage import purge
-from smartpractice.storage.tables import audit_log, calls, consultations, mails, offer_requests
+from smartpractice.storage.tables import audit_log, mails, offer_requests
 
 log = logging.getLogger(__name__)
 
@@ -26,30 +26,37 @@ THROTTLE_KEEP = timedelta(days=1)
 def expired_kinds(settings: Settings, now: datetime) -> list[tuple[str, purge.Expired]]:
     """What the purge deletes, in this order; adding a kind is adding a line."""
     cutoff = now - timedelta(days=settings.retention_days)
+    calls_held, consultations_held, audit_entries = (expired for _, expired in retained_kinds(cutoff))
     return [
         ("login sessions", purge.login_sessions_ended(now, now - timedelta(minutes=settings.session_idle_minutes))),
         ("rate-limit counters", purge.throttles_stale(now - THROTTLE_KEEP)),
         ("used or expired links", purge.link_tokens_finished(now)),
         # Calls before consultations: a consultation stays while a call of it is kept.
-        ("calls", purge.calls_started_before(cutoff)),
-        ("consultations", purge.consultations_ended_before(cutoff)),
+        ("calls", calls_held),
+        ("consultations", consultations_held),
         ("ad-hoc invitations", purge.adhoc_invitations_expired_before(cutoff)),
         # Every state: a mail still pending after the retention period will never be sent.
         ("mails", purge.older_than(mails.c.created_at, cutoff)),
-        ("audit entries", purge.older_than(audit_log.c.created_at, cutoff)),
+        ("audit entries", audit_entries),
         ("offer requests", purge.older_than(offer_requests.c.created_at, cutoff)),
     ]
 
 
-def practice_kinds(practice_id: int, cutoff: datetime) -> list[tuple[str, purge.Expired]]:
-    """For a practice that keeps its records for less than the site's period."""
+def retained_kinds(cutoff: datetime) -> list[tuple[str, purge.Expired]]:
+    """What a retention period decides, the site's or a practice's shorter one."""
     return [
-        ("calls", purge.of_practice(purge.calls_started_before(cutoff), calls.c.practice_id, practice_id)),
-        ("consultations", purge.of_practice(
-            purge.consultations_ended_before(cutoff), consultations.c.practice_id, practice_id)),
-        ("audit entries", purge.of_practice(purge.older_than(audit_log.c.created_at, cutoff),
-                                            audit_log.c.practice_id, practice_id)),
+        ("calls", purge.calls_started_before(cutoff)),
+        ("consultations", purge.consultations_ended_before(cutoff)),
+        ("audit entries", purge.older_than(audit_log.c.created_at, cutoff)),
     ]
+
+
+def practice_kinds(practice_id: int, cutoff: datetime, site_cutoff: datetime) -> list[tuple[str, purge.Expired]]:
+    """For a practice that keeps its records for less than the site's period: only what
+    the site's period leaves, so that a dry run counts nothing twice."""
+    site = dict(retained_kinds(site_cutoff))
+    return [(kind, purge.of_practice(purge.excluding(expired, site[kind]), practice_id))
+            for kind, expired in retained_kinds(cutoff)]
 
 
 def _named(kind: str, counts: dict[str, int]) -> dict[str, int]:
@@ -73,7 +80,7 @@ async def purge_expired(
     kinds = expired_kinds(settings, now)
     async with engine.connect() as conn:
         for practice_id, days in await purge.shorter_retention(conn, settings.retention_days):
-            kinds += practice_kinds(practice_id, now - timedelta(days=days))
+            kinds += practice_kinds(practice_id, now - timedelta(days=days), now - timedelta(days=settings.retention_days))
     totals: dict[str, int] = {}
     for kind, expired in kinds:
         if dry_run:
@@ -82,7 +89,7 @@ async def purge_expired(
                 for name, count in _named(kind, await purge.count(conn, expired)).items():
                     totals[name] = totals.get(name, 0) + count
             continue
-        for name in _named(kind, dict.fromkeys(["", *(name for name, _ in expired.children)], 0)):
+        for name in (kind, *(name for name, _ in expired.children)):
             totals.setdefault(name, 0)
         after = None
         while not (stopping and stopping.is_set()):

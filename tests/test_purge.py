@@ -230,3 +230,16 @@ async def test_a_practice_with_a_shorter_period_loses_its_records_sooner(service
         left = (await conn.execute(select(calls.c.practice_id))).scalars().all()
         kept = (await conn.execute(select(audit_log.c.practice_id))).scalars().all()
     assert left == [usual] and sorted(kept) == sorted([brief, usual, usual])
+
+
+async def test_a_dry_run_counts_a_shorter_periods_old_records_once(services, settings, clock):
+    now = clock.now()
+    async with services.engine.begin() as conn:
+        brief = await rows.practice(conn, now)
+        await conn.execute(practices.update().where(practices.c.id == brief).values(retention_days=30))
+        # Past the site's period as well as the practice's own.
+        await rows.audit_entry(conn, brief, created_at=now - timedelta(days=settings.retention_days + 1))
+        await rows.audit_entry(conn, brief, created_at=now - timedelta(days=31))
+    would = await purge_expired(services.engine, settings, clock, dry_run=True)
+    deleted = await purge_expired(services.engine, settings, clock)
+    assert would["audit entries"] == deleted["audit entries"] == 2

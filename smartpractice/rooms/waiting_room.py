@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from smartpractice.audit import Audit
 from smartpractice.clock import Clock
@@ -57,6 +57,13 @@ def consultation_channel(consultation_id: int) -> str:
     return f"consultation:{consultation_id}"
 
 
+async def _start_call(conn: AsyncConnection, practice_id: int, consultation_id: int, now: datetime) -> int:
+    """The consultation is running from now on, with an open call record: the call id."""
+    await store.set_state(conn, consultation_id, "running", now, only_from=("scheduled",))
+    call_id = await call_store.open_call_id(conn, consultation_id)
+    return call_id if call_id is not None else await call_store.start_call(conn, practice_id, consultation_id, now)
+
+
 class WaitingRoom:
     def __init__(self, engine: AsyncEngine, clock: Clock, state: RoomState, audit: Audit) -> None:
         self._audit = audit
@@ -74,12 +81,10 @@ class WaitingRoom:
                 raise NotParticipant(consultation_id)
             if user_id is not None and await role_in(conn, consultation.practice_id, user_id) in STAFF_ROLES:
                 return Seat(consultation, f"u{user_id}", "", "clinician", user_id=user_id)
-            participant_id = await store.is_participant(
-                conn, consultation_id, user_id=user_id, invitation_id=invitation_id
-            )
-            if participant_id is None:
+            participant = await store.participant_in(conn, consultation_id, user_id=user_id,
+                                                     invitation_id=invitation_id)
+            if participant is None:
                 raise NotParticipant(consultation_id)
-            participant = next(p for p in await store.participants_of(conn, consultation_id) if p.id == participant_id)
         if user_id is not None:
             return Seat(consultation, f"u{user_id}", participant.display_name, "patient", user_id=user_id,
                         call_name=participant.display_name)
@@ -91,9 +96,9 @@ class WaitingRoom:
         opens = seat.consultation.starts_at - timedelta(minutes=join_window_minutes)
         return opens if self._clock.now() < opens else None
 
-    async def check_open(self, seat: Seat, *, reread: bool = True) -> None:
+    async def check_open(self, seat: Seat, *, reread: bool = False) -> None:
         """A cancelled or finished consultation turns everyone away with a reason.
-        `reread=False` trusts the seat, when it was read in the same request."""
+        The seat is trusted as read in this request; `reread` for one read earlier."""
         current: Consultation | None = seat.consultation
         if reread:
             async with self._engine.connect() as conn:
@@ -129,9 +134,7 @@ class WaitingRoom:
             consultation = await store.consultation_of(conn, practice_id, consultation_id)
             if consultation is None or consultation.state not in ("scheduled", "running"):
                 return 0
-            await store.set_state(conn, consultation_id, "running", now, only_from=("scheduled",))
-            if await call_store.open_call_id(conn, consultation_id) is None:
-                await call_store.start_call(conn, practice_id, consultation_id, now)
+            await _start_call(conn, practice_id, consultation_id, now)
             for _ in waiting:
                 await self._audit.record(conn, practice_id, actor, "admitted", "consultation", consultation_id)
         for person in waiting:
@@ -175,10 +178,8 @@ class WaitingRoom:
             if call_id is None:
                 if seat.role != "clinician":
                     return None
-                await store.set_state(conn, seat.consultation.id, "running", self._clock.now(),
-                                      only_from=("scheduled",))
-                call_id = await call_store.start_call(conn, seat.consultation.practice_id, seat.consultation.id,
-                                                      self._clock.now())
+                call_id = await _start_call(conn, seat.consultation.practice_id, seat.consultation.id,
+                                            self._clock.now())
             return await call_store.add_attendance(
                 conn, call_id, user_id=seat.user_id, invitation_id=seat.invitation_id, role=seat.role,
                 client_kind=client_kind, now=self._clock.now(),

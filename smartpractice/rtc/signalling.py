@@ -218,7 +218,7 @@ class Connection:
             return CLOSE_VERSION
         if self.joined:
             raise UserError("already_joined", N_("This connection has already joined."))
-        await self._waiting_room.check_open(self.seat)
+        await self._waiting_room.check_open(self.seat, reread=True)  # the seat was read when the socket opened
         self.joined = True
         self._attendance = await self._waiting_room.joined_call(self.seat, self._client_kind)
         await self._send({"type": "welcome", "version": VERSION, "id": self.seat.key, "session": self.session,

@@ -52,10 +52,7 @@ class Reminders:
             async with self._engine.begin() as conn:
                 await store.record(conn, candidate.participant_id, due, self._clock.now())
                 consultation = await consultation_store.consultation_by_id(conn, candidate.consultation_id)
-                participant = next(
-                    p for p in await consultation_store.participants_of(conn, candidate.consultation_id)
-                    if p.id == candidate.participant_id
-                )
+                participant = await consultation_store.participant(conn, candidate.participant_id)
                 await self._consultations.mail_reminder(
                     conn, consultation, participant, await practice_name(conn, candidate.practice_id)
                 )

@@ -210,8 +210,8 @@ async def insert_participant(
     return result.inserted_primary_key[0]
 
 
-async def participants_of(conn: AsyncConnection, consultation_id: int) -> list[Participant]:
-    query = (
+def _participants():
+    return (
         select(
             participants.c.id,
             participants.c.consultation_id,
@@ -224,10 +224,17 @@ async def participants_of(conn: AsyncConnection, consultation_id: int) -> list[P
         .select_from(participants)
         .outerjoin(users, users.c.id == participants.c.user_id)
         .outerjoin(invitations, invitations.c.id == participants.c.invitation_id)
-        .where(participants.c.consultation_id == consultation_id)
-        .order_by(participants.c.id)
     )
+
+
+async def participants_of(conn: AsyncConnection, consultation_id: int) -> list[Participant]:
+    query = _participants().where(participants.c.consultation_id == consultation_id).order_by(participants.c.id)
     return [Participant(**row._mapping) for row in await conn.execute(query)]
+
+
+async def participant(conn: AsyncConnection, participant_id: int) -> Participant | None:
+    row = (await conn.execute(_participants().where(participants.c.id == participant_id))).first()
+    return None if row is None else Participant(**row._mapping)
 
 
 async def patient_of(conn: AsyncConnection, practice_id: int, user_id: int) -> bool:
@@ -240,11 +247,12 @@ async def patient_of(conn: AsyncConnection, practice_id: int, user_id: int) -> b
     return (await conn.execute(query)).first() is not None
 
 
-async def is_participant(conn: AsyncConnection, consultation_id: int, *, user_id: int | None = None,
-                         invitation_id: int | None = None) -> int | None:
-    """The participant id of this user or invitation in the consultation, if any."""
+async def participant_in(conn: AsyncConnection, consultation_id: int, *, user_id: int | None = None,
+                         invitation_id: int | None = None) -> Participant | None:
+    """This user or invitation as a participant of the consultation, if they are one."""
     condition = (
         participants.c.user_id == user_id if user_id is not None else participants.c.invitation_id == invitation_id
     )
-    query = select(participants.c.id).where(participants.c.consultation_id == consultation_id, condition)
-    return (await conn.execute(query)).scalar_one_or_none()
+    row = (await conn.execute(_participants().where(participants.c.consultation_id == consultation_id,
+                                                    condition))).first()
+    return None if row is None else Participant(**row._mapping)

@@ -82,8 +82,13 @@ def _ends_before_sqlite(element, compiler, **kw) -> str:
     return f"(julianday({start}) + {minutes} / 1440.0) < julianday({cutoff})"
 
 
-def of_practice(expired: Expired, column: Column, practice_id: int) -> Expired:
-    return Expired(expired.table, expired.where & (column == practice_id), expired.children)
+def of_practice(expired: Expired, practice_id: int) -> Expired:
+    return Expired(expired.table, expired.where & (expired.table.c.practice_id == practice_id), expired.children)
+
+
+def excluding(expired: Expired, other: Expired) -> Expired:
+    """What `expired` selects and `other`, of the same table, does not."""
+    return Expired(expired.table, expired.where & ~other.where, expired.children)
 
 
 async def shorter_retention(conn: AsyncConnection, site_days: int) -> list[tuple[int, int]]:

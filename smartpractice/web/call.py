@@ -25,7 +25,7 @@ async def call_page(request: web.Request) -> web.StreamResponse:
     seat = await seat_of(request)
     services = request.app[services_key]
     try:
-        await services.waiting_room.check_open(seat, reread=False)
+        await services.waiting_room.check_open(seat)
     except UserError as error:
         return render(request, "room_closed.html", {"message": user_message(request, error)}, status=410)
     if not await services.waiting_room.is_admitted(seat):
@@ -45,7 +45,7 @@ async def call_socket(request: web.Request) -> web.StreamResponse:
     seat = await seat_of(request)
     services = request.app[services_key]
     try:
-        await services.waiting_room.check_open(seat, reread=False)
+        await services.waiting_room.check_open(seat)
     except UserError:
         raise web.HTTPGone() from None
     if not await services.waiting_room.is_admitted(seat):

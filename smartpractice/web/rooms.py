@@ -54,7 +54,7 @@ async def waiting_page(request: web.Request) -> web.StreamResponse:
     if seat.role == "clinician" or await services.waiting_room.is_admitted(seat):
         return see_other(call)
     try:
-        await services.waiting_room.check_open(seat, reread=False)
+        await services.waiting_room.check_open(seat)
     except UserError as error:
         return render(request, "room_closed.html", {"message": user_message(request, error)}, status=410)
     policy = await services.consultations.policy(seat.consultation.practice_id)
@@ -105,7 +105,7 @@ async def participant_socket(request: web.Request) -> web.StreamResponse:
     room = request.app[services_key].waiting_room
     socket = await _open_socket(request)
     try:
-        await room.check_open(seat, reread=False)
+        await room.check_open(seat)
     except UserError as error:
         await socket.send_json({"type": "closed", "code": error.code, "message": user_message(request, error)})
         await socket.close()

@@ -10,7 +10,13 @@ from smartpractice.errors import UserError
 from smartpractice.i18n import LANGUAGES, N_
 from smartpractice.keys import services_key
 from smartpractice.onboarding.invitations import Invitee
-from smartpractice.scheduling.consultations import ConsultationNotFound, ConsultationView, Plan
+from smartpractice.scheduling.consultations import (
+    LONGEST_MINUTES,
+    SHORTEST_MINUTES,
+    ConsultationNotFound,
+    ConsultationView,
+    Plan,
+)
 from smartpractice.scheduling.times import parse_day
 from smartpractice.web.api.body import Integer, Text, read_body
 from smartpractice.web.api.errors import ApiError
@@ -20,7 +26,7 @@ from smartpractice.web.api.responses import created, timestamp
 FIELDS = (
     Text("starts_at", 40, "Start as RFC 3339 date-time with offset, e.g. `2026-03-30T10:00:00+02:00`.",
          format="date-time"),
-    Integer("duration_minutes", 5, 480, "Length; the practice's default when left out.", required=False),
+    Integer("duration_minutes", SHORTEST_MINUTES, LONGEST_MINUTES, "Length; the practice's default when left out.", required=False),
     Text("title", 200, "Shown to the participants on their pages; never sent by mail.", required=False,
          min_length=0),
     Integer("clinician_id", 1, MAX_ID, "The clinician who holds it (a staff member of the practice).",
