@@ -37,7 +37,6 @@
     for (const person of people) {
       const item = document.createElement("li");
       item.className = "waiting-person";
-      item.dataset.participant = person.participant;
       const who = document.createElement("strong");
       who.textContent = person.name;
       const what = document.createElement("span");

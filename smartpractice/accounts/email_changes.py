@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from smartpractice.accounts.login import Login
 from smartpractice.accounts.second_factor import SecondFactors
 from smartpractice.accounts.sessions import Sessions
-from smartpractice.accounts.throttle import LoginThrottle, ThrottlePolicy
+from smartpractice.accounts.throttle import LoginThrottle, ThrottlePolicy, minutes_left
 from smartpractice.accounts.tokens import CHANGE_EMAIL, LinkInvalid, LinkTokens
 from smartpractice.accounts.users import EMAIL
 from smartpractice.audit import Audit
@@ -94,7 +94,7 @@ class EmailChanges:
             raise UserError(
                 "email_change_locked",
                 N_("You asked for too many changes of your email address. Please try again in %(minutes)d minutes."),
-                minutes=max(1, int((locked_until - now).total_seconds() // 60) + 1),
+                minutes=minutes_left(locked_until, now),
             )
 
     async def _record_request(self, conn: AsyncConnection, user: User, new_email: str) -> None:

@@ -18,7 +18,12 @@ import segno
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from smartpractice.accounts.passwords import GENERATED_ALPHABET
-from smartpractice.accounts.throttle import ACCOUNT_POLICY, ADDRESS_POLICY, LoginThrottle
+from smartpractice.accounts.throttle import (
+    ACCOUNT_POLICY,
+    ADDRESS_POLICY,
+    LoginThrottle,
+    minutes_left,
+)
 from smartpractice.audit import Audit
 from smartpractice.clock import Clock
 from smartpractice.errors import UserError
@@ -188,7 +193,7 @@ class SecondFactors:
             raise UserError(
                 "second_factor_locked",
                 N_("Too many wrong codes. Please try again in %(minutes)d minutes."),
-                minutes=max(1, int((locked_until - now).total_seconds() // 60) + 1),
+                minutes=minutes_left(locked_until, now),
             )
 
     async def _succeeded(self, conn: AsyncConnection, user: User, address: str) -> None:

@@ -23,6 +23,11 @@ class ThrottlePolicy:
     lockout: timedelta
 
 
+def minutes_left(locked_until: datetime, now: datetime) -> int:
+    """Whole minutes to tell someone who must wait, never zero."""
+    return max(1, int((locked_until - now).total_seconds() // 60) + 1)
+
+
 ACCOUNT_POLICY = ThrottlePolicy(max_attempts=5, window=timedelta(minutes=15), lockout=timedelta(minutes=15))
 ADDRESS_POLICY = ThrottlePolicy(max_attempts=30, window=timedelta(minutes=15), lockout=timedelta(minutes=15))
 

@@ -267,14 +267,13 @@ class Consultations:
             )
 
     async def day_views(self, practice_id: int, day: date) -> list[ConsultationView]:
-        """A day's consultations with their participants, read on one connection."""
+        """A day's consultations with their participants, in three queries."""
         async with self._engine.connect() as conn:
             policy = await store.policy_of(conn, practice_id)
             start, end = day_bounds(day, 1, policy.time_zone)
-            return [
-                ConsultationView(consultation, await store.participants_of(conn, consultation.id), policy)
-                for consultation in await store.consultations_between(conn, practice_id, start, end)
-            ]
+            found = await store.consultations_between(conn, practice_id, start, end)
+            people = await store.participants_of_each(conn, [consultation.id for consultation in found])
+        return [ConsultationView(consultation, people[consultation.id], policy) for consultation in found]
 
     async def agenda(self, practice_id: int, first_day: date, days: int, *,
                      clinician_id: int | None = None) -> list[Consultation]:

@@ -228,8 +228,18 @@ def _participants():
 
 
 async def participants_of(conn: AsyncConnection, consultation_id: int) -> list[Participant]:
-    query = _participants().where(participants.c.consultation_id == consultation_id).order_by(participants.c.id)
-    return [Participant(**row._mapping) for row in await conn.execute(query)]
+    return (await participants_of_each(conn, [consultation_id]))[consultation_id]
+
+
+async def participants_of_each(conn: AsyncConnection, consultation_ids: list[int]) -> dict[int, list[Participant]]:
+    """The participants of several consultations in one query, by consultation."""
+    found: dict[int, list[Participant]] = {consultation_id: [] for consultation_id in consultation_ids}
+    if consultation_ids:
+        query = (_participants().where(participants.c.consultation_id.in_(consultation_ids))
+                 .order_by(participants.c.id))
+        for row in await conn.execute(query):
+            found[row.consultation_id].append(Participant(**row._mapping))
+    return found
 
 
 async def participant(conn: AsyncConnection, participant_id: int) -> Participant | None:
