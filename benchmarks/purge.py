@@ -27,7 +27,7 @@ from sqlalchemy.engine import make_url
 
 from smartpractice.clock import FrozenClock
 from smartpractice.config import Settings
-from smartpractice.retention import BATCH_SIZE, purge_expired
+from smartpractice.jobs.retention import BATCH_SIZE, purge_expired
 from smartpractice.storage.engine import create_engine, upgrade
 from smartpractice.storage.tables import attendances, calls, consultations, practices
 

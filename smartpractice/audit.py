@@ -16,7 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from smartpractice.clock import Clock
 from smartpractice.storage import audit as store
-from smartpractice.storage.audit import AuditEntry, AuditFilter
+from smartpractice.storage.audit import AuditEntry
+from smartpractice.storage.audit import AuditFilter as AuditFilter
 
 PAGE_SIZE = 200
 CSV_COLUMNS = ("time_utc", "practice", "actor", "action", "object_kind", "object_id")

@@ -12,16 +12,17 @@ from aiohttp import web
 from sqlalchemy.exc import DBAPIError
 
 from smartpractice import logs
-from smartpractice.app import build_services, create_app, prepare_database
+from smartpractice.app import create_app, prepare_database
 from smartpractice.clock import Clock
 from smartpractice.config import ConfigError, Settings
 from smartpractice.errors import UserError
+from smartpractice.jobs.retention import purge_expired
 from smartpractice.keys import catalogs_key, secret_key
-from smartpractice.retention import purge_expired
+from smartpractice.services import build_services
 from smartpractice.storage.engine import SchemaOutOfDate, create_engine, upgrade
 from smartpractice.storage.practices import practice_by_slug
 from smartpractice.storage.users import user_by_login
-from smartpractice.web.links import Links
+from smartpractice.web.links import RouterLinks
 
 BASE_URL_ENV = "SMARTPRACTICE_BASE_URL"
 DEMO_PRACTICE = "Praxis Demo"
@@ -42,7 +43,7 @@ async def _with_services(settings: Settings, work):
     app = create_app(settings)
     await prepare_database(settings)
     engine = create_engine(settings.database_url)
-    links = Links(app.router, settings.base_url)
+    links = RouterLinks(app.router, settings.base_url)
     services = build_services(engine, settings, Clock(), app[secret_key], app[catalogs_key], links)
     try:
         return await work(services)

@@ -24,7 +24,8 @@ from yarl import URL
 from smartpractice.app import create_app
 from smartpractice.clock import FrozenClock
 from smartpractice.config import Settings
-from smartpractice.keys import Services, services_key
+from smartpractice.keys import services_key
+from smartpractice.services import Services
 from smartpractice.storage import practices as practice_store
 from smartpractice.storage import second_factors as factor_store
 from smartpractice.storage import users as user_store

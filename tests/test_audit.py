@@ -8,7 +8,7 @@ from dataclasses import replace
 
 from sqlalchemy import select
 
-from smartpractice.retention import purge_expired
+from smartpractice.jobs.retention import purge_expired
 from smartpractice.storage.tables import audit_log
 from tests.conftest import add_member, log_in, post_form
 

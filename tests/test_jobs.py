@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 
 from smartpractice.app import create_app
 from smartpractice.clock import FrozenClock
-from smartpractice.jobs import JobRunner
+from smartpractice.jobs.runner import JobRunner
 from smartpractice.keys import jobs_key
 from smartpractice.storage.engine import create_engine
 from smartpractice.storage.tables import calls

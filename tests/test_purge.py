@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 
 from smartpractice.cli import main
 from smartpractice.clock import FrozenClock
-from smartpractice.retention import purge_expired
+from smartpractice.jobs.retention import purge_expired
 from smartpractice.storage.engine import create_engine
 from smartpractice.storage.tables import (
     attendances,

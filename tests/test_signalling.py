@@ -19,7 +19,7 @@ from sqlalchemy import update
 from smartpractice.app import create_app
 from smartpractice.keys import services_key
 from smartpractice.onboarding.invitations import Invitee
-from smartpractice.rtc import signalling
+from smartpractice.rooms import call_protocol
 from smartpractice.scheduling.consultations import Plan
 from smartpractice.storage.tables import practices
 from tests.conftest import add_member, log_in, mail_link, mail_text, make_settings, post_form
@@ -163,7 +163,7 @@ async def test_an_old_client_version_is_told_to_reload(client, booked):
     async with client.ws_connect(f"/c/{booked.id}/call/ws", headers=ORIGIN) as socket:
         await socket.send_json({"type": "join", "version": 99})
         assert (await next_of(socket, "error"))["code"] == "version_unsupported"
-        assert await close_code(socket) == signalling.CLOSE_VERSION
+        assert await close_code(socket) == call_protocol.CLOSE_VERSION
 
 
 async def test_oversized_messages_and_floods_are_capped(client, booked):
@@ -171,15 +171,15 @@ async def test_oversized_messages_and_floods_are_capped(client, booked):
     async with client.ws_connect(f"/c/{booked.id}/call/ws", headers=ORIGIN) as socket:
         await socket.send_json({"type": "join", "version": 1})
         await next_of(socket, "welcome")
-        for _ in range(signalling.RATE_BURST + 10):
+        for _ in range(call_protocol.RATE_BURST + 10):
             await socket.send_json({"type": "mute", "audio": True, "video": True})
         assert (await next_of(socket, "error"))["code"] == "rate_limited"
         # A flood that goes on ends the connection.
-        for _ in range(signalling.RATE_STRIKES * 2):
+        for _ in range(call_protocol.RATE_STRIKES * 2):
             await socket.send_json({"type": "mute", "audio": True, "video": True})
         assert await close_code(socket) == aiohttp.WSCloseCode.POLICY_VIOLATION
     async with client.ws_connect(f"/c/{booked.id}/call/ws", headers=ORIGIN) as socket:
-        await socket.send_str('{"type": "chat", "text": "' + "x" * signalling.MESSAGE_BYTES + '"}')
+        await socket.send_str('{"type": "chat", "text": "' + "x" * call_protocol.MESSAGE_BYTES + '"}')
         assert await close_code(socket) == aiohttp.WSCloseCode.MESSAGE_TOO_BIG
 
 
@@ -239,7 +239,7 @@ async def test_a_dropped_participant_shows_as_reconnecting_and_comes_back(in_cal
     back = await next_of(doctor, "participants")
     assert [p["state"] for p in back["participants"]] == ["connected", "connected"]
     await again.send_json({"type": "leave"})
-    assert await close_code(again) == signalling.CLOSE_NORMAL
+    assert await close_code(again) == call_protocol.CLOSE_NORMAL
     assert len((await next_of(doctor, "participants"))["participants"]) == 1
 
 
@@ -247,11 +247,11 @@ async def test_a_second_tab_takes_over_and_the_end_closes_everyone(in_call, clie
     doctor, patient = in_call
     second, _ = await join(other_browser, booked.id)
     assert (await next_of(patient, "replaced"))["type"] == "replaced"
-    assert await close_code(patient) == signalling.CLOSE_REPLACED
+    assert await close_code(patient) == call_protocol.CLOSE_REPLACED
     ended = await post_form(client, f"/p/{practice.slug}/consultations/{booked.id}/end", {})
     assert ended.status == 303
     await next_of(second, "ended")
-    assert await close_code(second) == signalling.CLOSE_ENDED
+    assert await close_code(second) == call_protocol.CLOSE_ENDED
     await second.close()
 
 

@@ -56,6 +56,13 @@ class Sessions:
         """
         return await self._insert(conn, user_agent, user_id=user_id, needs_second_factor=needs_second_factor)
 
+    async def renew(self, session: ActiveSession, user_agent: str) -> str:
+        """A new session id in place of the old one, after a credential change (ASVS 7.2.4)."""
+        async with self._engine.begin() as conn:
+            await store.delete_session(conn, session.session.id)
+            return await self.start(conn, session.user.id, user_agent,
+                                    needs_second_factor=session.session.needs_second_factor)
+
     async def start_guest(self, conn: AsyncConnection, invitation_id: int, user_agent: str) -> str:
         return await self._insert(conn, user_agent, invitation_id=invitation_id)
 

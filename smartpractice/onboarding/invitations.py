@@ -26,18 +26,18 @@ from smartpractice.clock import Clock
 from smartpractice.errors import UserError
 from smartpractice.i18n import LANGUAGES, N_
 from smartpractice.mail.outbox import Outbox
-from smartpractice.scheduling.times import spoken
+from smartpractice.practices.settings import TAN_DELIVERIES
 from smartpractice.storage import invitations as store
 from smartpractice.storage.consultations import policy_of
 from smartpractice.storage.invitations import Invitation
 from smartpractice.storage.login_sessions import delete_sessions_of_invitation
 from smartpractice.storage.practices import Practice
+from smartpractice.times import spoken
 
 TAN_DIGITS = 8
 MAX_TAN_FAILURES = 5
 # Across reissues: past this, the practice makes a new invitation instead.
 MAX_TOTAL_FAILURES = 15
-TAN_DELIVERIES = ("mail", "clinician")
 
 
 @dataclass(frozen=True)

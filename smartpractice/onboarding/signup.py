@@ -23,8 +23,8 @@ from smartpractice.errors import UserError
 from smartpractice.i18n import LANGUAGES, N_
 from smartpractice.mail.outbox import Outbox
 from smartpractice.onboarding.confirmations import Confirmations
-from smartpractice.plans import Plans
-from smartpractice.practices import slugify
+from smartpractice.practices.plans import Plans
+from smartpractice.practices.practices import slugify
 from smartpractice.storage import practices as practice_store
 from smartpractice.storage import users as user_store
 

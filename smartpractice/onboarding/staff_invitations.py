@@ -23,7 +23,7 @@ from smartpractice.clock import Clock
 from smartpractice.errors import UserError
 from smartpractice.i18n import LANGUAGES, N_
 from smartpractice.mail.outbox import Outbox
-from smartpractice.plans import Plans
+from smartpractice.practices.plans import Plans
 from smartpractice.storage import practices as practice_store
 from smartpractice.storage import staff_invitations as store
 from smartpractice.storage import users as user_store

@@ -17,6 +17,8 @@ from smartpractice.clock import Clock
 from smartpractice.errors import UserError
 from smartpractice.i18n import N_
 from smartpractice.rooms.state import RoomState, WaitingPerson
+from smartpractice.scheduling import lifecycle
+from smartpractice.scheduling.lifecycle import CANCELLED, ENDED, Transition
 from smartpractice.storage import calls as call_store
 from smartpractice.storage import consultations as store
 from smartpractice.storage.consultations import Consultation
@@ -59,7 +61,7 @@ def consultation_channel(consultation_id: int) -> str:
 
 async def _start_call(conn: AsyncConnection, practice_id: int, consultation_id: int, now: datetime) -> int:
     """The consultation is running from now on, with an open call record: the call id."""
-    await store.set_state(conn, consultation_id, "running", now, only_from=("scheduled",))
+    await lifecycle.move(conn, consultation_id, Transition.START, now)
     call_id = await call_store.open_call_id(conn, consultation_id)
     return call_id if call_id is not None else await call_store.start_call(conn, practice_id, consultation_id, now)
 
@@ -103,10 +105,10 @@ class WaitingRoom:
         if reread:
             async with self._engine.connect() as conn:
                 current = await store.consultation_by_id(conn, seat.consultation.id)
-        state = current.state if current else "cancelled"
-        if state == "cancelled":
+        state = current.state if current else CANCELLED
+        if state == CANCELLED:
             raise UserError("consultation_cancelled", N_("This consultation was cancelled by the practice."))
-        if state == "ended":
+        if state == ENDED:
             raise UserError("consultation_ended", N_("This consultation has ended."))
 
     async def enter(self, seat: Seat) -> None:
@@ -132,7 +134,7 @@ class WaitingRoom:
         now = self._clock.now()
         async with self._engine.begin() as conn:
             consultation = await store.consultation_of(conn, practice_id, consultation_id)
-            if consultation is None or consultation.state not in ("scheduled", "running"):
+            if consultation is None or consultation.state not in lifecycle.OPEN:
                 return 0
             await _start_call(conn, practice_id, consultation_id, now)
             for _ in waiting:
@@ -163,7 +165,7 @@ class WaitingRoom:
         async with self._engine.begin() as conn:
             if await store.consultation_of(conn, practice_id, consultation_id) is None:
                 return False
-            if await store.set_state(conn, consultation_id, "ended", now, only_from=("scheduled", "running")):
+            if await lifecycle.move(conn, consultation_id, Transition.END, now):
                 await self._audit.record(conn, practice_id, actor, "consultation_ended", "consultation", consultation_id)
             await call_store.end_call(conn, consultation_id, now)
         await self.state.clear(practice_id, consultation_id)

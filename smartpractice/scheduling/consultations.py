@@ -13,19 +13,22 @@ from smartpractice.audit import Audit
 from smartpractice.clock import Clock
 from smartpractice.errors import UserError
 from smartpractice.i18n import N_, Catalogs
+from smartpractice.links import Links
 from smartpractice.mail.outbox import Outbox
 from smartpractice.onboarding.invitations import Invitations, Invitee, NewInvitation
+from smartpractice.scheduling import lifecycle
 from smartpractice.scheduling.calendar import CalendarEntry, calendar_file
-from smartpractice.scheduling.times import day_bounds, spoken
+from smartpractice.scheduling.lifecycle import Transition
 from smartpractice.storage import calls as call_store
 from smartpractice.storage import consultations as store
 from smartpractice.storage.calls import PastCall
-from smartpractice.storage.consultations import Consultation, Participant, SchedulingPolicy
+from smartpractice.storage.consultations import Consultation as Consultation
+from smartpractice.storage.consultations import Participant, SchedulingPolicy
 from smartpractice.storage.invitations import set_expiry_of_consultation
 from smartpractice.storage.practices import Practice, role_in
 from smartpractice.storage.reminders import forget_reminders_of
 from smartpractice.storage.tables import STAFF_ROLES
-from smartpractice.web.links import Links
+from smartpractice.times import day_bounds, spoken
 
 # Longer than any retention period, so the list shows all the purge has left.
 RECORDS_DAYS = 100
@@ -212,7 +215,7 @@ class Consultations:
     async def cancel(self, practice: Practice, consultation_id: int, *, actor: int | None = None) -> Consultation:
         async with self._engine.begin() as conn:
             await self._open(conn, practice.id, consultation_id)
-            await store.set_state(conn, consultation_id, "cancelled", self._clock.now(), only_from=("scheduled",))
+            await lifecycle.move(conn, consultation_id, Transition.CANCEL, self._clock.now())
             consultation = await store.consultation_by_id(conn, consultation_id)
             assert consultation is not None
             policy = await store.policy_of(conn, practice.id)
@@ -227,11 +230,7 @@ class Consultations:
         consultation = await store.consultation_of(conn, practice_id, consultation_id)
         if consultation is None:
             raise ConsultationNotFound(consultation_id)
-        if consultation.state != "scheduled":
-            raise UserError(
-                f"consultation_{consultation.state}",
-                N_("This consultation has already begun, ended or been cancelled and cannot be changed."),
-            )
+        lifecycle.check(consultation.state, Transition.CHANGE)
         return consultation
 
     def _facts(self, consultation: Consultation, practice: str, policy: SchedulingPolicy, *,

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from smartpractice.storage.tables import attendances, calls, consultations
+from smartpractice.storage.tables import ConsultationState, attendances, calls, consultations
 
 
 @dataclass(frozen=True)
@@ -86,7 +86,7 @@ async def abandoned_consultations(conn: AsyncConnection, ended_before: datetime)
     )
     query = select(consultations.c.practice_id, consultations.c.id, consultations.c.starts_at,
                    consultations.c.duration_minutes).where(
-        consultations.c.state == "running",
+        consultations.c.state == ConsultationState.RUNNING,
         consultations.c.starts_at < ended_before,
         ~present.exists(),
     )

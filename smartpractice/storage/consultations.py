@@ -9,6 +9,7 @@ from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from smartpractice.storage.tables import (
+    ConsultationState,
     consultations,
     invitations,
     memberships,
@@ -104,7 +105,7 @@ async def insert_consultation(
             title=title,
             starts_at=starts_at,
             duration_minutes=duration_minutes,
-            state="scheduled",
+            state=ConsultationState.SCHEDULED,
             uid=uid,
             sequence=0,
             created_at=now,
@@ -155,7 +156,7 @@ async def set_state(
 ) -> bool:
     """Move to `state` if the consultation is in one of `only_from`; False if it was not."""
     values: dict = {"state": state, "updated_at": now}
-    if state == "cancelled":
+    if state == ConsultationState.CANCELLED:
         values["sequence"] = consultations.c.sequence + 1
     result = await conn.execute(
         update(consultations)
@@ -188,7 +189,7 @@ async def upcoming_for_user(
         .where(
             consultations.c.practice_id == practice_id,
             participants.c.user_id == user_id,
-            consultations.c.state.in_(("scheduled", "running")),
+            consultations.c.state.in_((ConsultationState.SCHEDULED, ConsultationState.RUNNING)),
             # The end is start + duration; the longest allowed duration bounds the search.
             consultations.c.starts_at > ends_after - timedelta(hours=MAX_DURATION_HOURS),
         )

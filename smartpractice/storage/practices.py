@@ -26,6 +26,10 @@ class Membership:
     practice: Practice
     role: str
 
+    @property
+    def is_staff(self) -> bool:
+        return self.role in STAFF_ROLES
+
 
 def practice_from_row(row) -> Practice:
     return Practice(

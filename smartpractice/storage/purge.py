@@ -23,6 +23,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
 
 from smartpractice.storage.tables import (
+    ConsultationState,
     UTCDateTime,
     attendances,
     calls,
@@ -35,7 +36,7 @@ from smartpractice.storage.tables import (
 )
 
 # A consultation in any other state (running, or one added later) is never purged.
-FINISHED_OR_SCHEDULED = ("scheduled", "ended", "cancelled")
+FINISHED_OR_SCHEDULED = (ConsultationState.SCHEDULED, ConsultationState.ENDED, ConsultationState.CANCELLED)
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from smartpractice.storage.tables import consultations, participants, reminders
+from smartpractice.storage.tables import ConsultationState, consultations, participants, reminders
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,7 @@ async def candidates(conn: AsyncConnection, now: datetime, horizon: datetime) ->
         )
         .join(consultations, consultations.c.id == participants.c.consultation_id)
         .outerjoin(reminders, reminders.c.participant_id == participants.c.id)
-        .where(consultations.c.state == "scheduled", consultations.c.starts_at > now,
+        .where(consultations.c.state == ConsultationState.SCHEDULED, consultations.c.starts_at > now,
                consultations.c.starts_at <= horizon)
         .order_by(participants.c.id)
     )

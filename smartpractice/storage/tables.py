@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from enum import StrEnum
 
 from sqlalchemy import (
     Boolean,
@@ -228,7 +229,15 @@ throttles = Table(
     Column("locked_until", UTCDateTime, nullable=True),
 )
 
-CONSULTATION_STATES = ("scheduled", "running", "ended", "cancelled")
+class ConsultationState(StrEnum):
+    """The values of `consultations.state`; how one becomes another is in scheduling/lifecycle.py."""
+
+    SCHEDULED = "scheduled"
+    RUNNING = "running"
+    ENDED = "ended"
+    CANCELLED = "cancelled"
+
+
 
 consultations = Table(
     "consultations",

@@ -65,13 +65,7 @@ async def change_password(request: web.Request) -> web.StreamResponse:
         message = user_message(request, error)
         context = {"error": message, "forced": active.user.must_change_password}
         return render(request, "password.html", context, status=400)
-    # A new session id after a credential change, like after login (ASVS 7.2.4).
-    await services.sessions.end(active.session.id)
-    async with services.engine.begin() as conn:
-        token = await services.sessions.start(
-            conn, active.user.id, request.headers.get("User-Agent", ""),
-            needs_second_factor=active.session.needs_second_factor,
-        )
+    token = await services.sessions.renew(active, request.headers.get("User-Agent", ""))
     response = see_other(request.app.router["home"].url_for().with_query(changed="password"))
     set_cookie(request, response, SESSION, token)
     return response

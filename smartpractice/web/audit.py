@@ -6,8 +6,8 @@ from datetime import UTC, date, datetime, timedelta
 
 from aiohttp import web
 
+from smartpractice.audit import AuditFilter
 from smartpractice.keys import services_key
-from smartpractice.storage.audit import AuditFilter
 from smartpractice.web.responses import render
 from smartpractice.web.session import require_admin, require_operator
 

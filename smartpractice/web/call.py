@@ -1,4 +1,4 @@
-"""The call page and its signalling WebSocket (protocol in rtc/signalling.py)."""
+"""The call page and its signalling WebSocket (protocol in rooms/call_protocol.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from aiohttp import WSMsgType, web
 
 from smartpractice.errors import UserError
 from smartpractice.keys import active_session_key, services_key
-from smartpractice.rtc import signalling
+from smartpractice.rooms import call_protocol
 from smartpractice.web.responses import render, see_other, user_message
 from smartpractice.web.rooms import HEARTBEAT_SECONDS, check_origin, seat_of
 
@@ -52,9 +52,9 @@ async def call_socket(request: web.Request) -> web.StreamResponse:
         raise web.HTTPForbidden(reason="not admitted")
     active = request.get(active_session_key)
     name = seat.call_name or (active.user.display_name if seat.role == "clinician" else "")
-    socket = web.WebSocketResponse(heartbeat=HEARTBEAT_SECONDS, max_msg_size=signalling.MESSAGE_BYTES)
+    socket = web.WebSocketResponse(heartbeat=HEARTBEAT_SECONDS, max_msg_size=call_protocol.MESSAGE_BYTES)
     await socket.prepare(request)
-    connection = signalling.Connection(
+    connection = call_protocol.Connection(
         seat, name, services.calls, services.waiting_room, services.ice_servers, socket.send_json,
         functools.partial(user_message, request), client_kind(request.headers.get("User-Agent", "")),
     )

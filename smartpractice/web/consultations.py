@@ -10,7 +10,7 @@ from smartpractice.errors import UserError
 from smartpractice.keys import services_key
 from smartpractice.onboarding.invitations import Invitee
 from smartpractice.scheduling.consultations import ConsultationNotFound, Plan
-from smartpractice.scheduling.times import local, local_to_utc, parse_day
+from smartpractice.times import local, local_to_utc, parse_day
 from smartpractice.web.forms import field, read_form
 from smartpractice.web.responses import render, see_other, user_message
 from smartpractice.web.session import require_staff

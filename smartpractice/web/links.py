@@ -1,11 +1,12 @@
-"""Absolute links for mails, built from the one URL map and the configured base URL."""
+"""Absolute links for mails, built from the one URL map and the configured base URL
+(the `smartpractice.links.Links` protocol the services use)."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
 
-class Links:
+class RouterLinks:
     def __init__(self, router: web.UrlDispatcher, base_url: str) -> None:
         self._router = router
         self._base_url = base_url

@@ -8,8 +8,7 @@ from datetime import datetime, timedelta
 from aiohttp import web
 
 from smartpractice.keys import services_key
-from smartpractice.storage.consultations import Consultation
-from smartpractice.storage.practices import memberships_of
+from smartpractice.scheduling.consultations import Consultation
 from smartpractice.web.responses import render
 from smartpractice.web.session import require_login, require_membership
 
@@ -17,8 +16,7 @@ from smartpractice.web.session import require_login, require_membership
 async def home(request: web.Request) -> web.StreamResponse:
     """One practice: straight to its dashboard; several: a choice; none: an explanation."""
     active = require_login(request)
-    async with request.app[services_key].engine.connect() as conn:
-        memberships = await memberships_of(conn, active.user.id)
+    memberships = await request.app[services_key].practices.memberships_of(active.user.id)
     if not memberships and active.user.is_operator and "changed" not in request.query:
         raise web.HTTPSeeOther(request.app.router["operator"].url_for())
     if len(memberships) == 1 and "changed" not in request.query:

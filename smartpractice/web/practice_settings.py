@@ -8,8 +8,8 @@ from aiohttp import web
 
 from smartpractice.errors import UserError
 from smartpractice.keys import services_key
-from smartpractice.plans import KIND_LABELS
-from smartpractice.practice_settings import NUMBER_FIELDS, RELAY_POLICIES, TEXT_FIELDS
+from smartpractice.practices.plans import KIND_LABELS
+from smartpractice.practices.settings import NUMBER_FIELDS, RELAY_POLICIES, TEXT_FIELDS
 from smartpractice.web.forms import field, read_form
 from smartpractice.web.responses import render, see_other, user_message
 from smartpractice.web.session import require_admin

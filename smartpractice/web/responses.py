@@ -16,7 +16,7 @@ from smartpractice.keys import (
     settings_key,
     translations_key,
 )
-from smartpractice.scheduling.times import local
+from smartpractice.times import local
 from smartpractice.web.csrf import csrf_token, send_nonce
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "templates"

@@ -21,7 +21,7 @@ from smartpractice.rooms.waiting_room import (
     person_channel,
     practice_channel,
 )
-from smartpractice.scheduling.times import local
+from smartpractice.times import local
 from smartpractice.web.responses import render, see_other, user_message
 from smartpractice.web.session import require_staff
 

@@ -6,9 +6,7 @@ from aiohttp import web
 
 from smartpractice.accounts.sessions import ActiveSession
 from smartpractice.keys import active_session_key, services_key
-from smartpractice.storage.practices import Membership
-from smartpractice.storage.practices import membership_in as _membership_in
-from smartpractice.storage.tables import STAFF_ROLES
+from smartpractice.practices.practices import Membership
 
 
 def require_login(request: web.Request) -> ActiveSession:
@@ -24,8 +22,7 @@ def require_login(request: web.Request) -> ActiveSession:
 async def require_membership(request: web.Request, slug: str) -> tuple[ActiveSession, Membership]:
     """The user's membership in the practice `slug`; 404 for practices they do not belong to."""
     active = require_login(request)
-    async with request.app[services_key].engine.connect() as conn:
-        membership = await _membership_in(conn, active.user.id, slug)
+    membership = await request.app[services_key].practices.membership_in(active.user.id, slug)
     if membership is None:
         raise web.HTTPNotFound()
     if membership.practice.suspended:
@@ -45,7 +42,7 @@ def safe_next(target: str | None) -> str | None:
 async def require_staff(request: web.Request, slug: str) -> tuple[ActiveSession, Membership]:
     """Like require_membership, for pages of clinicians and admins; patients get 404."""
     active, membership = await require_membership(request, slug)
-    if membership.role not in STAFF_ROLES:
+    if not membership.is_staff:
         raise web.HTTPNotFound()
     return active, membership
 

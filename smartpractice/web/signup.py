@@ -6,10 +6,10 @@ from aiohttp import web
 
 from smartpractice.errors import UserError
 from smartpractice.keys import language_key, services_key
-from smartpractice.offers import LIMITS as ENQUIRY_FIELDS
-from smartpractice.offers import Enquiry
 from smartpractice.onboarding.signup import PracticeApplication
-from smartpractice.plans import KIND_LABELS
+from smartpractice.practices.offers import LIMITS as ENQUIRY_FIELDS
+from smartpractice.practices.offers import Enquiry
+from smartpractice.practices.plans import KIND_LABELS
 from smartpractice.web.client import client_address
 from smartpractice.web.forms import field, read_form
 from smartpractice.web.responses import render, user_message

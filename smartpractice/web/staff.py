@@ -8,7 +8,7 @@ from smartpractice.accounts.tokens import LinkInvalid
 from smartpractice.errors import UserError
 from smartpractice.keys import language_key, services_key
 from smartpractice.onboarding.staff_invitations import Newcomer
-from smartpractice.staff import StaffMemberNotFound
+from smartpractice.practices.staff import StaffMemberNotFound
 from smartpractice.web.cookies import SESSION, set_cookie
 from smartpractice.web.csrf import renew_csrf
 from smartpractice.web.forms import field, read_form

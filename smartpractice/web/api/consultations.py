@@ -17,7 +17,7 @@ from smartpractice.scheduling.consultations import (
     ConsultationView,
     Plan,
 )
-from smartpractice.scheduling.times import parse_day
+from smartpractice.times import parse_day
 from smartpractice.web.api.body import Integer, Text, read_body
 from smartpractice.web.api.errors import ApiError
 from smartpractice.web.api.request import MAX_ID, api_practice, path_id

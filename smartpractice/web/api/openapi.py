@@ -10,7 +10,7 @@ from aiohttp import web
 
 from smartpractice.i18n import LANGUAGES
 from smartpractice.keys import settings_key
-from smartpractice.storage.tables import CONSULTATION_STATES
+from smartpractice.scheduling.lifecycle import ConsultationState
 from smartpractice.web.api import consultations, invitations, patients
 from smartpractice.web.api.body import JSON_TYPE, body_schema
 from smartpractice.web.api.request import MAX_ID
@@ -99,7 +99,7 @@ def _consultation() -> dict:
         "starts_at": _text("Start.", format="date-time"),
         "ends_at": _text("Planned end.", format="date-time"),
         "duration_minutes": {"type": "integer", "minimum": 5, "maximum": 480},
-        "state": {"type": "string", "enum": list(CONSULTATION_STATES),
+        "state": {"type": "string", "enum": list(ConsultationState),
                   "description": "`running` from the first admission until the clinician ends it."},
         "clinician_id": {"type": ["integer", "null"], "description": "Who holds it, if set."},
         "participants": {"type": "array", "items": participant},

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from smartpractice.storage.practices import Practice
+from smartpractice.practices.practices import Practice
 
 api_practice_key = web.RequestKey("api_practice", Practice)
 # Ids are 32-bit in PostgreSQL; a larger number names nothing, so it is a 404, not a 500.

@@ -10,10 +10,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from smartpractice.audit import Audit
 from smartpractice.errors import UserError
 from smartpractice.i18n import N_
-from smartpractice.onboarding.invitations import TAN_DELIVERIES
 from smartpractice.storage import practice_settings as store
 from smartpractice.storage.practice_settings import PracticeSettings
 
+# Where a TAN goes: into the invitation mail, or only to the clinician, who passes it on
+# another way.
+TAN_DELIVERIES = ("mail", "clinician")
 RELAY_POLICIES = ("p2p", "relay")
 # Beyond a handful, a video consultation turns into a conference the relay is not sized for.
 MAX_PARTICIPANTS = 8

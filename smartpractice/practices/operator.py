@@ -1,4 +1,5 @@
-"""The site's operator: made by the CLI, sees every practice, suspends and sets plans."""
+"""The site's operator: made by the CLI, sees every practice, suspends and sets plans,
+and is told by the health check whether the service can work."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from smartpractice.storage import practice_settings as settings_store
 from smartpractice.storage import practices as practice_store
 from smartpractice.storage import staff as staff_store
 from smartpractice.storage import users as user_store
+from smartpractice.storage.engine import ping
 from smartpractice.storage.practice_settings import PracticeOverview
 
 
@@ -30,6 +32,9 @@ class Operator:
         self._clock = clock
         self._users = users
         self._audit = audit
+
+    async def database_ready(self) -> bool:
+        return await ping(self._engine)
 
     async def create(self, *, email: str, username: str, name: str | None = None) -> NewOperator:
         """An operator account with a generated initial password; the second factor is set up at first login."""

@@ -8,7 +8,7 @@ from smartpractice.audit import Audit
 from smartpractice.clock import Clock
 from smartpractice.errors import UserError
 from smartpractice.i18n import N_
-from smartpractice.plans import Plans
+from smartpractice.practices.plans import Plans
 from smartpractice.storage import staff as store
 from smartpractice.storage.staff import StaffMember
 

@@ -16,8 +16,8 @@ from collections.abc import Awaitable, Callable
 from smartpractice.errors import UserError
 from smartpractice.i18n import N_
 from smartpractice.rooms.call import Calls
+from smartpractice.rooms.ice import IceServers
 from smartpractice.rooms.waiting_room import Seat, WaitingRoom
-from smartpractice.rtc.ice import IceServers
 
 VERSION = 1
 # An SDP offer for the relay with eight participants is about 20 KiB.

@@ -14,7 +14,8 @@ from smartpractice.clock import Clock
 from smartpractice.errors import UserError
 from smartpractice.i18n import N_
 from smartpractice.storage import practices as store
-from smartpractice.storage.practices import Practice
+from smartpractice.storage.practices import Membership as Membership
+from smartpractice.storage.practices import Practice as Practice
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,14 @@ class Practices:
     async def by_id(self, practice_id: int) -> Practice | None:
         async with self._engine.connect() as conn:
             return await store.practice_by_id(conn, practice_id)
+
+    async def memberships_of(self, user_id: int) -> list[Membership]:
+        async with self._engine.connect() as conn:
+            return await store.memberships_of(conn, user_id)
+
+    async def membership_in(self, user_id: int, slug: str) -> Membership | None:
+        async with self._engine.connect() as conn:
+            return await store.membership_in(conn, user_id, slug)
 
     async def create(
         self, name: str, *, admin_email: str, admin_username: str, admin_name: str | None = None
