@@ -1,11 +1,13 @@
-// A participant's waiting-room page: one WebSocket that says when the practice lets them
-// in, passes on the practice's short texts, and tells when the consultation ends.
+// A participant's waiting-room page: one WebSocket (the waiting room's protocol in
+// docs/signalling.md) that says when the practice lets them in, passes on the practice's
+// short texts, and tells when the consultation ends.
 "use strict";
 (function () {
   const room = document.getElementById("room");
   if (!room) return;
   const status = document.getElementById("status");
   const notice = document.getElementById("message");
+  const PROTOCOL_VERSION = 1;
   let closedForGood = false;
 
   if (room.dataset.opensAt) {
@@ -17,6 +19,7 @@
   function connect() {
     const scheme = window.location.protocol === "https:" ? "wss://" : "ws://";
     const socket = new WebSocket(scheme + window.location.host + room.dataset.socket);
+    socket.addEventListener("open", () => socket.send(JSON.stringify({ type: "join", version: PROTOCOL_VERSION })));
     socket.addEventListener("message", (event) => {
       const message = JSON.parse(event.data);
       if (message.type === "admitted") {
@@ -30,6 +33,9 @@
         window.location.reload();
       } else if (message.type === "waiting") {
         room.dataset.state = message.type;
+      } else if (message.type === "error" && message.code === "version_unsupported") {
+        closedForGood = true;  // a newer server: the reloaded page speaks its version
+        window.location.reload();
       }
     });
     socket.addEventListener("close", () => {

@@ -1,5 +1,5 @@
 // The clinician's live waiting room: who waits for which consultation and since when,
-// pushed over a WebSocket. A sound and a notification repeat while anyone waits, because
+// pushed over a WebSocket (the waiting room's protocol in docs/signalling.md). A sound and a notification repeat while anyone waits, because
 // a single chime is easily missed in a busy practice.
 "use strict";
 (function () {
@@ -10,6 +10,7 @@
   const alertsButton = document.getElementById("waiting-alerts");
   const text = panel.dataset;
   const REPEAT_MS = 15000;
+  const PROTOCOL_VERSION = 1;
   let socket = null;
   let people = [];
   let audio = null;
@@ -90,6 +91,7 @@
   function connect() {
     const scheme = window.location.protocol === "https:" ? "wss://" : "ws://";
     socket = new WebSocket(scheme + window.location.host + panel.dataset.socket);
+    socket.addEventListener("open", () => send({ type: "join", version: PROTOCOL_VERSION }));
     socket.addEventListener("message", (event) => {
       const message = JSON.parse(event.data);
       if (message.type === "waiting") {
@@ -98,6 +100,8 @@
         render();
         alertWhileWaiting(people.some((p) => !before.has(p.consultation + ":" + p.participant)));
         panel.dataset.state = "live";
+      } else if (message.type === "error" && message.code === "version_unsupported") {
+        window.location.reload();  // a newer server: the reloaded page speaks its version
       } else if (message.type === "error") {
         window.alert(message.message);
       }

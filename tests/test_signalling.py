@@ -19,12 +19,12 @@ from sqlalchemy import update
 from smartpractice.app import create_app
 from smartpractice.keys import services_key
 from smartpractice.onboarding.invitations import Invitee
-from smartpractice.rooms import call_protocol
+from smartpractice.rooms import call_protocol, protocol
 from smartpractice.scheduling.consultations import Plan
 from smartpractice.storage.tables import practices
 from tests.conftest import add_member, log_in, mail_link, mail_text, make_settings, post_form
 from tests.rtc_peers import Peer, SmallCamera, until
-from tests.test_waiting_room import ORIGIN, next_of
+from tests.test_waiting_room import JOIN, ORIGIN, next_of
 
 
 async def participants(socket, count: int, within: float = 5.0) -> dict:
@@ -108,6 +108,7 @@ async def test_a_guest_whose_tan_session_expired_is_refused(client, services, sm
     await post_form(client, mail_link(message), {"tan": tan})
     cid = scheduled.consultation.id
     async with client.ws_connect(f"/c/{cid}/ws", headers=ORIGIN) as waiting:
+        await waiting.send_json(JOIN)
         await next_of(waiting, "waiting")
         [person] = await services.waiting_room.waiting(practice.id)
         key = person.key
@@ -175,7 +176,7 @@ async def test_oversized_messages_and_floods_are_capped(client, booked):
             await socket.send_json({"type": "mute", "audio": True, "video": True})
         assert (await next_of(socket, "error"))["code"] == "rate_limited"
         # A flood that goes on ends the connection.
-        for _ in range(call_protocol.RATE_STRIKES * 2):
+        for _ in range(protocol.RATE_STRIKES * 2):
             await socket.send_json({"type": "mute", "audio": True, "video": True})
         assert await close_code(socket) == aiohttp.WSCloseCode.POLICY_VIOLATION
     async with client.ws_connect(f"/c/{booked.id}/call/ws", headers=ORIGIN) as socket:

@@ -15,6 +15,7 @@ from smartpractice.storage.tables import attendances, audit_log, calls, consulta
 from tests.conftest import add_member, log_in, mail_link, mail_text, post_form
 
 ORIGIN = {"Origin": "http://localhost:8080"}
+JOIN = {"type": "join", "version": 1}
 EN = {"Accept-Language": "en"}
 
 
@@ -43,10 +44,12 @@ async def test_arrival_is_pushed_and_admitting_moves_the_patient_to_the_call(cli
     await log_in(client, "dr-berg")
     await log_in(other_browser, "erika")
     async with client.ws_connect(f"/p/{practice.slug}/waiting-room/ws", headers=ORIGIN) as staff:
+        await staff.send_json(JOIN)
         assert await waiting_people(staff) == []
         page = await other_browser.get(f"/c/{booked.id}", headers=EN)
         assert "Please wait" in await page.text()
         async with other_browser.ws_connect(f"/c/{booked.id}/ws", headers=ORIGIN) as patient:
+            await patient.send_json(JOIN)
             assert (await patient.receive_json())["type"] == "waiting"
             [person] = await waiting_people(staff)
             assert person["name"] == "Erika" and person["consultation"] == booked.id
@@ -72,8 +75,10 @@ async def test_a_person_who_leaves_disappears_from_the_list(client, other_browse
     await log_in(client, "dr-berg")
     await log_in(other_browser, "erika")
     async with client.ws_connect(f"/p/{practice.slug}/waiting-room/ws", headers=ORIGIN) as staff:
+        await staff.send_json(JOIN)
         await waiting_people(staff)
-        async with other_browser.ws_connect(f"/c/{booked.id}/ws", headers=ORIGIN):
+        async with other_browser.ws_connect(f"/c/{booked.id}/ws", headers=ORIGIN) as waiting:
+            await waiting.send_json(JOIN)
             assert len(await waiting_people(staff)) == 1
         assert await waiting_people(staff) == []
 
@@ -83,8 +88,10 @@ async def admit_everyone(client, other_browser, practice, consultation) -> None:
     await log_in(client, "dr-berg")
     await log_in(other_browser, "erika")
     async with client.ws_connect(f"/p/{practice.slug}/waiting-room/ws", headers=ORIGIN) as staff:
+        await staff.send_json(JOIN)
         await waiting_people(staff)
         async with other_browser.ws_connect(f"/c/{consultation.id}/ws", headers=ORIGIN) as patient:
+            await patient.send_json(JOIN)
             await waiting_people(staff)
             await staff.send_json({"type": "admit_all", "consultation": consultation.id})
             await next_of(patient, "admitted")
@@ -119,6 +126,7 @@ async def test_a_cancelled_consultation_turns_the_waiting_room_away(client, othe
     page = await other_browser.get(f"/c/{booked.id}", headers=EN)
     assert page.status == 410 and "cancelled by the practice" in await page.text()
     async with other_browser.ws_connect(f"/c/{booked.id}/ws", headers=ORIGIN) as patient:
+        await patient.send_json(JOIN)
         message = await patient.receive_json()
         assert message["type"] == "closed" and message["code"] == "consultation_cancelled"
 
@@ -136,8 +144,10 @@ async def test_guest_with_tan_lands_in_the_consultations_waiting_room(client, ot
     assert landing.headers["Location"] == f"/c/{scheduled.consultation.id}"
     await log_in(client, "dr-berg")
     async with client.ws_connect(f"/p/{practice.slug}/waiting-room/ws", headers=ORIGIN) as staff:
+        await staff.send_json(JOIN)
         await waiting_people(staff)
-        async with other_browser.ws_connect(f"/c/{scheduled.consultation.id}/ws", headers=ORIGIN):
+        async with other_browser.ws_connect(f"/c/{scheduled.consultation.id}/ws", headers=ORIGIN) as waiting:
+            await waiting.send_json(JOIN)
             [person] = await waiting_people(staff)
             assert person["name"] == "Gabi Gast"
 
@@ -156,11 +166,12 @@ async def test_sockets_refuse_foreign_origins_strangers_and_nonsense(client, oth
         await other_browser.ws_connect(f"/c/{booked.id}/ws", headers=ORIGIN)
     assert stranger.value.status == 404
     async with client.ws_connect(f"/p/{practice.slug}/waiting-room/ws", headers=ORIGIN) as staff:
+        await staff.send_json(JOIN)
         await waiting_people(staff)
         await staff.send_str("not json")
         assert (await next_of(staff, "error"))["code"] == "malformed"
         await staff.send_json({"type": "dance", "consultation": booked.id})
-        assert (await next_of(staff, "error"))["code"] == "unknown_message"
+        assert (await next_of(staff, "error"))["code"] == "unknown_type"
         await staff.send_json({"type": "message", "consultation": booked.id, "participant": "u1", "text": "x" * 501})
         assert (await next_of(staff, "error"))["code"] == "message_invalid"
 
@@ -173,6 +184,7 @@ async def test_the_waiting_room_opens_with_the_join_window(other_browser, servic
     page = await (await other_browser.get(f"/c/{scheduled.consultation.id}", headers=EN)).text()
     assert "The waiting room opens at" in page
     async with other_browser.ws_connect(f"/c/{scheduled.consultation.id}/ws", headers=ORIGIN) as patient:
+        await patient.send_json(JOIN)
         assert (await patient.receive_json())["type"] == "not_open"
 
 
@@ -191,3 +203,26 @@ async def test_a_running_consultation_left_by_everyone_is_ended_after_its_time(c
     async with services.engine.connect() as conn:
         assert (await conn.execute(select(consultations.c.state))).scalar_one() == "ended"
         assert (await conn.execute(select(calls.c.ended_at))).scalar_one() is not None
+
+
+async def test_waiting_sockets_speak_a_versioned_protocol_and_answer_in_german(client, other_browser, practice, booked):
+    await log_in(client, "dr-berg")
+    await log_in(other_browser, "erika")
+    async with client.ws_connect(f"/p/{practice.slug}/waiting-room/ws", headers=ORIGIN) as staff:
+        await staff.send_json({"type": "admit_all", "consultation": booked.id})
+        early = await next_of(staff, "error")
+        assert early["code"] == "not_joined" and early["about"] == "admit_all"
+        await staff.send_json({"type": "admit", "consultation": "eins", "participant": "u1"})
+        assert (await next_of(staff, "error"))["message"] == "Ein Feld dieser Nachricht fehlt oder ist ungültig."
+        await staff.send_json({"type": "join", "version": 2})
+        outdated = await next_of(staff, "error")
+        assert outdated["code"] == "version_unsupported"
+        assert outdated["message"] == "Diese Seite ist veraltet; bitte laden Sie sie neu."
+        assert await staff.receive() and staff.close_code == 4002
+    async with other_browser.ws_connect(f"/c/{booked.id}/ws", headers=ORIGIN) as patient:
+        await patient.send_json({"type": "admit", "consultation": booked.id, "participant": "u1"})
+        assert (await next_of(patient, "error"))["code"] == "unknown_type"
+        await patient.send_json(JOIN)
+        assert (await next_of(patient, "waiting"))["version"] == 1
+        await patient.send_json(JOIN)
+        assert (await next_of(patient, "error"))["code"] == "already_joined"

@@ -8,15 +8,30 @@ returns, so the protocol can be tested and read on its own.
 
 from __future__ import annotations
 
-import json
 import secrets
-import time
-from collections.abc import Awaitable, Callable
 
 from smartpractice.errors import UserError
 from smartpractice.i18n import N_
+from smartpractice.rooms import protocol
 from smartpractice.rooms.call import Calls
 from smartpractice.rooms.ice import IceServers
+from smartpractice.rooms.protocol import (
+    CLOSE_ENDED,
+    CLOSE_NORMAL,
+    CLOSE_REPLACED,
+    CLOSE_VERSION,
+    JOIN,
+    RateLimit,
+    Schema,
+    Send,
+    Translate,
+    error_message,
+    flag,
+    invalid_field,
+    participant,
+    text,
+    text_or_none,
+)
 from smartpractice.rooms.waiting_room import Seat, WaitingRoom
 
 VERSION = 1
@@ -27,29 +42,9 @@ CHAT_CHARS = 500
 # ICE candidates come in bursts at the start; a steady stream beyond this is abuse.
 RATE_PER_SECOND = 20.0
 RATE_BURST = 60
-# This many refused messages, less one per second, end the connection (close 1008).
-RATE_STRIKES = 50
 # Each relay offer makes a peer connection on the server (a certificate, candidates).
 RELAY_OFFERS_PER_SECOND = 1.0
 RELAY_OFFER_BURST = 4
-
-CLOSE_NORMAL = 1000
-CLOSE_POLICY = 1008
-CLOSE_REPLACED = 4000
-CLOSE_ENDED = 4001
-CLOSE_VERSION = 4002
-
-
-def _text(limit: int) -> Callable[[object], bool]:
-    return lambda value: isinstance(value, str) and 0 < len(value) <= limit
-
-
-def _flag(value: object) -> bool:
-    return isinstance(value, bool)
-
-
-def _peer(value: object) -> bool:
-    return isinstance(value, str) and 0 < len(value) <= 64
 
 
 def _candidate(value: object) -> bool:
@@ -57,16 +52,12 @@ def _candidate(value: object) -> bool:
     if value is None:
         return True
     return (isinstance(value, dict) and isinstance(value.get("candidate"), str) and len(value["candidate"]) <= 1024
-            and _text_or_none(value.get("sdpMid"), 256) and _text_or_none(value.get("usernameFragment"), 256)
+            and text_or_none(value.get("sdpMid"), 256) and text_or_none(value.get("usernameFragment"), 256)
             and isinstance(value.get("sdpMLineIndex"), (int, type(None))))
 
 
-def _text_or_none(value: object, limit: int) -> bool:
-    return value is None or (isinstance(value, str) and len(value) <= limit)
-
-
-def _peer_list(value: object) -> bool:
-    return isinstance(value, list) and len(value) <= 16 and all(_peer(item) for item in value)
+def _participants(value: object) -> bool:
+    return isinstance(value, list) and len(value) <= 16 and all(participant(item) for item in value)
 
 
 def _purpose(value: object) -> bool:
@@ -74,14 +65,14 @@ def _purpose(value: object) -> bool:
 
 
 # What a client may send: its type and the fields each type needs.
-SCHEMA: dict[str, dict[str, Callable[[object], bool]]] = {
-    "join": {"version": lambda value: isinstance(value, int) and not isinstance(value, bool)},
-    "offer": {"to": _peer, "sdp": _text(SDP_CHARS)},
-    "answer": {"to": _peer, "sdp": _text(SDP_CHARS)},
-    "candidate": {"to": _peer, "candidate": _candidate},
-    "relay_offer": {"purpose": _purpose, "sdp": _text(SDP_CHARS), "receive_from": _peer_list},
-    "mute": {"audio": _flag, "video": _flag},
-    "chat": {"text": _text(CHAT_CHARS)},
+SCHEMA: Schema = {
+    "join": JOIN,
+    "offer": {"to": participant, "sdp": text(SDP_CHARS)},
+    "answer": {"to": participant, "sdp": text(SDP_CHARS)},
+    "candidate": {"to": participant, "candidate": _candidate},
+    "relay_offer": {"purpose": _purpose, "sdp": text(SDP_CHARS), "receive_from": _participants},
+    "mute": {"audio": flag, "video": flag},
+    "chat": {"text": text(CHAT_CHARS)},
     "p2p_failed": {},
     "refresh_ice": {},
     "leave": {},
@@ -90,53 +81,16 @@ SCHEMA: dict[str, dict[str, Callable[[object], bool]]] = {
 
 def parse(raw: str) -> dict:
     """The message, checked against SCHEMA; UserError says what is wrong."""
-    try:
-        message = json.loads(raw)
-    except (ValueError, RecursionError):  # deep nesting fits in 64 KiB
-        message = None
-    if not isinstance(message, dict) or not isinstance(message.get("type"), str):
-        raise UserError("malformed", N_("Expected a JSON object with a type."))
-    fields = SCHEMA.get(message["type"])
-    if fields is None:
-        raise UserError("unknown_type", N_("This message type is not part of the protocol."))
-    for name, valid in fields.items():
-        if name not in message or not valid(message[name]):
-            raise UserError("invalid_field", N_("A field of this message is missing or invalid."))
-    if not _text_or_none(message.get("to_session"), 64):
-        raise UserError("invalid_field", N_("A field of this message is missing or invalid."))
+    message = protocol.parse(raw, SCHEMA)
+    if not text_or_none(message.get("to_session"), 64):
+        raise invalid_field()
     return message
-
-
-class RateLimit:
-    """A token bucket: bursts of candidates pass, floods do not. Each refused message is
-    a strike; strikes are forgiven at one per second, so only a sustained flood adds up."""
-
-    def __init__(self, per_second: float = RATE_PER_SECOND, burst: int = RATE_BURST) -> None:
-        self._rate, self._burst = per_second, burst
-        self._tokens = float(burst)
-        self._at = time.monotonic()
-        self.strikes = 0.0
-
-    def allow(self) -> bool:
-        now = time.monotonic()
-        elapsed, self._at = now - self._at, now
-        self._tokens = min(self._burst, self._tokens + elapsed * self._rate)
-        self.strikes = max(0.0, self.strikes - elapsed)
-        if self._tokens < 1:
-            self.strikes += 1
-            return False
-        self._tokens -= 1
-        return True
-
-
-Send = Callable[[dict], Awaitable[None]]
-Translate = Callable[[UserError], str]
 
 
 class Connection:
     """One participant's signalling connection to one call."""
 
-    def __init__(self, seat: Seat, name: str, calls: Calls, waiting_room: WaitingRoom, ice: IceServers,
+    def __init__(self, *, seat: Seat, name: str, calls: Calls, waiting_room: WaitingRoom, ice: IceServers,
                  send: Send, translate: Translate, client_kind: str) -> None:
         self.seat = seat
         self.name = name
@@ -150,17 +104,16 @@ class Connection:
         self._translate = translate
         self._client_kind = client_kind
         self._attendance: int | None = None
-        self._rate = RateLimit()
-        self._relay_rate = RateLimit(RELAY_OFFERS_PER_SECOND, RELAY_OFFER_BURST)
+        self._rate = RateLimit(per_second=RATE_PER_SECOND, burst=RATE_BURST)
+        self._relay_rate = RateLimit(per_second=RELAY_OFFERS_PER_SECOND, burst=RELAY_OFFER_BURST)
 
     async def receive(self, raw: str) -> int | None:
         """Handle one message from the client; a close code when the connection must end."""
         if not self._rate.allow():
-            if self._rate.strikes >= RATE_STRIKES:
-                return CLOSE_POLICY
-            if self._rate.strikes < 2:  # once per flood: answering each would feed it
-                await self._error(UserError("rate_limited", N_("Too many messages; please slow down.")))
-            return None
+            error, close = self._rate.refusal()
+            if error is not None:
+                await self._error(error)
+            return close
         message: dict | None = None
         try:
             message = parse(raw)
@@ -205,16 +158,17 @@ class Connection:
             await self._waiting_room.left_call(self._attendance)
 
     async def _error(self, error: UserError, about: dict | None = None) -> None:
-        reply = {"type": "error", "code": error.code, "message": self._translate(error)}
+        reply = error_message(error, self._translate, about)
         if about:
-            reply["about"] = about["type"]
             if about["type"] == "relay_offer":
                 reply["purpose"] = about["purpose"]  # which of the two relay connections failed
         await self._send(reply)
 
     async def _join(self, message: dict) -> int | None:
-        if message["version"] != VERSION:
-            await self._error(UserError("version_unsupported", N_("This version of the call page is outdated; please reload it.")))
+        try:
+            protocol.check_version(message, VERSION)
+        except UserError as error:
+            await self._error(error)
             return CLOSE_VERSION
         if self.joined:
             raise UserError("already_joined", N_("This connection has already joined."))
@@ -261,7 +215,7 @@ class Connection:
 
     async def _on_chat(self, message: dict) -> None:
         if not message["text"].strip():
-            raise UserError("invalid_field", N_("A field of this message is missing or invalid."))
+            raise invalid_field()
         await self._calls.chat(self.seat, self.name, message["text"].strip())
 
     async def _on_p2p_failed(self, message: dict) -> None:

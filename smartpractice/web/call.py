@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import functools
 
-from aiohttp import WSMsgType, web
+from aiohttp import web
 
 from smartpractice.errors import UserError
 from smartpractice.keys import active_session_key, services_key
 from smartpractice.rooms import call_protocol
 from smartpractice.web.responses import render, see_other, user_message
-from smartpractice.web.rooms import HEARTBEAT_SECONDS, check_origin, seat_of
+from smartpractice.web.rooms import seat_of
+from smartpractice.web.sockets import check_origin, open_socket, serve
 
 
 def client_kind(user_agent: str) -> str:
@@ -52,32 +52,13 @@ async def call_socket(request: web.Request) -> web.StreamResponse:
         raise web.HTTPForbidden(reason="not admitted")
     active = request.get(active_session_key)
     name = seat.call_name or (active.user.display_name if seat.role == "clinician" else "")
-    socket = web.WebSocketResponse(heartbeat=HEARTBEAT_SECONDS, max_msg_size=call_protocol.MESSAGE_BYTES)
-    await socket.prepare(request)
+    socket = await open_socket(request, call_protocol.MESSAGE_BYTES)
     connection = call_protocol.Connection(
-        seat, name, services.calls, services.waiting_room, services.ice_servers, socket.send_json,
-        functools.partial(user_message, request), client_kind(request.headers.get("User-Agent", "")),
+        seat=seat, name=name, calls=services.calls, waiting_room=services.waiting_room, ice=services.ice_servers,
+        send=socket.send_json, translate=functools.partial(user_message, request),
+        client_kind=client_kind(request.headers.get("User-Agent", "")),
     )
 
-    async def deliver(inbox: asyncio.Queue[dict]) -> None:
-        while True:
-            code = await connection.deliver(await inbox.get())
-            if code is not None:
-                await socket.close(code=code)
-                return
-
     async with services.calls.inbox(seat) as inbox:
-        delivery = asyncio.create_task(deliver(inbox))
-        try:
-            async for message in socket:
-                # Binary frames are not part of the protocol: answered as malformed.
-                code = await connection.receive(message.data if message.type == WSMsgType.TEXT else "")
-                if code is not None:
-                    await socket.close(code=code)
-                    break
-        finally:
-            delivery.cancel()
-            # aiohttp cancels the handler when the connection drops; the leave (or the
-            # drop the participant may come back from) must still be recorded.
-            await asyncio.shield(connection.closed())
+        await serve(socket, connection, inbox)
     return socket

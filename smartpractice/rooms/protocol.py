@@ -1,0 +1,117 @@
+"""What the two socket protocols share (docs/signalling.md): every message is a JSON
+object with a `type`; a schema per protocol says which types a client may send and what
+each field must be; whatever does not fit is answered with an `error` message carrying a
+stable code and a translated text. Neither protocol knows aiohttp: a web handler feeds
+a connection the text it received and sends what the connection hands back.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Awaitable, Callable
+
+from smartpractice.errors import UserError
+from smartpractice.i18n import N_
+
+Field = Callable[[object], bool]
+Schema = dict[str, dict[str, Field]]
+Send = Callable[[dict], Awaitable[None]]
+Translate = Callable[[UserError], str]
+
+CLOSE_NORMAL = 1000
+CLOSE_POLICY = 1008
+CLOSE_REPLACED = 4000
+CLOSE_ENDED = 4001
+CLOSE_VERSION = 4002
+
+# This many refused messages, less one per second, end the connection (close 1008).
+RATE_STRIKES = 50
+
+
+def text(limit: int) -> Field:
+    return lambda value: isinstance(value, str) and 0 < len(value) <= limit
+
+
+def text_or_none(value: object, limit: int) -> bool:
+    return value is None or (isinstance(value, str) and len(value) <= limit)
+
+
+def flag(value: object) -> bool:
+    return isinstance(value, bool)
+
+
+def integer(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def participant(value: object) -> bool:
+    """A participant's key in a consultation (`u12`, `i7`)."""
+    return isinstance(value, str) and 0 < len(value) <= 64
+
+
+JOIN = {"version": integer}
+
+
+def invalid_field() -> UserError:
+    return UserError("invalid_field", N_("A field of this message is missing or invalid."))
+
+
+def parse(raw: str, schema: Schema) -> dict:
+    """The message, checked against `schema`; UserError says what is wrong."""
+    try:
+        message = json.loads(raw)
+    except (ValueError, RecursionError):  # deep nesting fits in a small message
+        message = None
+    if not isinstance(message, dict) or not isinstance(message.get("type"), str):
+        raise UserError("malformed", N_("Expected a JSON object with a type."))
+    fields = schema.get(message["type"])
+    if fields is None:
+        raise UserError("unknown_type", N_("This message type is not part of the protocol."))
+    for name, valid in fields.items():
+        if name not in message or not valid(message[name]):
+            raise invalid_field()
+    return message
+
+
+def check_version(message: dict, version: int) -> None:
+    if message["version"] != version:
+        raise UserError("version_unsupported", N_("This page is out of date; please reload it."))
+
+
+def error_message(error: UserError, translate: Translate, about: dict | None = None) -> dict:
+    reply = {"type": "error", "code": error.code, "message": translate(error)}
+    if about:
+        reply["about"] = about["type"]
+    return reply
+
+
+class RateLimit:
+    """A token bucket: bursts pass, floods do not. Each refused message is a strike;
+    strikes are forgiven at one per second, so only a sustained flood adds up."""
+
+    def __init__(self, *, per_second: float, burst: int) -> None:
+        self._rate, self._burst = per_second, burst
+        self._tokens = float(burst)
+        self._at = time.monotonic()
+        self.strikes = 0.0
+
+    def allow(self) -> bool:
+        now = time.monotonic()
+        elapsed, self._at = now - self._at, now
+        self._tokens = min(self._burst, self._tokens + elapsed * self._rate)
+        self.strikes = max(0.0, self.strikes - elapsed)
+        if self._tokens < 1:
+            self.strikes += 1
+            return False
+        self._tokens -= 1
+        return True
+
+    def refusal(self) -> tuple[UserError | None, int | None]:
+        """For a refused message: the error to answer (once per flood: answering each
+        would feed it) and the close code once the flood has gone on too long."""
+        if self.strikes >= RATE_STRIKES:
+            return None, CLOSE_POLICY
+        if self.strikes < 2:
+            return UserError("rate_limited", N_("Too many messages; please slow down.")), None
+        return None, None

@@ -1,0 +1,185 @@
+"""The waiting room's socket protocol, version 1 (docs/signalling.md, message by message).
+
+Two kinds of connection: a waiting person's (`WaitingConnection`), told when they are let
+in, of the practice's short texts and of the end; and the practice's live list
+(`PracticeConnection`), from which staff admit and write. Both start with `join`, which
+carries the version, like the call's protocol (rooms/call_protocol.py) beside it.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+from smartpractice.errors import UserError
+from smartpractice.i18n import N_
+from smartpractice.rooms import protocol
+from smartpractice.rooms.protocol import (
+    CLOSE_ENDED,
+    CLOSE_NORMAL,
+    CLOSE_VERSION,
+    JOIN,
+    RateLimit,
+    Schema,
+    Send,
+    Translate,
+    error_message,
+    integer,
+    participant,
+    text,
+)
+from smartpractice.rooms.waiting_room import MESSAGE_LIMIT, Seat, WaitingRoom
+from smartpractice.scheduling.consultations import Consultations
+from smartpractice.times import local
+
+VERSION = 1
+MESSAGE_BYTES = 4096
+# Staff click; nobody needs more than a few messages a second.
+RATE_PER_SECOND = 5.0
+RATE_BURST = 20
+
+WAITING_SCHEMA: Schema = {"join": JOIN}
+PRACTICE_SCHEMA: Schema = {
+    "join": JOIN,
+    "admit": {"consultation": integer, "participant": participant},
+    "admit_all": {"consultation": integer},
+    # Longer texts are refused by the waiting room with a message that says the limit.
+    "message": {"consultation": integer, "participant": participant, "text": text(MESSAGE_LIMIT * 4)},
+}
+
+
+class _Connection(ABC):
+    """Parsing, rate limit, version and errors; subclasses handle the checked messages."""
+
+    schema: Schema
+
+    def __init__(self, *, send: Send, translate: Translate) -> None:
+        self.joined = False
+        self._send = send
+        self._translate = translate
+        self._rate = RateLimit(per_second=RATE_PER_SECOND, burst=RATE_BURST)
+
+    async def receive(self, raw: str) -> int | None:
+        """Handle one message from the client; a close code when the connection must end."""
+        if not self._rate.allow():
+            error, close = self._rate.refusal()
+            if error is not None:
+                await self._error(error)
+            return close
+        message: dict | None = None
+        try:
+            message = protocol.parse(raw, self.schema)
+            if message["type"] == "join":
+                return await self._join(message)
+            if not self.joined:
+                raise UserError("not_joined", N_("Send join first."))
+            return await getattr(self, "_on_" + message["type"])(message)
+        except UserError as error:
+            await self._error(error, message)
+            return None
+
+    async def _join(self, message: dict) -> int | None:
+        try:
+            protocol.check_version(message, VERSION)
+        except UserError as error:
+            await self._error(error)
+            return CLOSE_VERSION
+        if self.joined:
+            raise UserError("already_joined", N_("This connection has already joined."))
+        self.joined = True
+        return await self._joined()
+
+    @abstractmethod
+    async def _joined(self) -> int | None:
+        """What joining does: a close code when the connection ends with it."""
+
+    async def _error(self, error: UserError, about: dict | None = None) -> None:
+        await self._send(error_message(error, self._translate, about))
+
+
+class WaitingConnection(_Connection):
+    """A waiting person's line to the practice."""
+
+    schema = WAITING_SCHEMA
+
+    def __init__(self, *, seat: Seat, room: WaitingRoom, consultations: Consultations, send: Send,
+                 translate: Translate) -> None:
+        super().__init__(send=send, translate=translate)
+        self.seat = seat
+        self._room = room
+        self._consultations = consultations
+        self._waiting = False
+
+    async def _joined(self) -> int | None:
+        try:
+            await self._room.check_open(self.seat, reread=True)  # the seat was read when the socket opened
+        except UserError as error:
+            await self._send({"type": "closed", "code": error.code, "message": self._translate(error)})
+            return CLOSE_NORMAL
+        if await self._room.is_admitted(self.seat):
+            await self._send({"type": "admitted"})
+            return CLOSE_NORMAL
+        policy = await self._consultations.policy(self.seat.consultation.practice_id)
+        if self._room.opens_at(self.seat, policy.join_window_minutes) is not None:
+            await self._send({"type": "not_open"})
+            return CLOSE_NORMAL
+        self._waiting = True
+        await self._room.enter(self.seat)
+        await self._send({"type": "waiting", "version": VERSION})
+        return None
+
+    async def deliver(self, news: dict) -> int | None:
+        """News for this person (admitted, a text, the end); a close code when it ends the line."""
+        if not self._waiting:
+            return None
+        await self._send(news)
+        if news["type"] == "ended":
+            return CLOSE_ENDED
+        return CLOSE_NORMAL if news["type"] == "admitted" else None
+
+    async def closed(self) -> None:
+        if self._waiting:
+            self._waiting = False
+            await self._room.leave(self.seat)
+
+
+class PracticeConnection(_Connection):
+    """Staff's live list of everyone waiting in the practice, and their commands."""
+
+    schema = PRACTICE_SCHEMA
+
+    def __init__(self, *, practice_id: int, actor: int, room: WaitingRoom, consultations: Consultations,
+                 send: Send, translate: Translate) -> None:
+        super().__init__(send=send, translate=translate)
+        self._practice_id = practice_id
+        self._actor = actor
+        self._room = room
+        self._consultations = consultations
+
+    async def _joined(self) -> None:
+        await self._send(await self._snapshot())
+
+    async def deliver(self, news: dict) -> None:
+        """Someone arrived, left or was let in: the whole list again, as it is now."""
+        if self.joined:
+            await self._send(await self._snapshot())
+
+    async def closed(self) -> None:
+        """Watching the list leaves nothing behind."""
+
+    async def _snapshot(self) -> dict:
+        waiting = await self._room.waiting(self._practice_id)
+        zone, found = await self._consultations.headlines(self._practice_id, {p.consultation_id for p in waiting})
+        titles = {c.id: f"{local(c.starts_at, zone):%H:%M} {c.title}".strip() for c in found}
+        people = [{"consultation": person.consultation_id, "participant": person.key, "name": person.name,
+                   "since": person.since.isoformat(), "title": titles[person.consultation_id]}
+                  for person in waiting]
+        return {"type": "waiting", "people": people}
+
+    async def _on_admit(self, message: dict) -> None:
+        await self._room.admit(self._practice_id, message["consultation"], message["participant"], actor=self._actor)
+
+    async def _on_admit_all(self, message: dict) -> None:
+        await self._room.admit(self._practice_id, message["consultation"], None, actor=self._actor)
+
+    async def _on_message(self, message: dict) -> None:
+        await self._room.tell(self._practice_id, message["consultation"], message["participant"], message["text"])

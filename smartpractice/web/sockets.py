@@ -1,0 +1,58 @@
+"""What both WebSocket endpoints share: the Origin check, the heartbeat, and the loop that
+feeds a protocol connection (rooms/protocol.py) from the client and from the room."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Protocol
+
+from aiohttp import WSMsgType, web
+
+from smartpractice.keys import settings_key
+
+# Dead connections (a closed laptop, a lost network) show as gone within two beats.
+HEARTBEAT_SECONDS = 5
+
+
+class Connection(Protocol):
+    async def receive(self, raw: str) -> int | None: ...
+    async def deliver(self, news: dict) -> int | None: ...
+    async def closed(self) -> None: ...
+
+
+def check_origin(request: web.Request) -> None:
+    """WebSockets skip CORS: without this, any site could open one with the user's cookie."""
+    if request.headers.get("Origin") != request.app[settings_key].origin:
+        raise web.HTTPForbidden(reason="foreign origin")
+
+
+async def open_socket(request: web.Request, max_bytes: int) -> web.WebSocketResponse:
+    socket = web.WebSocketResponse(heartbeat=HEARTBEAT_SECONDS, max_msg_size=max_bytes)
+    await socket.prepare(request)
+    return socket
+
+
+async def serve(socket: web.WebSocketResponse, connection: Connection, news: asyncio.Queue[dict]) -> None:
+    """Feed the connection what the client sends and what happens in the room, each in
+    order, until either side ends it."""
+
+    async def deliver() -> None:
+        while True:
+            code = await connection.deliver(await news.get())
+            if code is not None:
+                await socket.close(code=code)
+                return
+
+    delivery = asyncio.create_task(deliver())
+    try:
+        async for message in socket:
+            # Binary frames are not part of the protocol: answered as malformed.
+            code = await connection.receive(message.data if message.type == WSMsgType.TEXT else "")
+            if code is not None:
+                await socket.close(code=code)
+                break
+    finally:
+        delivery.cancel()
+        # aiohttp cancels the handler when the connection drops; what leaving means
+        # (off the waiting list, out of the call) must still happen.
+        await asyncio.shield(connection.closed())
