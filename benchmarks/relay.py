@@ -91,13 +91,15 @@ class Counter:
         self.first: int | None = None
         self.highest: int | None = None  # extended sequence number
 
-    async def on_rtp(self, packet) -> None:  # noqa: ANN001
+    def on_rtp(self, data: bytes) -> None:
+        """One decrypted packet, read from its fixed header as the relay does."""
+        sequence_number = (data[2] << 8) | data[3]
         self.packets += 1
-        self.frames += packet.marker
+        self.frames += data[1] >> 7  # marker bit
         if self.highest is None:
-            self.first = self.highest = packet.sequence_number
+            self.first = self.highest = sequence_number
         else:
-            delta = (packet.sequence_number - self.highest) & 0xFFFF
+            delta = (sequence_number - self.highest) & 0xFFFF
             if delta < 0x8000:
                 self.highest += delta
 
@@ -220,7 +222,8 @@ async def _clients(conn, rooms: list[int], fanout: int, clip: list[bytes]) -> No
             transceiver = pc.addTransceiver("video", direction="recvonly")
             counter = Counter()
             # The subscriber must not decode either: count packets in place of it.
-            hooks.take_over_receiver(transceiver.receiver, counter.on_rtp, nothing, lambda p: None)
+            hooks.take_over_receiver_raw(transceiver.receiver, counter.on_rtp, nothing,
+                                         lambda p: None)
             pcs.append(pc)
             counters.append(counter)
             await connect(pc, "subscribe", f"room-{i}", f"sub-{i}-{j}")

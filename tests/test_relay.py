@@ -12,7 +12,7 @@ import aioice.stun
 import aiortc
 import pytest
 from aiortc import RTCRtpReceiver, RTCRtpSender
-from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, is_rtcp, pack_remb_fci
+from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, RtpPacket, is_rtcp, pack_remb_fci
 
 from smartpractice.rtc import Relay, hooks
 from smartpractice.rtc.keyframes import is_vp8_keyframe_start
@@ -121,7 +121,8 @@ async def test_subscriber_nack_is_answered_from_history(call):
 async def test_loss_on_the_publisher_path_is_nacked_upstream(call):
     room, peers = call
     transport = peers["pub"].transceiver("video").sender.transport
-    video_ssrc = peers["pub"].transceiver("video").sender._ssrc.to_bytes(4, "big")
+    video_ssrc, _ = hooks.sender_ssrcs(peers["pub"].transceiver("video").sender)
+    video_ssrc = video_ssrc.to_bytes(4, "big")
     stock = transport._send_rtp
     dropped = []
 
@@ -167,7 +168,8 @@ async def test_smallest_subscriber_estimate_goes_upstream(call):
             fci=pack_remb_fci(bitrate, [relayed_ssrc(peers[name])])))
     source = next(s for s in room.participant("pub").sources if s.kind == "video")
     await until(lambda: source.remb_sent == 120_000, within=15)
-    await until(lambda: any(p.fci == pack_remb_fci(120_000, [sender._ssrc])
+    ssrc, _ = hooks.sender_ssrcs(sender)
+    await until(lambda: any(p.fci == pack_remb_fci(120_000, [ssrc])
                             for p in estimates), within=15)
 
 
@@ -208,17 +210,82 @@ async def test_last_participant_leaving_removes_the_room(relay):
         await pub.close()
 
 
-def test_aiortc_pin_matches_the_hooks():
+@pytest.fixture
+def fresh_hook_check():
+    """The guard's finding is cached per process: these tests break aiortc on
+    purpose, so each looks afresh and leaves no broken finding behind."""
+    hooks.hook_problems.cache_clear()
+    yield
+    hooks.hook_problems.cache_clear()
+
+
+def test_aiortc_pin_matches_the_hooks(fresh_hook_check):
     pyproject = (Path(__file__).parent.parent / "pyproject.toml").read_text()
     pinned = re.search(r'"aiortc==([^"]+)"', pyproject).group(1)
     assert pinned == hooks.AIORTC_VERSION == aiortc.__version__
+    assert hooks.hook_problems() == ()
     hooks.check_hooks()
 
 
-def test_a_moved_private_hook_fails_loudly(monkeypatch: pytest.MonkeyPatch):
+async def test_the_guard_checks_what_aiortc_builds(fresh_hook_check):
+    """On the pinned version every private name the hooks use is there on real
+    objects; with one removed from those objects, the guard names it."""
+    from aiortc import RTCConfiguration, RTCPeerConnection
+
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    try:
+        transceiver = pc.addTransceiver("video")
+        assert hooks.find_problems(transceiver) == []
+        del transceiver.receiver.transport._rx_srtp
+        transceiver.sender._send_rtcp = None
+        assert hooks.find_problems(transceiver) == [
+            "RTCRtpSender._send_rtcp is no longer a method",
+            "RTCDtlsTransport._rx_srtp is missing"]
+    finally:
+        await pc.close()
+
+
+def test_a_moved_private_hook_fails_loudly(monkeypatch: pytest.MonkeyPatch, fresh_hook_check):
     monkeypatch.delattr(RTCRtpReceiver, "_handle_rtp_packet")
-    with pytest.raises(hooks.HookMismatch, match="_handle_rtp_packet"):
+    with pytest.raises(hooks.HookMismatch,
+                       match=r"aiortc 1\.16\.0 .*RTCRtpReceiver\._handle_rtp_packet is missing"):
         Relay()
+
+
+def test_a_vanished_instance_attribute_fails_loudly(monkeypatch: pytest.MonkeyPatch,
+                                                     fresh_hook_check):
+    """Attributes aiortc sets in __init__ are not on the class: only a constructed
+    sender shows that its RTX SSRC is gone."""
+    stock_init = RTCRtpSender.__init__
+
+    def init(self, *args, **kwargs) -> None:  # noqa: ANN001, ANN002, ANN003
+        stock_init(self, *args, **kwargs)
+        del self._rtx_ssrc
+
+    monkeypatch.setattr(RTCRtpSender, "__init__", init)
+    with pytest.raises(hooks.HookMismatch, match=r"RTCRtpSender\._rtx_ssrc is missing"):
+        Relay()
+
+
+def test_a_router_that_needs_more_than_the_ssrc_fails_loudly(monkeypatch: pytest.MonkeyPatch,
+                                                             fresh_hook_check):
+    """RtpInput asks aiortc's router with the SSRC and payload type only."""
+    from aiortc.rtcdtlstransport import RtpRouter
+
+    stock = RtpRouter.route_rtp
+    monkeypatch.setattr(RtpRouter, "route_rtp",
+                        lambda self, packet: stock(self, packet) if packet.marker else None)
+    with pytest.raises(hooks.HookMismatch, match="route_rtp"):
+        Relay()
+
+
+def test_the_guard_runs_once_per_process(monkeypatch: pytest.MonkeyPatch, fresh_hook_check):
+    built = []
+    stock = hooks._fresh_transceiver
+    monkeypatch.setattr(hooks, "_fresh_transceiver", lambda: built.append(1) or stock())
+    Relay()
+    Relay()
+    assert built == [1]
 
 
 @pytest.mark.parametrize(("payload", "keyframe"), [
@@ -286,14 +353,15 @@ async def test_end_to_end_encrypted_frames_pass_unchanged(relay):
     transceiver = sub.pc.addTransceiver("video", direction="recvonly")
     received: list[bytes] = []
 
-    async def keep(packet) -> None:  # noqa: ANN001
-        received.append(packet.payload[4:])  # after aiortc's 4-byte VP8 descriptor
+    def keep(data: bytes) -> None:
+        # after aiortc's 4-byte VP8 descriptor
+        received.append(RtpPacket.parse(data).payload[4:])
 
     async def ignore(packet) -> None:  # noqa: ANN001
         return None
 
     # A subscriber that does not decode either, as a browser with E2EE would not.
-    hooks.take_over_receiver(transceiver.receiver, keep, ignore, lambda parameters: None)
+    hooks.take_over_receiver_raw(transceiver.receiver, keep, ignore, lambda parameters: None)
     try:
         await pub.attach(room, "pub")
         await sub.attach(room, "sub")
@@ -344,7 +412,7 @@ async def test_relay_rtp_bypasses_aiortc_parsing(call):
     assert parsed == []
 
 
-def test_aioice_delivery_change_fails_loudly(monkeypatch: pytest.MonkeyPatch):
+def test_aioice_delivery_change_fails_loudly(monkeypatch: pytest.MonkeyPatch, fresh_hook_check):
     def datagram_received(self, data, addr) -> None:  # noqa: ANN001
         self.receiver.deliver(data)
 

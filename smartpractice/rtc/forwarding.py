@@ -70,8 +70,7 @@ class Forward:
         self.retransmitted = 0
         self._sender = sender
         self._output: hooks.RtpOutput | None = None
-        self._ssrc = sender._ssrc
-        self._rtx_ssrc = sender._rtx_ssrc
+        self._ssrc, self._rtx_ssrc = hooks.sender_ssrcs(sender)
         self._mid: str | None = None
         self._payload_types: dict[str, int] = {}
         self._rtx_payload_types: dict[int, int] = {}

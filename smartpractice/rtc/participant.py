@@ -67,8 +67,11 @@ class Participant:
         return self.pc.localDescription.sdp
 
     def _publish(self, transceiver: RTCRtpTransceiver) -> None:
+        # aiortc signs a receiver's RTCP with its transceiver's sender SSRC; so does
+        # the relay, which sends the receiver's RTCP itself.
+        rtcp_ssrc, _ = hooks.sender_ssrcs(transceiver.sender)
         self.sources.append(Source(self.id, transceiver.kind, transceiver.receiver,
-                                   rtcp_ssrc=transceiver.sender._ssrc))
+                                   rtcp_ssrc=rtcp_ssrc))
 
     def _subscribe(self, transceiver: RTCRtpTransceiver, source: Source) -> None:
         transceiver.sender.replaceTrack(IdleTrack(transceiver.kind))
