@@ -21,7 +21,7 @@ from aiortc import (
 from aiortc.mediastreams import MediaStreamError
 from av import VideoFrame
 
-from smartpractice.rtc import Room
+from smartpractice.rtc import RelayRoom
 
 WIDTH, HEIGHT = 160, 120  # small, so the publisher's encoder costs little
 
@@ -58,7 +58,7 @@ class Peer:
     def transceiver(self, kind: str):  # noqa: ANN201
         return next(t for t in self.pc.getTransceivers() if t.kind == kind)
 
-    async def attach(self, room: Room, participant_id: str) -> None:
+    async def attach(self, room: RelayRoom, participant_id: str) -> None:
         await self.pc.setLocalDescription(await self.pc.createOffer())
         answer = await room.attach(participant_id, self.pc.localDescription.sdp)
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))

@@ -160,12 +160,12 @@ class Calls:
             await self._announce_sources(cid, room)
         return answer
 
-    def _sources(self, cid: int, room) -> dict:  # noqa: ANN001 - rtc.Room
+    def _sources(self, cid: int, room) -> dict:  # noqa: ANN001 - rtc.RelayRoom
         publishers = [{"id": key, "kinds": kinds, "generation": self._generations.get((cid, key), 0)}
                       for key, kinds in room.publishers().items()]
         return {"type": "relay_sources", "publishers": publishers}
 
-    async def _announce_sources(self, cid: int, room) -> None:  # noqa: ANN001 - rtc.Room
+    async def _announce_sources(self, cid: int, room) -> None:  # noqa: ANN001 - rtc.RelayRoom
         await self.state.publish(call_channel(cid), self._sources(cid, room))
 
     async def relay_sources(self, seat: Seat) -> None:

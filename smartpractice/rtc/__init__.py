@@ -1,7 +1,8 @@
-"""Real-time media: the packet-forwarding relay, ICE servers and the call signalling protocol."""
+"""The media relay: forwards RTP packets it never decodes. A leaf: it imports nothing
+else of the project; rooms/ drives it."""
 
-from .participant import SendingRefused
+from .connection import SendingRefused
 from .relay import Relay
-from .room import Room
+from .room import RelayRoom
 
-__all__ = ["Relay", "Room", "SendingRefused"]
+__all__ = ["Relay", "RelayRoom", "SendingRefused"]

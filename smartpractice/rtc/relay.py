@@ -8,25 +8,25 @@ from collections.abc import Iterable
 from aiortc import RTCIceServer
 
 from . import hooks
-from .room import Room
+from .room import RelayRoom
 
 
 class Relay:
     def __init__(self, ice_servers: Iterable[RTCIceServer] = ()) -> None:
         hooks.check_hooks()
         self._ice_servers = list(ice_servers)
-        self._rooms: dict[str, Room] = {}
+        self._rooms: dict[str, RelayRoom] = {}
 
     @property
     def room_names(self) -> list[str]:
         return list(self._rooms)
 
-    def room(self, name: str) -> Room:
+    def room(self, name: str) -> RelayRoom:
         if name not in self._rooms:
-            self._rooms[name] = Room(name, self._ice_servers, self._forget)
+            self._rooms[name] = RelayRoom(name, self._ice_servers, self._forget)
         return self._rooms[name]
 
-    def _forget(self, room: Room) -> None:
+    def _forget(self, room: RelayRoom) -> None:
         if self._rooms.get(room.name) is room:
             del self._rooms[room.name]
 

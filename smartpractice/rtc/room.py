@@ -7,16 +7,16 @@ from collections.abc import Callable, Sequence
 
 from aiortc import RTCIceServer
 
-from .participant import Participant
+from .connection import RelayConnection
 from .source import Source
 
 
-class Room:
+class RelayRoom:
     def __init__(self, name: str, ice_servers: list[RTCIceServer],
-                 on_empty: Callable[[Room], None]) -> None:
+                 on_empty: Callable[[RelayRoom], None]) -> None:
         self.name = name
         self._ice_servers = ice_servers
-        self._participants: dict[str, Participant] = {}
+        self._participants: dict[str, RelayConnection] = {}
         self._on_empty = on_empty
         self._closing: set[asyncio.Task[None]] = set()
 
@@ -24,7 +24,7 @@ class Room:
     def participant_ids(self) -> list[str]:
         return list(self._participants)
 
-    def participant(self, participant_id: str) -> Participant:
+    def participant(self, participant_id: str) -> RelayConnection:
         return self._participants[participant_id]
 
     def sources(self, *, excluding: str | None = None) -> list[Source]:
@@ -47,7 +47,7 @@ class Room:
         """
         if participant_id in self._participants:
             await self._remove(participant_id)
-        participant = Participant(participant_id, self._ice_servers, self._failed)
+        participant = RelayConnection(participant_id, self._ice_servers, self._failed)
         self._participants[participant_id] = participant
         try:
             if receive_from is None:
@@ -70,7 +70,7 @@ class Room:
         participant = self._participants.pop(participant_id)
         await participant.close()
 
-    def _failed(self, participant: Participant) -> None:
+    def _failed(self, participant: RelayConnection) -> None:
         # ICE gave up: free the connection so the participant can attach afresh.
         if self._participants.get(participant.id) is participant:
             task = asyncio.ensure_future(self.detach(participant.id))

@@ -26,9 +26,9 @@ class SendingRefused(ValueError):
     """A connection meant only for receiving offered to send."""
 
 
-class Participant:
+class RelayConnection:
     def __init__(self, participant_id: str, ice_servers: list[RTCIceServer],
-                 on_failed: Callable[[Participant], None]) -> None:
+                 on_failed: Callable[[RelayConnection], None]) -> None:
         self.id = participant_id
         self.sources: list[Source] = []
         self.forwards: list[Forward] = []
