@@ -184,6 +184,26 @@ async def test_oversized_messages_and_floods_are_capped(client, booked):
         assert await close_code(socket) == aiohttp.WSCloseCode.MESSAGE_TOO_BIG
 
 
+@pytest.mark.parametrize("frame", [b"\xff\xfe not UTF-8", b"x" * (call_protocol.MESSAGE_BYTES + 1)])
+async def test_a_frame_that_breaks_the_protocol_closes_the_socket_and_the_seat_is_let_go(
+        client, other_browser, services, practice, booked, frame):
+    code = aiohttp.WSCloseCode.INVALID_TEXT if frame[0] == 0xFF else aiohttp.WSCloseCode.MESSAGE_TOO_BIG
+    await log_in(other_browser, "erika")
+    async with other_browser.ws_connect(f"/c/{booked.id}/ws", headers=ORIGIN) as waiting:
+        await waiting.send_json(JOIN)
+        await next_of(waiting, "waiting")
+        assert len(await services.waiting_room.waiting(practice.id)) == 1
+        await waiting.send_frame(frame, aiohttp.WSMsgType.TEXT)
+        assert await close_code(waiting) == code
+    async with asyncio.timeout(5):  # the server lets go once its handler has seen the close
+        while await services.waiting_room.waiting(practice.id):  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+    await log_in(client, "dr-berg")
+    async with client.ws_connect(f"/c/{booked.id}/call/ws", headers=ORIGIN) as socket:
+        await socket.send_frame(frame, aiohttp.WSMsgType.TEXT)
+        assert await close_code(socket) == code
+
+
 async def test_two_people_talk_peer_to_peer_and_their_signals_are_passed_on(in_call):
     doctor, patient = in_call
     listing = await participants(doctor, 2)

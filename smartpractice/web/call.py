@@ -11,7 +11,7 @@ from smartpractice.keys import active_session_key, services_key
 from smartpractice.rooms import call_protocol
 from smartpractice.web.responses import render, see_other, user_message
 from smartpractice.web.rooms import seat_of
-from smartpractice.web.sockets import check_origin, open_socket, serve
+from smartpractice.web.sockets import check_origin, open_socket, sender, serve
 
 
 def client_kind(user_agent: str) -> str:
@@ -55,7 +55,7 @@ async def call_socket(request: web.Request) -> web.StreamResponse:
     socket = await open_socket(request, call_protocol.MESSAGE_BYTES)
     connection = call_protocol.Connection(
         seat=seat, name=name, calls=services.calls, waiting_room=services.waiting_room, ice=services.ice_servers,
-        send=socket.send_json, translate=functools.partial(user_message, request),
+        send=sender(socket), translate=functools.partial(user_message, request),
         client_kind=client_kind(request.headers.get("User-Agent", "")),
     )
 

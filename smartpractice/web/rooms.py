@@ -22,7 +22,7 @@ from smartpractice.rooms.waiting_room import (
 )
 from smartpractice.web.responses import render, see_other, user_message
 from smartpractice.web.session import require_staff
-from smartpractice.web.sockets import check_origin, open_socket, serve
+from smartpractice.web.sockets import check_origin, open_socket, sender, serve
 
 
 async def seat_of(request: web.Request) -> Seat:
@@ -69,7 +69,7 @@ async def participant_socket(request: web.Request) -> web.StreamResponse:
     socket = await open_socket(request, waiting_protocol.MESSAGE_BYTES)
     connection = waiting_protocol.WaitingConnection(
         seat=seat, room=services.waiting_room, consultations=services.consultations,
-        send=socket.send_json, translate=functools.partial(user_message, request),
+        send=sender(socket), translate=functools.partial(user_message, request),
     )
     channels = (person_channel(seat.consultation.id, seat.key), consultation_channel(seat.consultation.id))
     async with services.waiting_room.state.subscribe(*channels) as news:
@@ -87,7 +87,7 @@ async def staff_socket(request: web.Request) -> web.StreamResponse:
     socket = await open_socket(request, waiting_protocol.MESSAGE_BYTES)
     connection = waiting_protocol.PracticeConnection(
         practice_id=membership.practice.id, actor=active.user.id, room=services.waiting_room,
-        consultations=services.consultations, send=socket.send_json,
+        consultations=services.consultations, send=sender(socket),
         translate=functools.partial(user_message, request),
     )
     async with services.waiting_room.state.subscribe(practice_channel(membership.practice.id)) as news:

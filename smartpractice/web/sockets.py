@@ -4,6 +4,8 @@ feeds a protocol connection (rooms/protocol.py) from the client and from the roo
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from aiohttp import WSMsgType, web
@@ -32,6 +34,18 @@ async def open_socket(request: web.Request, max_bytes: int) -> web.WebSocketResp
     return socket
 
 
+def sender(socket: web.WebSocketResponse) -> Callable[[dict], Awaitable[None]]:
+    """How a connection sends: what is meant for a socket that closed meanwhile (the
+    client left, a protocol error) is dropped rather than raised into the handler."""
+
+    async def send(message: dict) -> None:
+        if not socket.closed:
+            with contextlib.suppress(ConnectionResetError):
+                await socket.send_json(message)
+
+    return send
+
+
 async def serve(socket: web.WebSocketResponse, connection: Connection, news: asyncio.Queue[dict]) -> None:
     """Feed the connection what the client sends and what happens in the room, each in
     order, until either side ends it."""
@@ -46,6 +60,8 @@ async def serve(socket: web.WebSocketResponse, connection: Connection, news: asy
     delivery = asyncio.create_task(deliver())
     try:
         async for message in socket:
+            if message.type == WSMsgType.ERROR:
+                break  # aiohttp has closed it already (1007, 1009): nothing more can be sent
             # Binary frames are not part of the protocol: answered as malformed.
             code = await connection.receive(message.data if message.type == WSMsgType.TEXT else "")
             if code is not None:
