@@ -1,5 +1,6 @@
-"""The call page's JavaScript modules, tested with node's own test runner (tests/js/): the
-signalling client against a fake socket and fake timers, no browser needed."""
+"""The call page's JavaScript modules, tested with node's own test runner (tests/js/), no
+browser needed: the signalling client against a fake socket and fake timers, and which module
+may touch the page or make connections, senders and receivers."""
 
 from __future__ import annotations
 

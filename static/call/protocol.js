@@ -36,7 +36,12 @@ export class CallProtocol {
     this.#refused = refused || (async () => false);
   }
 
-  // Listeners of one type run one after the other, and the next message waits for them.
+  // Types: the server's messages "welcome", "participants", "description" (offer or answer),
+  // "candidate", "relay-answer", "relay-sources" (the publishers), "mute", "chat",
+  // "ice-servers" (the servers), "error"; the socket's fate "reconnecting", "replaced",
+  // "ended", "outdated" (4002), "refused" (a handshake the owner judged refused); "fault"
+  // (a listener threw or a frame was unreadable). Listeners run one after the other, and the
+  // next message waits for them.
   on(type, listener) {
     if (!this.#listeners.has(type)) this.#listeners.set(type, []);
     this.#listeners.get(type).push(listener);
