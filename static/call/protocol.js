@@ -1,0 +1,154 @@
+// The client of the call's signalling protocol (docs/signalling.md): one socket, rejoined
+// after a drop, one ordered inbox, one switch over the server's messages. It knows no page:
+// its owner listens with on(type, fn) and is handed the socket class, timers and the
+// question whether a failed handshake was a refusal.
+
+export const PROTOCOL_VERSION = 1;
+
+// After 1, 2, 4, 8 and then every 10 seconds: soon after a short drop, gently while offline.
+export function reconnectPause(attempt) {
+  return Math.min(500 * 2 ** attempt, 10000);
+}
+
+export class CallProtocol {
+  me = null;
+  session = null;
+  iceServers = [];
+  #url;
+  #WebSocket;
+  #setTimeout;
+  #clearTimeout;
+  #refused;
+  #listeners = new Map();
+  #socket = null;
+  #inbox = Promise.resolve();
+  #attempts = 0;
+  #retry = null;
+  #iceTimer = null;
+  #stopped = false;
+
+  constructor(url, { WebSocket = globalThis.WebSocket, setTimeout, clearTimeout, refused } = {}) {
+    this.#url = url;
+    this.#WebSocket = WebSocket;
+    // Browsers refuse timer functions called on anything but the window.
+    this.#setTimeout = setTimeout || ((fn, ms) => globalThis.setTimeout(fn, ms));
+    this.#clearTimeout = clearTimeout || ((id) => globalThis.clearTimeout(id));
+    this.#refused = refused || (async () => false);
+  }
+
+  // Types: the server's messages "welcome", "participants", "description" (offer or answer),
+  // "candidate", "relay-answer", "relay-sources" (the publishers), "mute", "chat",
+  // "ice-servers" (the servers), "error"; the socket's fate "reconnecting", "replaced",
+  // "ended", "outdated" (4002), "refused" (a handshake the owner judged refused); "fault"
+  // (a listener threw or a frame was unreadable). Listeners run one after the other, and the
+  // next message waits for them.
+  on(type, listener) {
+    if (!this.#listeners.has(type)) this.#listeners.set(type, []);
+    this.#listeners.get(type).push(listener);
+    return this;
+  }
+
+  async #emit(type, value) {
+    for (const listener of this.#listeners.get(type) || []) await listener(value);
+  }
+
+  #fault(error) {
+    if (this.#listeners.has("fault")) this.#emit("fault", error).catch(console.error);
+    else console.error(error);
+  }
+
+  join() {
+    if (this.#socket) return;
+    this.#connect();
+  }
+
+  // Gives up the seat at once; nothing reconnects after this.
+  leave() {
+    if (!this.#stopped) this.#send({ type: "leave" });
+    this.stop();
+  }
+
+  // Stops reconnecting and the timers without telling the server (the page is going away).
+  stop() {
+    this.#stopped = true;
+    this.#clearTimeout(this.#retry);
+    this.#clearTimeout(this.#iceTimer);
+  }
+
+  sendMute({ audio, video }) { this.#send({ type: "mute", audio, video }); }
+  sendChat(text) { this.#send({ type: "chat", text }); }
+  sendDescription(to, toSession, { type, sdp }) { this.#send({ type, to, to_session: toSession, sdp }); }
+  sendCandidate(to, toSession, candidate) { this.#send({ type: "candidate", to, to_session: toSession, candidate }); }
+  sendRelayOffer(purpose, sdp, receiveFrom) { this.#send({ type: "relay_offer", purpose, sdp, receive_from: receiveFrom }); }
+  reportP2pFailed() { this.#send({ type: "p2p_failed" }); }
+
+  #send(message) {
+    const socket = this.#socket;
+    if (socket && socket.readyState === (this.#WebSocket.OPEN ?? 1)) socket.send(JSON.stringify(message));
+  }
+
+  #connect() {
+    if (this.#stopped) return;
+    const socket = this.#socket = new this.#WebSocket(this.#url);
+    let opened = false;
+    socket.addEventListener("open", () => {
+      opened = true;
+      if (this.#stopped) socket.close();
+      else this.#send({ type: "join", version: PROTOCOL_VERSION });
+    });
+    // One message at a time, in order: a candidate must not overtake the offer it belongs to.
+    socket.addEventListener("message", (event) => {
+      this.#inbox = this.#inbox.then(() => this.#handle(JSON.parse(event.data))).catch((error) => this.#fault(error));
+    });
+    socket.addEventListener("close", (event) => {
+      this.#closed(socket, event.code, opened).catch((error) => this.#fault(error));
+    });
+  }
+
+  async #handle(message) {
+    if (this.#stopped) return undefined;
+    switch (message.type) {
+      case "welcome":
+        this.#attempts = 0;
+        this.me = message.id;
+        this.session = message.session;
+        this.#useIceServers(message);
+        return this.#emit("welcome", message);
+      case "participants": return this.#emit("participants", message);
+      case "offer": case "answer": return this.#emit("description", message);
+      case "candidate": return this.#emit("candidate", message);
+      case "relay_answer": return this.#emit("relay-answer", message);
+      case "relay_sources": return this.#emit("relay-sources", message.publishers);
+      case "mute": return this.#emit("mute", message);
+      case "chat": return this.#emit("chat", message);
+      case "ice_servers":
+        this.#useIceServers(message);
+        return this.#emit("ice-servers", this.iceServers);
+      case "replaced": this.stop(); return this.#emit("replaced");
+      case "ended": this.stop(); return this.#emit("ended");
+      case "error": return this.#emit("error", message);
+      default: return undefined; // a newer server's news; this client has no use for it
+    }
+  }
+
+  #useIceServers(message) {
+    this.iceServers = message.ice_servers;
+    this.#clearTimeout(this.#iceTimer);
+    // Fresh TURN credentials well before the old ones run out.
+    this.#iceTimer = this.#setTimeout(() => this.#send({ type: "refresh_ice" }), message.ice_ttl_seconds * 800);
+  }
+
+  async #closed(socket, code, opened) {
+    if (socket !== this.#socket || this.#stopped) return;
+    // Reconnecting would take the seat back from the newer socket, or meet an ended call or
+    // a newer server: the owner reloads or says so instead.
+    const final = { 4000: "replaced", 4001: "ended", 4002: "outdated" }[code];
+    if (final) { this.stop(); await this.#emit(final); return; }
+    await this.#emit("reconnecting").catch((error) => this.#fault(error));
+    // Refused before the upgrade (ended, no longer admitted, logged out): the page says why.
+    if (!opened && await this.#refused()) { this.stop(); await this.#emit("refused"); return; }
+    if (this.#stopped) return;
+    this.#attempts += 1;
+    this.#retry = this.#setTimeout(() => this.#connect(), reconnectPause(this.#attempts));
+  }
+}
