@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from aiohttp import web
 
 from smartpractice.accounts.sessions import ActiveSession
@@ -31,10 +33,20 @@ async def require_membership(request: web.Request, slug: str) -> tuple[ActiveSes
 
 
 def safe_next(target: str | None) -> str | None:
-    """Only same-site paths, so `?next=` cannot send anyone to another site."""
-    if target and target.startswith("/") and not target.startswith(("//", "/\\")):
-        return target
-    return None
+    """Only a path on this site, so `?next=` cannot send anyone to another one.
+
+    Browsers drop tabs and line breaks from a Location and read a backslash as a slash,
+    so `/\t/evil.example` or `/\\evil.example` would lead off the site: none of those, no
+    control character at all (aiohttp refuses them in a header, after the login is done),
+    and nothing that parses with a scheme or a host."""
+    if not target or not target.startswith("/") or "\\" in target:
+        return None
+    if any(ord(c) < 0x21 or 0x7F <= ord(c) <= 0x9F or c.isspace() for c in target):
+        return None
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or target.startswith("//"):
+        return None
+    return target
 
 
 
