@@ -164,7 +164,7 @@ async def test_an_old_client_version_is_told_to_reload(client, booked):
     async with client.ws_connect(f"/c/{booked.id}/call/ws", headers=ORIGIN) as socket:
         await socket.send_json({"type": "join", "version": 99})
         assert (await next_of(socket, "error"))["code"] == "version_unsupported"
-        assert await close_code(socket) == call_protocol.CLOSE_VERSION
+        assert await close_code(socket) == protocol.CLOSE_VERSION
 
 
 async def test_oversized_messages_and_floods_are_capped(client, booked):
@@ -260,7 +260,7 @@ async def test_a_dropped_participant_shows_as_reconnecting_and_comes_back(in_cal
     back = await next_of(doctor, "participants")
     assert [p["state"] for p in back["participants"]] == ["connected", "connected"]
     await again.send_json({"type": "leave"})
-    assert await close_code(again) == call_protocol.CLOSE_NORMAL
+    assert await close_code(again) == protocol.CLOSE_NORMAL
     assert len((await next_of(doctor, "participants"))["participants"]) == 1
 
 
@@ -268,11 +268,11 @@ async def test_a_second_tab_takes_over_and_the_end_closes_everyone(in_call, clie
     doctor, patient = in_call
     second, _ = await join(other_browser, booked.id)
     assert (await next_of(patient, "replaced"))["type"] == "replaced"
-    assert await close_code(patient) == call_protocol.CLOSE_REPLACED
+    assert await close_code(patient) == protocol.CLOSE_REPLACED
     ended = await post_form(client, f"/p/{practice.slug}/consultations/{booked.id}/end", {})
     assert ended.status == 303
     await next_of(second, "ended")
-    assert await close_code(second) == call_protocol.CLOSE_ENDED
+    assert await close_code(second) == protocol.CLOSE_ENDED
     await second.close()
 
 

@@ -19,7 +19,6 @@ from smartpractice.rooms.protocol import (
     CLOSE_ENDED,
     CLOSE_NORMAL,
     CLOSE_REPLACED,
-    CLOSE_VERSION,
     JOIN,
     RateLimit,
     Schema,
@@ -79,52 +78,30 @@ SCHEMA: Schema = {
 }
 
 
-def parse(raw: str) -> dict:
-    """The message, checked against SCHEMA; UserError says what is wrong."""
-    message = protocol.parse(raw, SCHEMA)
-    if not text_or_none(message.get("to_session"), 64):
-        raise invalid_field()
-    return message
-
-
-class Connection:
+class Connection(protocol.Connection):
     """One participant's signalling connection to one call."""
+
+    schema, version, rate = SCHEMA, VERSION, (RATE_PER_SECOND, RATE_BURST)
 
     def __init__(self, *, seat: Seat, name: str, calls: Calls, waiting_room: WaitingRoom, ice: IceServers,
                  send: Send, translate: Translate, client_kind: str) -> None:
+        super().__init__(send=send, translate=translate)
         self.seat = seat
         self.name = name
         self.session = secrets.token_urlsafe(9)
-        self.joined = False
         self.left = False
         self._calls = calls
         self._waiting_room = waiting_room
         self._ice = ice
-        self._send = send
-        self._translate = translate
         self._client_kind = client_kind
         self._attendance: int | None = None
-        self._rate = RateLimit(per_second=RATE_PER_SECOND, burst=RATE_BURST)
         self._relay_rate = RateLimit(per_second=RELAY_OFFERS_PER_SECOND, burst=RELAY_OFFER_BURST)
 
-    async def receive(self, raw: str) -> int | None:
-        """Handle one message from the client; a close code when the connection must end."""
-        if not self._rate.allow():
-            error, close = self._rate.refusal()
-            if error is not None:
-                await self._error(error)
-            return close
-        message: dict | None = None
-        try:
-            message = parse(raw)
-            if message["type"] == "join":
-                return await self._join(message)
-            if not self.joined:
-                raise UserError("not_joined", N_("Send join first."))
-            return await getattr(self, "_on_" + message["type"])(message)
-        except UserError as error:
-            await self._error(error, message)
-            return None
+    def parse(self, raw: str) -> dict:
+        message = super().parse(raw)
+        if not text_or_none(message.get("to_session"), 64):
+            raise invalid_field()
+        return message
 
     async def deliver(self, message: dict) -> int | None:
         """Something from the call for this client; a close code when it ends the connection.
@@ -159,28 +136,18 @@ class Connection:
 
     async def _error(self, error: UserError, about: dict | None = None) -> None:
         reply = error_message(error, self._translate, about)
-        if about:
-            if about["type"] == "relay_offer":
-                reply["purpose"] = about["purpose"]  # which of the two relay connections failed
+        if about and about["type"] == "relay_offer":
+            reply["purpose"] = about["purpose"]  # which of the two relay connections failed
         await self._send(reply)
 
-    async def _join(self, message: dict) -> int | None:
-        try:
-            protocol.check_version(message, VERSION)
-        except UserError as error:
-            await self._error(error)
-            return CLOSE_VERSION
-        if self.joined:
-            raise UserError("already_joined", N_("This connection has already joined."))
+    async def _joined(self) -> None:
         await self._waiting_room.check_open(self.seat, reread=True)  # the seat was read when the socket opened
-        self.joined = True
         self._attendance = await self._waiting_room.joined_call(self.seat, self._client_kind)
         await self._send({"type": "welcome", "version": VERSION, "id": self.seat.key, "session": self.session,
                           "ice_servers": self._ice.for_browser(self.seat.key),
                           "ice_ttl_seconds": self._ice.ttl_seconds})
         await self._calls.join(self.seat, self.name, self.session)
         await self._calls.relay_sources(self.seat)
-        return None
 
     async def _relay_to_peer(self, message: dict, **payload: object) -> None:
         if message["to"] == self.seat.key or not await self._calls.is_member(self.seat, message["to"]):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 
 from smartpractice.errors import UserError
@@ -115,3 +116,62 @@ class RateLimit:
         if self.strikes < 2:
             return UserError("rate_limited", N_("Too many messages; please slow down.")), None
         return None, None
+
+
+class Connection(ABC):
+    """One socket's side of a protocol: parsing against the schema, the rate limit, the
+    version in `join`, and errors; a subclass handles each checked message in `_on_<type>`."""
+
+    schema: Schema
+    version: int
+    rate: tuple[float, int]  # messages per second, burst
+
+    def __init__(self, *, send: Send, translate: Translate) -> None:
+        self.joined = False
+        self._send = send
+        self._translate = translate
+        self._rate = RateLimit(per_second=self.rate[0], burst=self.rate[1])
+
+    def parse(self, raw: str) -> dict:
+        return parse(raw, self.schema)
+
+    async def receive(self, raw: str) -> int | None:
+        """Handle one message from the client; a close code when the connection must end."""
+        if not self._rate.allow():
+            error, close = self._rate.refusal()
+            if error is not None:
+                await self._error(error)
+            return close
+        message: dict | None = None
+        try:
+            message = self.parse(raw)
+            if message["type"] == "join":
+                return await self._join(message)
+            if not self.joined:
+                raise UserError("not_joined", N_("Send join first."))
+            return await getattr(self, "_on_" + message["type"])(message)
+        except UserError as error:
+            await self._error(error, message)
+            return None
+
+    async def _join(self, message: dict) -> int | None:
+        try:
+            check_version(message, self.version)
+        except UserError as error:
+            await self._error(error)
+            return CLOSE_VERSION
+        if self.joined:
+            raise UserError("already_joined", N_("This connection has already joined."))
+        self.joined = True
+        try:
+            return await self._joined()
+        except UserError:
+            self.joined = False
+            raise
+
+    @abstractmethod
+    async def _joined(self) -> int | None:
+        """What joining does: a close code when the connection ends with it."""
+
+    async def _error(self, error: UserError, about: dict | None = None) -> None:
+        await self._send(error_message(error, self._translate, about))

@@ -8,21 +8,15 @@ carries the version, like the call's protocol (rooms/call_protocol.py) beside it
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
-
 from smartpractice.errors import UserError
-from smartpractice.i18n import N_
-from smartpractice.rooms import protocol
 from smartpractice.rooms.protocol import (
     CLOSE_ENDED,
     CLOSE_NORMAL,
-    CLOSE_VERSION,
     JOIN,
-    RateLimit,
+    Connection,
     Schema,
     Send,
     Translate,
-    error_message,
     integer,
     participant,
     text,
@@ -47,59 +41,10 @@ PRACTICE_SCHEMA: Schema = {
 }
 
 
-class _Connection(ABC):
-    """Parsing, rate limit, version and errors; subclasses handle the checked messages."""
-
-    schema: Schema
-
-    def __init__(self, *, send: Send, translate: Translate) -> None:
-        self.joined = False
-        self._send = send
-        self._translate = translate
-        self._rate = RateLimit(per_second=RATE_PER_SECOND, burst=RATE_BURST)
-
-    async def receive(self, raw: str) -> int | None:
-        """Handle one message from the client; a close code when the connection must end."""
-        if not self._rate.allow():
-            error, close = self._rate.refusal()
-            if error is not None:
-                await self._error(error)
-            return close
-        message: dict | None = None
-        try:
-            message = protocol.parse(raw, self.schema)
-            if message["type"] == "join":
-                return await self._join(message)
-            if not self.joined:
-                raise UserError("not_joined", N_("Send join first."))
-            return await getattr(self, "_on_" + message["type"])(message)
-        except UserError as error:
-            await self._error(error, message)
-            return None
-
-    async def _join(self, message: dict) -> int | None:
-        try:
-            protocol.check_version(message, VERSION)
-        except UserError as error:
-            await self._error(error)
-            return CLOSE_VERSION
-        if self.joined:
-            raise UserError("already_joined", N_("This connection has already joined."))
-        self.joined = True
-        return await self._joined()
-
-    @abstractmethod
-    async def _joined(self) -> int | None:
-        """What joining does: a close code when the connection ends with it."""
-
-    async def _error(self, error: UserError, about: dict | None = None) -> None:
-        await self._send(error_message(error, self._translate, about))
-
-
-class WaitingConnection(_Connection):
+class WaitingConnection(Connection):
     """A waiting person's line to the practice."""
 
-    schema = WAITING_SCHEMA
+    schema, version, rate = WAITING_SCHEMA, VERSION, (RATE_PER_SECOND, RATE_BURST)
 
     def __init__(self, *, seat: Seat, room: WaitingRoom, consultations: Consultations, send: Send,
                  translate: Translate) -> None:
@@ -142,10 +87,10 @@ class WaitingConnection(_Connection):
             await self._room.leave(self.seat)
 
 
-class PracticeConnection(_Connection):
+class PracticeConnection(Connection):
     """Staff's live list of everyone waiting in the practice, and their commands."""
 
-    schema = PRACTICE_SCHEMA
+    schema, version, rate = PRACTICE_SCHEMA, VERSION, (RATE_PER_SECOND, RATE_BURST)
 
     def __init__(self, *, practice_id: int, actor: int, room: WaitingRoom, consultations: Consultations,
                  send: Send, translate: Translate) -> None:
