@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
 from aiohttp import web
 
+from smartpractice.accounts.passwords import Passwords
 from smartpractice.clock import Clock
 from smartpractice.config import Settings
 from smartpractice.i18n import Catalogs
@@ -57,13 +59,13 @@ async def prepare_database(settings: Settings) -> None:
         await engine.dispose()
 
 
-async def _database(app: web.Application) -> AsyncIterator[None]:
+async def _database(app: web.Application, *, passwords: Passwords | None) -> AsyncIterator[None]:
     settings = app[settings_key]
     await prepare_database(settings)
     engine = create_engine(settings.database_url)
     links = RouterLinks(app.router, settings.base_url)
     app[services_key] = services = build_services(
-        engine, settings, app[clock_key], app[secret_key], app[catalogs_key], links
+        engine, settings, app[clock_key], app[secret_key], app[catalogs_key], links, passwords=passwords
     )
     # The dummy hash answers unknown users; made now, the first of them waits no longer.
     await services.passwords.verify_dummy("")
@@ -108,7 +110,10 @@ async def _jobs(app: web.Application) -> AsyncIterator[None]:
             await asyncio.wait_for(task, JOBS_STOP_SECONDS)
 
 
-def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Application:
+def create_app(
+    settings: Settings, *, clock: Clock | None = None, passwords: Passwords | None = None
+) -> web.Application:
+    """`clock` and `passwords` replace the real ones; tests freeze time and hash cheaply."""
     app = web.Application(
         client_max_size=settings.max_body_bytes,
         middlewares=[
@@ -121,7 +126,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
     app[catalogs_key] = Catalogs()
     setup_templates(app)
     setup_routes(app)
-    app.cleanup_ctx.append(_database)
+    app.cleanup_ctx.append(functools.partial(_database, passwords=passwords))
     app.cleanup_ctx.append(_mail_sender)
     app.cleanup_ctx.append(_jobs)
     app.on_response_prepare.append(security_headers)

@@ -83,9 +83,11 @@ class Services:
 
 
 def build_services(
-    engine: AsyncEngine, settings: Settings, clock: Clock, secret: str, catalogs: Catalogs, links: Links
+    engine: AsyncEngine, settings: Settings, clock: Clock, secret: str, catalogs: Catalogs, links: Links,
+    *, passwords: Passwords | None = None,
 ) -> Services:
-    passwords = Passwords(settings.password_hash_concurrency)
+    """`passwords` replaces the hasher the settings call for (tests hash cheaply)."""
+    passwords = passwords or Passwords(concurrency=settings.password_hash_concurrency)
     outbox = Outbox(MailComposer(catalogs), clock, domain=urlsplit(settings.base_url).hostname or "localhost")
     sessions = Sessions(
         engine,

@@ -21,6 +21,7 @@ from aiosmtpd.controller import Controller
 from sqlalchemy import delete, text
 from yarl import URL
 
+from smartpractice.accounts.passwords import Passwords
 from smartpractice.app import create_app
 from smartpractice.clock import FrozenClock
 from smartpractice.config import Settings
@@ -32,6 +33,7 @@ from smartpractice.storage import users as user_store
 from smartpractice.storage.engine import create_engine, upgrade
 from smartpractice.storage.practices import Practice
 from smartpractice.storage.tables import metadata
+from tests.helpers import cheap_passwords
 
 TEST_DATABASE_URL = os.environ.get("SMARTPRACTICE_TEST_DATABASE_URL", "")
 CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -160,8 +162,14 @@ def clock() -> FrozenClock:
 
 
 @pytest.fixture
-async def client(aiohttp_client, settings, clock) -> TestClient:
-    return await aiohttp_client(create_app(settings, clock=clock))
+def passwords() -> Passwords:
+    """The app's password hashing: real argon2id, at the cheapest cost."""
+    return cheap_passwords()
+
+
+@pytest.fixture
+async def client(aiohttp_client, settings, clock, passwords) -> TestClient:
+    return await aiohttp_client(create_app(settings, clock=clock, passwords=passwords))
 
 
 # Which app a plain ClientSession talks to, so log_in can find the TOTP secrets behind it.
@@ -296,14 +304,15 @@ needs_chromium = pytest.mark.skipif(
 
 
 @pytest.fixture
-async def live_server(aiohttp_server, tmp_path, database_url, request):
+async def live_server(aiohttp_server, tmp_path, database_url, passwords, request):
     """The app on a real port, its BASE_URL matching, so a browser's Origin checks out."""
     port = unused_port()
     overrides = {"BASE_URL": f"http://127.0.0.1:{port}"}
     if "smtp" in request.fixturenames:
         smtp_port = request.getfixturevalue("smtp").controller.port
         overrides.update(SMTP_HOST="127.0.0.1", SMTP_PORT=str(smtp_port), SMTP_TLS="none")
-    return await aiohttp_server(create_app(make_settings(tmp_path, database_url, **overrides)), port=port)
+    app = create_app(make_settings(tmp_path, database_url, **overrides), passwords=passwords)
+    return await aiohttp_server(app, port=port)
 
 
 @pytest.fixture

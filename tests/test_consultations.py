@@ -9,13 +9,13 @@ import pytest
 from icalendar import Calendar
 from sqlalchemy import select
 
-from smartpractice.app import create_app
 from smartpractice.errors import UserError
 from smartpractice.keys import services_key
 from smartpractice.onboarding.invitations import Invitee
 from smartpractice.scheduling.consultations import Plan
 from smartpractice.storage.tables import audit_log, consultations, mails
 from tests.conftest import add_member, log_in, mail_text, make_settings, post_form
+from tests.helpers import make_app
 
 EN = {"Accept-Language": "en"}
 # Europe/Berlin moves to summer time in the night to Sunday, 29 March 2026.
@@ -145,7 +145,7 @@ async def test_reminders_go_out_once_each_even_across_a_restart(aiohttp_client, 
     assert await services.reminders.send_due() == 1
     assert await services.reminders.send_due() == 0
     # A second server on the same database (or this one after a restart) sends nothing again.
-    restarted = (await aiohttp_client(create_app(settings, clock=clock))).app[services_key]
+    restarted = (await aiohttp_client(make_app(settings, clock=clock))).app[services_key]
     assert await restarted.reminders.send_due() == 0
     clock.current = start - timedelta(minutes=10)
     assert await restarted.reminders.send_due() == 1
@@ -211,7 +211,7 @@ async def test_other_practices_and_patients_get_404(client, other_browser, servi
 async def test_the_server_sends_due_reminders_by_itself(aiohttp_client, tmp_path, database_url, smtp, clock):
     settings = make_settings(tmp_path, database_url, SMTP_HOST="127.0.0.1", SMTP_PORT=str(smtp.controller.port),
                              SMTP_TLS="none", HOUSEKEEPING_SECONDS="1")
-    services = (await aiohttp_client(create_app(settings, clock=clock))).app[services_key]
+    services = (await aiohttp_client(make_app(settings, clock=clock))).app[services_key]
     practice = (await services.practices.create("Praxis Uhr", admin_email="uhr@example.org", admin_username="uhr")).practice
     clinician = await add_member(services, practice, "clinician", "dr-uhr")
     erika = await add_member(services, practice, "patient", "erika")

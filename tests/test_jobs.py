@@ -8,7 +8,6 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
-from smartpractice.app import create_app
 from smartpractice.clock import FrozenClock
 from smartpractice.jobs.runner import JobRunner
 from smartpractice.keys import jobs_key
@@ -16,6 +15,7 @@ from smartpractice.storage.engine import create_engine
 from smartpractice.storage.tables import calls
 from tests import metadata_rows as rows
 from tests.conftest import make_settings
+from tests.helpers import make_app
 
 MINUTE = timedelta(minutes=1)
 
@@ -140,7 +140,7 @@ async def test_the_server_purges_at_start_and_then_every_interval(aiohttp_client
         await rows.call(conn, consultation, started_at=cutoff - MINUTE)
         await rows.call(conn, consultation, started_at=cutoff + timedelta(minutes=30))
     settings = make_settings(tmp_path, database_url, PURGE_INTERVAL_MINUTES="60")
-    client = await aiohttp_client(create_app(settings, clock=clock))
+    client = await aiohttp_client(make_app(settings, clock=clock))
     runner = client.app[jobs_key]
     await until(lambda: runner.runs["purge"] == 1)
     assert await call_count(engine) == 1

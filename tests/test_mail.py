@@ -6,12 +6,12 @@ import asyncio
 
 from sqlalchemy import select
 
-from smartpractice.app import create_app
 from smartpractice.keys import services_key
 from smartpractice.mail.sender import STALE_CLAIM, MailSender
 from smartpractice.storage import mails as store
 from smartpractice.storage.tables import mails
 from tests.conftest import mail_text, make_settings
+from tests.helpers import make_app
 
 CONTEXT = {"name": "Erika Muster", "link": "http://localhost:8080/password-reset/abc"}
 
@@ -94,7 +94,7 @@ async def test_smtp_refusing_for_a_while_delays_but_delivers_once(client, servic
 
 async def test_mail_survives_smtp_down_and_a_restart(aiohttp_client, tmp_path, database_url, clock, smtp):
     closed_port = make_settings(tmp_path, database_url, SMTP_HOST="127.0.0.1", SMTP_PORT="9", SMTP_TLS="none")
-    first = await aiohttp_client(create_app(closed_port, clock=clock))
+    first = await aiohttp_client(make_app(closed_port, clock=clock))
     services = first.app[services_key]
     await enqueue(services)
     for _ in range(100):
@@ -105,7 +105,7 @@ async def test_mail_survives_smtp_down_and_a_restart(aiohttp_client, tmp_path, d
 
     clock.advance(minutes=2)
     working = make_settings(tmp_path, database_url, SMTP_HOST="127.0.0.1", SMTP_PORT=str(smtp.controller.port), SMTP_TLS="none")
-    await aiohttp_client(create_app(working, clock=clock))
+    await aiohttp_client(make_app(working, clock=clock))
     [message] = await smtp.wait_for(1)
     assert message["To"] == "erika@example.org"
 

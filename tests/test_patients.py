@@ -6,7 +6,6 @@ import re
 
 from sqlalchemy import func, select
 
-from smartpractice.app import create_app
 from smartpractice.storage.tables import memberships, users
 from tests.conftest import (
     PASSWORD,
@@ -17,6 +16,7 @@ from tests.conftest import (
     make_settings,
     post_form,
 )
+from tests.helpers import make_app
 
 GENERATED = re.compile(r"<code>([a-z2-9]{4}(?:-[a-z2-9]{4}){3})</code>")
 OWN_PASSWORD = "copper-lantern-meadow-41"
@@ -176,7 +176,7 @@ async def test_initial_password_lifetime_comes_from_the_setting(aiohttp_client, 
         tmp_path, database_url, INITIAL_PASSWORD_DAYS="3",
         SMTP_HOST="127.0.0.1", SMTP_PORT=str(smtp.controller.port), SMTP_TLS="none",
     )
-    browser = await aiohttp_client(create_app(settings, clock=clock))
+    browser = await aiohttp_client(make_app(settings, clock=clock))
     await add_member(services, practice, "clinician", "dr-kurz")
     await log_in(browser, "dr-kurz")
     english(browser)

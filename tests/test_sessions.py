@@ -8,9 +8,9 @@ import re
 from aiohttp import ClientSession
 from sqlalchemy import select
 
-from smartpractice.app import create_app
 from smartpractice.storage.tables import login_sessions
 from tests.conftest import PASSWORD, log_in, make_settings, post_form
+from tests.helpers import make_app
 
 
 def session_cookie(response) -> str:
@@ -26,7 +26,7 @@ async def test_session_cookie_is_httponly_and_samesite(client, clinician):
 
 async def test_https_base_url_gives_host_prefixed_secure_cookies(aiohttp_client, tmp_path, database_url, clock):
     settings = make_settings(tmp_path, database_url, BASE_URL="https://praxis.example.org")
-    client = await aiohttp_client(create_app(settings, clock=clock))
+    client = await aiohttp_client(make_app(settings, clock=clock))
     page = await client.get("/login")
     [csrf] = page.headers.getall("Set-Cookie")
     assert csrf.startswith("__Host-sp_csrf=") and "Secure" in csrf and "HttpOnly" in csrf

@@ -16,13 +16,13 @@ import pytest
 from aiortc import RTCSessionDescription
 from sqlalchemy import update
 
-from smartpractice.app import create_app
 from smartpractice.keys import services_key
 from smartpractice.onboarding.invitations import Invitee
 from smartpractice.rooms import call_protocol
 from smartpractice.scheduling.consultations import Plan
 from smartpractice.storage.tables import practices
 from tests.conftest import add_member, log_in, mail_link, mail_text, make_settings, post_form
+from tests.helpers import make_app
 from tests.rtc_peers import Peer, SmallCamera, until
 from tests.test_waiting_room import ORIGIN, next_of
 
@@ -259,7 +259,7 @@ async def test_turn_credentials_are_minted_per_participant(aiohttp_client, tmp_p
     secret = "coturn-static-auth-secret"
     settings = make_settings(tmp_path, database_url, TURN_URLS="turn:turn.example.org:3478?transport=udp",
                              TURN_SECRET=secret, STUN_URLS="stun:turn.example.org:3478", TURN_TTL_SECONDS="600")
-    client = await aiohttp_client(create_app(settings, clock=clock))
+    client = await aiohttp_client(make_app(settings, clock=clock))
     services = client.app[services_key]
     practice = (await services.practices.create("Praxis Turm", admin_email="t@example.org", admin_username="turm")).practice
     doctor = await add_member(services, practice, "clinician", "dr-turm")

@@ -6,10 +6,10 @@ import asyncio
 
 from sqlalchemy import select
 
-from smartpractice.app import create_app
 from smartpractice.storage.practices import practice_by_slug
 from smartpractice.storage.tables import offer_requests, practices
 from tests.conftest import add_member, log_in, mail_link, mail_text, make_settings, post_form
+from tests.helpers import make_app
 
 APPLICATION = {
     "practice_name": "Hausarztpraxis Birke", "kind": "group", "address": "Birkenweg 3, 12345 Musterstadt",
@@ -76,7 +76,7 @@ async def test_a_known_address_gets_the_same_answer_and_its_owner_a_mail(client,
 
 async def test_pricing_page_is_computed_from_the_price_table(aiohttp_client, tmp_path, database_url):
     settings = make_settings(tmp_path, database_url, PRICE_TABLE="single:40:1:20,mvz:100:5:10")
-    client = await aiohttp_client(create_app(settings))
+    client = await aiohttp_client(make_app(settings))
     page = await (await client.get("/pricing", headers={"Accept-Language": "en"})).text()
     assert "Single practice" in page and "Medical care centre" in page
     # single with 3 clinicians: 40 + 2 * 20; mvz with 10: 100 + 5 * 10.
@@ -89,7 +89,7 @@ async def test_contact_form_is_stored_and_mailed_to_the_operator(aiohttp_client,
         tmp_path, database_url, OPERATOR_EMAIL="sales@example.org", SMTP_HOST="127.0.0.1",
         SMTP_PORT=str(smtp.controller.port), SMTP_TLS="none",
     )
-    client = await aiohttp_client(create_app(settings))
+    client = await aiohttp_client(make_app(settings))
     enquiry = {"name": "Anna Ahorn", "practice_name": "MVZ Ahorn", "email": "ahorn@example.org", "phone": "",
                "message": "Zwölf Ärztinnen, ab Januar."}
     bad = await post_form(client, "/contact", {**enquiry, "email": "nope"})
