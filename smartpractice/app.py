@@ -63,9 +63,10 @@ async def _database(app: web.Application, *, passwords: Passwords | None) -> Asy
     settings = app[settings_key]
     await prepare_database(settings)
     engine = create_engine(settings.database_url)
-    links = RouterLinks(app.router, settings.base_url)
     app[services_key] = services = build_services(
-        engine, settings, app[clock_key], app[secret_key], app[catalogs_key], links, passwords=passwords
+        engine=engine, settings=settings, clock=app[clock_key], secret=app[secret_key],
+        catalogs=app[catalogs_key], links=RouterLinks(router=app.router, base_url=settings.base_url),
+        passwords=passwords,
     )
     # The dummy hash answers unknown users; made now, the first of them waits no longer.
     await services.passwords.verify_dummy("")
@@ -76,7 +77,9 @@ async def _database(app: web.Application, *, passwords: Passwords | None) -> Asy
 
 async def _mail_sender(app: web.Application) -> AsyncIterator[None]:
     services = app[services_key]
-    sender = MailSender(services.engine, services.clock, app[settings_key], services.outbox.wake)
+    sender = MailSender(
+        engine=services.engine, clock=services.clock, settings=app[settings_key], wake=services.outbox.wake
+    )
     task = asyncio.create_task(sender.run(), name="mail sender")
     yield
     sender.stop()
@@ -92,7 +95,7 @@ async def _housekeeping(services: Services) -> None:
 
 async def _jobs(app: web.Application) -> AsyncIterator[None]:
     services, settings = app[services_key], app[settings_key]
-    runner = app[jobs_key] = JobRunner(services.engine, services.clock)
+    runner = app[jobs_key] = JobRunner(engine=services.engine, clock=services.clock)
     if settings.purge_interval_minutes:
         runner.add(
             "purge",

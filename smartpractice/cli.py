@@ -43,8 +43,10 @@ async def _with_services(settings: Settings, work):
     app = create_app(settings)
     await prepare_database(settings)
     engine = create_engine(settings.database_url)
-    links = RouterLinks(app.router, settings.base_url)
-    services = build_services(engine, settings, Clock(), app[secret_key], app[catalogs_key], links)
+    services = build_services(
+        engine=engine, settings=settings, clock=Clock(), secret=app[secret_key], catalogs=app[catalogs_key],
+        links=RouterLinks(router=app.router, base_url=settings.base_url),
+    )
     try:
         return await work(services)
     finally:

@@ -30,7 +30,7 @@ async def engines(database_url):
 
 
 def runner_with_job(engine, clock, ran: list[str], name: str = "tidy") -> JobRunner:
-    runner = JobRunner(engine, clock)
+    runner = JobRunner(engine=engine, clock=clock)
 
     async def job(stopping: asyncio.Event) -> None:
         ran.append(runner.holder)
@@ -85,7 +85,7 @@ async def test_a_stopped_runner_hands_its_jobs_over_at_once(engines, clock):
 
 
 async def test_stop_lets_the_job_in_hand_finish(engines, clock):
-    runner = JobRunner(engines[0], clock)
+    runner = JobRunner(engine=engines[0], clock=clock)
     steps: list[str] = []
 
     async def long_job(stopping: asyncio.Event) -> None:
@@ -103,7 +103,7 @@ async def test_stop_lets_the_job_in_hand_finish(engines, clock):
 
 
 async def test_a_failing_run_does_not_stop_the_job(engines, clock):
-    runner = JobRunner(engines[0], clock)
+    runner = JobRunner(engine=engines[0], clock=clock)
     outcomes = iter([RuntimeError("database went away"), None])
 
     async def flaky(stopping: asyncio.Event) -> None:
@@ -119,7 +119,7 @@ async def test_a_failing_run_does_not_stop_the_job(engines, clock):
 
 
 def test_a_job_name_is_registered_once(clock):
-    runner = JobRunner(None, clock)
+    runner = JobRunner(engine=None, clock=clock)
     runner.add("purge", MINUTE, lambda stopping: asyncio.sleep(0))
     with pytest.raises(ValueError, match="already registered"):
         runner.add("purge", MINUTE, lambda stopping: asyncio.sleep(0))

@@ -112,7 +112,7 @@ async def test_mail_survives_smtp_down_and_a_restart(aiohttp_client, tmp_path, d
 
 async def test_crash_between_send_and_mark_does_not_send_twice(client, services, smtp, settings, clock):
     # Play the sender that crashed: claim, deliver, and never mark the mail sent.
-    sender = MailSender(services.engine, clock, settings, asyncio.Event())
+    sender = MailSender(engine=services.engine, clock=clock, settings=settings, wake=asyncio.Event())
     mail_id = await enqueue(services)
     await settled(services, "sent")  # the app's own sender delivered it; now make it look cut off
     async with services.engine.begin() as conn:
@@ -131,7 +131,7 @@ async def test_two_senders_never_send_the_same_mail(client, services, smtp, sett
     await asyncio.sleep(0.3)
     smtp.refuse = False
     clock.advance(minutes=1)
-    senders = [MailSender(services.engine, clock, settings, asyncio.Event()) for _ in range(3)]
+    senders = [MailSender(engine=services.engine, clock=clock, settings=settings, wake=asyncio.Event()) for _ in range(3)]
     results = await asyncio.gather(*(sender.send_due() for sender in senders))
     assert sum(results) <= 1
     await smtp.wait_for(1)

@@ -93,7 +93,7 @@ class FolderTransport:
 
 
 class MailSender:
-    def __init__(self, engine: AsyncEngine, clock: Clock, settings: Settings, wake: asyncio.Event) -> None:
+    def __init__(self, *, engine: AsyncEngine, clock: Clock, settings: Settings, wake: asyncio.Event) -> None:
         self._engine = engine
         self._clock = clock
         self._sender = settings.mail_from

@@ -31,7 +31,7 @@ def slugify(name: str) -> str:
 
 
 class Practices:
-    def __init__(self, engine: AsyncEngine, clock: Clock, users: Users) -> None:
+    def __init__(self, *, engine: AsyncEngine, clock: Clock, users: Users) -> None:
         self._engine = engine
         self._clock = clock
         self._users = users
