@@ -81,7 +81,8 @@ class LoggedIn:
 class Login:
     def __init__(
         self,
-        *, engine: AsyncEngine,
+        *,
+        engine: AsyncEngine,
         clock: Clock,
         passwords: Passwords,
         sessions: Sessions,

@@ -25,7 +25,8 @@ REQUEST_POLICY = ThrottlePolicy(max_attempts=5, window=timedelta(hours=1), locko
 class PasswordResets:
     def __init__(
         self,
-        *, engine: AsyncEngine,
+        *,
+        engine: AsyncEngine,
         clock: Clock,
         passwords: Passwords,
         sessions: Sessions,

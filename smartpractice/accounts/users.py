@@ -39,7 +39,8 @@ def validate_identity(username: str, email: str, display_name: str) -> None:
 class Users:
     def __init__(
         self,
-        *, engine: AsyncEngine,
+        *,
+        engine: AsyncEngine,
         clock: Clock,
         passwords: Passwords,
         sessions: Sessions,

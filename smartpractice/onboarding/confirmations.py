@@ -26,7 +26,8 @@ CLIENT_POLICY = ThrottlePolicy(max_attempts=20, window=timedelta(hours=1), locko
 class Confirmations:
     def __init__(
         self,
-        *, engine: AsyncEngine,
+        *,
+        engine: AsyncEngine,
         clock: Clock,
         tokens: LinkTokens,
         outbox: Outbox,

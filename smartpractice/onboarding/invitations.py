@@ -115,7 +115,8 @@ def normalize_tan(typed: str) -> str:
 class Invitations:
     def __init__(
         self,
-        *, engine: AsyncEngine,
+        *,
+        engine: AsyncEngine,
         clock: Clock,
         outbox: Outbox,
         links,

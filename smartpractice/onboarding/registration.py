@@ -62,7 +62,8 @@ def new_code() -> str:
 class Registrations:
     def __init__(
         self,
-        *, engine: AsyncEngine,
+        *,
+        engine: AsyncEngine,
         clock: Clock,
         passwords: Passwords,
         confirmations: Confirmations,
