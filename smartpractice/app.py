@@ -20,6 +20,7 @@ from smartpractice.jobs.runner import JobRunner
 from smartpractice.keys import (
     catalogs_key,
     clock_key,
+    engine_key,
     jobs_key,
     secret_key,
     services_key,
@@ -62,7 +63,7 @@ async def prepare_database(settings: Settings) -> None:
 async def _database(app: web.Application, *, passwords: Passwords | None) -> AsyncIterator[None]:
     settings = app[settings_key]
     await prepare_database(settings)
-    engine = create_engine(settings.database_url)
+    app[engine_key] = engine = create_engine(settings.database_url)
     app[services_key] = services = build_services(
         engine=engine, settings=settings, clock=app[clock_key], secret=app[secret_key],
         catalogs=app[catalogs_key], links=RouterLinks(router=app.router, base_url=settings.base_url),
@@ -78,7 +79,7 @@ async def _database(app: web.Application, *, passwords: Passwords | None) -> Asy
 async def _mail_sender(app: web.Application) -> AsyncIterator[None]:
     services = app[services_key]
     sender = MailSender(
-        engine=services.engine, clock=services.clock, settings=app[settings_key], wake=services.outbox.wake
+        engine=app[engine_key], clock=services.clock, settings=app[settings_key], wake=services.outbox.wake
     )
     task = asyncio.create_task(sender.run(), name="mail sender")
     yield
@@ -94,13 +95,13 @@ async def _housekeeping(services: Services) -> None:
 
 
 async def _jobs(app: web.Application) -> AsyncIterator[None]:
-    services, settings = app[services_key], app[settings_key]
-    runner = app[jobs_key] = JobRunner(engine=services.engine, clock=services.clock)
+    services, settings, engine = app[services_key], app[settings_key], app[engine_key]
+    runner = app[jobs_key] = JobRunner(engine=engine, clock=services.clock)
     if settings.purge_interval_minutes:
         runner.add(
             "purge",
             timedelta(minutes=settings.purge_interval_minutes),
-            lambda stopping: purge_expired(services.engine, settings, services.clock, stopping=stopping),
+            lambda stopping: purge_expired(engine, settings, services.clock, stopping=stopping),
         )
     if settings.housekeeping_seconds:
         runner.add("housekeeping", timedelta(seconds=settings.housekeeping_seconds),

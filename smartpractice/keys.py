@@ -5,6 +5,7 @@ from __future__ import annotations
 import gettext
 
 from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from smartpractice.accounts.sessions import ActiveSession, GuestSession
 from smartpractice.clock import Clock
@@ -18,6 +19,8 @@ clock_key = web.AppKey("clock", Clock)
 catalogs_key = web.AppKey("catalogs", Catalogs)
 secret_key = web.AppKey("secret", str)
 services_key = web.AppKey("services", Services)
+# For the mail sender and the jobs; handlers ask services instead.
+engine_key = web.AppKey("engine", AsyncEngine)
 jobs_key = web.AppKey("jobs", JobRunner)
 
 active_session_key = web.RequestKey("active_session", ActiveSession | None)

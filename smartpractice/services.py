@@ -49,7 +49,9 @@ from smartpractice.scheduling.reminders import Reminders
 
 @dataclass(frozen=True)
 class Services:
-    engine: AsyncEngine
+    """What the web layer, the jobs and the command line ask; the engine stays behind them
+    (the app holds it under keys.engine_key for the mail sender and the jobs)."""
+
     clock: Clock
     passwords: Passwords
     links: Links
@@ -128,7 +130,6 @@ def build_services(
         engine=engine, clock=clock, throttle=throttle, outbox=outbox, links=links, audit=audit, secret=secret
     )
     return Services(
-        engine=engine,
         clock=clock,
         passwords=passwords,
         links=links,

@@ -15,17 +15,18 @@ from pathlib import Path
 
 import pyotp
 import pytest
-from aiohttp import ClientSession, CookieJar
+from aiohttp import ClientSession, CookieJar, web
 from aiohttp.test_utils import TestClient, unused_port
 from aiosmtpd.controller import Controller
 from sqlalchemy import delete, text
+from sqlalchemy.ext.asyncio import AsyncEngine
 from yarl import URL
 
 from smartpractice.accounts.passwords import Passwords
 from smartpractice.app import create_app
 from smartpractice.clock import FrozenClock
 from smartpractice.config import Settings
-from smartpractice.keys import services_key
+from smartpractice.keys import clock_key, engine_key, services_key
 from smartpractice.services import Services
 from smartpractice.storage import practices as practice_store
 from smartpractice.storage import second_factors as factor_store
@@ -173,7 +174,7 @@ async def client(aiohttp_client, settings, clock, passwords) -> TestClient:
 
 
 # Which app a plain ClientSession talks to, so log_in can find the TOTP secrets behind it.
-_APP_OF_SESSION: dict[int, object] = {}
+_APP_OF_SESSION: dict[int, web.Application] = {}
 
 
 @pytest.fixture
@@ -188,16 +189,28 @@ async def other_browser(client):
 
 
 @pytest.fixture
-def services(client) -> Services:
-    return client.app[services_key]
+def app(client) -> web.Application:
+    return client.app
+
+
+@pytest.fixture
+def services(app) -> Services:
+    return app[services_key]
+
+
+@pytest.fixture
+def engine(app) -> AsyncEngine:
+    """The app's database engine, for tests that set up or look at rows directly."""
+    return app[engine_key]
 
 
 async def add_member(
-    services: Services, practice: Practice, role: str, username: str, password: str = PASSWORD, *,
+    app: web.Application, practice: Practice, role: str, username: str, password: str = PASSWORD, *,
     second_factor: bool = True,
 ) -> int:
     """A member who has already chosen their own password (and, staff, set up their app)."""
-    async with services.engine.begin() as conn:
+    services = app[services_key]
+    async with app[engine_key].begin() as conn:
         user_id = await services.users.create_with_initial_password(
             conn,
             username=username,
@@ -210,37 +223,38 @@ async def add_member(
         await user_store.set_password(conn, user_id, await services.passwords.hash(password), now=now)
         await practice_store.add_member(conn, practice_id=practice.id, user_id=user_id, role=role, now=now)
     if role != "patient" and second_factor:
-        await enrol_second_factor(services, user_id)
+        await enrol_second_factor(app, user_id)
     return user_id
 
 
-async def enrol_second_factor(services: Services, user_id: int) -> str:
+async def enrol_second_factor(app: web.Application, user_id: int) -> str:
     """Give a user a TOTP secret, as if they had set up their app; returns the secret."""
     secret = pyotp.random_base32()
-    async with services.engine.begin() as conn:
+    async with app[engine_key].begin() as conn:
         await factor_store.set_pending(conn, user_id, secret)
-        await factor_store.activate_pending(conn, user_id, now=services.clock.now(), step=0)
+        await factor_store.activate_pending(conn, user_id, now=app[clock_key].now(), step=0)
     return secret
 
 
-async def totp_code(services: Services, identifier: str) -> str:
+async def totp_code(app: web.Application, identifier: str) -> str:
     """A code the server will accept now for this user, as their app would show it.
 
     A code is accepted once; when the steps around "now" are used up (logging in twice
     within a test), the test's frozen clock moves on by one step.
     """
-    async with services.engine.connect() as conn:
+    clock = app[clock_key]
+    async with app[engine_key].connect() as conn:
         user = await user_store.user_by_login(conn, identifier)
         assert user is not None, identifier
         factor = await factor_store.factor_of(conn, user.id)
     assert factor is not None and factor.secret is not None, f"{identifier} has no second factor"
     totp = pyotp.TOTP(factor.secret)
     while True:
-        current = totp.timecode(services.clock.now())
+        current = totp.timecode(clock.now())
         for step in (current - 1, current, current + 1):
             if factor.last_used_step is None or step > factor.last_used_step:
                 return totp.generate_otp(step)
-        services.clock.advance(seconds=30)
+        clock.advance(seconds=30)
 
 
 @dataclass
@@ -257,8 +271,8 @@ async def practice(services) -> Practice:
 
 
 @pytest.fixture
-async def clinician(services, practice) -> Member:
-    return Member("dr-berg", PASSWORD, await add_member(services, practice, "clinician", "dr-berg"))
+async def clinician(app, practice) -> Member:
+    return Member("dr-berg", PASSWORD, await add_member(app, practice, "clinician", "dr-berg"))
 
 
 async def csrf_token(client: TestClient, path: str = "/privacy") -> str:
@@ -273,9 +287,8 @@ async def post_form(client: TestClient, path: str, data: dict, **kwargs):
     return await client.post(path, data={**data, "csrf_token": token}, allow_redirects=False, **kwargs)
 
 
-def services_of(client) -> Services:
-    app = client.app if isinstance(client, TestClient) else _APP_OF_SESSION[id(client)]
-    return app[services_key]
+def app_of(client: TestClient | ClientSession) -> web.Application:
+    return client.app if isinstance(client, TestClient) else _APP_OF_SESSION[id(client)]
 
 
 async def log_in(client: TestClient, identifier: str, password: str = PASSWORD):
@@ -283,7 +296,7 @@ async def log_in(client: TestClient, identifier: str, password: str = PASSWORD):
     response = await post_form(client, "/login", {"identifier": identifier, "password": password})
     location = response.headers.get("Location", "")
     if response.status == 303 and location.startswith("/login/second-factor"):
-        code = await totp_code(services_of(client), identifier)
+        code = await totp_code(app_of(client), identifier)
         target = URL(location).query.get("next", "")
         response = await post_form(client, "/login/second-factor", {"code": code, "next": target})
     return response

@@ -75,6 +75,26 @@ def test_web_never_reads_storage():
     assert _violations(lambda m, i: _unit(m) == "web" and _unit(i) == "storage") == []
 
 
+def _names(path: Path):
+    """Every name, attribute and imported module or name in a file."""
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Name):
+            yield node.id
+        elif isinstance(node, ast.Attribute):
+            yield node.attr
+        elif isinstance(node, ast.alias):
+            yield node.name
+        elif isinstance(node, ast.ImportFrom):
+            yield node.module or ""
+
+
+def test_web_never_holds_the_database_engine():
+    # Handlers ask services; the engine (keys.engine_key) is for the app's own tasks and the CLI.
+    used = {f"{path.relative_to(PACKAGE)}: {name}" for path in (PACKAGE / "web").rglob("*.py")
+            for name in _names(path) if name in {"engine", "engine_key"} or name.startswith("sqlalchemy")}
+    assert used == set()
+
+
 def _cycle(edges: dict[str, set[str]]) -> list[str] | None:
     """One cycle in a directed graph, as the list of its nodes, or None."""
     state: dict[str, int] = {}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from smartpractice.keys import services_key
+from smartpractice.keys import engine_key
 from tests.conftest import make_settings
 from tests.helpers import make_app
 
@@ -19,7 +19,7 @@ async def test_database_gone_gives_503(aiohttp_client, tmp_path, clock):
     client = await aiohttp_client(make_app(settings, clock=clock))
     assert (await client.get("/healthz")).status == 200
     # The database file is replaced by an empty one: it opens, but our schema is gone.
-    await client.app[services_key].engine.dispose()
+    await client.app[engine_key].dispose()
     database.rename(tmp_path / "moved-away.sqlite3")
     response = await client.get("/healthz")
     assert response.status == 503

@@ -116,14 +116,14 @@ async def test_success_clears_the_account_counter(client, clinician):
     assert (await log_in(client, "dr-berg")).status == 303
 
 
-async def test_hash_is_upgraded_when_parameters_change(client, services, clinician):
+async def test_hash_is_upgraded_when_parameters_change(client, services, engine, clinician):
     # Other parameters than the app's (the tests' cheap ones, see helpers.cheap_passwords).
     older = argon2.PasswordHasher(time_cost=2, memory_cost=16, parallelism=1).hash(PASSWORD)
     assert services.passwords.needs_rehash(older)
-    async with services.engine.begin() as conn:
+    async with engine.begin() as conn:
         await conn.execute(update(users).where(users.c.id == clinician.user_id).values(password_hash=older))
     assert (await log_in(client, "dr-berg")).status == 303
-    async with services.engine.connect() as conn:
+    async with engine.connect() as conn:
         stored = (await conn.execute(select(users.c.password_hash).where(users.c.id == clinician.user_id))).scalar()
     assert stored != older
     assert not services.passwords.needs_rehash(stored)
@@ -164,8 +164,8 @@ async def test_parallel_wrong_passwords_cannot_outrun_the_lock(client, clinician
     assert sum("Too many failed attempts" in page for page in pages) >= 15
 
 
-async def test_right_password_of_an_unconfirmed_account_never_locks_it(client, services, practice):
-    async with services.engine.begin() as conn:
+async def test_right_password_of_an_unconfirmed_account_never_locks_it(client, services, engine, practice):
+    async with engine.begin() as conn:
         await services.users.create_with_initial_password(
             conn, username="neu", email="neu@example.org", display_name="Neu", password=PASSWORD, staff=False,
             email_confirmed=False,

@@ -45,8 +45,8 @@ async def test_operator_sees_practices_and_sets_a_plan(client, services, practic
     assert (await post_form(client, "/operator/practices/999999/suspend", {})).status == 404
 
 
-async def test_a_suspended_practice_is_locked_out(client, other_browser, services, practice, clinician):
-    await add_member(services, practice, "patient", "erika")
+async def test_a_suspended_practice_is_locked_out(client, other_browser, services, app, practice, clinician):
+    await add_member(app, practice, "patient", "erika")
     await log_in(other_browser, "dr-berg")
     await operator_logged_in(client, services)
     assert (await post_form(client, f"/operator/practices/{practice.id}/suspend", {})).status == 303
@@ -67,8 +67,8 @@ async def test_a_suspended_practice_is_locked_out(client, other_browser, service
     assert (await log_in(other_browser, "dr-berg")).status == 303
 
 
-async def test_the_operator_pages_are_hidden_from_everyone_else(client, services, practice):
-    await add_member(services, practice, "admin", "praxis-admin")
+async def test_the_operator_pages_are_hidden_from_everyone_else(client, app, practice):
+    await add_member(app, practice, "admin", "praxis-admin")
     await log_in(client, "praxis-admin")
     for path in ("/operator", "/operator/audit", "/operator/audit.csv"):
         assert (await client.get(path)).status == 404

@@ -33,11 +33,11 @@ async def test_https_base_url_gives_host_prefixed_secure_cookies(aiohttp_client,
     assert page.headers["Strict-Transport-Security"].startswith("max-age=")
 
 
-async def test_only_a_hash_of_the_session_id_is_stored(client, services, clinician):
+async def test_only_a_hash_of_the_session_id_is_stored(client, engine, clinician):
     response = await log_in(client, "dr-berg")
     token = response.cookies["sp_session"].value
     assert len(token) >= 43  # 256 bits, url-safe base64
-    async with services.engine.connect() as conn:
+    async with engine.connect() as conn:
         stored = (await conn.execute(select(login_sessions.c.token_hash))).scalars().all()
     assert stored == [hashlib.sha256(token.encode()).hexdigest()]
 
@@ -118,7 +118,7 @@ async def test_password_change_ends_other_sessions_and_rotates_this_one(client, 
     assert (await log_in(client, "dr-berg", "quiet-meadow-lantern-42")).status == 303
 
 
-async def test_one_other_session_can_be_ended_but_not_someone_elses(client, other_browser, services, practice, clinician):
+async def test_one_other_session_can_be_ended_but_not_someone_elses(client, other_browser, app, engine, practice, clinician):
     from tests.conftest import add_member
 
     await log_in(other_browser, "dr-berg")
@@ -129,9 +129,9 @@ async def test_one_other_session_can_be_ended_but_not_someone_elses(client, othe
     assert (await other_browser.get("/account", allow_redirects=False)).status == 303
     assert (await client.get("/account", allow_redirects=False)).status == 200
 
-    await add_member(services, practice, "patient", "erika")
+    await add_member(app, practice, "patient", "erika")
     await log_in(other_browser, "erika")
-    async with services.engine.connect() as conn:
+    async with engine.connect() as conn:
         [erika_session] = (await conn.execute(select(login_sessions.c.id).where(login_sessions.c.user_id != clinician.user_id))).scalars()
     assert (await post_form(client, f"/account/sessions/{erika_session}/end", {})).status == 404
     assert (await other_browser.get("/account", allow_redirects=False)).status == 200

@@ -56,6 +56,11 @@ class Users:
         self._outbox = outbox
         self._links = links
 
+    async def by_login(self, identifier: str) -> User | None:
+        """The user with this user name or email address (any case), if there is one."""
+        async with self._engine.connect() as conn:
+            return await store.user_by_login(conn, identifier)
+
     async def create_with_initial_password(
         self,
         conn: AsyncConnection,

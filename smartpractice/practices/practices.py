@@ -40,6 +40,10 @@ class Practices:
         async with self._engine.connect() as conn:
             return await store.practice_by_id(conn, practice_id)
 
+    async def by_slug(self, slug: str) -> Practice | None:
+        async with self._engine.connect() as conn:
+            return await store.practice_by_slug(conn, slug)
+
     async def memberships_of(self, user_id: int) -> list[Membership]:
         async with self._engine.connect() as conn:
             return await store.memberships_of(conn, user_id)
