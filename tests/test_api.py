@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import delete, update
 
 from smartpractice.storage.tables import practices
-from tests.conftest import log_in, mail_link, mail_text
+from tests.helpers import log_in, mail_link, mail_text
 
 PATIENT = {"email": "erika@example.org", "username": "erika-m", "display_name": "Erika Mustermann"}
 TYPED_PASSWORD = "lindgrün-Segelboot-1987"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from tests.conftest import add_member
+from tests.helpers import add_member
 
 
 def bearer(key: str) -> dict[str, str]:

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from smartpractice.storage.tables import api_keys
-from tests.test_cli import invoke
+from tests.helpers import invoke
 
 
 def bearer(key: str) -> dict[str, str]:

@@ -1,5 +1,6 @@
 """The package map of docs/architecture.md holds: web → services → storage, rtc a leaf,
-no cycles between packages. Every import counts, also those inside functions."""
+no cycles between packages. Every import counts, also those inside functions. And the
+tests share tests/helpers.py, never each other's modules."""
 
 from __future__ import annotations
 
@@ -138,3 +139,13 @@ def test_no_module_is_too_long_to_read():
     long = [f"{path.relative_to(PACKAGE)}: {n}" for path in PACKAGE.rglob("*.py")
             if "migrations" not in path.parts and (n := len(path.read_text().splitlines())) > 400]
     assert long == []
+
+
+def test_test_modules_share_helpers_not_each_other():
+    # Shared test code lives in tests/helpers.py; conftest.py holds fixtures only.
+    tests = PACKAGE.parent / "tests"
+    imported = {f"{path.name}: {node.module}" for path in tests.glob("*.py")
+                for node in ast.walk(ast.parse(path.read_text(), str(path)))
+                if isinstance(node, ast.ImportFrom) and node.module
+                and (node.module == "tests.conftest" or node.module.startswith("tests.test_"))}
+    assert imported == set()

@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from smartpractice.jobs.retention import purge_expired
 from smartpractice.storage.tables import audit_log
-from tests.conftest import add_member, log_in, post_form
+from tests.helpers import add_member, log_in, post_form
 
 PATIENT = {"display_name": "Erika Muster", "username": "erika", "email": "erika@example.org",
            "language": "de", "password": ""}

@@ -15,8 +15,7 @@ from smartpractice.keys import engine_key, services_key
 from smartpractice.onboarding.invitations import Invitee
 from smartpractice.scheduling.consultations import Plan
 from smartpractice.storage.tables import practices
-from tests.conftest import CHROMIUM, CHROMIUM_FLAGS, add_member, mail_text, needs_chromium
-from tests.test_browser_waiting_room import logged_in
+from tests.helpers import CHROMIUM, CHROMIUM_FLAGS, add_member, logged_in, mail_text, needs_chromium
 
 pytestmark = needs_chromium
 

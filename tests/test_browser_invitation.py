@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from smartpractice.keys import services_key
-from tests.conftest import PASSWORD, add_member, mail_text, needs_chromium, totp_code
+from tests.helpers import PASSWORD, add_member, mail_text, needs_chromium, totp_code
 
 pytestmark = needs_chromium
 

@@ -6,26 +6,9 @@ from datetime import timedelta
 
 from smartpractice.keys import services_key
 from smartpractice.scheduling.consultations import Plan
-from tests.conftest import PASSWORD, add_member, needs_chromium, totp_code
+from tests.helpers import add_member, logged_in, needs_chromium
 
 pytestmark = needs_chromium
-
-
-async def logged_in(browser, base: str, username: str, app=None):
-    """A browser of its own, logged in; staff (given the `app`) also give their TOTP code."""
-    page = await (await browser.new_context(locale="de-DE")).new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    await page.goto(base + "/login")
-    await page.fill("#identifier", username)
-    await page.fill("#password", PASSWORD)
-    await page.click("form[action='/login'] button[type=submit]")
-    if app is not None:
-        await page.wait_for_url("**/login/second-factor*")
-        await page.fill("#code", await totp_code(app, username))
-        await page.click("form[action='/login/second-factor'] button[type=submit]")
-    await page.wait_for_url("**/p/*/")
-    return page, errors
 
 
 async def test_patient_waits_and_the_clinician_admits_them_into_the_call(live_server, browser):

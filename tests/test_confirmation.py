@@ -5,8 +5,19 @@ from __future__ import annotations
 import asyncio
 
 from smartpractice.accounts.tokens import RESET_PASSWORD
-from tests.conftest import PASSWORD, add_member, log_in, mail_link, mail_text, post_form
-from tests.test_patients import confirm, create_patient, english, generated_password, patient_id
+from tests.helpers import (
+    PASSWORD,
+    add_member,
+    confirm,
+    create_patient,
+    english,
+    generated_password,
+    log_in,
+    mail_link,
+    mail_text,
+    patient_id,
+    post_form,
+)
 
 
 async def unconfirmed_patient(client, smtp, practice) -> tuple[str, str]:

@@ -14,8 +14,7 @@ from smartpractice.keys import services_key
 from smartpractice.onboarding.invitations import Invitee
 from smartpractice.scheduling.consultations import Plan
 from smartpractice.storage.tables import audit_log, consultations, mails
-from tests.conftest import add_member, log_in, mail_text, make_settings, post_form
-from tests.helpers import make_app
+from tests.helpers import add_member, log_in, mail_text, make_app, make_settings, post_form
 
 EN = {"Accept-Language": "en"}
 # Europe/Berlin moves to summer time in the night to Sunday, 29 March 2026.

@@ -6,7 +6,7 @@ from __future__ import annotations
 from smartpractice.storage import practices as practice_store
 from smartpractice.storage import users as user_store
 from smartpractice.storage.audit import AuditFilter
-from tests.conftest import PASSWORD, add_member, log_in, mail_link, mail_text, post_form, totp_code
+from tests.helpers import PASSWORD, add_member, log_in, mail_link, mail_text, post_form, totp_code
 
 EN = {"Accept-Language": "en"}
 OLD = "dr-berg@example.org"

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from smartpractice.keys import engine_key
-from tests.conftest import make_settings
-from tests.helpers import make_app
+from tests.helpers import make_app, make_settings
 
 
 async def test_healthy(client):

@@ -7,7 +7,7 @@ import re
 from sqlalchemy import select
 
 from smartpractice.storage.tables import invitations
-from tests.conftest import add_member, log_in, mail_link, mail_text, post_form
+from tests.helpers import add_member, log_in, mail_link, mail_text, post_form
 
 EN = {"Accept-Language": "en"}
 

@@ -14,8 +14,7 @@ from smartpractice.keys import jobs_key
 from smartpractice.storage.engine import create_engine
 from smartpractice.storage.tables import calls
 from tests import metadata_rows as rows
-from tests.conftest import make_settings
-from tests.helpers import make_app
+from tests.helpers import make_app, make_settings
 
 MINUTE = timedelta(minutes=1)
 

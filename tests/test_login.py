@@ -12,8 +12,7 @@ from sqlalchemy import select, update
 
 from smartpractice.accounts.passwords import Passwords
 from smartpractice.storage.tables import users
-from tests.conftest import PASSWORD, csrf_token, log_in
-from tests.helpers import make_app
+from tests.helpers import PASSWORD, csrf_token, log_in, make_app
 
 WRONG = "The user name, email address or password is wrong."
 

@@ -10,8 +10,7 @@ from smartpractice.keys import engine_key, services_key
 from smartpractice.mail.sender import STALE_CLAIM, MailSender
 from smartpractice.storage import mails as store
 from smartpractice.storage.tables import mails
-from tests.conftest import mail_text, make_settings
-from tests.helpers import make_app
+from tests.helpers import mail_text, make_app, make_settings
 
 CONTEXT = {"name": "Erika Muster", "link": "http://localhost:8080/password-reset/abc"}
 

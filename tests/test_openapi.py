@@ -26,8 +26,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from smartpractice.keys import services_key
-from tests.conftest import make_settings
-from tests.helpers import make_app
+from tests.helpers import make_app, make_settings
 
 OPENAPI = "/api/v1/openapi.json"
 PATIENT = {"email": "erika@example.org", "username": "erika-m", "display_name": "Erika Mustermann"}

@@ -6,8 +6,7 @@ import re
 
 import pyotp
 
-from tests.conftest import PASSWORD, add_member, log_in, post_form
-from tests.test_cli import invoke
+from tests.helpers import PASSWORD, add_member, invoke, log_in, post_form
 
 
 async def operator_logged_in(client, services) -> None:
@@ -23,7 +22,7 @@ async def operator_logged_in(client, services) -> None:
     await post_form(client, "/account/two-factor/setup", {"code": pyotp.TOTP(secret).at(services.clock.now())})
 
 
-async def test_cli_creates_an_operator_who_must_set_up_two_factors(client, cli_env):  # noqa: F811
+async def test_cli_creates_an_operator_who_must_set_up_two_factors(client, cli_env):
     result = await invoke(["create-operator", "--email", "op@example.org", "--username", "operator"], cli_env)
     assert result.exit_code == 0, result.output
     password = re.search(r"Initial password: (\S+)", result.output).group(1)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.conftest import PASSWORD, log_in, mail_link, mail_text, post_form
+from tests.helpers import PASSWORD, log_in, mail_link, mail_text, post_form
 
 NEW = "Kastanie-Leuchtturm-Morgen"
 

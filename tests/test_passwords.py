@@ -12,7 +12,7 @@ import pytest
 from smartpractice.accounts.passwords import PasswordRejected, check_password, generate_password
 from smartpractice.app import create_app
 from smartpractice.keys import services_key
-from tests.conftest import PASSWORD, log_in, mail_text, post_form
+from tests.helpers import PASSWORD, log_in, mail_text, post_form
 
 SECURITY = Path(__file__).resolve().parents[1] / "docs" / "security.md"
 

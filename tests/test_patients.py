@@ -2,51 +2,27 @@
 
 from __future__ import annotations
 
-import re
-
 from sqlalchemy import func, select
 
-from smartpractice.storage.tables import memberships, users
-from tests.conftest import (
+from smartpractice.storage.tables import memberships
+from tests.helpers import (
+    GENERATED,
     PASSWORD,
     add_member,
+    confirm,
+    create_patient,
+    english,
+    generated_password,
     log_in,
     mail_link,
     mail_text,
+    make_app,
     make_settings,
+    patient_id,
     post_form,
 )
-from tests.helpers import make_app
 
-GENERATED = re.compile(r"<code>([a-z2-9]{4}(?:-[a-z2-9]{4}){3})</code>")
 OWN_PASSWORD = "copper-lantern-meadow-41"
-PATIENT = {"display_name": "Erika Mustermann", "email": "erika@example.org", "username": "erika", "language": "en"}
-
-
-def english(browser) -> None:
-    (browser.session if hasattr(browser, "session") else browser).headers["Accept-Language"] = "en"
-
-
-async def create_patient(client, slug: str, password: str = "", **fields: str):
-    """As a logged-in staff member: fill in the new-patient form; returns the result page."""
-    return await post_form(client, f"/p/{slug}/patients", {**PATIENT, **fields, "password": password})
-
-
-async def generated_password(response) -> str:
-    match = GENERATED.search(await response.text())
-    assert match, await response.text()
-    return match.group(1)
-
-
-async def patient_id(engine, username: str = "erika") -> int:
-    async with engine.connect() as conn:
-        return (await conn.execute(select(users.c.id).where(users.c.username == username))).scalar_one()
-
-
-async def confirm(browser, link: str):
-    page = await browser.get(link)
-    assert page.status == 200
-    return await post_form(browser, link, {})
 
 
 async def test_patient_confirms_by_mail_then_chooses_own_password(client, other_browser, smtp, practice, clinician):

@@ -10,8 +10,7 @@ import segno
 from sqlalchemy import func, select
 
 from smartpractice.storage.tables import memberships, practices, users
-from tests.conftest import add_member, log_in, mail_link, mail_text, post_form
-from tests.test_patients import confirm, english
+from tests.helpers import add_member, confirm, english, log_in, mail_link, mail_text, post_form
 
 REGISTER_PATH = re.compile(r"http://localhost:8080(/register/[A-Za-z0-9_-]+)")
 CHOSEN = "copper-lantern-meadow-41"

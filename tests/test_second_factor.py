@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from smartpractice.storage.second_factors import factor_of
 from smartpractice.storage.tables import audit_log, recovery_codes
-from tests.conftest import (
+from tests.helpers import (
     PASSWORD,
     add_member,
     enrol_second_factor,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from tests.conftest import csrf_token, log_in, post_form, totp_code
+from tests.helpers import csrf_token, log_in, post_form, totp_code
 
 
 async def test_pages_carry_the_security_headers(client):

@@ -9,8 +9,7 @@ from aiohttp import ClientSession
 from sqlalchemy import select
 
 from smartpractice.storage.tables import login_sessions
-from tests.conftest import PASSWORD, log_in, make_settings, post_form
-from tests.helpers import make_app
+from tests.helpers import PASSWORD, add_member, log_in, make_app, make_settings, post_form
 
 
 def session_cookie(response) -> str:
@@ -119,8 +118,6 @@ async def test_password_change_ends_other_sessions_and_rotates_this_one(client, 
 
 
 async def test_one_other_session_can_be_ended_but_not_someone_elses(client, other_browser, app, engine, practice, clinician):
-    from tests.conftest import add_member
-
     await log_in(other_browser, "dr-berg")
     await log_in(client, "dr-berg")
     page = await (await client.get("/account")).text()

@@ -21,10 +21,18 @@ from smartpractice.onboarding.invitations import Invitee
 from smartpractice.rooms import call_protocol
 from smartpractice.scheduling.consultations import Plan
 from smartpractice.storage.tables import practices
-from tests.conftest import add_member, log_in, mail_link, mail_text, make_settings, post_form
-from tests.helpers import make_app
+from tests.helpers import (
+    ORIGIN,
+    add_member,
+    log_in,
+    mail_link,
+    mail_text,
+    make_app,
+    make_settings,
+    next_of,
+    post_form,
+)
 from tests.rtc_peers import Peer, SmallCamera, until
-from tests.test_waiting_room import ORIGIN, next_of
 
 
 async def participants(socket, count: int, within: float = 5.0) -> dict:

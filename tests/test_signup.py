@@ -7,8 +7,15 @@ import asyncio
 from sqlalchemy import select
 
 from smartpractice.storage.tables import offer_requests, practices
-from tests.conftest import add_member, log_in, mail_link, mail_text, make_settings, post_form
-from tests.helpers import make_app
+from tests.helpers import (
+    add_member,
+    log_in,
+    mail_link,
+    mail_text,
+    make_app,
+    make_settings,
+    post_form,
+)
 
 APPLICATION = {
     "practice_name": "Hausarztpraxis Birke", "kind": "group", "address": "Birkenweg 3, 12345 Musterstadt",

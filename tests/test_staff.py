@@ -7,7 +7,7 @@ import re
 import pyotp
 
 from smartpractice.storage.staff import staff_of
-from tests.conftest import add_member, log_in, mail_link, post_form
+from tests.helpers import add_member, log_in, mail_link, post_form
 
 NEW_PASSWORD = "Walnuss-Segelboot-Abendrot"
 

@@ -8,8 +8,7 @@ from alembic.runtime.migration import MigrationContext
 
 from smartpractice.storage.engine import SchemaOutOfDate, create_engine
 from smartpractice.storage.tables import metadata
-from tests.conftest import make_settings
-from tests.helpers import make_app
+from tests.helpers import make_app, make_settings
 
 
 async def test_migrations_produce_exactly_the_declared_tables(database_url):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from smartpractice.storage.staff import staff_member
-from tests.conftest import add_member, log_in, post_form
+from tests.helpers import add_member, log_in, post_form
 
 
 async def test_member_of_one_practice_gets_404_for_another(client, services, practice, clinician):

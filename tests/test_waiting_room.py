@@ -12,18 +12,9 @@ from sqlalchemy import select
 
 from smartpractice.scheduling.consultations import Plan
 from smartpractice.storage.tables import attendances, audit_log, calls, consultations
-from tests.conftest import add_member, log_in, mail_link, mail_text, post_form
+from tests.helpers import ORIGIN, add_member, log_in, mail_link, mail_text, next_of, post_form
 
-ORIGIN = {"Origin": "http://localhost:8080"}
 EN = {"Accept-Language": "en"}
-
-
-async def next_of(socket, kind: str, within: float = 5.0) -> dict:
-    async with asyncio.timeout(within):
-        while True:
-            message = await socket.receive_json()
-            if message["type"] == kind:
-                return message
 
 
 async def waiting_people(socket) -> list[dict]:
