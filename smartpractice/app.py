@@ -22,6 +22,7 @@ from smartpractice.keys import (
     clock_key,
     engine_key,
     jobs_key,
+    mail_sender_key,
     secret_key,
     services_key,
     settings_key,
@@ -78,7 +79,7 @@ async def _database(app: web.Application, *, passwords: Passwords | None) -> Asy
 
 async def _mail_sender(app: web.Application) -> AsyncIterator[None]:
     services = app[services_key]
-    sender = MailSender(
+    sender = app[mail_sender_key] = MailSender(
         engine=app[engine_key], clock=services.clock, settings=app[settings_key], wake=services.outbox.wake
     )
     task = asyncio.create_task(sender.run(), name="mail sender")

@@ -12,6 +12,7 @@ from smartpractice.clock import Clock
 from smartpractice.config import Settings
 from smartpractice.i18n import Catalogs
 from smartpractice.jobs.runner import JobRunner
+from smartpractice.mail.sender import MailSender
 from smartpractice.services import Services
 
 settings_key = web.AppKey("settings", Settings)
@@ -22,6 +23,7 @@ services_key = web.AppKey("services", Services)
 # For the mail sender and the jobs; handlers ask services instead.
 engine_key = web.AppKey("engine", AsyncEngine)
 jobs_key = web.AppKey("jobs", JobRunner)
+mail_sender_key = web.AppKey("mail_sender", MailSender)
 
 active_session_key = web.RequestKey("active_session", ActiveSession | None)
 guest_session_key = web.RequestKey("guest_session", GuestSession | None)

@@ -31,7 +31,7 @@ from smartpractice.app import create_app
 from smartpractice.cli import main
 from smartpractice.clock import Clock
 from smartpractice.config import Settings
-from smartpractice.keys import clock_key, engine_key, services_key
+from smartpractice.keys import clock_key, engine_key, mail_sender_key, services_key
 from smartpractice.storage import practices as practice_store
 from smartpractice.storage import second_factors as factor_store
 from smartpractice.storage import users as user_store
@@ -209,6 +209,13 @@ class MailCatcher:
 
     def to(self, address: str) -> list[EmailMessage]:
         return [m for m in self.messages if m["To"] == address]
+
+
+async def mail_settled(app: web.Application, within: float = 10.0) -> None:
+    """Wait until the app's mail sender has looked at the outbox since this call and found
+    nothing due: what the test did has been sent, or was never going to be."""
+    async with asyncio.timeout(within):
+        await app[mail_sender_key].wait_idle()
 
 
 def mail_text(message: EmailMessage) -> str:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from smartpractice.accounts.tokens import RESET_PASSWORD
 from tests.helpers import (
     PASSWORD,
@@ -14,6 +12,7 @@ from tests.helpers import (
     generated_password,
     log_in,
     mail_link,
+    mail_settled,
     mail_text,
     patient_id,
     post_form,
@@ -117,7 +116,7 @@ async def test_fresh_mail_answers_the_same_for_unknown_and_confirmed_addresses(c
         pages.append((await response.text()).replace(email, ""))
     strip = [page.split('name="csrf_token"')[0] for page in pages]
     assert strip[0] == strip[1]
-    await asyncio.sleep(0.5)
+    await mail_settled(client.app)
     assert smtp.messages == []
 
 
@@ -128,7 +127,7 @@ async def test_fresh_mail_is_limited_per_address(client, smtp, practice, clinici
         assert response.status == 200
         assert "we have sent it a new mail" in await response.text()
     await smtp.wait_for(4)
-    await asyncio.sleep(0.5)
+    await mail_settled(client.app)
     assert len(smtp.to("erika@example.org")) == 4  # the first mail and three fresh ones
 
 

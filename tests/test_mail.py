@@ -10,7 +10,7 @@ from smartpractice.keys import engine_key, services_key
 from smartpractice.mail.sender import STALE_CLAIM, MailSender
 from smartpractice.storage import mails as store
 from smartpractice.storage.tables import mails
-from tests.helpers import mail_text, make_app, make_settings
+from tests.helpers import mail_settled, mail_text, make_app, make_settings
 
 CONTEXT = {"name": "Erika Muster", "link": "http://localhost:8080/password-reset/abc"}
 
@@ -23,16 +23,6 @@ async def enqueue(app, *, language="de", to="erika@example.org") -> int:
 async def rows(engine):
     async with engine.connect() as conn:
         return (await conn.execute(select(mails).order_by(mails.c.id))).all()
-
-
-async def settled(engine, status: str):
-    """The single mail's row once it reached `status` (the sender works in the background)."""
-    for _ in range(200):
-        [row] = await rows(engine)
-        if row.status == status:
-            return row
-        await asyncio.sleep(0.025)
-    raise AssertionError(f"mail stayed {row.status}")
 
 
 async def test_mail_is_multipart_german_by_default(client, app, smtp, settings):
@@ -57,35 +47,32 @@ async def test_mail_in_the_recipients_language(client, app, smtp):
 
 async def test_sent_mail_keeps_no_body(client, app, engine, smtp):
     await enqueue(app)
-    row = await settled(engine, "sent")
-    assert row.text_body == "" and row.html_body == ""
+    await mail_settled(app)
+    [row] = await rows(engine)
+    assert row.status == "sent" and row.text_body == "" and row.html_body == ""
 
 
-async def test_rolled_back_change_sends_nothing(client, services, engine, smtp):
+async def test_rolled_back_change_sends_nothing(client, app, services, engine, smtp):
     try:
         async with engine.begin() as conn:
             await services.outbox.enqueue(conn, kind="password_reset", to="x@example.org", language="de", context=CONTEXT)
             raise RuntimeError("the cause failed")
     except RuntimeError:
         pass
-    await asyncio.sleep(0.3)
+    await mail_settled(app)
     assert smtp.messages == [] and await rows(engine) == []
 
 
-async def test_smtp_refusing_for_a_while_delays_but_delivers_once(client, services, app, engine, smtp, clock):
+async def test_smtp_refusing_for_a_while_delays_but_delivers_once(client, app, engine, smtp, clock):
     smtp.refuse = True
     await enqueue(app)
-    for _ in range(200):
-        [row] = await rows(engine)
-        if row.attempts == 1 and row.status == "pending":
-            break
-        await asyncio.sleep(0.025)
+    await mail_settled(app)
+    [row] = await rows(engine)
+    assert row.attempts == 1 and row.status == "pending"
     assert row.last_error.startswith("SMTPDataError")
     smtp.refuse = False
     clock.advance(seconds=31)
-    services.outbox.wake.set()
-    [message] = await smtp.wait_for(1)
-    await asyncio.sleep(0.2)
+    await mail_settled(app)
     assert len(smtp.messages) == 1
     [row] = await rows(engine)
     assert row.status == "sent" and row.attempts == 2
@@ -96,10 +83,8 @@ async def test_mail_survives_smtp_down_and_a_restart(aiohttp_client, tmp_path, d
     first = await aiohttp_client(make_app(closed_port, clock=clock))
     app, engine = first.app, first.app[engine_key]
     await enqueue(app)
-    for _ in range(100):
-        if (await rows(engine))[0].attempts == 1:
-            break
-        await asyncio.sleep(0.05)
+    await mail_settled(app)
+    assert (await rows(engine))[0].attempts == 1
     await first.close()
 
     clock.advance(minutes=2)
@@ -113,7 +98,8 @@ async def test_crash_between_send_and_mark_does_not_send_twice(client, app, engi
     # Play the sender that crashed: claim, deliver, and never mark the mail sent.
     sender = MailSender(engine=engine, clock=clock, settings=settings, wake=asyncio.Event())
     mail_id = await enqueue(app)
-    await settled(engine, "sent")  # the app's own sender delivered it; now make it look cut off
+    await mail_settled(app)  # the app's own sender delivered it; now make it look cut off
+    assert len(smtp.messages) == 1
     async with engine.begin() as conn:
         await conn.execute(mails.update().where(mails.c.id == mail_id).values(status="sending", claimed_at=clock.now()))
     clock.advance(seconds=STALE_CLAIM.total_seconds() + 1)
@@ -127,25 +113,21 @@ async def test_crash_between_send_and_mark_does_not_send_twice(client, app, engi
 async def test_two_senders_never_send_the_same_mail(client, app, engine, smtp, settings, clock):
     smtp.refuse = True  # keep the app's sender from taking it first
     await enqueue(app)
-    await asyncio.sleep(0.3)
+    await mail_settled(app)
     smtp.refuse = False
     clock.advance(minutes=1)
     senders = [MailSender(engine=engine, clock=clock, settings=settings, wake=asyncio.Event()) for _ in range(3)]
     results = await asyncio.gather(*(sender.send_due() for sender in senders))
     assert sum(results) <= 1
     await smtp.wait_for(1)
-    await asyncio.sleep(0.2)
+    await mail_settled(app)  # the app's own sender had its chance too
     assert len(smtp.messages) == 1
 
 
 async def test_without_smtp_mails_land_in_the_outbox_folder(client, app, engine, settings):
     await enqueue(app)
-    for _ in range(400):
-        files = list(settings.outbox_dir.glob("*.eml")) if settings.outbox_dir.exists() else []
-        if files:
-            break
-        await asyncio.sleep(0.05)
-    [eml] = files
+    await mail_settled(app)
+    [eml] = settings.outbox_dir.glob("*.eml")
     content = eml.read_bytes()
     assert b"To: erika@example.org" in content and CONTEXT["link"].encode() in content
     async with engine.connect() as conn:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import pytest
 from smartpractice.accounts.passwords import PasswordRejected, check_password, generate_password
 from smartpractice.app import create_app
 from smartpractice.keys import services_key
-from tests.helpers import PASSWORD, log_in, mail_text, post_form
+from tests.helpers import PASSWORD, log_in, mail_settled, mail_text, post_form
 
 SECURITY = Path(__file__).resolve().parents[1] / "docs" / "security.md"
 
@@ -140,5 +139,5 @@ async def test_replacing_the_initial_password_sends_no_alarm(client, services, s
         "new_password_repeat": "Kastanie-Leuchtturm-Morgen",
     })
     assert changed.status == 303
-    await asyncio.sleep(0.5)
+    await mail_settled(client.app)
     assert smtp.messages == []

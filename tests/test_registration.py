@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import io
 import re
 
@@ -10,7 +9,16 @@ import segno
 from sqlalchemy import func, select
 
 from smartpractice.storage.tables import memberships, practices, users
-from tests.helpers import add_member, confirm, english, log_in, mail_link, mail_text, post_form
+from tests.helpers import (
+    add_member,
+    confirm,
+    english,
+    log_in,
+    mail_link,
+    mail_settled,
+    mail_text,
+    post_form,
+)
 
 REGISTER_PATH = re.compile(r"http://localhost:8080(/register/[A-Za-z0-9_-]+)")
 CHOSEN = "copper-lantern-meadow-41"
@@ -132,7 +140,7 @@ async def test_taken_username_is_said_without_revealing_the_address(client, smtp
         page = await response.text()
         assert "This user name is already taken." in page
         assert "email address" not in page.split('role="alert"')[1].split("</p>")[0]
-    await asyncio.sleep(0.5)
+    await mail_settled(client.app)
     assert smtp.messages == []
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from sqlalchemy import select
 
 from smartpractice.storage.tables import offer_requests, practices
@@ -11,6 +9,7 @@ from tests.helpers import (
     add_member,
     log_in,
     mail_link,
+    mail_settled,
     mail_text,
     make_app,
     make_settings,
@@ -66,7 +65,7 @@ async def test_bad_input_reshows_the_form_with_the_reason(client, smtp):
         assert response.status == 400, changes
         assert message in page, (changes, message)
         assert 'value="Hausarztpraxis Birke"' in page
-    await asyncio.sleep(0.2)
+    await mail_settled(client.app)
     assert smtp.messages == []
 
 
