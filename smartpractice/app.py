@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
 from aiohttp import web
 
+from smartpractice.accounts.passwords import Passwords
 from smartpractice.clock import Clock
 from smartpractice.config import Settings
 from smartpractice.i18n import Catalogs
@@ -18,7 +20,9 @@ from smartpractice.jobs.runner import JobRunner
 from smartpractice.keys import (
     catalogs_key,
     clock_key,
+    engine_key,
     jobs_key,
+    mail_sender_key,
     secret_key,
     services_key,
     settings_key,
@@ -57,13 +61,14 @@ async def prepare_database(settings: Settings) -> None:
         await engine.dispose()
 
 
-async def _database(app: web.Application) -> AsyncIterator[None]:
+async def _database(app: web.Application, *, passwords: Passwords | None) -> AsyncIterator[None]:
     settings = app[settings_key]
     await prepare_database(settings)
-    engine = create_engine(settings.database_url)
-    links = RouterLinks(app.router, settings.base_url)
+    app[engine_key] = engine = create_engine(settings.database_url)
     app[services_key] = services = build_services(
-        engine, settings, app[clock_key], app[secret_key], app[catalogs_key], links
+        engine=engine, settings=settings, clock=app[clock_key], secret=app[secret_key],
+        catalogs=app[catalogs_key], links=RouterLinks(router=app.router, base_url=settings.base_url),
+        passwords=passwords,
     )
     # The dummy hash answers unknown users; made now, the first of them waits no longer.
     await services.passwords.verify_dummy("")
@@ -74,7 +79,9 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
 
 async def _mail_sender(app: web.Application) -> AsyncIterator[None]:
     services = app[services_key]
-    sender = MailSender(services.engine, services.clock, app[settings_key], services.outbox.wake)
+    sender = app[mail_sender_key] = MailSender(
+        engine=app[engine_key], clock=services.clock, settings=app[settings_key], wake=services.outbox.wake
+    )
     task = asyncio.create_task(sender.run(), name="mail sender")
     yield
     sender.stop()
@@ -89,13 +96,13 @@ async def _housekeeping(services: Services) -> None:
 
 
 async def _jobs(app: web.Application) -> AsyncIterator[None]:
-    services, settings = app[services_key], app[settings_key]
-    runner = app[jobs_key] = JobRunner(services.engine, services.clock)
+    services, settings, engine = app[services_key], app[settings_key], app[engine_key]
+    runner = app[jobs_key] = JobRunner(engine=engine, clock=services.clock)
     if settings.purge_interval_minutes:
         runner.add(
             "purge",
             timedelta(minutes=settings.purge_interval_minutes),
-            lambda stopping: purge_expired(services.engine, settings, services.clock, stopping=stopping),
+            lambda stopping: purge_expired(engine, settings, services.clock, stopping=stopping),
         )
     if settings.housekeeping_seconds:
         runner.add("housekeeping", timedelta(seconds=settings.housekeeping_seconds),
@@ -108,7 +115,10 @@ async def _jobs(app: web.Application) -> AsyncIterator[None]:
             await asyncio.wait_for(task, JOBS_STOP_SECONDS)
 
 
-def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Application:
+def create_app(
+    settings: Settings, *, clock: Clock | None = None, passwords: Passwords | None = None
+) -> web.Application:
+    """`clock` and `passwords` replace the real ones; tests freeze time and hash cheaply."""
     app = web.Application(
         client_max_size=settings.max_body_bytes,
         middlewares=[
@@ -121,7 +131,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
     app[catalogs_key] = Catalogs()
     setup_templates(app)
     setup_routes(app)
-    app.cleanup_ctx.append(_database)
+    app.cleanup_ctx.append(functools.partial(_database, passwords=passwords))
     app.cleanup_ctx.append(_mail_sender)
     app.cleanup_ctx.append(_jobs)
     app.on_response_prepare.append(security_headers)

@@ -24,7 +24,7 @@ CSV_COLUMNS = ("time_utc", "practice", "actor", "action", "object_kind", "object
 
 
 class Audit:
-    def __init__(self, engine: AsyncEngine, clock: Clock) -> None:
+    def __init__(self, *, engine: AsyncEngine, clock: Clock) -> None:
         self._engine = engine
         self._clock = clock
 

@@ -20,8 +20,6 @@ from smartpractice.jobs.retention import purge_expired
 from smartpractice.keys import catalogs_key, secret_key
 from smartpractice.services import build_services
 from smartpractice.storage.engine import SchemaOutOfDate, create_engine, upgrade
-from smartpractice.storage.practices import practice_by_slug
-from smartpractice.storage.users import user_by_login
 from smartpractice.web.links import RouterLinks
 
 BASE_URL_ENV = "SMARTPRACTICE_BASE_URL"
@@ -38,22 +36,34 @@ def _settings(**overrides: str) -> Settings:
         raise click.ClickException(str(error)) from None
 
 
-async def _with_services(settings: Settings, work):
-    """Run `work` with the app's services, outside a running server."""
-    app = create_app(settings)
+async def _with_engine(settings: Settings, work):
+    """Run `work` with a database engine, outside a running server."""
     await prepare_database(settings)
     engine = create_engine(settings.database_url)
-    links = RouterLinks(app.router, settings.base_url)
-    services = build_services(engine, settings, Clock(), app[secret_key], app[catalogs_key], links)
     try:
-        return await work(services)
+        return await work(engine)
     finally:
         await engine.dispose()
 
 
-def _run(settings: Settings, work):
+async def _with_services(settings: Settings, work):
+    """Run `work` with the app's services, outside a running server."""
+    app = create_app(settings)
+
+    async def build(engine):
+        return await work(build_services(
+            engine=engine, settings=settings, clock=Clock(), secret=app[secret_key], catalogs=app[catalogs_key],
+            links=RouterLinks(router=app.router, base_url=settings.base_url),
+        ))
+
+    return await _with_engine(settings, build)
+
+
+def _run(settings: Settings, work, *, on=_with_services):
+    """Run `work` on the services (or, with `on=_with_engine`, on the engine) and turn
+    the errors a user can act on into messages."""
     try:
-        return asyncio.run(_with_services(settings, work))
+        return asyncio.run(on(settings, work))
     except SchemaOutOfDate as error:
         raise click.ClickException(str(error)) from None
     except UserError as error:
@@ -98,8 +108,7 @@ def serve(host: str | None, port: int | None, demo: bool) -> None:
 
 
 async def _ensure_demo(services) -> tuple[str, str]:
-    async with services.engine.connect() as conn:
-        admin = await user_by_login(conn, DEMO_ADMIN)
+    admin = await services.users.by_login(DEMO_ADMIN)
     if admin is None:
         created = await services.practices.create(
             DEMO_PRACTICE, admin_email="demo-admin@example.org", admin_username=DEMO_ADMIN,
@@ -168,10 +177,10 @@ def purge(dry_run: bool) -> None:
     """Delete what has passed its retention period or expired."""
     settings = _settings()
 
-    async def work(services):
-        return await purge_expired(services.engine, settings, Clock(), dry_run=dry_run)
+    async def work(engine):
+        return await purge_expired(engine, settings, Clock(), dry_run=dry_run)
 
-    counts = _run(settings, work)
+    counts = _run(settings, work, on=_with_engine)
     verb = "would delete" if dry_run else "deleted"
     for kind, count in counts.items():
         click.echo(f"{kind}: {verb} {count}")
@@ -183,8 +192,7 @@ def api_key() -> None:
 
 
 async def _practice(services, slug: str):
-    async with services.engine.connect() as conn:
-        practice = await practice_by_slug(conn, slug)
+    practice = await services.practices.by_slug(slug)
     if practice is None:
         raise click.ClickException(f"There is no practice {slug!r}.")
     return practice

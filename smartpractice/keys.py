@@ -5,12 +5,14 @@ from __future__ import annotations
 import gettext
 
 from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from smartpractice.accounts.sessions import ActiveSession, GuestSession
 from smartpractice.clock import Clock
 from smartpractice.config import Settings
 from smartpractice.i18n import Catalogs
 from smartpractice.jobs.runner import JobRunner
+from smartpractice.mail.sender import MailSender
 from smartpractice.services import Services
 
 settings_key = web.AppKey("settings", Settings)
@@ -18,7 +20,10 @@ clock_key = web.AppKey("clock", Clock)
 catalogs_key = web.AppKey("catalogs", Catalogs)
 secret_key = web.AppKey("secret", str)
 services_key = web.AppKey("services", Services)
+# For the mail sender and the jobs; handlers ask services instead.
+engine_key = web.AppKey("engine", AsyncEngine)
 jobs_key = web.AppKey("jobs", JobRunner)
+mail_sender_key = web.AppKey("mail_sender", MailSender)
 
 active_session_key = web.RequestKey("active_session", ActiveSession | None)
 guest_session_key = web.RequestKey("guest_session", GuestSession | None)

@@ -49,7 +49,9 @@ from smartpractice.scheduling.reminders import Reminders
 
 @dataclass(frozen=True)
 class Services:
-    engine: AsyncEngine
+    """What the web layer, the jobs and the command line ask; the engine stays behind them
+    (the app holds it under keys.engine_key for the mail sender and the jobs)."""
+
     clock: Clock
     passwords: Passwords
     links: Links
@@ -83,40 +85,51 @@ class Services:
 
 
 def build_services(
-    engine: AsyncEngine, settings: Settings, clock: Clock, secret: str, catalogs: Catalogs, links: Links
+    *, engine: AsyncEngine, settings: Settings, clock: Clock, secret: str, catalogs: Catalogs, links: Links,
+    passwords: Passwords | None = None,
 ) -> Services:
-    passwords = Passwords(settings.password_hash_concurrency)
-    outbox = Outbox(MailComposer(catalogs), clock, domain=urlsplit(settings.base_url).hostname or "localhost")
+    """`passwords` replaces the hasher the settings call for (tests hash cheaply)."""
+    passwords = passwords or Passwords(concurrency=settings.password_hash_concurrency)
+    outbox = Outbox(
+        composer=MailComposer(catalogs=catalogs), clock=clock,
+        domain=urlsplit(settings.base_url).hostname or "localhost",
+    )
     sessions = Sessions(
-        engine,
-        clock,
+        engine=engine, clock=clock,
         idle=timedelta(minutes=settings.session_idle_minutes),
         maximum=timedelta(hours=settings.session_max_hours),
     )
     users = Users(
-        engine, clock, passwords, sessions,
+        engine=engine, clock=clock, passwords=passwords, sessions=sessions,
         initial_password_lifetime=timedelta(days=settings.initial_password_days),
         outbox=outbox, links=links,
     )
-    throttle = LoginThrottle(secret)
-    tokens = LinkTokens(clock)
-    confirmations = Confirmations(engine, clock, tokens, outbox, throttle, links)
-    audit = Audit(engine, clock)
-    plans = Plans(engine, audit, price_table=settings.price_table, self_service_seats=settings.self_service_seats)
+    throttle = LoginThrottle(secret=secret)
+    tokens = LinkTokens(clock=clock)
+    confirmations = Confirmations(
+        engine=engine, clock=clock, tokens=tokens, outbox=outbox, throttle=throttle, links=links
+    )
+    audit = Audit(engine=engine, clock=clock)
+    plans = Plans(
+        engine=engine, audit=audit, price_table=settings.price_table, self_service_seats=settings.self_service_seats
+    )
     invitations = Invitations(
-        engine, clock, outbox, links, sessions, throttle,
+        engine=engine, clock=clock, outbox=outbox, links=links, sessions=sessions, throttle=throttle,
         secret=secret, lifetime=timedelta(hours=settings.tan_hours), audit=audit,
     )
     consultations = Consultations(
-        engine, clock, outbox, links, invitations, catalogs, audit,
-        mail_from=settings.mail_from, tan_grace=timedelta(minutes=settings.tan_grace_minutes),
+        engine=engine, clock=clock, outbox=outbox, links=links, invitations=invitations, catalogs=catalogs,
+        audit=audit, mail_from=settings.mail_from, tan_grace=timedelta(minutes=settings.tan_grace_minutes),
     )
-    login = Login(engine, clock, passwords, sessions, throttle, audit)
+    login = Login(
+        engine=engine, clock=clock, passwords=passwords, sessions=sessions, throttle=throttle, audit=audit
+    )
     room_state = InMemoryRoomState()
-    ice_servers = IceServers(settings, clock)
-    second_factors = SecondFactors(engine, clock, throttle, outbox, links, audit, secret=secret)
+    ice_servers = IceServers(settings=settings, clock=clock)
+    second_factors = SecondFactors(
+        engine=engine, clock=clock, throttle=throttle, outbox=outbox, links=links, audit=audit, secret=secret
+    )
     return Services(
-        engine=engine,
         clock=clock,
         passwords=passwords,
         links=links,
@@ -124,29 +137,51 @@ def build_services(
         outbox=outbox,
         invitations=invitations,
         consultations=consultations,
-        reminders=Reminders(engine, clock, consultations, settings.reminder_minutes),
-        waiting_room=WaitingRoom(engine, clock, room_state, audit),
-        calls=Calls(room_state, clock, consultations, Relay(ice_servers.for_relay())),
+        reminders=Reminders(
+            engine=engine, clock=clock, consultations=consultations, leads_minutes=settings.reminder_minutes
+        ),
+        waiting_room=WaitingRoom(engine=engine, clock=clock, state=room_state, audit=audit),
+        calls=Calls(
+            state=room_state, clock=clock, consultations=consultations,
+            relay=Relay(ice_servers=ice_servers.for_relay()),
+        ),
         ice_servers=ice_servers,
-        password_resets=PasswordResets(engine, clock, passwords, sessions, tokens, outbox, throttle, links, users),
+        password_resets=PasswordResets(
+            engine=engine, clock=clock, passwords=passwords, sessions=sessions, tokens=tokens, outbox=outbox,
+            throttle=throttle, links=links, users=users,
+        ),
         sessions=sessions,
         login=login,
         email_changes=EmailChanges(
-            engine, clock, login, second_factors, tokens, outbox, throttle, sessions, audit, links
+            engine=engine, clock=clock, login=login, second_factors=second_factors, tokens=tokens,
+            outbox=outbox, throttle=throttle, sessions=sessions, audit=audit, links=links,
         ),
         users=users,
-        practices=Practices(engine, clock, users),
-        api_keys=ApiKeys(engine, clock, audit),
+        practices=Practices(engine=engine, clock=clock, users=users),
+        api_keys=ApiKeys(engine=engine, clock=clock, audit=audit),
         confirmations=confirmations,
-        patients=Patients(engine, clock, users, confirmations, audit),
-        registrations=Registrations(engine, clock, passwords, confirmations, outbox, throttle, links, audit),
+        patients=Patients(engine=engine, clock=clock, users=users, confirmations=confirmations, audit=audit),
+        registrations=Registrations(
+            engine=engine, clock=clock, passwords=passwords, confirmations=confirmations, outbox=outbox,
+            throttle=throttle, links=links, audit=audit,
+        ),
         audit=audit,
         second_factors=second_factors,
         plans=plans,
-        staff=Staff(engine, clock, audit, plans),
-        staff_invitations=StaffInvitations(engine, clock, passwords, sessions, outbox, links, audit, plans),
-        practice_configuration=PracticeConfiguration(engine, audit, retention_ceiling=settings.retention_days),
-        signups=Signups(engine, clock, passwords, confirmations, outbox, throttle, links, audit, plans),
-        offer_requests=OfferRequests(engine, clock, outbox, throttle, operator_email=settings.operator_email),
-        operator=Operator(engine, clock, users, audit),
+        staff=Staff(engine=engine, clock=clock, audit=audit, plans=plans),
+        staff_invitations=StaffInvitations(
+            engine=engine, clock=clock, passwords=passwords, sessions=sessions, outbox=outbox, links=links,
+            audit=audit, plans=plans,
+        ),
+        practice_configuration=PracticeConfiguration(
+            engine=engine, audit=audit, retention_ceiling=settings.retention_days
+        ),
+        signups=Signups(
+            engine=engine, clock=clock, passwords=passwords, confirmations=confirmations, outbox=outbox,
+            throttle=throttle, links=links, audit=audit, plans=plans,
+        ),
+        offer_requests=OfferRequests(
+            engine=engine, clock=clock, outbox=outbox, throttle=throttle, operator_email=settings.operator_email
+        ),
+        operator=Operator(engine=engine, clock=clock, users=users, audit=audit),
     )

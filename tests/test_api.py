@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import delete, update
 
 from smartpractice.storage.tables import practices
-from tests.conftest import log_in, mail_link, mail_text
+from tests.helpers import log_in, mail_link, mail_text
 
 PATIENT = {"email": "erika@example.org", "username": "erika-m", "display_name": "Erika Mustermann"}
 TYPED_PASSWORD = "lindgrün-Segelboot-1987"
@@ -79,8 +79,8 @@ async def test_a_revoked_key_gets_401(client, services, practice, api_key):
     assert (await error_of(response, 401))["message"] == "This API key is not valid, or it has been revoked."
 
 
-async def test_the_key_of_a_deleted_practice_gets_401(client, services, other_practice_key):
-    async with services.engine.begin() as conn:
+async def test_the_key_of_a_deleted_practice_gets_401(client, engine, other_practice_key):
+    async with engine.begin() as conn:
         await conn.execute(delete(practices).where(practices.c.name == "Praxis am See"))
     response = await client.get("/api/v1/patients/1", headers=bearer(other_practice_key))
     await error_of(response, 401)
@@ -253,8 +253,8 @@ async def test_a_wrong_method_is_a_json_405(client, api_key):
 # --- invitations ------------------------------------------------------------------
 
 
-async def set_tan_delivery(services, practice, delivery: str) -> None:
-    async with services.engine.begin() as conn:
+async def set_tan_delivery(engine, practice, delivery: str) -> None:
+    async with engine.begin() as conn:
         await conn.execute(update(practices).where(practices.c.id == practice.id).values(tan_delivery=delivery))
 
 
@@ -271,8 +271,8 @@ async def test_invitation_is_mailed_and_its_tan_is_not_returned(api, smtp):
     assert mail["To"] == "gast@example.org"
 
 
-async def test_with_clinician_delivery_the_tan_is_returned_and_not_mailed(api, services, practice, smtp):
-    await set_tan_delivery(services, practice, "clinician")
+async def test_with_clinician_delivery_the_tan_is_returned_and_not_mailed(api, engine, practice, smtp):
+    await set_tan_delivery(engine, practice, "clinician")
     response = await api.post("/api/v1/invitations", {"email": "gast@example.org", "language": "en"})
     assert response.status == 201, await response.text()
     body = await response.json()

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from tests.conftest import add_member
+from tests.helpers import add_member
 
 
 def bearer(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
 
 
-async def test_practice_software_schedules_invites_lists_and_cancels(client, services, smtp, practice, clinician):
+async def test_practice_software_schedules_invites_lists_and_cancels(client, services, app, smtp, practice, clinician):
     auth = bearer((await services.api_keys.create(practice, "Praxissoftware")).key)
     start = (services.clock.now() + timedelta(days=2)).replace(microsecond=0)
     made = await client.post("/api/v1/consultations", headers=auth, json={
@@ -21,7 +21,7 @@ async def test_practice_software_schedules_invites_lists_and_cancels(client, ser
     assert made.headers["Location"] == f"/api/v1/consultations/{consultation['id']}"
     assert consultation["state"] == "scheduled" and consultation["clinician_id"] == clinician.user_id
 
-    erika = await add_member(services, practice, "patient", "erika")
+    erika = await add_member(app, practice, "patient", "erika")
     path = f"/api/v1/consultations/{consultation['id']}/participants"
     assert (await client.post(path, headers=auth, json={"patient_id": erika})).status == 200
     guest = await (await client.post(path, headers=auth, json={"email": "gast@example.org", "language": "en"})).json()
@@ -40,14 +40,14 @@ async def test_practice_software_schedules_invites_lists_and_cancels(client, ser
     assert len(smtp.to("gast@example.org")) == 2
 
 
-async def test_bad_starts_and_foreign_ids_get_clear_errors(client, services, practice, clinician):
+async def test_bad_starts_and_foreign_ids_get_clear_errors(client, services, app, practice, clinician):
     auth = bearer((await services.api_keys.create(practice, "Praxissoftware")).key)
     for starts_at, code in (("2026-03-30T10:00:00", "invalid_input"), ("9999-12-31T23:59:00+00:00", "start_too_far"),
                             ("2001-01-01T10:00:00+00:00", "start_past")):
         answer = await client.post("/api/v1/consultations", headers=auth, json={"starts_at": starts_at})
         assert answer.status == 400 and (await answer.json())["code"] == code
     other = await services.practices.create("Praxis am See", admin_email="see@example.org", admin_username="see-admin")
-    theirs = await add_member(services, other.practice, "clinician", "dr-see")
+    theirs = await add_member(app, other.practice, "clinician", "dr-see")
     start = (services.clock.now() + timedelta(days=1)).isoformat()
     refused = await client.post("/api/v1/consultations", headers=auth, json={"starts_at": start, "clinician_id": theirs})
     assert (await refused.json())["code"] == "clinician_unknown"
@@ -56,7 +56,7 @@ async def test_bad_starts_and_foreign_ids_get_clear_errors(client, services, pra
     for method, suffix in (("GET", ""), ("POST", "/cancel")):
         answer = await client.request(method, f"/api/v1/consultations/{made['id']}{suffix}", headers=auth)
         assert answer.status == 404 and (await answer.json())["code"] == "not_found"
-    patient = await add_member(services, other.practice, "patient", "see-patient")
+    patient = await add_member(app, other.practice, "patient", "see-patient")
     own = await (await client.post("/api/v1/consultations", headers=auth, json={"starts_at": start})).json()
     foreign_patient = await client.post(f"/api/v1/consultations/{own['id']}/participants", headers=auth,
                                         json={"patient_id": patient})

@@ -10,22 +10,22 @@ import pytest
 from sqlalchemy import select
 
 from smartpractice.storage.tables import api_keys
-from tests.test_cli import invoke
+from tests.helpers import invoke
 
 
 def bearer(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
 
 
-async def stored_keys(services) -> list:
-    async with services.engine.connect() as conn:
+async def stored_keys(engine) -> list:
+    async with engine.connect() as conn:
         return list(await conn.execute(select(api_keys)))
 
 
-async def test_key_is_stored_only_as_its_hash(services, practice):
+async def test_key_is_stored_only_as_its_hash(services, engine, practice):
     created = await services.api_keys.create(practice, "Praxissoftware")
     assert created.key.startswith("spk_") and len(created.key) > 50
-    [row] = await stored_keys(services)
+    [row] = await stored_keys(engine)
     assert row.key_hash == hashlib.sha256(created.key.encode()).hexdigest()
     assert row.prefix == created.key[:12]
     assert created.key not in [str(value) for value in row]

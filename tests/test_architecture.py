@@ -1,5 +1,6 @@
 """The package map of docs/architecture.md holds: web → services → storage, rtc a leaf,
-no cycles between packages. Every import counts, also those inside functions."""
+no cycles between packages. Every import counts, also those inside functions. And the
+tests share tests/helpers.py, never each other's modules."""
 
 from __future__ import annotations
 
@@ -75,6 +76,26 @@ def test_web_never_reads_storage():
     assert _violations(lambda m, i: _unit(m) == "web" and _unit(i) == "storage") == []
 
 
+def _names(path: Path):
+    """Every name, attribute and imported module or name in a file."""
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Name):
+            yield node.id
+        elif isinstance(node, ast.Attribute):
+            yield node.attr
+        elif isinstance(node, ast.alias):
+            yield node.name
+        elif isinstance(node, ast.ImportFrom):
+            yield node.module or ""
+
+
+def test_web_never_holds_the_database_engine():
+    # Handlers ask services; the engine (keys.engine_key) is for the app's own tasks and the CLI.
+    used = {f"{path.relative_to(PACKAGE)}: {name}" for path in (PACKAGE / "web").rglob("*.py")
+            for name in _names(path) if name in {"engine", "engine_key"} or name.startswith("sqlalchemy")}
+    assert used == set()
+
+
 def _cycle(edges: dict[str, set[str]]) -> list[str] | None:
     """One cycle in a directed graph, as the list of its nodes, or None."""
     state: dict[str, int] = {}
@@ -118,3 +139,13 @@ def test_no_module_is_too_long_to_read():
     long = [f"{path.relative_to(PACKAGE)}: {n}" for path in PACKAGE.rglob("*.py")
             if "migrations" not in path.parts and (n := len(path.read_text().splitlines())) > 400]
     assert long == []
+
+
+def test_test_modules_share_helpers_not_each_other():
+    # Shared test code lives in tests/helpers.py; conftest.py holds fixtures only.
+    tests = PACKAGE.parent / "tests"
+    imported = {f"{path.name}: {node.module}" for path in tests.glob("*.py")
+                for node in ast.walk(ast.parse(path.read_text(), str(path)))
+                if isinstance(node, ast.ImportFrom) and node.module
+                and (node.module == "tests.conftest" or node.module.startswith("tests.test_"))}
+    assert imported == set()

@@ -10,21 +10,21 @@ from sqlalchemy import select
 
 from smartpractice.jobs.retention import purge_expired
 from smartpractice.storage.tables import audit_log
-from tests.conftest import add_member, log_in, post_form
+from tests.helpers import add_member, log_in, post_form
 
 PATIENT = {"display_name": "Erika Muster", "username": "erika", "email": "erika@example.org",
            "language": "de", "password": ""}
 
 
-async def actions(services) -> list[tuple[str, str, str | None]]:
-    async with services.engine.connect() as conn:
+async def actions(engine) -> list[tuple[str, str, str | None]]:
+    async with engine.connect() as conn:
         rows = await conn.execute(select(audit_log).order_by(audit_log.c.id))
         return [(row.action, row.object_kind, row.object_id) for row in rows]
 
 
-async def test_each_listed_action_leaves_an_entry(client, services, practice):
-    admin_id = await add_member(services, practice, "admin", "praxis-admin")
-    clinician_id = await add_member(services, practice, "clinician", "dr-berg")
+async def test_each_listed_action_leaves_an_entry(client, services, app, engine, practice):
+    admin_id = await add_member(app, practice, "admin", "praxis-admin")
+    clinician_id = await add_member(app, practice, "clinician", "dr-berg")
     await log_in(client, "praxis-admin", "wrong-password-xx")
     await log_in(client, "praxis-admin")
     slug = f"/p/{practice.slug}"
@@ -38,32 +38,32 @@ async def test_each_listed_action_leaves_an_entry(client, services, practice):
     key_id = (await services.api_keys.list(practice.id))[0].id
     await post_form(client, f"{slug}/api-keys/{key_id}/revoke", {})
     await post_form(client, f"{slug}/staff/{clinician_id}/role", {"role": "admin"})
-    recorded = await actions(services)
+    recorded = await actions(engine)
     names = [action for action, _, _ in recorded]
     for expected in ("login_failed", "login", "patient_created", "invitation_sent", "invitation_reissued",
                      "invitation_revoked", "settings_changed", "api_key_created", "api_key_revoked", "role_changed"):
         assert expected in names, expected
     assert ("role_changed", "user", str(clinician_id)) in recorded
     assert ("api_key_revoked", "api_key", str(key_id)) in recorded
-    async with services.engine.connect() as conn:
+    async with engine.connect() as conn:
         actors = {row.actor_user_id for row in await conn.execute(select(audit_log).where(audit_log.c.action != "login_failed"))}
     assert actors == {admin_id}
 
 
-async def test_entries_hold_no_names_or_content(client, services, practice):
-    await add_member(services, practice, "admin", "praxis-admin")
+async def test_entries_hold_no_names_or_content(client, app, engine, practice):
+    await add_member(app, practice, "admin", "praxis-admin")
     await log_in(client, "praxis-admin")
     await post_form(client, f"/p/{practice.slug}/patients", PATIENT)
-    async with services.engine.connect() as conn:
+    async with engine.connect() as conn:
         rows = [tuple(str(value) for value in row) for row in await conn.execute(select(audit_log))]
     flat = " ".join(" ".join(row) for row in rows)
     assert "Erika" not in flat and "erika@example.org" not in flat
 
 
-async def test_admin_filters_and_exports_the_practice_log(client, services, practice):
+async def test_admin_filters_and_exports_the_practice_log(client, services, app, practice):
     other = (await services.practices.create("Praxis am See", admin_email="see@example.org", admin_username="see-admin")).practice
-    await add_member(services, other, "admin", "see-chef")
-    await add_member(services, practice, "admin", "praxis-admin")
+    await add_member(app, other, "admin", "see-chef")
+    await add_member(app, practice, "admin", "praxis-admin")
     await log_in(client, "see-chef")
     client.session.cookie_jar.clear()
     await log_in(client, "praxis-admin")
@@ -90,19 +90,19 @@ async def test_the_operator_reads_every_practice(client, services, practice, cli
     assert (await client.get("/operator/audit")).status == 404
 
 
-async def test_purge_deletes_entries_past_the_retention_period(client, services, settings, clock, practice, clinician):
+async def test_purge_deletes_entries_past_the_retention_period(client, engine, settings, clock, practice, clinician):
     await log_in(client, "dr-berg")
-    assert await actions(services)
+    assert await actions(engine)
     clock.advance(days=settings.retention_days + 1)
-    counts = await purge_expired(services.engine, settings, clock, dry_run=False)
+    counts = await purge_expired(engine, settings, clock, dry_run=False)
     assert counts["audit entries"] >= 1
-    assert await actions(services) == []
+    assert await actions(engine) == []
 
 
-async def test_a_practice_may_keep_entries_shorter(client, services, settings, clock, practice, clinician):
+async def test_a_practice_may_keep_entries_shorter(client, services, engine, settings, clock, practice, clinician):
     await log_in(client, "dr-berg")
     current = await services.practice_configuration.get(practice.id)
     await services.practice_configuration.save(practice.id, replace(current, retention_days=7), actor=None)
     clock.advance(days=8)
-    await purge_expired(services.engine, settings, clock, dry_run=False)
-    assert await actions(services) == []
+    await purge_expired(engine, settings, clock, dry_run=False)
+    assert await actions(engine) == []

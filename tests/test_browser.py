@@ -5,7 +5,7 @@ from __future__ import annotations
 import pyotp
 
 from smartpractice.keys import services_key
-from tests.conftest import needs_chromium
+from tests.helpers import needs_chromium
 
 pytestmark = needs_chromium
 

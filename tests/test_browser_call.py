@@ -11,12 +11,11 @@ from datetime import timedelta
 from playwright.async_api import async_playwright
 from sqlalchemy import update
 
-from smartpractice.keys import services_key
+from smartpractice.keys import engine_key, services_key
 from smartpractice.onboarding.invitations import Invitee
 from smartpractice.scheduling.consultations import Plan
 from smartpractice.storage.tables import practices
-from tests.conftest import CHROMIUM, CHROMIUM_FLAGS, add_member, mail_text, needs_chromium
-from tests.test_browser_waiting_room import logged_in
+from tests.helpers import CHROMIUM, CHROMIUM_FLAGS, add_member, logged_in, mail_text, needs_chromium
 
 pytestmark = needs_chromium
 
@@ -63,24 +62,25 @@ async def enter_call(page, base: str, consultation_id: int) -> None:
 
 
 async def consultation_at_lindenhof(live_server, *, invitees=(), relay_policy: str = "p2p"):
-    """Dr. Sommer's consultation with Erika, who is already admitted: (services, practice,
+    """Dr. Sommer's consultation with Erika, who is already admitted: (app, practice,
     consultation, base URL)."""
-    services = live_server.app[services_key]
+    app = live_server.app
+    services = app[services_key]
     practice = (await services.practices.create("Praxis Lindenhof", admin_email="linde@example.org", admin_username="linde")).practice
-    async with services.engine.begin() as conn:
+    async with app[engine_key].begin() as conn:
         await conn.execute(update(practices).where(practices.c.id == practice.id).values(relay_policy=relay_policy))
-    doctor_id = await add_member(services, practice, "clinician", "dr-sommer")
-    erika = await add_member(services, practice, "patient", "erika")
+    doctor_id = await add_member(app, practice, "clinician", "dr-sommer")
+    erika = await add_member(app, practice, "patient", "erika")
     plan = Plan.parse("Kontrolle", services.clock.now() + timedelta(minutes=5), 20, now=services.clock.now())
     consultation = (await services.consultations.schedule(practice, doctor_id, plan, patient_ids=[erika],
                                                           invitees=list(invitees))).consultation
     await services.waiting_room.state.admit(practice.id, consultation.id, f"u{erika}")
-    return services, practice, consultation, str(live_server.make_url("")).rstrip("/")
+    return app, practice, consultation, str(live_server.make_url("")).rstrip("/")
 
 
-async def both_in_call(browser, services, base: str, consultation_id: int):
+async def both_in_call(browser, app, base: str, consultation_id: int):
     """Dr. Sommer and Erika log in and join the call: their pages and page errors."""
-    doctor, doctor_errors = await logged_in(browser, base, "dr-sommer", services)
+    doctor, doctor_errors = await logged_in(browser, base, "dr-sommer", app)
     patient, patient_errors = await logged_in(browser, base, "erika")
     await enter_call(doctor, base, consultation_id)
     await enter_call(patient, base, consultation_id)
@@ -88,8 +88,8 @@ async def both_in_call(browser, services, base: str, consultation_id: int):
 
 
 async def test_two_people_see_and_hear_each_other_peer_to_peer_and_after_a_drop(live_server, browser):
-    services, _, consultation, base = await consultation_at_lindenhof(live_server)
-    doctor, patient, doctor_errors, patient_errors = await both_in_call(browser, services, base, consultation.id)
+    app, _, consultation, base = await consultation_at_lindenhof(live_server)
+    doctor, patient, doctor_errors, patient_errors = await both_in_call(browser, app, base, consultation.id)
 
     doctor_sees, patient_sees = await until_media(doctor, 60), await until_media(patient, 60)
     assert await doctor.get_attribute("#call", "data-topology") == "p2p"
@@ -128,13 +128,13 @@ async def test_three_people_meet_through_the_relay(live_server, browser, smtp):
     """Clinician and patient talk peer to peer; the clinician lets in a relative invited with
     a TAN, and the call moves to the relay: everyone receives both others' video and audio,
     and every connection ends at the server's relay."""
-    services, _, consultation, base = await consultation_at_lindenhof(
+    app, _, consultation, base = await consultation_at_lindenhof(
         live_server, invitees=[Invitee.parse("gabi@example.org", "Gabi Gast")])
     mail = next(m for m in await smtp.wait_for(2) if "gabi@example.org" in m["To"])
     link = re.search(r"(http://127\.0\.0\.1:\d+/invitation/\S+)", mail_text(mail)).group(1)
     tan = re.search(r"\b(\d{4} \d{4})\b", mail_text(mail)).group(1)
 
-    doctor, patient, doctor_errors, patient_errors = await both_in_call(browser, services, base, consultation.id)
+    doctor, patient, doctor_errors, patient_errors = await both_in_call(browser, app, base, consultation.id)
     await doctor.wait_for_selector("#call[data-topology=p2p]")
 
     # The relative arrives with the TAN from the mail; the doctor lets her in from the call.
@@ -167,8 +167,8 @@ async def test_three_people_meet_through_the_relay(live_server, browser, smtp):
 
 
 async def test_a_practice_that_always_relays_relays_two(live_server, browser):
-    services, _, consultation, base = await consultation_at_lindenhof(live_server, relay_policy="relay")
-    doctor, patient, _, _ = await both_in_call(browser, services, base, consultation.id)
+    app, _, consultation, base = await consultation_at_lindenhof(live_server, relay_policy="relay")
+    doctor, patient, _, _ = await both_in_call(browser, app, base, consultation.id)
     doctor_sees, patient_sees = await until_media(doctor, 60), await until_media(patient, 60)
     assert await patient.get_attribute("#call", "data-topology") == "relay"
     browser_ports = {pair["local"] for pair in doctor_sees["pairs"] + patient_sees["pairs"]}

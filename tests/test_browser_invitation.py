@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from smartpractice.keys import services_key
-from tests.conftest import PASSWORD, add_member, mail_text, needs_chromium, totp_code
+from tests.helpers import PASSWORD, add_member, mail_text, needs_chromium, totp_code
 
 pytestmark = needs_chromium
 
@@ -13,7 +13,7 @@ pytestmark = needs_chromium
 async def test_tan_invitation_from_mail_link_to_guest_page(live_server, browser, smtp):
     services = live_server.app[services_key]
     practice = (await services.practices.create("Praxis Lindenhof", admin_email="linde@example.org", admin_username="linde")).practice
-    await add_member(services, practice, "clinician", "dr-sommer")
+    await add_member(live_server.app, practice, "clinician", "dr-sommer")
     base = str(live_server.make_url("")).rstrip("/")
 
     clinician = await (await browser.new_context(locale="de-DE")).new_page()
@@ -22,7 +22,7 @@ async def test_tan_invitation_from_mail_link_to_guest_page(live_server, browser,
     await clinician.fill("#password", PASSWORD)
     await clinician.click("form[action='/login'] button[type=submit]")
     await clinician.wait_for_url("**/login/second-factor")
-    await clinician.fill("#code", await totp_code(services, "dr-sommer"))
+    await clinician.fill("#code", await totp_code(live_server.app, "dr-sommer"))
     await clinician.click("form[action='/login/second-factor'] button[type=submit]")
     await clinician.wait_for_url(f"**/p/{practice.slug}/")
     await clinician.click(f"a[href='/p/{practice.slug}/invitations']")

@@ -6,7 +6,7 @@ import re
 
 import pyotp
 
-from tests.conftest import mail_text, needs_chromium
+from tests.helpers import mail_text, needs_chromium
 
 pytestmark = needs_chromium
 

@@ -6,38 +6,21 @@ from datetime import timedelta
 
 from smartpractice.keys import services_key
 from smartpractice.scheduling.consultations import Plan
-from tests.conftest import PASSWORD, add_member, needs_chromium, totp_code
+from tests.helpers import add_member, logged_in, needs_chromium
 
 pytestmark = needs_chromium
-
-
-async def logged_in(browser, base: str, username: str, services=None):
-    """A browser of its own, logged in; staff (given `services`) also give their TOTP code."""
-    page = await (await browser.new_context(locale="de-DE")).new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    await page.goto(base + "/login")
-    await page.fill("#identifier", username)
-    await page.fill("#password", PASSWORD)
-    await page.click("form[action='/login'] button[type=submit]")
-    if services is not None:
-        await page.wait_for_url("**/login/second-factor*")
-        await page.fill("#code", await totp_code(services, username))
-        await page.click("form[action='/login/second-factor'] button[type=submit]")
-    await page.wait_for_url("**/p/*/")
-    return page, errors
 
 
 async def test_patient_waits_and_the_clinician_admits_them_into_the_call(live_server, browser):
     services = live_server.app[services_key]
     practice = (await services.practices.create("Praxis Lindenhof", admin_email="linde@example.org", admin_username="linde")).practice
-    clinician_id = await add_member(services, practice, "clinician", "dr-sommer")
-    erika = await add_member(services, practice, "patient", "erika")
+    clinician_id = await add_member(live_server.app, practice, "clinician", "dr-sommer")
+    erika = await add_member(live_server.app, practice, "patient", "erika")
     plan = Plan.parse("Kontrolle", services.clock.now() + timedelta(minutes=10), 20, now=services.clock.now())
     consultation = (await services.consultations.schedule(practice, clinician_id, plan, patient_ids=[erika])).consultation
     base = str(live_server.make_url("")).rstrip("/")
 
-    clinician, clinician_errors = await logged_in(browser, base, "dr-sommer", services)
+    clinician, clinician_errors = await logged_in(browser, base, "dr-sommer", live_server.app)
     await clinician.wait_for_selector("#waiting-room[data-state=live]")
     assert await clinician.is_visible("#waiting-empty")
 

@@ -2,21 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
 import subprocess
 import sys
 
 import pytest
-from click.testing import CliRunner
 
-from smartpractice.cli import main
-from tests.conftest import log_in
-
-
-async def invoke(args: list[str], env: dict[str, str]):
-    # The CLI runs its own event loop, so it runs beside the test's, in a thread.
-    return await asyncio.to_thread(CliRunner().invoke, main, args, env=env, catch_exceptions=False)
+from tests.helpers import invoke, log_in
 
 
 @pytest.mark.parametrize("command", [[], ["serve"], ["db"], ["db", "upgrade"], ["create-practice"], ["create-operator"], ["purge"]])

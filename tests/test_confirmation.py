@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from smartpractice.accounts.tokens import RESET_PASSWORD
-from tests.conftest import PASSWORD, add_member, log_in, mail_link, mail_text, post_form
-from tests.test_patients import confirm, create_patient, english, generated_password, patient_id
+from tests.helpers import (
+    PASSWORD,
+    add_member,
+    confirm,
+    create_patient,
+    english,
+    generated_password,
+    log_in,
+    mail_link,
+    mail_settled,
+    mail_text,
+    patient_id,
+    post_form,
+)
 
 
 async def unconfirmed_patient(client, smtp, practice) -> tuple[str, str]:
@@ -57,10 +67,10 @@ async def test_tampered_and_unknown_links_are_refused(client, smtp, practice, cl
     assert (await log_in(client, "erika", initial)).status == 401
 
 
-async def test_link_of_another_purpose_does_not_confirm(client, smtp, services, practice, clinician):
+async def test_link_of_another_purpose_does_not_confirm(client, smtp, services, engine, practice, clinician):
     await unconfirmed_patient(client, smtp, practice)
-    async with services.engine.begin() as conn:
-        reset_token = await services.tokens.issue(conn, await patient_id(services), RESET_PASSWORD)
+    async with engine.begin() as conn:
+        reset_token = await services.tokens.issue(conn, await patient_id(engine), RESET_PASSWORD)
     await assert_refused(client, f"/confirm/{reset_token}", "This link is not valid.")
 
 
@@ -96,8 +106,8 @@ async def test_fresh_mail_replaces_the_old_link(client, smtp, practice, clinicia
     assert (await log_in(client, "erika", initial)).status == 303
 
 
-async def test_fresh_mail_answers_the_same_for_unknown_and_confirmed_addresses(client, smtp, services, practice, clinician):
-    await add_member(services, practice, "patient", "anna")
+async def test_fresh_mail_answers_the_same_for_unknown_and_confirmed_addresses(client, smtp, app, practice, clinician):
+    await add_member(app, practice, "patient", "anna")
     english(client)
     pages = []
     for email in ("nobody@example.org", "anna@example.org"):
@@ -106,7 +116,7 @@ async def test_fresh_mail_answers_the_same_for_unknown_and_confirmed_addresses(c
         pages.append((await response.text()).replace(email, ""))
     strip = [page.split('name="csrf_token"')[0] for page in pages]
     assert strip[0] == strip[1]
-    await asyncio.sleep(0.5)
+    await mail_settled(client.app)
     assert smtp.messages == []
 
 
@@ -117,7 +127,7 @@ async def test_fresh_mail_is_limited_per_address(client, smtp, practice, clinici
         assert response.status == 200
         assert "we have sent it a new mail" in await response.text()
     await smtp.wait_for(4)
-    await asyncio.sleep(0.5)
+    await mail_settled(client.app)
     assert len(smtp.to("erika@example.org")) == 4  # the first mail and three fresh ones
 
 
@@ -130,6 +140,6 @@ async def test_fresh_mail_form_checks_the_address_format(client):
     assert 'value="not an address"' in page
 
 
-async def test_staff_accounts_made_by_the_operator_stay_confirmed(client, services, practice):
-    await add_member(services, practice, "clinician", "dr-neu")
+async def test_staff_accounts_made_by_the_operator_stay_confirmed(client, app, practice):
+    await add_member(app, practice, "clinician", "dr-neu")
     assert (await log_in(client, "dr-neu", PASSWORD)).status == 303

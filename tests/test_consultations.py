@@ -9,13 +9,12 @@ import pytest
 from icalendar import Calendar
 from sqlalchemy import select
 
-from smartpractice.app import create_app
 from smartpractice.errors import UserError
 from smartpractice.keys import services_key
 from smartpractice.onboarding.invitations import Invitee
 from smartpractice.scheduling.consultations import Plan
 from smartpractice.storage.tables import audit_log, consultations, mails
-from tests.conftest import add_member, log_in, mail_text, make_settings, post_form
+from tests.helpers import add_member, log_in, mail_text, make_app, make_settings, post_form
 
 EN = {"Accept-Language": "en"}
 # Europe/Berlin moves to summer time in the night to Sunday, 29 March 2026.
@@ -33,18 +32,18 @@ async def schedule_form(client, practice, **fields):
     return await post_form(client, f"/p/{practice.slug}/consultations", form, headers=EN)
 
 
-async def starts_of(services) -> list[datetime]:
-    async with services.engine.connect() as conn:
+async def starts_of(engine) -> list[datetime]:
+    async with engine.connect() as conn:
         return list((await conn.execute(select(consultations.c.starts_at).order_by(consultations.c.id))).scalars())
 
 
-async def test_local_times_map_to_utc_across_the_spring_clock_change(client, services, clock, practice, clinician):
+async def test_local_times_map_to_utc_across_the_spring_clock_change(client, engine, clock, practice, clinician):
     clock.current = BEFORE_SPRING
     await log_in(client, "dr-berg")
     assert (await schedule_form(client, practice, day="2026-03-28")).status == 200
     assert (await schedule_form(client, practice, day="2026-03-29")).status == 200
     # 10:00 in Berlin is 09:00 UTC in winter time and 08:00 UTC in summer time.
-    assert await starts_of(services) == [datetime(2026, 3, 28, 9, 0, tzinfo=UTC), datetime(2026, 3, 29, 8, 0, tzinfo=UTC)]
+    assert await starts_of(engine) == [datetime(2026, 3, 28, 9, 0, tzinfo=UTC), datetime(2026, 3, 29, 8, 0, tzinfo=UTC)]
     week = await (await client.get(f"/p/{practice.slug}/consultations?day=2026-03-28&view=week", headers=EN)).text()
     assert week.count("10:00–10:20") == 2
 
@@ -52,20 +51,20 @@ async def test_local_times_map_to_utc_across_the_spring_clock_change(client, ser
     assert skipped.status == 400
     page = await skipped.text()
     assert "02:30 does not exist on 2026-03-29" in page and 'value="Nachts"' in page
-    assert len(await starts_of(services)) == 2
+    assert len(await starts_of(engine)) == 2
 
 
-async def test_a_day_of_the_autumn_change_has_twenty_five_hours(client, services, clock, practice, clinician):
+async def test_a_day_of_the_autumn_change_has_twenty_five_hours(client, engine, clock, practice, clinician):
     clock.current = datetime(2026, 10, 20, 12, 0, tzinfo=UTC)
     await log_in(client, "dr-berg")
     for time in ("00:30", "23:30"):
         assert (await schedule_form(client, practice, day="2026-10-25", time=time)).status == 200
     day = await (await client.get(f"/p/{practice.slug}/consultations?day=2026-10-25", headers=EN)).text()
     assert "00:30–00:50" in day and "23:30–23:50" in day
-    assert await starts_of(services) == [datetime(2026, 10, 24, 22, 30, tzinfo=UTC), datetime(2026, 10, 25, 22, 30, tzinfo=UTC)]
+    assert await starts_of(engine) == [datetime(2026, 10, 24, 22, 30, tzinfo=UTC), datetime(2026, 10, 25, 22, 30, tzinfo=UTC)]
 
 
-async def test_bad_input_reshows_the_form_and_schedules_nothing(client, services, clock, practice, clinician):
+async def test_bad_input_reshows_the_form_and_schedules_nothing(client, engine, clock, practice, clinician):
     clock.current = BEFORE_SPRING
     await log_in(client, "dr-berg")
     cases = {
@@ -80,12 +79,12 @@ async def test_bad_input_reshows_the_form_and_schedules_nothing(client, services
         response = await schedule_form(client, practice, **fields)
         assert response.status == 400, message
         assert message in await response.text()
-    assert await starts_of(services) == []
+    assert await starts_of(engine) == []
 
 
-async def test_calendar_uid_stays_while_sequence_rises_through_change_and_cancel(client, services, smtp, clock, practice, clinician):
+async def test_calendar_uid_stays_while_sequence_rises_through_change_and_cancel(client, app, engine, smtp, clock, practice, clinician):
     clock.current = BEFORE_SPRING
-    erika = await add_member(services, practice, "patient", "erika")
+    erika = await add_member(app, practice, "patient", "erika")
     await log_in(client, "dr-berg")
     created = await schedule_form(client, practice, patient=str(erika), guest_email="gast@example.org")
     assert created.status == 200
@@ -113,7 +112,7 @@ async def test_calendar_uid_stays_while_sequence_rises_through_change_and_cancel
     guest_mail = smtp.to("gast@example.org")[0]
     assert re.search(r"\d{4} \d{4}", mail_text(guest_mail)) and "/invitation/" in mail_text(guest_mail)
     assert len(messages) == 6
-    async with services.engine.connect() as conn:
+    async with engine.connect() as conn:
         rows = (await conn.execute(select(audit_log.c.action, audit_log.c.actor_user_id)
                                    .where(audit_log.c.object_kind == "consultation").order_by(audit_log.c.id))).all()
     assert rows == [(action, clinician.user_id) for action in
@@ -129,14 +128,14 @@ async def test_participants_are_capped_by_the_practice_setting(services, clock, 
     await services.consultations.schedule(practice, clinician.user_id, plan, invitees=guests[:4])
 
 
-async def test_reminders_go_out_once_each_even_across_a_restart(aiohttp_client, client, services, settings, clock, practice, clinician):
-    erika = await add_member(services, practice, "patient", "erika")
+async def test_reminders_go_out_once_each_even_across_a_restart(aiohttp_client, client, services, app, engine, settings, clock, practice, clinician):
+    erika = await add_member(app, practice, "patient", "erika")
     start = clock.now() + timedelta(hours=3)
     plan = Plan.parse("", start, 15, now=clock.now())
     await services.consultations.schedule(practice, clinician.user_id, plan, patient_ids=[erika])
 
     async def reminders_queued() -> int:
-        async with services.engine.connect() as conn:
+        async with engine.connect() as conn:
             query = select(mails.c.id).where(mails.c.kind == "consultation_reminder")
             return len((await conn.execute(query)).all())
 
@@ -145,7 +144,7 @@ async def test_reminders_go_out_once_each_even_across_a_restart(aiohttp_client, 
     assert await services.reminders.send_due() == 1
     assert await services.reminders.send_due() == 0
     # A second server on the same database (or this one after a restart) sends nothing again.
-    restarted = (await aiohttp_client(create_app(settings, clock=clock))).app[services_key]
+    restarted = (await aiohttp_client(make_app(settings, clock=clock))).app[services_key]
     assert await restarted.reminders.send_due() == 0
     clock.current = start - timedelta(minutes=10)
     assert await restarted.reminders.send_due() == 1
@@ -153,8 +152,8 @@ async def test_reminders_go_out_once_each_even_across_a_restart(aiohttp_client, 
     assert await reminders_queued() == 2
 
 
-async def test_late_participants_and_a_server_that_was_down_get_one_reminder(services, clock, practice, clinician):
-    erika = await add_member(services, practice, "patient", "erika")
+async def test_late_participants_and_a_server_that_was_down_get_one_reminder(services, app, clock, practice, clinician):
+    erika = await add_member(app, practice, "patient", "erika")
     start = clock.now() + timedelta(minutes=30)
     await services.consultations.schedule(practice, clinician.user_id, Plan.parse("", start, 15, now=clock.now()),
                                           patient_ids=[erika])
@@ -164,8 +163,8 @@ async def test_late_participants_and_a_server_that_was_down_get_one_reminder(ser
     assert await services.reminders.send_due() == 0
 
 
-async def test_rescheduling_brings_the_reminders_back(services, clock, practice, clinician):
-    erika = await add_member(services, practice, "patient", "erika")
+async def test_rescheduling_brings_the_reminders_back(services, app, clock, practice, clinician):
+    erika = await add_member(app, practice, "patient", "erika")
     start = clock.now() + timedelta(hours=2)
     scheduled = await services.consultations.schedule(
         practice, clinician.user_id, Plan.parse("", start, 15, now=clock.now()), patient_ids=[erika])
@@ -177,8 +176,8 @@ async def test_rescheduling_brings_the_reminders_back(services, clock, practice,
     assert await services.reminders.send_due() == 1
 
 
-async def test_patient_sees_upcoming_consultations_and_joins_only_in_the_window(client, other_browser, services, clock, practice, clinician):
-    erika = await add_member(services, practice, "patient", "erika")
+async def test_patient_sees_upcoming_consultations_and_joins_only_in_the_window(client, other_browser, services, app, clock, practice, clinician):
+    erika = await add_member(app, practice, "patient", "erika")
     start = clock.now() + timedelta(minutes=20)
     scheduled = await services.consultations.schedule(
         practice, clinician.user_id, Plan.parse("Kontrolle", start, 15, now=clock.now()), patient_ids=[erika])
@@ -190,9 +189,9 @@ async def test_patient_sees_upcoming_consultations_and_joins_only_in_the_window(
     assert f'href="/c/{scheduled.consultation.id}"' in page
 
 
-async def test_other_practices_and_patients_get_404(client, other_browser, services, clock, practice, clinician):
+async def test_other_practices_and_patients_get_404(client, other_browser, services, app, clock, practice, clinician):
     other = await services.practices.create("Praxis am See", admin_email="see@example.org", admin_username="see-admin")
-    theirs = await add_member(services, other.practice, "clinician", "dr-see")
+    theirs = await add_member(app, other.practice, "clinician", "dr-see")
     scheduled = await services.consultations.schedule(
         other.practice, theirs, Plan.parse("", clock.now() + timedelta(hours=1), 15, now=clock.now()))
     await log_in(client, "dr-berg")
@@ -203,7 +202,7 @@ async def test_other_practices_and_patients_get_404(client, other_browser, servi
     assert (await client.get(own)).status == 404
     assert (await post_form(client, own + "/cancel", {})).status == 404
     assert (await client.get(f"/c/{scheduled.consultation.id}")).status == 404
-    await add_member(services, practice, "patient", "erika")
+    await add_member(app, practice, "patient", "erika")
     await log_in(other_browser, "erika")
     assert (await other_browser.get(f"/c/{scheduled.consultation.id}")).status == 404
 
@@ -211,10 +210,11 @@ async def test_other_practices_and_patients_get_404(client, other_browser, servi
 async def test_the_server_sends_due_reminders_by_itself(aiohttp_client, tmp_path, database_url, smtp, clock):
     settings = make_settings(tmp_path, database_url, SMTP_HOST="127.0.0.1", SMTP_PORT=str(smtp.controller.port),
                              SMTP_TLS="none", HOUSEKEEPING_SECONDS="1")
-    services = (await aiohttp_client(create_app(settings, clock=clock))).app[services_key]
+    app = (await aiohttp_client(make_app(settings, clock=clock))).app
+    services = app[services_key]
     practice = (await services.practices.create("Praxis Uhr", admin_email="uhr@example.org", admin_username="uhr")).practice
-    clinician = await add_member(services, practice, "clinician", "dr-uhr")
-    erika = await add_member(services, practice, "patient", "erika")
+    clinician = await add_member(app, practice, "clinician", "dr-uhr")
+    erika = await add_member(app, practice, "patient", "erika")
     start = clock.now() + timedelta(minutes=30)
     await services.consultations.schedule(practice, clinician, Plan.parse("", start, 15, now=clock.now()),
                                           patient_ids=[erika])

@@ -10,10 +10,9 @@ import pytest
 from aiohttp import ClientSession
 from yarl import URL
 
-from smartpractice.app import create_app
 from smartpractice.logs import AccessLogger, RefusedRequests
 from smartpractice.web.session import safe_next
-from tests.conftest import PASSWORD, csrf_token, make_settings
+from tests.helpers import PASSWORD, csrf_token, make_app, make_settings
 
 SITE = URL("http://localhost:8080/")
 BACKSLASHES = ["/\\evil.example", "\\/evil.example", "/\\/evil.example", "/%5C/evil.example".replace("%5C", "\\")]
@@ -72,7 +71,7 @@ def server_log():
 async def test_a_request_the_parser_refuses_gets_400_one_access_line_and_no_traceback(
         aiohttp_server, tmp_path, database_url, caplog, server_log, header):
     caplog.set_level(logging.INFO, logger="aiohttp.access")
-    server = await aiohttp_server(create_app(make_settings(tmp_path, database_url)), access_log_class=AccessLogger)
+    server = await aiohttp_server(make_app(make_settings(tmp_path, database_url)), access_log_class=AccessLogger)
     answer = await _raw_request(server.port, b"GET /login HTTP/1.1\r\nHost: localhost\r\n" + header + b"\r\n\r\n")
     assert answer.split(b" ")[1] == b"400"
     async with ClientSession() as session:  # the server still answers

@@ -6,7 +6,7 @@ from __future__ import annotations
 from smartpractice.storage import practices as practice_store
 from smartpractice.storage import users as user_store
 from smartpractice.storage.audit import AuditFilter
-from tests.conftest import PASSWORD, add_member, log_in, mail_link, mail_text, post_form, totp_code
+from tests.helpers import PASSWORD, add_member, log_in, mail_link, mail_text, post_form, totp_code
 
 EN = {"Accept-Language": "en"}
 OLD = "dr-berg@example.org"
@@ -20,26 +20,26 @@ async def ask(client, new_email=NEW, password=PASSWORD, code=None, **kwargs):
     return await post_form(client, "/account/email", data, **kwargs)
 
 
-async def ask_as_staff(client, services, new_email=NEW):
-    return await ask(client, new_email, code=await totp_code(services, "dr-berg"))
+async def ask_as_staff(client, new_email=NEW):
+    return await ask(client, new_email, code=await totp_code(client.app, "dr-berg"))
 
 
-async def user_of(services, member):
-    async with services.engine.connect() as conn:
+async def user_of(engine, member):
+    async with engine.connect() as conn:
         return await user_store.user_by_id(conn, member.user_id)
 
 
-async def patient(services, practice, username="anna"):
-    await add_member(services, practice, "patient", username)
+async def patient(app, practice, username="anna"):
+    await add_member(app, practice, "patient", username)
     return f"{username}@example.org"
 
 
-async def test_staff_changes_email_by_link_and_logs_in_with_it(client, other_browser, services, smtp, clinician):
+async def test_staff_changes_email_by_link_and_logs_in_with_it(client, other_browser, engine, smtp, clinician):
     await log_in(other_browser, "dr-berg")
     await log_in(client, "dr-berg")
     page = await (await client.get("/account", headers=EN)).text()
     assert 'name="new_email"' in page and 'name="code"' in page
-    asked = await ask_as_staff(client, services)
+    asked = await ask_as_staff(client)
     assert asked.status == 303 and asked.headers["Location"] == "/account/email/sent"
     assert "Check your inbox" in await (await client.get("/account/email/sent", headers=EN)).text()
     await smtp.wait_for(2)
@@ -52,7 +52,7 @@ async def test_staff_changes_email_by_link_and_logs_in_with_it(client, other_bro
     # Opening the link (as a mail scanner would) changes nothing; the button does.
     form = await client.get(link, headers=EN)
     assert form.status == 200 and NEW in await form.text()
-    assert (await user_of(services, clinician)).email == OLD
+    assert (await user_of(engine, clinician)).email == OLD
     done = await post_form(client, link, {}, headers=EN)
     assert done.status == 200 and NEW in await done.text()
     # This browser stays logged in; every other session ended (ASVS 7.4.3).
@@ -67,14 +67,14 @@ async def test_staff_changes_email_by_link_and_logs_in_with_it(client, other_bro
     assert (await log_in(client, NEW)).status == 303
 
 
-async def test_both_steps_are_audited_in_every_practice_of_the_staff_member(client, services, smtp, practice, clinician):
+async def test_both_steps_are_audited_in_every_practice_of_the_staff_member(client, services, engine, smtp, practice, clinician):
     second = (await services.practices.create("Praxis am See", admin_email="see@example.org", admin_username="see")).practice
-    async with services.engine.begin() as conn:
+    async with engine.begin() as conn:
         await practice_store.add_member(
             conn, practice_id=second.id, user_id=clinician.user_id, role="clinician", now=services.clock.now()
         )
     await log_in(client, "dr-berg")
-    await ask_as_staff(client, services)
+    await ask_as_staff(client)
     await smtp.wait_for(2)
     await post_form(client, mail_link(smtp.to(NEW)[0]), {})
     for practice_id in (practice.id, second.id):
@@ -83,8 +83,8 @@ async def test_both_steps_are_audited_in_every_practice_of_the_staff_member(clie
             assert entry.actor_user_id == clinician.user_id and entry.object_id == str(clinician.user_id)
 
 
-async def test_patient_changes_email_without_a_code(client, services, smtp, practice):
-    old = await patient(services, practice)
+async def test_patient_changes_email_without_a_code(client, services, app, smtp, practice):
+    old = await patient(app, practice)
     await log_in(client, "anna")
     assert 'name="code"' not in await (await client.get("/account")).text()
     assert (await ask(client, "anna.neu@example.org")).status == 303
@@ -98,8 +98,8 @@ async def test_patient_changes_email_without_a_code(client, services, smtp, prac
     assert await services.audit.entries(AuditFilter(action="email_changed")) == []
 
 
-async def test_wrong_password_is_refused_and_keeps_the_typed_address(client, services, smtp, practice):
-    await patient(services, practice)
+async def test_wrong_password_is_refused_and_keeps_the_typed_address(client, app, smtp, practice):
+    await patient(app, practice)
     await log_in(client, "anna")
     refused = await ask(client, "anna.neu@example.org", password="wrong-" + PASSWORD, headers=EN)
     assert refused.status == 400
@@ -119,8 +119,8 @@ async def test_staff_without_a_code_or_with_a_wrong_one_is_refused(client, servi
     assert smtp.messages == []
 
 
-async def test_bad_addresses_reshow_the_form(client, services, smtp, practice):
-    old = await patient(services, practice)
+async def test_bad_addresses_reshow_the_form(client, app, smtp, practice):
+    old = await patient(app, practice)
     await log_in(client, "anna")
     invalid = await ask(client, "not-an-address", headers=EN)
     assert invalid.status == 400 and "valid email address" in await invalid.text()
@@ -130,7 +130,7 @@ async def test_bad_addresses_reshow_the_form(client, services, smtp, practice):
 
 async def test_link_works_once(client, services, smtp, clinician):
     await log_in(client, "dr-berg")
-    await ask_as_staff(client, services)
+    await ask_as_staff(client)
     await smtp.wait_for(2)
     link = mail_link(smtp.to(NEW)[0])
     assert (await post_form(client, link, {})).status == 200
@@ -140,7 +140,7 @@ async def test_link_works_once(client, services, smtp, clinician):
 
 async def test_link_expires_after_an_hour(client, clock, services, smtp, clinician):
     await log_in(client, "dr-berg")
-    await ask_as_staff(client, services)
+    await ask_as_staff(client)
     await smtp.wait_for(2)
     link = mail_link(smtp.to(NEW)[0])
     clock.advance(minutes=61)
@@ -150,21 +150,21 @@ async def test_link_expires_after_an_hour(client, clock, services, smtp, clinici
     assert (await log_in(client, NEW)).status == 401
 
 
-async def test_tampered_and_foreign_links_are_refused(client, services, smtp, clinician):
+async def test_tampered_and_foreign_links_are_refused(client, services, engine, smtp, clinician):
     from smartpractice.accounts.tokens import RESET_PASSWORD
 
     await log_in(client, "dr-berg")
-    await ask_as_staff(client, services)
+    await ask_as_staff(client)
     await smtp.wait_for(2)
     link = mail_link(smtp.to(NEW)[0])
     assert (await post_form(client, link[:-3] + "xyz", {})).status == 410
-    async with services.engine.begin() as conn:
+    async with engine.begin() as conn:
         reset = await services.tokens.issue(conn, clinician.user_id, RESET_PASSWORD)
     assert (await post_form(client, f"/email-change/{reset}", {})).status == 410
 
 
-async def test_a_newer_request_replaces_the_older_link(client, services, smtp, practice):
-    await patient(services, practice)
+async def test_a_newer_request_replaces_the_older_link(client, app, smtp, practice):
+    await patient(app, practice)
     await log_in(client, "anna")
     await ask(client, "erste@example.org")
     await ask(client, "zweite@example.org")
@@ -173,8 +173,8 @@ async def test_a_newer_request_replaces_the_older_link(client, services, smtp, p
     assert (await post_form(client, mail_link(smtp.to("zweite@example.org")[0]), {})).status == 200
 
 
-async def test_taken_address_is_not_revealed(client, services, smtp, practice):
-    old = await patient(services, practice)
+async def test_taken_address_is_not_revealed(client, app, smtp, practice):
+    old = await patient(app, practice)
     await log_in(client, "anna")
     free = await ask(client, "frei@example.org")
     taken = await ask(client, "chef@example.org")
@@ -187,12 +187,12 @@ async def test_taken_address_is_not_revealed(client, services, smtp, practice):
     assert (await post_form(client, mail_link(smtp.to("frei@example.org")[0]), {})).status == 410
 
 
-async def test_address_taken_meanwhile_is_refused(client, services, smtp, practice):
-    old = await patient(services, practice)
+async def test_address_taken_meanwhile_is_refused(client, app, smtp, practice):
+    old = await patient(app, practice)
     await log_in(client, "anna")
     await ask(client, "zweit@example.org")
     await smtp.wait_for(2)
-    await add_member(services, practice, "patient", "zweit")
+    await add_member(app, practice, "patient", "zweit")
     refused = await post_form(client, mail_link(smtp.to("zweit@example.org")[0]), {}, headers=EN)
     assert refused.status == 409
     assert "now belongs to another account" in await refused.text()
@@ -200,8 +200,8 @@ async def test_address_taken_meanwhile_is_refused(client, services, smtp, practi
     assert (await log_in(client, old)).status == 303
 
 
-async def test_requests_are_rate_limited(client, services, smtp, practice):
-    await patient(services, practice)
+async def test_requests_are_rate_limited(client, app, smtp, practice):
+    await patient(app, practice)
     await log_in(client, "anna")
     for number in range(5):
         assert (await ask(client, f"neu{number}@example.org")).status == 303

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from smartpractice.app import create_app
-from smartpractice.keys import services_key
-from tests.conftest import make_settings
+from smartpractice.keys import engine_key
+from tests.helpers import make_app, make_settings
 
 
 async def test_healthy(client):
@@ -16,10 +15,10 @@ async def test_healthy(client):
 async def test_database_gone_gives_503(aiohttp_client, tmp_path, clock):
     database = tmp_path / "own.sqlite3"
     settings = make_settings(tmp_path, f"sqlite+aiosqlite:///{database}", AUTO_MIGRATE="always")
-    client = await aiohttp_client(create_app(settings, clock=clock))
+    client = await aiohttp_client(make_app(settings, clock=clock))
     assert (await client.get("/healthz")).status == 200
     # The database file is replaced by an empty one: it opens, but our schema is gone.
-    await client.app[services_key].engine.dispose()
+    await client.app[engine_key].dispose()
     database.rename(tmp_path / "moved-away.sqlite3")
     response = await client.get("/healthz")
     assert response.status == 503

@@ -8,7 +8,7 @@ from babel.messages.extract import extract_from_dir
 from babel.messages.pofile import read_po
 
 from smartpractice.i18n import LOCALE_DIR, negotiate
-from tests.conftest import csrf_token, log_in
+from tests.helpers import csrf_token, log_in
 
 ROOT = Path(__file__).resolve().parents[1]
 

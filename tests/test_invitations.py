@@ -7,7 +7,7 @@ import re
 from sqlalchemy import select
 
 from smartpractice.storage.tables import invitations
-from tests.conftest import add_member, log_in, mail_link, mail_text, post_form
+from tests.helpers import add_member, log_in, mail_link, mail_text, post_form
 
 EN = {"Accept-Language": "en"}
 
@@ -136,7 +136,7 @@ async def test_guest_reaches_no_user_pages(client, other_browser, smtp, practice
         assert response.status == 303 and response.headers["Location"].startswith("/login"), path
 
 
-async def test_other_practices_and_patients_cannot_touch_invitations(client, services, smtp, practice, clinician):
+async def test_other_practices_and_patients_cannot_touch_invitations(client, services, app, smtp, practice, clinician):
     other = await services.practices.create("Praxis am See", admin_email="see@example.org", admin_username="see-admin")
     created = await services.invitations.invite(other.practice, email="x@example.org", invited_by=None)
     await log_in(client, "dr-berg")
@@ -144,7 +144,7 @@ async def test_other_practices_and_patients_cannot_touch_invitations(client, ser
         response = await post_form(client, f"/p/{practice.slug}/invitations/{created.invitation.id}/{action}", {})
         assert response.status == 404
     assert (await services.invitations.get(other.practice.id, created.invitation.id)).state == "pending"
-    await add_member(services, practice, "patient", "erika")
+    await add_member(app, practice, "patient", "erika")
     client.session.cookie_jar.clear()
     await log_in(client, "erika")
     assert (await client.get(f"/p/{practice.slug}/invitations")).status == 404
@@ -165,12 +165,12 @@ async def test_bad_address_reshows_the_form(client, smtp, practice, clinician):
     assert "Please enter a valid email address." in page and 'value="Gabi"' in page
 
 
-async def test_neither_tan_nor_link_is_stored_in_plain_text(client, services, smtp, practice, clinician):
+async def test_neither_tan_nor_link_is_stored_in_plain_text(client, engine, smtp, practice, clinician):
     await log_in(client, "dr-berg")
     await invite(client, practice)
     [message] = await smtp.wait_for(1)
     tan, link_token = tan_in(message), mail_link(message).rsplit("/", 1)[1]
-    async with services.engine.connect() as conn:
+    async with engine.connect() as conn:
         row = (await conn.execute(select(invitations))).one()
         dump = " ".join(str(value) for value in row)
         assert tan.replace(" ", "") not in dump and tan not in dump and link_token not in dump

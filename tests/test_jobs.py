@@ -8,14 +8,13 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
-from smartpractice.app import create_app
 from smartpractice.clock import FrozenClock
 from smartpractice.jobs.runner import JobRunner
 from smartpractice.keys import jobs_key
 from smartpractice.storage.engine import create_engine
 from smartpractice.storage.tables import calls
 from tests import metadata_rows as rows
-from tests.conftest import make_settings
+from tests.helpers import make_app, make_settings
 
 MINUTE = timedelta(minutes=1)
 
@@ -30,7 +29,7 @@ async def engines(database_url):
 
 
 def runner_with_job(engine, clock, ran: list[str], name: str = "tidy") -> JobRunner:
-    runner = JobRunner(engine, clock)
+    runner = JobRunner(engine=engine, clock=clock)
 
     async def job(stopping: asyncio.Event) -> None:
         ran.append(runner.holder)
@@ -85,7 +84,7 @@ async def test_a_stopped_runner_hands_its_jobs_over_at_once(engines, clock):
 
 
 async def test_stop_lets_the_job_in_hand_finish(engines, clock):
-    runner = JobRunner(engines[0], clock)
+    runner = JobRunner(engine=engines[0], clock=clock)
     steps: list[str] = []
 
     async def long_job(stopping: asyncio.Event) -> None:
@@ -103,7 +102,7 @@ async def test_stop_lets_the_job_in_hand_finish(engines, clock):
 
 
 async def test_a_failing_run_does_not_stop_the_job(engines, clock):
-    runner = JobRunner(engines[0], clock)
+    runner = JobRunner(engine=engines[0], clock=clock)
     outcomes = iter([RuntimeError("database went away"), None])
 
     async def flaky(stopping: asyncio.Event) -> None:
@@ -119,7 +118,7 @@ async def test_a_failing_run_does_not_stop_the_job(engines, clock):
 
 
 def test_a_job_name_is_registered_once(clock):
-    runner = JobRunner(None, clock)
+    runner = JobRunner(engine=None, clock=clock)
     runner.add("purge", MINUTE, lambda stopping: asyncio.sleep(0))
     with pytest.raises(ValueError, match="already registered"):
         runner.add("purge", MINUTE, lambda stopping: asyncio.sleep(0))
@@ -140,7 +139,7 @@ async def test_the_server_purges_at_start_and_then_every_interval(aiohttp_client
         await rows.call(conn, consultation, started_at=cutoff - MINUTE)
         await rows.call(conn, consultation, started_at=cutoff + timedelta(minutes=30))
     settings = make_settings(tmp_path, database_url, PURGE_INTERVAL_MINUTES="60")
-    client = await aiohttp_client(create_app(settings, clock=clock))
+    client = await aiohttp_client(make_app(settings, clock=clock))
     runner = client.app[jobs_key]
     await until(lambda: runner.runs["purge"] == 1)
     assert await call_count(engine) == 1

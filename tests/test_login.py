@@ -7,11 +7,12 @@ import statistics
 import time
 
 import argon2
+import pytest
 from sqlalchemy import select, update
 
-from smartpractice.app import create_app
+from smartpractice.accounts.passwords import Passwords
 from smartpractice.storage.tables import users
-from tests.conftest import PASSWORD, csrf_token, log_in
+from tests.helpers import PASSWORD, csrf_token, log_in, make_app
 
 WRONG = "The user name, email address or password is wrong."
 
@@ -47,6 +48,11 @@ async def test_wrong_password_and_unknown_user_get_the_same_answer(client, clini
     assert "not-the-password-at-all" not in wrong_page
 
 
+# A hash that takes far longer than the rest of a request (about 0.1 s), so that a login
+# without one would stand out; the tests' usual hash takes microseconds.
+@pytest.mark.parametrize("passwords", [
+    Passwords(concurrency=2, hasher=argon2.PasswordHasher(time_cost=2, memory_cost=32 * 1024, parallelism=1)),
+], ids=["measurable hash"])
 async def test_unknown_user_takes_as_long_as_a_wrong_password(client, clinician):
     async def timed(identifier: str) -> float:
         started = time.perf_counter()
@@ -88,7 +94,7 @@ async def test_lock_survives_a_restart(aiohttp_client, client, settings, clock, 
     for _ in range(5):
         await log_in(client, "dr-berg", "wrong-password-123")
     await client.close()
-    restarted = await aiohttp_client(create_app(settings, clock=clock))
+    restarted = await aiohttp_client(make_app(settings, clock=clock))
     assert (await log_in(restarted, "dr-berg")).status == 401
 
 
@@ -109,16 +115,18 @@ async def test_success_clears_the_account_counter(client, clinician):
     assert (await log_in(client, "dr-berg")).status == 303
 
 
-async def test_hash_is_upgraded_when_parameters_change(client, services, clinician):
-    weak = argon2.PasswordHasher(time_cost=1, memory_cost=8 * 1024, parallelism=1).hash(PASSWORD)
-    async with services.engine.begin() as conn:
-        await conn.execute(update(users).where(users.c.id == clinician.user_id).values(password_hash=weak))
+async def test_hash_is_upgraded_when_parameters_change(client, services, engine, clinician):
+    # Other parameters than the app's (the tests' cheap ones, see helpers.cheap_passwords).
+    older = argon2.PasswordHasher(time_cost=2, memory_cost=16, parallelism=1).hash(PASSWORD)
+    assert services.passwords.needs_rehash(older)
+    async with engine.begin() as conn:
+        await conn.execute(update(users).where(users.c.id == clinician.user_id).values(password_hash=older))
     assert (await log_in(client, "dr-berg")).status == 303
-    async with services.engine.connect() as conn:
+    async with engine.connect() as conn:
         stored = (await conn.execute(select(users.c.password_hash).where(users.c.id == clinician.user_id))).scalar()
-    assert stored != weak
-    assert not argon2.PasswordHasher().check_needs_rehash(stored)
-    assert argon2.PasswordHasher().verify(stored, PASSWORD)
+    assert stored != older
+    assert not services.passwords.needs_rehash(stored)
+    assert await services.passwords.verify(stored, PASSWORD)
 
 
 async def test_unused_initial_password_expires(client, clock, services, practice):
@@ -155,8 +163,8 @@ async def test_parallel_wrong_passwords_cannot_outrun_the_lock(client, clinician
     assert sum("Too many failed attempts" in page for page in pages) >= 15
 
 
-async def test_right_password_of_an_unconfirmed_account_never_locks_it(client, services, practice):
-    async with services.engine.begin() as conn:
+async def test_right_password_of_an_unconfirmed_account_never_locks_it(client, services, engine, practice):
+    async with engine.begin() as conn:
         await services.users.create_with_initial_password(
             conn, username="neu", email="neu@example.org", display_name="Neu", password=PASSWORD, staff=False,
             email_confirmed=False,

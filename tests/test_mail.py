@@ -6,38 +6,27 @@ import asyncio
 
 from sqlalchemy import select
 
-from smartpractice.app import create_app
-from smartpractice.keys import services_key
+from smartpractice.keys import engine_key, services_key
 from smartpractice.mail.sender import STALE_CLAIM, MailSender
 from smartpractice.storage import mails as store
 from smartpractice.storage.tables import mails
-from tests.conftest import mail_text, make_settings
+from tests.helpers import mail_settled, mail_text, make_app, make_settings
 
 CONTEXT = {"name": "Erika Muster", "link": "http://localhost:8080/password-reset/abc"}
 
 
-async def enqueue(services, *, language="de", to="erika@example.org") -> int:
-    async with services.engine.begin() as conn:
-        return await services.outbox.enqueue(conn, kind="password_reset", to=to, language=language, context=CONTEXT)
+async def enqueue(app, *, language="de", to="erika@example.org") -> int:
+    async with app[engine_key].begin() as conn:
+        return await app[services_key].outbox.enqueue(conn, kind="password_reset", to=to, language=language, context=CONTEXT)
 
 
-async def rows(services):
-    async with services.engine.connect() as conn:
+async def rows(engine):
+    async with engine.connect() as conn:
         return (await conn.execute(select(mails).order_by(mails.c.id))).all()
 
 
-async def settled(services, status: str):
-    """The single mail's row once it reached `status` (the sender works in the background)."""
-    for _ in range(200):
-        [row] = await rows(services)
-        if row.status == status:
-            return row
-        await asyncio.sleep(0.025)
-    raise AssertionError(f"mail stayed {row.status}")
-
-
-async def test_mail_is_multipart_german_by_default(client, services, smtp, settings):
-    await enqueue(services)
+async def test_mail_is_multipart_german_by_default(client, app, smtp, settings):
+    await enqueue(app)
     [message] = await smtp.wait_for(1)
     assert message["To"] == "erika@example.org"
     assert message["From"] == settings.mail_from
@@ -49,105 +38,97 @@ async def test_mail_is_multipart_german_by_default(client, services, smtp, setti
     assert f'href="{CONTEXT["link"]}"' in message.get_body(preferencelist=("html",)).get_content()
 
 
-async def test_mail_in_the_recipients_language(client, services, smtp):
-    await enqueue(services, language="en")
+async def test_mail_in_the_recipients_language(client, app, smtp):
+    await enqueue(app, language="en")
     [message] = await smtp.wait_for(1)
     assert message["Subject"] == "Set a new password"
     assert "Hello Erika Muster," in mail_text(message)
 
 
-async def test_sent_mail_keeps_no_body(client, services, smtp):
-    await enqueue(services)
-    row = await settled(services, "sent")
-    assert row.text_body == "" and row.html_body == ""
+async def test_sent_mail_keeps_no_body(client, app, engine, smtp):
+    await enqueue(app)
+    await mail_settled(app)
+    [row] = await rows(engine)
+    assert row.status == "sent" and row.text_body == "" and row.html_body == ""
 
 
-async def test_rolled_back_change_sends_nothing(client, services, smtp):
+async def test_rolled_back_change_sends_nothing(client, app, services, engine, smtp):
     try:
-        async with services.engine.begin() as conn:
+        async with engine.begin() as conn:
             await services.outbox.enqueue(conn, kind="password_reset", to="x@example.org", language="de", context=CONTEXT)
             raise RuntimeError("the cause failed")
     except RuntimeError:
         pass
-    await asyncio.sleep(0.3)
-    assert smtp.messages == [] and await rows(services) == []
+    await mail_settled(app)
+    assert smtp.messages == [] and await rows(engine) == []
 
 
-async def test_smtp_refusing_for_a_while_delays_but_delivers_once(client, services, smtp, clock):
+async def test_smtp_refusing_for_a_while_delays_but_delivers_once(client, app, engine, smtp, clock):
     smtp.refuse = True
-    await enqueue(services)
-    for _ in range(200):
-        [row] = await rows(services)
-        if row.attempts == 1 and row.status == "pending":
-            break
-        await asyncio.sleep(0.025)
+    await enqueue(app)
+    await mail_settled(app)
+    [row] = await rows(engine)
+    assert row.attempts == 1 and row.status == "pending"
     assert row.last_error.startswith("SMTPDataError")
     smtp.refuse = False
     clock.advance(seconds=31)
-    services.outbox.wake.set()
-    [message] = await smtp.wait_for(1)
-    await asyncio.sleep(0.2)
+    await mail_settled(app)
     assert len(smtp.messages) == 1
-    [row] = await rows(services)
+    [row] = await rows(engine)
     assert row.status == "sent" and row.attempts == 2
 
 
 async def test_mail_survives_smtp_down_and_a_restart(aiohttp_client, tmp_path, database_url, clock, smtp):
     closed_port = make_settings(tmp_path, database_url, SMTP_HOST="127.0.0.1", SMTP_PORT="9", SMTP_TLS="none")
-    first = await aiohttp_client(create_app(closed_port, clock=clock))
-    services = first.app[services_key]
-    await enqueue(services)
-    for _ in range(100):
-        if (await rows(services))[0].attempts == 1:
-            break
-        await asyncio.sleep(0.05)
+    first = await aiohttp_client(make_app(closed_port, clock=clock))
+    app, engine = first.app, first.app[engine_key]
+    await enqueue(app)
+    await mail_settled(app)
+    assert (await rows(engine))[0].attempts == 1
     await first.close()
 
     clock.advance(minutes=2)
     working = make_settings(tmp_path, database_url, SMTP_HOST="127.0.0.1", SMTP_PORT=str(smtp.controller.port), SMTP_TLS="none")
-    await aiohttp_client(create_app(working, clock=clock))
+    await aiohttp_client(make_app(working, clock=clock))
     [message] = await smtp.wait_for(1)
     assert message["To"] == "erika@example.org"
 
 
-async def test_crash_between_send_and_mark_does_not_send_twice(client, services, smtp, settings, clock):
+async def test_crash_between_send_and_mark_does_not_send_twice(client, app, engine, smtp, settings, clock):
     # Play the sender that crashed: claim, deliver, and never mark the mail sent.
-    sender = MailSender(services.engine, clock, settings, asyncio.Event())
-    mail_id = await enqueue(services)
-    await settled(services, "sent")  # the app's own sender delivered it; now make it look cut off
-    async with services.engine.begin() as conn:
+    sender = MailSender(engine=engine, clock=clock, settings=settings, wake=asyncio.Event())
+    mail_id = await enqueue(app)
+    await mail_settled(app)  # the app's own sender delivered it; now make it look cut off
+    assert len(smtp.messages) == 1
+    async with engine.begin() as conn:
         await conn.execute(mails.update().where(mails.c.id == mail_id).values(status="sending", claimed_at=clock.now()))
     clock.advance(seconds=STALE_CLAIM.total_seconds() + 1)
     assert await sender.release_stale() == 1
     assert await sender.send_due() == 0
-    [row] = await rows(services)
+    [row] = await rows(engine)
     assert row.status == "uncertain"
     assert len(smtp.messages) == 1
 
 
-async def test_two_senders_never_send_the_same_mail(client, services, smtp, settings, clock):
+async def test_two_senders_never_send_the_same_mail(client, app, engine, smtp, settings, clock):
     smtp.refuse = True  # keep the app's sender from taking it first
-    await enqueue(services)
-    await asyncio.sleep(0.3)
+    await enqueue(app)
+    await mail_settled(app)
     smtp.refuse = False
     clock.advance(minutes=1)
-    senders = [MailSender(services.engine, clock, settings, asyncio.Event()) for _ in range(3)]
+    senders = [MailSender(engine=engine, clock=clock, settings=settings, wake=asyncio.Event()) for _ in range(3)]
     results = await asyncio.gather(*(sender.send_due() for sender in senders))
     assert sum(results) <= 1
     await smtp.wait_for(1)
-    await asyncio.sleep(0.2)
+    await mail_settled(app)  # the app's own sender had its chance too
     assert len(smtp.messages) == 1
 
 
-async def test_without_smtp_mails_land_in_the_outbox_folder(client, services, settings):
-    await enqueue(services)
-    for _ in range(400):
-        files = list(settings.outbox_dir.glob("*.eml")) if settings.outbox_dir.exists() else []
-        if files:
-            break
-        await asyncio.sleep(0.05)
-    [eml] = files
+async def test_without_smtp_mails_land_in_the_outbox_folder(client, app, engine, settings):
+    await enqueue(app)
+    await mail_settled(app)
+    [eml] = settings.outbox_dir.glob("*.eml")
     content = eml.read_bytes()
     assert b"To: erika@example.org" in content and CONTEXT["link"].encode() in content
-    async with services.engine.connect() as conn:
+    async with engine.connect() as conn:
         assert await store.status_counts(conn) == {"sent": 1}

@@ -25,9 +25,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from smartpractice.app import create_app
 from smartpractice.keys import services_key
-from tests.conftest import make_settings
+from tests.helpers import make_app, make_settings
 
 OPENAPI = "/api/v1/openapi.json"
 PATIENT = {"email": "erika@example.org", "username": "erika-m", "display_name": "Erika Mustermann"}
@@ -187,7 +186,7 @@ async def test_every_documented_answer_is_given_and_matches_its_schema(client, s
 async def live_server(aiohttp_server, tmp_path, database_url):
     port = unused_port()
     settings = make_settings(tmp_path, database_url, BASE_URL=f"http://127.0.0.1:{port}")
-    return await aiohttp_server(create_app(settings), port=port)
+    return await aiohttp_server(make_app(settings), port=port)
 
 
 def _describe(failure: BaseException) -> str:

@@ -6,8 +6,7 @@ import re
 
 import pyotp
 
-from tests.conftest import PASSWORD, add_member, log_in, post_form
-from tests.test_cli import invoke
+from tests.helpers import PASSWORD, add_member, invoke, log_in, post_form
 
 
 async def operator_logged_in(client, services) -> None:
@@ -23,7 +22,7 @@ async def operator_logged_in(client, services) -> None:
     await post_form(client, "/account/two-factor/setup", {"code": pyotp.TOTP(secret).at(services.clock.now())})
 
 
-async def test_cli_creates_an_operator_who_must_set_up_two_factors(client, cli_env):  # noqa: F811
+async def test_cli_creates_an_operator_who_must_set_up_two_factors(client, cli_env):
     result = await invoke(["create-operator", "--email", "op@example.org", "--username", "operator"], cli_env)
     assert result.exit_code == 0, result.output
     password = re.search(r"Initial password: (\S+)", result.output).group(1)
@@ -45,8 +44,8 @@ async def test_operator_sees_practices_and_sets_a_plan(client, services, practic
     assert (await post_form(client, "/operator/practices/999999/suspend", {})).status == 404
 
 
-async def test_a_suspended_practice_is_locked_out(client, other_browser, services, practice, clinician):
-    await add_member(services, practice, "patient", "erika")
+async def test_a_suspended_practice_is_locked_out(client, other_browser, services, app, practice, clinician):
+    await add_member(app, practice, "patient", "erika")
     await log_in(other_browser, "dr-berg")
     await operator_logged_in(client, services)
     assert (await post_form(client, f"/operator/practices/{practice.id}/suspend", {})).status == 303
@@ -67,8 +66,8 @@ async def test_a_suspended_practice_is_locked_out(client, other_browser, service
     assert (await log_in(other_browser, "dr-berg")).status == 303
 
 
-async def test_the_operator_pages_are_hidden_from_everyone_else(client, services, practice):
-    await add_member(services, practice, "admin", "praxis-admin")
+async def test_the_operator_pages_are_hidden_from_everyone_else(client, app, practice):
+    await add_member(app, practice, "admin", "praxis-admin")
     await log_in(client, "praxis-admin")
     for path in ("/operator", "/operator/audit", "/operator/audit.csv"):
         assert (await client.get(path)).status == 404

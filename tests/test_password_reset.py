@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.conftest import PASSWORD, log_in, mail_link, mail_text, post_form
+from tests.helpers import PASSWORD, log_in, mail_link, mail_text, post_form
 
 NEW = "Kastanie-Leuchtturm-Morgen"
 
@@ -60,10 +60,10 @@ async def test_tampered_link_is_refused(client, smtp, clinician):
     assert "not valid" in await response.text()
 
 
-async def test_confirmation_token_is_no_reset_token(client, services, smtp, clinician):
+async def test_confirmation_token_is_no_reset_token(client, services, engine, smtp, clinician):
     from smartpractice.accounts.tokens import CONFIRM_EMAIL
 
-    async with services.engine.begin() as conn:
+    async with engine.begin() as conn:
         token = await services.tokens.issue(conn, clinician.user_id, CONFIRM_EMAIL)
     assert (await client.get(f"/password-reset/{token}")).status == 410
 

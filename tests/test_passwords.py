@@ -2,12 +2,41 @@
 
 from __future__ import annotations
 
-import asyncio
+import re
+from pathlib import Path
 
+import argon2
 import pytest
 
 from smartpractice.accounts.passwords import PasswordRejected, check_password, generate_password
-from tests.conftest import log_in, mail_text, post_form
+from smartpractice.app import create_app
+from smartpractice.keys import services_key
+from tests.helpers import PASSWORD, log_in, mail_settled, mail_text, post_form
+
+SECURITY = Path(__file__).resolve().parents[1] / "docs" / "security.md"
+
+
+async def test_the_server_hashes_with_the_documented_parameters(aiohttp_client, settings, clock):
+    # The one app in the tests with the production cost; all others hash cheaply.
+    documented = re.search(
+        r"t=(\d+) iterations, (\d+) MiB memory, p=(\d+) lanes, (\d+)-byte salt, (\d+)-byte hash",
+        SECURITY.read_text().replace("\n  ", " "),
+    )
+    assert documented, "docs/security.md no longer names the hashing parameters"
+    time_cost, mebibytes, lanes, salt_bytes, hash_bytes = map(int, documented.groups())
+    passwords = (await aiohttp_client(create_app(settings, clock=clock))).app[services_key].passwords
+
+    stored = await passwords.hash(PASSWORD)
+    assert stored.startswith(f"$argon2id$v=19$m={mebibytes * 1024},t={time_cost},p={lanes}$")
+    assert argon2.extract_parameters(stored) == argon2.Parameters(
+        type=argon2.Type.ID, version=19, salt_len=salt_bytes, hash_len=hash_bytes,
+        time_cost=time_cost, memory_cost=mebibytes * 1024, parallelism=lanes,
+    )
+    assert await passwords.verify(stored, PASSWORD)
+    assert not await passwords.verify(stored, "amber-violin-harbour-78")
+    assert not passwords.needs_rehash(stored)
+    # Unknown users are answered after verifying against a hash of the same cost.
+    assert await passwords.verify_dummy(PASSWORD) is False
 
 
 @pytest.mark.parametrize(
@@ -110,5 +139,5 @@ async def test_replacing_the_initial_password_sends_no_alarm(client, services, s
         "new_password_repeat": "Kastanie-Leuchtturm-Morgen",
     })
     assert changed.status == 303
-    await asyncio.sleep(0.5)
+    await mail_settled(client.app)
     assert smtp.messages == []

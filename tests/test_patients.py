@@ -2,51 +2,27 @@
 
 from __future__ import annotations
 
-import re
-
 from sqlalchemy import func, select
 
-from smartpractice.app import create_app
-from smartpractice.storage.tables import memberships, users
-from tests.conftest import (
+from smartpractice.storage.tables import memberships
+from tests.helpers import (
+    GENERATED,
     PASSWORD,
     add_member,
+    confirm,
+    create_patient,
+    english,
+    generated_password,
     log_in,
     mail_link,
     mail_text,
+    make_app,
     make_settings,
+    patient_id,
     post_form,
 )
 
-GENERATED = re.compile(r"<code>([a-z2-9]{4}(?:-[a-z2-9]{4}){3})</code>")
 OWN_PASSWORD = "copper-lantern-meadow-41"
-PATIENT = {"display_name": "Erika Mustermann", "email": "erika@example.org", "username": "erika", "language": "en"}
-
-
-def english(browser) -> None:
-    (browser.session if hasattr(browser, "session") else browser).headers["Accept-Language"] = "en"
-
-
-async def create_patient(client, slug: str, password: str = "", **fields: str):
-    """As a logged-in staff member: fill in the new-patient form; returns the result page."""
-    return await post_form(client, f"/p/{slug}/patients", {**PATIENT, **fields, "password": password})
-
-
-async def generated_password(response) -> str:
-    match = GENERATED.search(await response.text())
-    assert match, await response.text()
-    return match.group(1)
-
-
-async def patient_id(services, username: str = "erika") -> int:
-    async with services.engine.connect() as conn:
-        return (await conn.execute(select(users.c.id).where(users.c.username == username))).scalar_one()
-
-
-async def confirm(browser, link: str):
-    page = await browser.get(link)
-    assert page.status == 200
-    return await post_form(browser, link, {})
 
 
 async def test_patient_confirms_by_mail_then_chooses_own_password(client, other_browser, smtp, practice, clinician):
@@ -104,11 +80,11 @@ async def test_wrong_password_of_unconfirmed_account_gets_the_usual_answer(clien
     assert "confirm" not in text
 
 
-async def test_generated_password_is_shown_once(client, services, practice, clinician):
+async def test_generated_password_is_shown_once(client, engine, practice, clinician):
     await log_in(client, "dr-berg")
     initial = await generated_password(await create_patient(client, practice.slug))
     listing = await (await client.get(f"/p/{practice.slug}/patients")).text()
-    detail = await (await client.get(f"/p/{practice.slug}/patients/{await patient_id(services)}")).text()
+    detail = await (await client.get(f"/p/{practice.slug}/patients/{await patient_id(engine)}")).text()
     assert "erika@example.org" in listing and "erika@example.org" in detail
     assert initial not in listing and initial not in detail
 
@@ -135,9 +111,9 @@ async def test_weak_typed_password_reshows_the_form_with_what_was_typed(client, 
     assert 'value="Erika Mustermann"' in page and 'value="erika@example.org"' in page
 
 
-async def test_existing_username_or_email_is_refused_and_no_account_is_taken_over(client, services, practice, clinician):
+async def test_existing_username_or_email_is_refused_and_no_account_is_taken_over(client, services, app, engine, practice, clinician):
     other = await services.practices.create("Praxis am See", admin_email="see@example.org", admin_username="see-admin")
-    await add_member(services, other.practice, "patient", "anna")
+    await add_member(app, other.practice, "patient", "anna")
     await log_in(client, "dr-berg")
     english(client)
     by_email = await create_patient(client, practice.slug, email="ANNA@example.org")
@@ -146,8 +122,8 @@ async def test_existing_username_or_email_is_refused_and_no_account_is_taken_ove
     by_name = await create_patient(client, practice.slug, username="Anna")
     assert by_name.status == 400
     assert "This user name is already taken." in await by_name.text()
-    anna = await patient_id(services, "anna")
-    async with services.engine.connect() as conn:
+    anna = await patient_id(engine, "anna")
+    async with engine.connect() as conn:
         joined = await conn.scalar(select(func.count()).select_from(memberships).where(memberships.c.user_id == anna))
     assert joined == 1
     assert (await client.get(f"/p/{practice.slug}/patients/{anna}")).status == 404
@@ -171,13 +147,13 @@ async def test_list_shows_confirmation_and_initial_password_state(client, other_
     assert listing.count("initial password expired") == 2
 
 
-async def test_initial_password_lifetime_comes_from_the_setting(aiohttp_client, tmp_path, database_url, clock, smtp, services, practice):
+async def test_initial_password_lifetime_comes_from_the_setting(aiohttp_client, tmp_path, database_url, clock, smtp, app, practice):
     settings = make_settings(
         tmp_path, database_url, INITIAL_PASSWORD_DAYS="3",
         SMTP_HOST="127.0.0.1", SMTP_PORT=str(smtp.controller.port), SMTP_TLS="none",
     )
-    browser = await aiohttp_client(create_app(settings, clock=clock))
-    await add_member(services, practice, "clinician", "dr-kurz")
+    browser = await aiohttp_client(make_app(settings, clock=clock))
+    await add_member(app, practice, "clinician", "dr-kurz")
     await log_in(browser, "dr-kurz")
     english(browser)
     created = await create_patient(browser, practice.slug)
@@ -194,7 +170,7 @@ async def test_initial_password_lifetime_comes_from_the_setting(aiohttp_client, 
     assert "Your initial password has expired. Please ask your practice for a new one." in await expired.text()
 
 
-async def test_expired_initial_password_is_replaced_by_the_practice(client, other_browser, smtp, clock, services, practice, clinician):
+async def test_expired_initial_password_is_replaced_by_the_practice(client, other_browser, smtp, clock, engine, practice, clinician):
     await log_in(client, "dr-berg")
     english(client)
     old = await generated_password(await create_patient(client, practice.slug))
@@ -204,7 +180,7 @@ async def test_expired_initial_password_is_replaced_by_the_practice(client, othe
     assert (await log_in(other_browser, "erika", old)).status == 401
 
     await log_in(client, "dr-berg")
-    erika = await patient_id(services)
+    erika = await patient_id(engine)
     issued = await post_form(client, f"/p/{practice.slug}/patients/{erika}/initial-password", {})
     assert issued.status == 200
     new = await generated_password(issued)
@@ -218,25 +194,25 @@ async def test_expired_initial_password_is_replaced_by_the_practice(client, othe
     assert gate.headers["Location"] == "/account/password"
 
 
-async def test_new_initial_password_ends_the_patients_sessions(client, other_browser, smtp, services, practice, clinician):
+async def test_new_initial_password_ends_the_patients_sessions(client, other_browser, smtp, engine, practice, clinician):
     await log_in(client, "dr-berg")
     initial = await generated_password(await create_patient(client, practice.slug))
     await confirm(other_browser, mail_link((await smtp.wait_for(1))[0]))
     await log_in(other_browser, "erika", initial)
     assert (await other_browser.get("/account/password", allow_redirects=False)).status == 200
-    await post_form(client, f"/p/{practice.slug}/patients/{await patient_id(services)}/initial-password", {})
+    await post_form(client, f"/p/{practice.slug}/patients/{await patient_id(engine)}/initial-password", {})
     after = await other_browser.get("/account/password", allow_redirects=False)
     assert after.status == 303
     assert after.headers["Location"].startswith("/login")
 
 
-async def test_unconfirmed_patient_gets_a_fresh_confirmation_mail_with_the_new_password(client, other_browser, smtp, clock, services, practice, clinician):
+async def test_unconfirmed_patient_gets_a_fresh_confirmation_mail_with_the_new_password(client, other_browser, smtp, clock, engine, practice, clinician):
     await log_in(client, "dr-berg")
     await create_patient(client, practice.slug)
     first_link = mail_link((await smtp.wait_for(1))[0])
     clock.advance(days=3)
     await log_in(client, "dr-berg")
-    issued = await post_form(client, f"/p/{practice.slug}/patients/{await patient_id(services)}/initial-password", {})
+    issued = await post_form(client, f"/p/{practice.slug}/patients/{await patient_id(engine)}/initial-password", {})
     new = await generated_password(issued)
     second_link = mail_link((await smtp.wait_for(2))[1])
     assert second_link != first_link
@@ -245,8 +221,8 @@ async def test_unconfirmed_patient_gets_a_fresh_confirmation_mail_with_the_new_p
     assert (await log_in(other_browser, "erika", new)).status == 303
 
 
-async def test_no_new_initial_password_once_the_patient_chose_their_own(client, services, practice, clinician):
-    erika = await add_member(services, practice, "patient", "erika")
+async def test_no_new_initial_password_once_the_patient_chose_their_own(client, app, practice, clinician):
+    erika = await add_member(app, practice, "patient", "erika")
     await log_in(client, "dr-berg")
     english(client)
     refused = await post_form(client, f"/p/{practice.slug}/patients/{erika}/initial-password", {})
@@ -258,9 +234,9 @@ async def test_no_new_initial_password_once_the_patient_chose_their_own(client, 
     assert (await log_in(client, "erika", PASSWORD)).status == 303
 
 
-async def test_patient_of_another_practice_is_not_visible_or_reachable(client, services, practice, clinician):
+async def test_patient_of_another_practice_is_not_visible_or_reachable(client, services, app, practice, clinician):
     other = await services.practices.create("Praxis am See", admin_email="see@example.org", admin_username="see-admin")
-    foreign = await add_member(services, other.practice, "patient", "seepatient")
+    foreign = await add_member(app, other.practice, "patient", "seepatient")
     await log_in(client, "dr-berg")
     listing = await (await client.get(f"/p/{practice.slug}/patients")).text()
     assert "seepatient" not in listing
@@ -272,8 +248,8 @@ async def test_patient_of_another_practice_is_not_visible_or_reachable(client, s
     assert (await client.get(f"/p/{practice.slug}/patients/not-a-number")).status == 404
 
 
-async def test_patient_cannot_open_the_staff_pages(client, services, practice):
-    erika = await add_member(services, practice, "patient", "erika")
+async def test_patient_cannot_open_the_staff_pages(client, app, practice):
+    erika = await add_member(app, practice, "patient", "erika")
     await log_in(client, "erika")
     for path in ("patients", "patients/new", f"patients/{erika}", "registration", "registration/qr.svg", "registration/qr.png"):
         assert (await client.get(f"/p/{practice.slug}/{path}")).status == 404, path

@@ -113,13 +113,13 @@ async def all_ids(engine) -> dict:
         )}
 
 
-async def test_purge_deletes_exactly_the_expired_rows(services, settings, clock, clinician):
-    gone = await fill(services.engine, clock, clinician.user_id)
-    before = await all_ids(services.engine)
+async def test_purge_deletes_exactly_the_expired_rows(engine, settings, clock, clinician):
+    gone = await fill(engine, clock, clinician.user_id)
+    before = await all_ids(engine)
 
-    assert await purge_expired(services.engine, settings, clock) == EXPECTED
+    assert await purge_expired(engine, settings, clock) == EXPECTED
 
-    after = await all_ids(services.engine)
+    after = await all_ids(engine)
     assert after["consultations"] == before["consultations"] - gone["consultations"]
     assert after["calls"] == before["calls"] - gone["calls"]
     assert after["invitations"] == before["invitations"] - gone["invitations"]
@@ -131,30 +131,30 @@ async def test_purge_deletes_exactly_the_expired_rows(services, settings, clock,
     for kind, table in by_kind.items():
         expired = {key for label, key in gone["other"] if label == kind}
         assert after[table] == before[table] - expired, kind
-    async with services.engine.connect() as conn:
+    async with engine.connect() as conn:
         states = set((await conn.execute(select(consultations.c.state))).scalars())
     assert states == {"ended", "running", "scheduled", "cancelled"}
 
 
-async def test_purge_with_a_later_clock_deletes_what_has_expired_since(services, settings, clock, clinician):
-    await fill(services.engine, clock, clinician.user_id)
-    await purge_expired(services.engine, settings, clock)
+async def test_purge_with_a_later_clock_deletes_what_has_expired_since(engine, settings, clock, clinician):
+    await fill(engine, clock, clinician.user_id)
+    await purge_expired(engine, settings, clock)
     clock.advance(seconds=2)
-    later = await purge_expired(services.engine, settings, clock)
+    later = await purge_expired(engine, settings, clock)
     # The consultation that ended a second after the old cutoff, the call a second after it
     # (with it the consultation that waited for it), the invitation and the mail.
     assert later["consultations"] == 2 and later["calls"] == 1 and later["attendances"] == 2
     assert later["ad-hoc invitations"] == 1 and later["mails"] == 1
 
 
-async def test_dry_run_deletes_nothing_and_counts_what_the_purge_deletes(services, settings, clock, clinician):
-    await fill(services.engine, clock, clinician.user_id)
-    before = await all_ids(services.engine)
-    assert await purge_expired(services.engine, settings, clock, dry_run=True) == EXPECTED
-    assert await all_ids(services.engine) == before
-    assert await purge_expired(services.engine, settings, clock) == EXPECTED
-    assert await purge_expired(services.engine, settings, clock, dry_run=True) == NOTHING
-    assert await purge_expired(services.engine, settings, clock) == NOTHING
+async def test_dry_run_deletes_nothing_and_counts_what_the_purge_deletes(engine, settings, clock, clinician):
+    await fill(engine, clock, clinician.user_id)
+    before = await all_ids(engine)
+    assert await purge_expired(engine, settings, clock, dry_run=True) == EXPECTED
+    assert await all_ids(engine) == before
+    assert await purge_expired(engine, settings, clock) == EXPECTED
+    assert await purge_expired(engine, settings, clock, dry_run=True) == NOTHING
+    assert await purge_expired(engine, settings, clock) == NOTHING
 
 
 async def many_expired_calls(engine, clock, count: int) -> None:
@@ -173,34 +173,35 @@ async def many_expired_calls(engine, clock, count: int) -> None:
         ])
 
 
-async def test_two_purges_at_once_delete_every_row_once(services, settings, clock, database_url):
-    await many_expired_calls(services.engine, clock, 1500)
-    engines = [create_engine(database_url), create_engine(database_url)]
+async def test_two_purges_at_once_delete_every_row_once(engine, settings, clock, database_url):
+    await many_expired_calls(engine, clock, 1500)
+    # Two server instances, each with its own engine.
+    instances = [create_engine(database_url), create_engine(database_url)]
     try:
         first, second = await asyncio.gather(*(
-            purge_expired(engine, settings, clock, batch_size=100) for engine in engines
+            purge_expired(instance, settings, clock, batch_size=100) for instance in instances
         ))
     finally:
-        for engine in engines:
-            await engine.dispose()
+        for instance in instances:
+            await instance.dispose()
     assert first["calls"] + second["calls"] == 1500
     assert first["attendances"] + second["attendances"] == 1500
     assert first["consultations"] + second["consultations"] == 1
-    async with services.engine.connect() as conn:
+    async with engine.connect() as conn:
         assert (await conn.execute(select(func.count()).select_from(calls))).scalar_one() == 0
 
 
-async def test_a_purge_asked_to_stop_leaves_the_rest_for_the_next_run(services, settings, clock):
-    await many_expired_calls(services.engine, clock, 30)
+async def test_a_purge_asked_to_stop_leaves_the_rest_for_the_next_run(engine, settings, clock):
+    await many_expired_calls(engine, clock, 30)
     stopping = asyncio.Event()
     stopping.set()
-    assert (await purge_expired(services.engine, settings, clock, stopping=stopping))["calls"] == 0
-    assert (await purge_expired(services.engine, settings, clock, batch_size=7))["calls"] == 30
+    assert (await purge_expired(engine, settings, clock, stopping=stopping))["calls"] == 0
+    assert (await purge_expired(engine, settings, clock, batch_size=7))["calls"] == 30
 
 
-async def test_cli_prints_what_it_would_delete_and_then_deleted_per_kind(services, cli_env, clinician):
+async def test_cli_prints_what_it_would_delete_and_then_deleted_per_kind(engine, cli_env, clinician):
     # The command runs on the real clock: an hour either side of the cutoff is plenty.
-    await fill(services.engine, FrozenClock(), clinician.user_id, margin=timedelta(hours=1))
+    await fill(engine, FrozenClock(), clinician.user_id, margin=timedelta(hours=1))
     run = CliRunner()
     dry = await asyncio.to_thread(run.invoke, main, ["purge", "--dry-run"], env=cli_env, catch_exceptions=False)
     assert dry.exit_code == 0, dry.output
@@ -213,9 +214,9 @@ async def test_cli_prints_what_it_would_delete_and_then_deleted_per_kind(service
     ]
 
 
-async def test_a_practice_with_a_shorter_period_loses_its_records_sooner(services, settings, clock):
+async def test_a_practice_with_a_shorter_period_loses_its_records_sooner(engine, settings, clock):
     now = clock.now()
-    async with services.engine.begin() as conn:
+    async with engine.begin() as conn:
         brief, usual = await rows.practice(conn, now), await rows.practice(conn, now)
         await conn.execute(practices.update().where(practices.c.id == brief).values(retention_days=30))
         for practice in (brief, usual):
@@ -223,23 +224,23 @@ async def test_a_practice_with_a_shorter_period_loses_its_records_sooner(service
             await rows.call(conn, held, started_at=now - timedelta(days=31))
             await rows.audit_entry(conn, practice, created_at=now - timedelta(days=31))
             await rows.audit_entry(conn, practice, created_at=now - timedelta(days=29))
-    would = await purge_expired(services.engine, settings, clock, dry_run=True)
-    deleted = await purge_expired(services.engine, settings, clock)
+    would = await purge_expired(engine, settings, clock, dry_run=True)
+    deleted = await purge_expired(engine, settings, clock)
     assert deleted["calls"] == deleted["consultations"] == deleted["audit entries"] == 1 and would == deleted
-    async with services.engine.connect() as conn:
+    async with engine.connect() as conn:
         left = (await conn.execute(select(calls.c.practice_id))).scalars().all()
         kept = (await conn.execute(select(audit_log.c.practice_id))).scalars().all()
     assert left == [usual] and sorted(kept) == sorted([brief, usual, usual])
 
 
-async def test_a_dry_run_counts_a_shorter_periods_old_records_once(services, settings, clock):
+async def test_a_dry_run_counts_a_shorter_periods_old_records_once(engine, settings, clock):
     now = clock.now()
-    async with services.engine.begin() as conn:
+    async with engine.begin() as conn:
         brief = await rows.practice(conn, now)
         await conn.execute(practices.update().where(practices.c.id == brief).values(retention_days=30))
         # Past the site's period as well as the practice's own.
         await rows.audit_entry(conn, brief, created_at=now - timedelta(days=settings.retention_days + 1))
         await rows.audit_entry(conn, brief, created_at=now - timedelta(days=31))
-    would = await purge_expired(services.engine, settings, clock, dry_run=True)
-    deleted = await purge_expired(services.engine, settings, clock)
+    would = await purge_expired(engine, settings, clock, dry_run=True)
+    deleted = await purge_expired(engine, settings, clock)
     assert would["audit entries"] == deleted["audit entries"] == 2

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import io
 import re
 
@@ -10,8 +9,16 @@ import segno
 from sqlalchemy import func, select
 
 from smartpractice.storage.tables import memberships, practices, users
-from tests.conftest import add_member, log_in, mail_link, mail_text, post_form
-from tests.test_patients import confirm, english
+from tests.helpers import (
+    add_member,
+    confirm,
+    english,
+    log_in,
+    mail_link,
+    mail_settled,
+    mail_text,
+    post_form,
+)
 
 REGISTER_PATH = re.compile(r"http://localhost:8080(/register/[A-Za-z0-9_-]+)")
 CHOSEN = "copper-lantern-meadow-41"
@@ -40,8 +47,8 @@ async def register(browser, path: str, **fields: str):
     return await post_form(browser, path, {**APPLICANT, **fields})
 
 
-async def count(services, table, *where) -> int:
-    async with services.engine.connect() as conn:
+async def count(engine, table, *where) -> int:
+    async with engine.connect() as conn:
         return await conn.scalar(select(func.count()).select_from(table).where(*where))
 
 
@@ -73,7 +80,7 @@ async def test_self_registration_end_to_end(client, other_browser, smtp, service
     assert "You have no upcoming consultations with this practice." in await dashboard.text()
 
 
-async def test_missing_consent_reshows_the_form_with_what_was_typed(client, smtp, services, practice, clinician):
+async def test_missing_consent_reshows_the_form_with_what_was_typed(client, smtp, engine, practice, clinician):
     path = await registration_path(client, practice.slug)
     english(client)
     response = await register(client, path, consent="")
@@ -83,7 +90,7 @@ async def test_missing_consent_reshows_the_form_with_what_was_typed(client, smtp
     for value in ("Jonas Weber", "jonas@example.org", "jonas"):
         assert f'value="{value}"' in page
     assert CHOSEN not in page
-    assert await count(services, users, users.c.username == "jonas") == 0
+    assert await count(engine, users, users.c.username == "jonas") == 0
 
 
 async def test_bad_passwords_are_explained(client, practice, clinician):
@@ -97,13 +104,13 @@ async def test_bad_passwords_are_explained(client, practice, clinician):
     assert "at least 10 characters" in await short.text()
 
 
-async def test_existing_address_gets_the_same_page_and_its_owner_a_notice(client, other_browser, smtp, services, practice, clinician):
+async def test_existing_address_gets_the_same_page_and_its_owner_a_notice(client, other_browser, smtp, services, app, engine, practice, clinician):
     other = await services.practices.create("Praxis am See", admin_email="see@example.org", admin_username="see-admin")
-    anna = await add_member(services, other.practice, "patient", "anna")
+    anna = await add_member(app, other.practice, "patient", "anna")
     path = await registration_path(client, practice.slug)
     english(client)
     english(other_browser)
-    users_before = await count(services, users)
+    users_before = await count(engine, users)
 
     fresh = await register(client, path)
     existing = await register(other_browser, path, email="Anna@Example.org", username="anna-neu", display_name="Anna Neu")
@@ -118,13 +125,13 @@ async def test_existing_address_gets_the_same_page_and_its_owner_a_notice(client
     assert "Someone tried to register with Praxis am Markt using your email address." in mail_text(notice)
     assert "log in with your user name anna" in mail_text(notice)
     assert mail_link(notice) == "/password-reset"
-    assert await count(services, users) == users_before + 1  # only jonas
-    assert await count(services, users, users.c.username == "anna-neu") == 0
-    assert await count(services, memberships, memberships.c.user_id == anna) == 1
+    assert await count(engine, users) == users_before + 1  # only jonas
+    assert await count(engine, users, users.c.username == "anna-neu") == 0
+    assert await count(engine, memberships, memberships.c.user_id == anna) == 1
 
 
-async def test_taken_username_is_said_without_revealing_the_address(client, smtp, services, practice, clinician):
-    await add_member(services, practice, "patient", "jonas")
+async def test_taken_username_is_said_without_revealing_the_address(client, smtp, app, practice, clinician):
+    await add_member(app, practice, "patient", "jonas")
     path = await registration_path(client, practice.slug)
     english(client)
     for email in ("jonas@example.org", "someone-new@example.org"):
@@ -133,12 +140,12 @@ async def test_taken_username_is_said_without_revealing_the_address(client, smtp
         page = await response.text()
         assert "This user name is already taken." in page
         assert "email address" not in page.split('role="alert"')[1].split("</p>")[0]
-    await asyncio.sleep(0.5)
+    await mail_settled(client.app)
     assert smtp.messages == []
 
 
-async def test_switched_off_registration_and_renewed_link_kill_old_links(client, services, practice, clinician):
-    await add_member(services, practice, "admin", "praxis-admin")
+async def test_switched_off_registration_and_renewed_link_kill_old_links(client, app, engine, practice, clinician):
+    await add_member(app, practice, "admin", "praxis-admin")
     old = await registration_path(client, practice.slug, "praxis-admin")
     await log_in(client, "praxis-admin")
     english(client)
@@ -150,7 +157,7 @@ async def test_switched_off_registration_and_renewed_link_kill_old_links(client,
     assert closed.status == 404
     assert "This registration link is no longer valid" in await closed.text()
     assert (await register(client, old)).status == 404
-    assert await count(services, users, users.c.username == "jonas") == 0
+    assert await count(engine, users, users.c.username == "jonas") == 0
 
     await post_form(client, f"/p/{practice.slug}/registration", {"enabled": "on"})
     assert (await client.get(old)).status == 200
@@ -165,19 +172,19 @@ async def test_switched_off_registration_and_renewed_link_kill_old_links(client,
     assert (await client.get("/register/no-such-code")).status == 404
 
 
-async def test_only_admins_switch_registration_or_renew_the_link(client, services, practice, clinician):
+async def test_only_admins_switch_registration_or_renew_the_link(client, engine, practice, clinician):
     path = await registration_path(client, practice.slug)
     await log_in(client, "dr-berg")
     assert "Make a new link" not in await (await client.get(f"/p/{practice.slug}/registration")).text()
     assert (await post_form(client, f"/p/{practice.slug}/registration", {})).status == 404
     assert (await post_form(client, f"/p/{practice.slug}/registration/renew", {})).status == 404
-    async with services.engine.connect() as conn:
+    async with engine.connect() as conn:
         row = (await conn.execute(select(practices).where(practices.c.id == practice.id))).one()
     assert row.self_registration and path.endswith(row.registration_code)
 
 
-async def test_link_is_made_once_when_first_viewed(client, services, practice, clinician):
-    async with services.engine.connect() as conn:
+async def test_link_is_made_once_when_first_viewed(client, engine, practice, clinician):
+    async with engine.connect() as conn:
         assert await conn.scalar(select(practices.c.registration_code).where(practices.c.id == practice.id)) is None
     first = await registration_path(client, practice.slug)
     assert first == await registration_path(client, practice.slug)
@@ -204,8 +211,8 @@ async def test_qr_codes_hold_the_registration_link(client, practice, clinician):
     assert (await client.get(f"/p/{practice.slug}/registration/qr.png", allow_redirects=False)).status == 303
 
 
-async def test_date_of_birth_is_asked_only_when_the_practice_wants_it(client, other_browser, services, practice):
-    await add_member(services, practice, "admin", "praxis-admin")
+async def test_date_of_birth_is_asked_only_when_the_practice_wants_it(client, other_browser, app, engine, practice):
+    await add_member(app, practice, "admin", "praxis-admin")
     path = await registration_path(client, practice.slug, "praxis-admin")
     english(other_browser)
     assert "date_of_birth" not in await (await other_browser.get(path)).text()
@@ -220,12 +227,12 @@ async def test_date_of_birth_is_asked_only_when_the_practice_wants_it(client, ot
         assert "Please enter your date of birth as a valid date." in page
         assert 'value="Jonas Weber"' in page and f'value="{typed}"' in page
     assert (await register(other_browser, path, date_of_birth="1985-02-28")).status == 200
-    async with services.engine.connect() as conn:
+    async with engine.connect() as conn:
         born = await conn.scalar(select(users.c.date_of_birth).where(users.c.username == "jonas"))
     assert born.isoformat() == "1985-02-28"
 
 
-async def test_registrations_are_limited_per_client_address(client, smtp, services, practice, clinician):
+async def test_registrations_are_limited_per_client_address(client, smtp, engine, practice, clinician):
     path = await registration_path(client, practice.slug)
     english(client)
     for number in range(10):
@@ -234,7 +241,7 @@ async def test_registrations_are_limited_per_client_address(client, smtp, servic
     refused = await register(client, path, username="person-x", email="person-x@example.org")
     assert refused.status == 400
     assert "Too many registrations from your connection." in await refused.text()
-    assert await count(services, users, users.c.username == "person-x") == 0
+    assert await count(engine, users, users.c.username == "person-x") == 0
 
 
 async def test_registered_patient_cannot_reach_staff_pages(client, smtp, practice, clinician):

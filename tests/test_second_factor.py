@@ -9,15 +9,13 @@ from sqlalchemy import select
 
 from smartpractice.storage.second_factors import factor_of
 from smartpractice.storage.tables import audit_log, recovery_codes
-from smartpractice.storage.users import user_by_login
-from tests.conftest import (
+from tests.helpers import (
     PASSWORD,
     add_member,
     enrol_second_factor,
     log_in,
     mail_text,
     post_form,
-    services_of,
     totp_code,
 )
 
@@ -43,9 +41,9 @@ async def test_wrong_code_is_refused_and_the_form_reshown(client, practice, clin
     assert (await client.get(f"/p/{practice.slug}/", allow_redirects=False)).status == 303
 
 
-async def test_codes_outside_the_time_window_are_refused(client, services, clock, practice):
-    user_id = await add_member(services, practice, "clinician", "dr-zeit")
-    async with services.engine.connect() as conn:
+async def test_codes_outside_the_time_window_are_refused(client, app, engine, clock, practice):
+    user_id = await add_member(app, practice, "clinician", "dr-zeit")
+    async with engine.connect() as conn:
         secret = (await factor_of(conn, user_id)).secret
     totp = pyotp.TOTP(secret)
     await password_only(client, "dr-zeit")
@@ -56,16 +54,16 @@ async def test_codes_outside_the_time_window_are_refused(client, services, clock
     assert accepted.status == 303 and accepted.headers["Location"] == "/"
 
 
-async def test_a_code_works_once(client, other_browser, services, practice, clinician):
-    code = await totp_code(services, "dr-berg")
+async def test_a_code_works_once(client, other_browser, app, practice, clinician):
+    code = await totp_code(app, "dr-berg")
     await password_only(client)
     assert (await post_form(client, "/login/second-factor", {"code": code})).status == 303
     await password_only(other_browser)
     assert (await post_form(other_browser, "/login/second-factor", {"code": code})).status == 401
 
 
-async def test_first_login_enrols_an_app_and_gives_recovery_codes_once(client, services, smtp, practice):
-    user_id = await add_member(services, practice, "clinician", "dr-neu", second_factor=False)
+async def test_first_login_enrols_an_app_and_gives_recovery_codes_once(client, services, app, engine, smtp, practice):
+    user_id = await add_member(app, practice, "clinician", "dr-neu", second_factor=False)
     response = await password_only(client, "dr-neu")
     assert response.headers["Location"] == "/"
     assert (await client.get("/", allow_redirects=False)).headers["Location"] == "/account/two-factor/setup"
@@ -78,7 +76,7 @@ async def test_first_login_enrols_an_app_and_gives_recovery_codes_once(client, s
     codes = re.findall(r"<code>([a-z0-9]{5}-[a-z0-9]{5})</code>", await done.text())
     assert done.status == 200 and len(set(codes)) == 10
     assert (await client.get(f"/p/{practice.slug}/")).status == 200
-    async with services.engine.connect() as conn:
+    async with engine.connect() as conn:
         stored = [row.code_hmac for row in await conn.execute(select(recovery_codes))]
         actions = [row.action for row in await conn.execute(select(audit_log))]
         factor = await factor_of(conn, user_id)
@@ -90,9 +88,9 @@ async def test_first_login_enrols_an_app_and_gives_recovery_codes_once(client, s
 
 
 async def test_a_recovery_code_works_once(client, other_browser, services, practice, clinician):
-    enrolment = await services.second_factors.begin(await _user(services, "dr-berg"))
+    enrolment = await services.second_factors.begin(await services.users.by_login("dr-berg"))
     code_now = pyotp.TOTP(enrolment.secret).at(services.clock.now())
-    recovery = await services.second_factors.confirm(await _user(services, "dr-berg"), code_now, address="test")
+    recovery = await services.second_factors.confirm(await services.users.by_login("dr-berg"), code_now, address="test")
     await password_only(client)
     first = await post_form(client, "/login/second-factor", {"code": recovery[0].upper()})
     assert first.status == 303
@@ -106,25 +104,25 @@ async def test_five_wrong_codes_lock_the_second_step(client, practice, clinician
     await password_only(client)
     for _ in range(5):
         await post_form(client, "/login/second-factor", {"code": "000000"})
-    code = await totp_code(services_of(client), "dr-berg")
+    code = await totp_code(client.app, "dr-berg")
     locked = await post_form(client, "/login/second-factor", {"code": code}, headers={"Accept-Language": "en"})
     assert locked.status == 401 and "Too many wrong codes" in await locked.text()
 
 
-async def test_re_enrolment_needs_password_and_a_current_code(client, services, practice, clinician):
+async def test_re_enrolment_needs_password_and_a_current_code(client, app, practice, clinician):
     await log_in(client, "dr-berg")
     no_code = await post_form(client, "/account/two-factor", {"current_password": PASSWORD, "code": ""})
     assert no_code.status == 400
     wrong_password = await post_form(
-        client, "/account/two-factor", {"current_password": "wrong-password-1", "code": await totp_code(services, "dr-berg")}
+        client, "/account/two-factor", {"current_password": "wrong-password-1", "code": await totp_code(app, "dr-berg")}
     )
     assert wrong_password.status == 400
-    ok = await post_form(client, "/account/two-factor", {"current_password": PASSWORD, "code": await totp_code(services, "dr-berg")})
+    ok = await post_form(client, "/account/two-factor", {"current_password": PASSWORD, "code": await totp_code(app, "dr-berg")})
     assert ok.status == 303 and ok.headers["Location"] == "/account/two-factor/setup"
 
 
-async def test_a_patient_may_enable_the_second_factor(client, services, practice):
-    await add_member(services, practice, "patient", "erika")
+async def test_a_patient_may_enable_the_second_factor(client, services, app, practice):
+    await add_member(app, practice, "patient", "erika")
     assert (await log_in(client, "erika")).headers["Location"] == "/"
     started = await post_form(client, "/account/two-factor", {"current_password": PASSWORD})
     assert started.headers["Location"] == "/account/two-factor/setup"
@@ -135,13 +133,10 @@ async def test_a_patient_may_enable_the_second_factor(client, services, practice
     assert (await password_only(client, "erika")).headers["Location"] == "/login/second-factor"
 
 
-async def test_staff_added_by_the_test_helper_have_a_factor(services, practice):
-    user_id = await add_member(services, practice, "admin", "praxis-admin")
+async def test_staff_added_by_the_test_helper_have_a_factor(services, app, practice):
+    user_id = await add_member(app, practice, "admin", "praxis-admin")
     assert await services.second_factors.is_enrolled(user_id)
-    assert await enrol_second_factor(services, user_id)
+    assert await enrol_second_factor(app, user_id)
 
 
-async def _user(services, username: str):
-    async with services.engine.connect() as conn:
-        return await user_by_login(conn, username)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from tests.conftest import csrf_token, log_in, post_form, services_of, totp_code
+from tests.helpers import csrf_token, log_in, post_form, totp_code
 
 
 async def test_pages_carry_the_security_headers(client):
@@ -105,6 +105,6 @@ async def test_next_parameter_cannot_leave_the_site(client, clinician):
     )
     # Staff go on to the second factor; the foreign target is dropped there as well.
     assert response.headers["Location"] == "/login/second-factor"
-    code = await totp_code(services_of(client), "dr-berg")
+    code = await totp_code(client.app, "dr-berg")
     response = await post_form(client, "/login/second-factor", {"code": code, "next": "//evil.example/"})
     assert response.headers["Location"] == "/"

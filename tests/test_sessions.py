@@ -8,9 +8,8 @@ import re
 from aiohttp import ClientSession
 from sqlalchemy import select
 
-from smartpractice.app import create_app
 from smartpractice.storage.tables import login_sessions
-from tests.conftest import PASSWORD, log_in, make_settings, post_form
+from tests.helpers import PASSWORD, add_member, log_in, make_app, make_settings, post_form
 
 
 def session_cookie(response) -> str:
@@ -26,18 +25,18 @@ async def test_session_cookie_is_httponly_and_samesite(client, clinician):
 
 async def test_https_base_url_gives_host_prefixed_secure_cookies(aiohttp_client, tmp_path, database_url, clock):
     settings = make_settings(tmp_path, database_url, BASE_URL="https://praxis.example.org")
-    client = await aiohttp_client(create_app(settings, clock=clock))
+    client = await aiohttp_client(make_app(settings, clock=clock))
     page = await client.get("/login")
     [csrf] = page.headers.getall("Set-Cookie")
     assert csrf.startswith("__Host-sp_csrf=") and "Secure" in csrf and "HttpOnly" in csrf
     assert page.headers["Strict-Transport-Security"].startswith("max-age=")
 
 
-async def test_only_a_hash_of_the_session_id_is_stored(client, services, clinician):
+async def test_only_a_hash_of_the_session_id_is_stored(client, engine, clinician):
     response = await log_in(client, "dr-berg")
     token = response.cookies["sp_session"].value
     assert len(token) >= 43  # 256 bits, url-safe base64
-    async with services.engine.connect() as conn:
+    async with engine.connect() as conn:
         stored = (await conn.execute(select(login_sessions.c.token_hash))).scalars().all()
     assert stored == [hashlib.sha256(token.encode()).hexdigest()]
 
@@ -118,9 +117,7 @@ async def test_password_change_ends_other_sessions_and_rotates_this_one(client, 
     assert (await log_in(client, "dr-berg", "quiet-meadow-lantern-42")).status == 303
 
 
-async def test_one_other_session_can_be_ended_but_not_someone_elses(client, other_browser, services, practice, clinician):
-    from tests.conftest import add_member
-
+async def test_one_other_session_can_be_ended_but_not_someone_elses(client, other_browser, app, engine, practice, clinician):
     await log_in(other_browser, "dr-berg")
     await log_in(client, "dr-berg")
     page = await (await client.get("/account")).text()
@@ -129,9 +126,9 @@ async def test_one_other_session_can_be_ended_but_not_someone_elses(client, othe
     assert (await other_browser.get("/account", allow_redirects=False)).status == 303
     assert (await client.get("/account", allow_redirects=False)).status == 200
 
-    await add_member(services, practice, "patient", "erika")
+    await add_member(app, practice, "patient", "erika")
     await log_in(other_browser, "erika")
-    async with services.engine.connect() as conn:
+    async with engine.connect() as conn:
         [erika_session] = (await conn.execute(select(login_sessions.c.id).where(login_sessions.c.user_id != clinician.user_id))).scalars()
     assert (await post_form(client, f"/account/sessions/{erika_session}/end", {})).status == 404
     assert (await other_browser.get("/account", allow_redirects=False)).status == 200

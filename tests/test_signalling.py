@@ -16,15 +16,24 @@ import pytest
 from aiortc import RTCSessionDescription
 from sqlalchemy import update
 
-from smartpractice.app import create_app
 from smartpractice.keys import services_key
 from smartpractice.onboarding.invitations import Invitee
 from smartpractice.rooms import call_protocol, protocol
 from smartpractice.scheduling.consultations import Plan
 from smartpractice.storage.tables import practices
-from tests.conftest import add_member, log_in, mail_link, mail_text, make_settings, post_form
+from tests.helpers import (
+    JOIN,
+    ORIGIN,
+    add_member,
+    log_in,
+    mail_link,
+    mail_text,
+    make_app,
+    make_settings,
+    next_of,
+    post_form,
+)
 from tests.rtc_peers import Peer, SmallCamera, until
-from tests.test_waiting_room import JOIN, ORIGIN, next_of
 
 
 async def participants(socket, count: int, within: float = 5.0) -> dict:
@@ -45,8 +54,8 @@ async def close_code(socket, within: float = 5.0) -> int | None:
 
 
 @pytest.fixture
-async def erika(services, practice) -> int:
-    return await add_member(services, practice, "patient", "erika")
+async def erika(app, practice) -> int:
+    return await add_member(app, practice, "patient", "erika")
 
 
 @pytest.fixture
@@ -280,10 +289,10 @@ async def test_turn_credentials_are_minted_per_participant(aiohttp_client, tmp_p
     secret = "coturn-static-auth-secret"
     settings = make_settings(tmp_path, database_url, TURN_URLS="turn:turn.example.org:3478?transport=udp",
                              TURN_SECRET=secret, STUN_URLS="stun:turn.example.org:3478", TURN_TTL_SECONDS="600")
-    client = await aiohttp_client(create_app(settings, clock=clock))
+    client = await aiohttp_client(make_app(settings, clock=clock))
     services = client.app[services_key]
     practice = (await services.practices.create("Praxis Turm", admin_email="t@example.org", admin_username="turm")).practice
-    doctor = await add_member(services, practice, "clinician", "dr-turm")
+    doctor = await add_member(client.app, practice, "clinician", "dr-turm")
     plan = Plan.parse("", clock.now() + timedelta(minutes=5), 15, now=clock.now())
     consultation = (await services.consultations.schedule(practice, doctor, plan)).consultation
     await log_in(client, "dr-turm")
@@ -312,10 +321,10 @@ async def relay_offer(socket, peer: Peer, purpose: str, receive_from: list[str])
     await peer.pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type="answer"))
 
 
-async def test_three_people_meet_through_the_relay(aiohttp_client, client, other_browser, services, practice, booked, erika):
+async def test_three_people_meet_through_the_relay(aiohttp_client, client, other_browser, services, app, practice, booked, erika):
     """A relative comes along: the call goes through the relay; each publishes once and
     receives the two others, decoded here by real aiortc peers."""
-    oma = await add_member(services, practice, "patient", "oma")
+    oma = await add_member(app, practice, "patient", "oma")
     await services.consultations.add_participants(practice, booked.id, None, patient_ids=[oma])
     relative_browser = await aiohttp_client(client.server)  # a third browser on the same server
     for browser, name, key in ((client, "dr-berg", None), (other_browser, "erika", f"u{erika}"),
@@ -356,8 +365,8 @@ async def test_three_people_meet_through_the_relay(aiohttp_client, client, other
             await socket.close()
 
 
-async def test_the_practice_can_send_every_call_through_the_relay(client, other_browser, services, practice, booked):
-    async with services.engine.begin() as conn:
+async def test_the_practice_can_send_every_call_through_the_relay(client, other_browser, engine, practice, booked):
+    async with engine.begin() as conn:
         await conn.execute(update(practices).where(practices.c.id == practice.id).values(relay_policy="relay"))
     await log_in(client, "dr-berg")
     socket, _ = await join(client, booked.id)

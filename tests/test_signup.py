@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from sqlalchemy import select
 
-from smartpractice.app import create_app
-from smartpractice.storage.practices import practice_by_slug
 from smartpractice.storage.tables import offer_requests, practices
-from tests.conftest import add_member, log_in, mail_link, mail_text, make_settings, post_form
+from tests.helpers import (
+    add_member,
+    log_in,
+    mail_link,
+    mail_settled,
+    mail_text,
+    make_app,
+    make_settings,
+    post_form,
+)
 
 APPLICATION = {
     "practice_name": "Hausarztpraxis Birke", "kind": "group", "address": "Birkenweg 3, 12345 Musterstadt",
@@ -23,19 +28,19 @@ async def sign_up(client, **changes):
     return await post_form(client, "/signup", {**APPLICATION, **changes}, headers={"Accept-Language": "en"})
 
 
-async def test_sign_up_needs_confirmation_before_anything_works(client, services, smtp):
+async def test_sign_up_needs_confirmation_before_anything_works(client, services, engine, smtp):
     client.session.headers["Accept-Language"] = "en"
     done = await sign_up(client)
     assert done.status == 200 and "birke@example.org" in await done.text()
     [mail] = await smtp.wait_for(1)
     assert "Hausarztpraxis Birke" in mail_text(mail)
-    async with services.engine.connect() as conn:
+    async with engine.connect() as conn:
         row = (await conn.execute(select(practices))).one()
     assert row.confirmed_at is None and row.kind == "group" and row.seats == 3
     # Unconfirmed: the admin cannot log in, the registration link is closed, keys open nothing.
     refused = await log_in(client, "dr-birke", APPLICATION["password"])
     assert refused.status == 401 and "confirm your email" in await refused.text()
-    key = await services.api_keys.create(await _practice(services, row.slug), "EDV")
+    key = await services.api_keys.create(await services.practices.by_slug(row.slug), "EDV")
     assert await services.api_keys.authenticate(key.key) is None
 
     link = mail_link(mail)
@@ -60,23 +65,23 @@ async def test_bad_input_reshows_the_form_with_the_reason(client, smtp):
         assert response.status == 400, changes
         assert message in page, (changes, message)
         assert 'value="Hausarztpraxis Birke"' in page
-    await asyncio.sleep(0.2)
+    await mail_settled(client.app)
     assert smtp.messages == []
 
 
-async def test_a_known_address_gets_the_same_answer_and_its_owner_a_mail(client, services, smtp, practice):
-    await add_member(services, practice, "clinician", "dr-berg")
+async def test_a_known_address_gets_the_same_answer_and_its_owner_a_mail(client, app, engine, smtp, practice):
+    await add_member(app, practice, "clinician", "dr-berg")
     response = await sign_up(client, email="dr-berg@example.org")
     assert response.status == 200
     [mail] = await smtp.wait_for(1)
     assert mail["To"] == "dr-berg@example.org"
-    async with services.engine.connect() as conn:
+    async with engine.connect() as conn:
         assert len(list(await conn.execute(select(practices)))) == 1
 
 
 async def test_pricing_page_is_computed_from_the_price_table(aiohttp_client, tmp_path, database_url):
     settings = make_settings(tmp_path, database_url, PRICE_TABLE="single:40:1:20,mvz:100:5:10")
-    client = await aiohttp_client(create_app(settings))
+    client = await aiohttp_client(make_app(settings))
     page = await (await client.get("/pricing", headers={"Accept-Language": "en"})).text()
     assert "Single practice" in page and "Medical care centre" in page
     # single with 3 clinicians: 40 + 2 * 20; mvz with 10: 100 + 5 * 10.
@@ -89,7 +94,7 @@ async def test_contact_form_is_stored_and_mailed_to_the_operator(aiohttp_client,
         tmp_path, database_url, OPERATOR_EMAIL="sales@example.org", SMTP_HOST="127.0.0.1",
         SMTP_PORT=str(smtp.controller.port), SMTP_TLS="none",
     )
-    client = await aiohttp_client(create_app(settings))
+    client = await aiohttp_client(make_app(settings))
     enquiry = {"name": "Anna Ahorn", "practice_name": "MVZ Ahorn", "email": "ahorn@example.org", "phone": "",
                "message": "Zwölf Ärztinnen, ab Januar."}
     bad = await post_form(client, "/contact", {**enquiry, "email": "nope"})
@@ -100,14 +105,11 @@ async def test_contact_form_is_stored_and_mailed_to_the_operator(aiohttp_client,
     assert mail["To"] == "sales@example.org" and "Zwölf Ärztinnen" in mail_text(mail)
 
 
-async def _practice(services, slug):
-    async with services.engine.connect() as conn:
-        return await practice_by_slug(conn, slug)
 
 
-async def test_offer_requests_are_listed_for_the_operator(client, services):
+async def test_offer_requests_are_listed_for_the_operator(client, services, engine):
     await post_form(client, "/contact", {"name": "Anna", "practice_name": "MVZ Ahorn", "email": "a@example.org",
                                          "phone": "", "message": "Angebot bitte"})
-    async with services.engine.connect() as conn:
+    async with engine.connect() as conn:
         assert len(list(await conn.execute(select(offer_requests)))) == 1
     assert [offer.practice_name for offer in await services.offer_requests.recent()] == ["MVZ Ahorn"]

@@ -7,13 +7,13 @@ import re
 import pyotp
 
 from smartpractice.storage.staff import staff_of
-from tests.conftest import add_member, log_in, mail_link, post_form
+from tests.helpers import add_member, log_in, mail_link, post_form
 
 NEW_PASSWORD = "Walnuss-Segelboot-Abendrot"
 
 
-async def admin_of(client, services, practice) -> int:
-    user_id = await add_member(services, practice, "admin", "praxis-admin")
+async def admin_of(client, practice) -> int:
+    user_id = await add_member(client.app, practice, "admin", "praxis-admin")
     await log_in(client, "praxis-admin")
     return user_id
 
@@ -23,7 +23,7 @@ async def set_seats(services, practice, seats: int) -> None:
 
 
 async def test_invited_clinician_chooses_a_password_and_sets_up_an_app(client, other_browser, services, smtp, practice):
-    await admin_of(client, services, practice)
+    await admin_of(client, practice)
     sent = await post_form(client, f"/p/{practice.slug}/staff/invitations", {"email": "dr-lind@example.org", "role": "clinician"})
     assert sent.status == 303
     [mail] = await smtp.wait_for(1)
@@ -46,10 +46,10 @@ async def test_invited_clinician_chooses_a_password_and_sets_up_an_app(client, o
     assert again.status == 410 and "Dieser Link wurde bereits benutzt." in await again.text()
 
 
-async def test_seat_limit_is_refused_at_the_boundary(client, services, practice):
-    await admin_of(client, services, practice)
+async def test_seat_limit_is_refused_at_the_boundary(client, services, app, practice):
+    await admin_of(client, practice)
     await set_seats(services, practice, 2)
-    await add_member(services, practice, "clinician", "dr-eins")
+    await add_member(app, practice, "clinician", "dr-eins")
     second = await post_form(client, f"/p/{practice.slug}/staff/invitations", {"email": "zwei@example.org", "role": "clinician"})
     assert second.status == 303  # the second seat is free
     third = await post_form(
@@ -63,12 +63,12 @@ async def test_seat_limit_is_refused_at_the_boundary(client, services, practice)
     assert (await post_form(client, f"/p/{practice.slug}/staff/invitations", {"email": "vier@example.org", "role": "admin"})).status == 303
 
 
-async def test_reactivating_beyond_the_seats_is_refused(client, services, practice):
-    await admin_of(client, services, practice)
+async def test_reactivating_beyond_the_seats_is_refused(client, services, app, practice):
+    await admin_of(client, practice)
     await set_seats(services, practice, 1)
-    first = await add_member(services, practice, "clinician", "dr-eins")
+    first = await add_member(app, practice, "clinician", "dr-eins")
     await post_form(client, f"/p/{practice.slug}/staff/{first}/deactivate", {})
-    await add_member(services, practice, "clinician", "dr-zwei")
+    await add_member(app, practice, "clinician", "dr-zwei")
     refused = await post_form(client, f"/p/{practice.slug}/staff/{first}/reactivate", {})
     assert refused.status == 400
     await post_form(client, f"/p/{practice.slug}/plan", {"seats": "2"})
@@ -76,16 +76,16 @@ async def test_reactivating_beyond_the_seats_is_refused(client, services, practi
 
 
 async def test_deactivated_member_reaches_nothing_of_the_practice(client, other_browser, services, practice, clinician):
-    await admin_of(client, services, practice)
+    await admin_of(client, practice)
     await log_in(other_browser, "dr-berg")
     assert (await other_browser.get(f"/p/{practice.slug}/")).status == 200
     await post_form(client, f"/p/{practice.slug}/staff/{clinician.user_id}/deactivate", {})
     assert (await other_browser.get(f"/p/{practice.slug}/", allow_redirects=False)).status == 404
 
 
-async def test_the_last_admin_cannot_remove_themselves(client, services, practice):
-    created_admin = await admin_of(client, services, practice)
-    async with services.engine.connect() as conn:
+async def test_the_last_admin_cannot_remove_themselves(client, engine, practice):
+    created_admin = await admin_of(client, practice)
+    async with engine.connect() as conn:
         chef = next(m for m in await staff_of(conn, practice.id) if m.username == "chef")
     # Two admins: one may go.
     assert (await post_form(client, f"/p/{practice.slug}/staff/{chef.user_id}/deactivate", {})).status == 303
@@ -104,7 +104,7 @@ async def test_clinicians_do_not_see_the_administration(client, practice, clinic
 
 
 async def test_settings_are_saved_and_bad_values_reshown(client, services, practice):
-    await admin_of(client, services, practice)
+    await admin_of(client, practice)
     form = {"name": "Praxis am Markt", "contact": "030 1234", "address": "Markt 1, Berlin",
             "time_zone": "Europe/Berlin", "consultation_minutes": "20", "join_window_minutes": "5",
             "max_participants": "3", "tan_delivery": "clinician", "relay_policy": "relay",
@@ -120,7 +120,7 @@ async def test_settings_are_saved_and_bad_values_reshown(client, services, pract
 
 
 async def test_api_keys_are_shown_once_and_revocable(client, services, practice):
-    await admin_of(client, services, practice)
+    await admin_of(client, practice)
     created = await post_form(client, f"/p/{practice.slug}/api-keys", {"name": "Praxis-EDV"})
     key = re.search(r'id="new-key">(spk_[^<]+)<', await created.text()).group(1)
     assert await services.api_keys.authenticate(key) is not None

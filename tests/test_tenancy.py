@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from smartpractice.storage.staff import staff_member
-from smartpractice.storage.users import user_by_login
-from tests.conftest import add_member, log_in, post_form
+from tests.helpers import add_member, log_in, post_form
 
 
 async def test_member_of_one_practice_gets_404_for_another(client, services, practice, clinician):
@@ -18,10 +17,10 @@ async def test_member_of_one_practice_gets_404_for_another(client, services, pra
     assert "Praxis am See" not in await foreign.text()
 
 
-async def test_patient_of_two_practices_chooses_and_sees_each(client, services, practice):
+async def test_patient_of_two_practices_chooses_and_sees_each(client, services, app, engine, practice):
     second = (await services.practices.create("Praxis am See", admin_email="see@example.org", admin_username="see-admin")).practice
-    user_id = await add_member(services, practice, "patient", "erika")
-    async with services.engine.begin() as conn:
+    user_id = await add_member(app, practice, "patient", "erika")
+    async with engine.begin() as conn:
         from smartpractice.storage.practices import add_member as join
 
         await join(conn, practice_id=second.id, user_id=user_id, role="patient", now=services.clock.now())
@@ -33,8 +32,8 @@ async def test_patient_of_two_practices_chooses_and_sees_each(client, services, 
         assert page.status == 200
 
 
-async def test_each_role_sees_its_own_dashboard(client, services, practice):
-    await add_member(services, practice, "patient", "erika")
+async def test_each_role_sees_its_own_dashboard(client, app, practice):
+    await add_member(app, practice, "patient", "erika")
     await log_in(client, "erika")
     page = await (await client.get(f"/p/{practice.slug}/", headers={"Accept-Language": "en"})).text()
     assert "You have no upcoming consultations" in page
@@ -47,15 +46,15 @@ async def test_pages_need_a_login(client, practice):
     assert response.headers["Location"] == f"/login?next=/p/{practice.slug}/"
 
 
-async def test_another_practices_ids_give_404_on_every_administration_route(client, services, practice):
+async def test_another_practices_ids_give_404_on_every_administration_route(client, services, app, engine, practice):
     """Practice B's staff, invitations and keys, addressed from practice A's admin login."""
     other = (await services.practices.create("Praxis am See", admin_email="see@example.org", admin_username="see-admin")).practice
-    foreign_clinician = await add_member(services, other, "clinician", "dr-see")
+    foreign_clinician = await add_member(app, other, "clinician", "dr-see")
     foreign_invitation = await services.staff_invitations.invite(
-        other, email="neu@example.org", role="admin", inviter=await _user(services, "see-admin")
+        other, email="neu@example.org", role="admin", inviter=await services.users.by_login("see-admin")
     )
     foreign_key = (await services.api_keys.create(other, "EDV")).key_id
-    await add_member(services, practice, "admin", "praxis-admin")
+    await add_member(app, practice, "admin", "praxis-admin")
     await log_in(client, "praxis-admin")
     slug = practice.slug
     for path in (
@@ -71,10 +70,7 @@ async def test_another_practices_ids_give_404_on_every_administration_route(clie
         assert (await client.get(f"/p/{other.slug}/{path}")).status == 404, path
     assert await services.staff_invitations.list(other.id)
     assert await services.api_keys.authenticate((await services.api_keys.create(other, "x")).key) == other
-    async with services.engine.connect() as conn:
+    async with engine.connect() as conn:
         assert (await staff_member(conn, other.id, foreign_clinician)).active
 
 
-async def _user(services, username: str):
-    async with services.engine.connect() as conn:
-        return await user_by_login(conn, username)

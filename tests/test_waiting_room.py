@@ -12,19 +12,9 @@ from sqlalchemy import select
 
 from smartpractice.scheduling.consultations import Plan
 from smartpractice.storage.tables import attendances, audit_log, calls, consultations
-from tests.conftest import add_member, log_in, mail_link, mail_text, post_form
+from tests.helpers import JOIN, ORIGIN, add_member, log_in, mail_link, mail_text, next_of, post_form
 
-ORIGIN = {"Origin": "http://localhost:8080"}
-JOIN = {"type": "join", "version": 1}
 EN = {"Accept-Language": "en"}
-
-
-async def next_of(socket, kind: str, within: float = 5.0) -> dict:
-    async with asyncio.timeout(within):
-        while True:
-            message = await socket.receive_json()
-            if message["type"] == kind:
-                return message
 
 
 async def waiting_people(socket) -> list[dict]:
@@ -32,15 +22,15 @@ async def waiting_people(socket) -> list[dict]:
 
 
 @pytest.fixture
-async def booked(services, clock, practice, clinician):
+async def booked(services, app, clock, practice, clinician):
     """A consultation starting in ten minutes with the patient Erika."""
-    erika = await add_member(services, practice, "patient", "erika")
+    erika = await add_member(app, practice, "patient", "erika")
     plan = Plan.parse("Kontrolle", clock.now() + timedelta(minutes=10), 20, now=clock.now())
     scheduled = await services.consultations.schedule(practice, clinician.user_id, plan, patient_ids=[erika])
     return scheduled.consultation
 
 
-async def test_arrival_is_pushed_and_admitting_moves_the_patient_to_the_call(client, other_browser, services, practice, booked):
+async def test_arrival_is_pushed_and_admitting_moves_the_patient_to_the_call(client, other_browser, engine, practice, booked):
     await log_in(client, "dr-berg")
     await log_in(other_browser, "erika")
     async with client.ws_connect(f"/p/{practice.slug}/waiting-room/ws", headers=ORIGIN) as staff:
@@ -66,7 +56,7 @@ async def test_arrival_is_pushed_and_admitting_moves_the_patient_to_the_call(cli
         assert moved.status == 303 and moved.headers["Location"] == f"/c/{booked.id}/call"
         call = await other_browser.get(f"/c/{booked.id}/call", headers=EN)
         assert call.status == 200 and "You are in the consultation." in await call.text()
-    async with services.engine.connect() as conn:
+    async with engine.connect() as conn:
         assert (await conn.execute(select(consultations.c.state))).scalar_one() == "running"
         assert (await conn.execute(select(calls.c.ended_at))).scalar_one() is None
 
@@ -97,7 +87,7 @@ async def admit_everyone(client, other_browser, practice, consultation) -> None:
             await next_of(patient, "admitted")
 
 
-async def test_admit_all_and_the_call_record_of_join_leave_and_end(client, other_browser, services, smtp, practice, booked):
+async def test_admit_all_and_the_call_record_of_join_leave_and_end(client, other_browser, engine, smtp, practice, booked):
     await admit_everyone(client, other_browser, practice, booked)
     # The call's signalling socket records who was in the call from when to when.
     async with other_browser.ws_connect(f"/c/{booked.id}/call/ws", headers=ORIGIN) as patient:
@@ -106,11 +96,11 @@ async def test_admit_all_and_the_call_record_of_join_leave_and_end(client, other
         ended = await post_form(client, f"/p/{practice.slug}/consultations/{booked.id}/end", {})
         assert ended.status == 303
         await next_of(patient, "ended")
-    async with services.engine.connect() as conn:
+    async with engine.connect() as conn:
         [record] = (await conn.execute(select(attendances))).all()
         assert record.role == "patient" and record.client_kind == "desktop" and record.left_at is not None
         assert (await conn.execute(select(calls.c.ended_at))).scalar_one() is not None
-    async with services.engine.connect() as conn:
+    async with engine.connect() as conn:
         actions = (await conn.execute(select(audit_log.c.action).where(audit_log.c.object_kind == "consultation")
                                       .order_by(audit_log.c.id))).scalars().all()
     assert actions[-2:] == ["admitted", "consultation_ended"]
@@ -152,7 +142,7 @@ async def test_guest_with_tan_lands_in_the_consultations_waiting_room(client, ot
             assert person["name"] == "Gabi Gast"
 
 
-async def test_sockets_refuse_foreign_origins_strangers_and_nonsense(client, other_browser, services, practice, booked):
+async def test_sockets_refuse_foreign_origins_strangers_and_nonsense(client, other_browser, app, practice, booked):
     await log_in(client, "dr-berg")
     with pytest.raises(aiohttp.WSServerHandshakeError) as foreign:
         await client.ws_connect(f"/p/{practice.slug}/waiting-room/ws", headers={"Origin": "https://evil.example"})
@@ -160,7 +150,7 @@ async def test_sockets_refuse_foreign_origins_strangers_and_nonsense(client, oth
     with pytest.raises(aiohttp.WSServerHandshakeError) as nobody:
         await other_browser.ws_connect(f"/c/{booked.id}/ws", headers=ORIGIN)
     assert nobody.value.status == 401
-    await add_member(services, practice, "patient", "fremd")
+    await add_member(app, practice, "patient", "fremd")
     await log_in(other_browser, "fremd")
     with pytest.raises(aiohttp.WSServerHandshakeError) as stranger:
         await other_browser.ws_connect(f"/c/{booked.id}/ws", headers=ORIGIN)
@@ -176,8 +166,8 @@ async def test_sockets_refuse_foreign_origins_strangers_and_nonsense(client, oth
         assert (await next_of(staff, "error"))["code"] == "message_invalid"
 
 
-async def test_the_waiting_room_opens_with_the_join_window(other_browser, services, clock, practice, clinician):
-    erika = await add_member(services, practice, "patient", "erika")
+async def test_the_waiting_room_opens_with_the_join_window(other_browser, services, app, clock, practice, clinician):
+    erika = await add_member(app, practice, "patient", "erika")
     plan = Plan.parse("", clock.now() + timedelta(minutes=40), 15, now=clock.now())
     scheduled = await services.consultations.schedule(practice, clinician.user_id, plan, patient_ids=[erika])
     await log_in(other_browser, "erika")
@@ -188,7 +178,7 @@ async def test_the_waiting_room_opens_with_the_join_window(other_browser, servic
         assert (await patient.receive_json())["type"] == "not_open"
 
 
-async def test_a_running_consultation_left_by_everyone_is_ended_after_its_time(client, other_browser, services, clock, practice, booked):
+async def test_a_running_consultation_left_by_everyone_is_ended_after_its_time(client, other_browser, services, engine, clock, practice, booked):
     await admit_everyone(client, other_browser, practice, booked)
     async with other_browser.ws_connect(f"/c/{booked.id}/call/ws", headers=ORIGIN) as patient:
         await patient.send_json({"type": "join", "version": 1})
@@ -200,7 +190,7 @@ async def test_a_running_consultation_left_by_everyone_is_ended_after_its_time(c
     async with asyncio.timeout(5):
         while await services.waiting_room.end_abandoned() == 0:  # noqa: ASYNC110 - polls the database
             await asyncio.sleep(0.05)
-    async with services.engine.connect() as conn:
+    async with engine.connect() as conn:
         assert (await conn.execute(select(consultations.c.state))).scalar_one() == "ended"
         assert (await conn.execute(select(calls.c.ended_at))).scalar_one() is not None
 

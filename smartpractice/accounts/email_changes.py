@@ -55,7 +55,7 @@ def _taken() -> EmailTaken:
 
 class EmailChanges:
     def __init__(
-        self, engine: AsyncEngine, clock: Clock, login: Login, second_factors: SecondFactors, tokens: LinkTokens,
+        self, *, engine: AsyncEngine, clock: Clock, login: Login, second_factors: SecondFactors, tokens: LinkTokens,
         outbox: Outbox, throttle: LoginThrottle, sessions: Sessions, audit: Audit, links,
     ) -> None:
         self._engine = engine

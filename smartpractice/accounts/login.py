@@ -81,6 +81,7 @@ class LoggedIn:
 class Login:
     def __init__(
         self,
+        *,
         engine: AsyncEngine,
         clock: Clock,
         passwords: Passwords,

@@ -25,6 +25,7 @@ REQUEST_POLICY = ThrottlePolicy(max_attempts=5, window=timedelta(hours=1), locko
 class PasswordResets:
     def __init__(
         self,
+        *,
         engine: AsyncEngine,
         clock: Clock,
         passwords: Passwords,

@@ -82,7 +82,8 @@ def generate_password() -> str:
 class Passwords:
     """argon2id hashing off the event loop, at most `concurrency` hashes at once."""
 
-    def __init__(self, concurrency: int, hasher: argon2.PasswordHasher | None = None) -> None:
+    def __init__(self, *, concurrency: int, hasher: argon2.PasswordHasher | None = None) -> None:
+        # argon2-cffi's defaults are the production parameters (docs/security.md).
         self._hasher = hasher or argon2.PasswordHasher()
         self._slots = asyncio.Semaphore(concurrency)
         self._dummy_hash: str | None = None

@@ -68,8 +68,8 @@ def new_recovery_code() -> str:
 
 class SecondFactors:
     def __init__(
-        self, engine: AsyncEngine, clock: Clock, throttle: LoginThrottle, outbox: Outbox, links, audit: Audit,
-        *, secret: str,
+        self, *, engine: AsyncEngine, clock: Clock, throttle: LoginThrottle, outbox: Outbox, links, audit: Audit,
+        secret: str,
     ) -> None:
         self._engine = engine
         self._clock = clock

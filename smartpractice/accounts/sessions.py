@@ -40,7 +40,7 @@ class GuestSession:
 
 
 class Sessions:
-    def __init__(self, engine: AsyncEngine, clock: Clock, *, idle: timedelta, maximum: timedelta) -> None:
+    def __init__(self, *, engine: AsyncEngine, clock: Clock, idle: timedelta, maximum: timedelta) -> None:
         self._engine = engine
         self._clock = clock
         self.idle = idle

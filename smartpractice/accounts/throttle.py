@@ -33,7 +33,7 @@ ADDRESS_POLICY = ThrottlePolicy(max_attempts=30, window=timedelta(minutes=15), l
 
 
 class LoginThrottle:
-    def __init__(self, secret: str) -> None:
+    def __init__(self, *, secret: str) -> None:
         self._secret = secret.encode()
 
     def account_key(self, user_id: int | None, identifier: str) -> str:

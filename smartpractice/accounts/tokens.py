@@ -33,7 +33,7 @@ def hash_token(token: str) -> str:
 
 
 class LinkTokens:
-    def __init__(self, clock: Clock) -> None:
+    def __init__(self, *, clock: Clock) -> None:
         self._clock = clock
 
     async def issue(self, conn: AsyncConnection, user_id: int, purpose: str) -> str:

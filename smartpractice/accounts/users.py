@@ -39,11 +39,11 @@ def validate_identity(username: str, email: str, display_name: str) -> None:
 class Users:
     def __init__(
         self,
+        *,
         engine: AsyncEngine,
         clock: Clock,
         passwords: Passwords,
         sessions: Sessions,
-        *,
         initial_password_lifetime: timedelta,
         outbox: Outbox,
         links,
@@ -55,6 +55,11 @@ class Users:
         self._initial_lifetime = initial_password_lifetime
         self._outbox = outbox
         self._links = links
+
+    async def by_login(self, identifier: str) -> User | None:
+        """The user with this user name or email address (any case), if there is one."""
+        async with self._engine.connect() as conn:
+            return await store.user_by_login(conn, identifier)
 
     async def create_with_initial_password(
         self,

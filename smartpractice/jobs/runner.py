@@ -40,7 +40,7 @@ class Job:
 
 
 class JobRunner:
-    def __init__(self, engine: AsyncEngine, clock: Clock) -> None:
+    def __init__(self, *, engine: AsyncEngine, clock: Clock) -> None:
         self._engine = engine
         self._clock = clock
         self.holder = secrets.token_hex(8)

@@ -49,7 +49,7 @@ def _environment(autoescape: bool) -> jinja2.Environment:
 
 
 class MailComposer:
-    def __init__(self, catalogs: Catalogs, service_name: str = "smartpractice") -> None:
+    def __init__(self, *, catalogs: Catalogs, service_name: str = "smartpractice") -> None:
         self._catalogs = catalogs
         self._service_name = service_name
         self._text = _environment(autoescape=False)

@@ -17,7 +17,7 @@ from smartpractice.storage import mails as store
 
 
 class Outbox:
-    def __init__(self, composer: MailComposer, clock: Clock, domain: str) -> None:
+    def __init__(self, *, composer: MailComposer, clock: Clock, domain: str) -> None:
         self._composer = composer
         self._clock = clock
         self._domain = domain

@@ -93,12 +93,16 @@ class FolderTransport:
 
 
 class MailSender:
-    def __init__(self, engine: AsyncEngine, clock: Clock, settings: Settings, wake: asyncio.Event) -> None:
+    def __init__(self, *, engine: AsyncEngine, clock: Clock, settings: Settings, wake: asyncio.Event) -> None:
         self._engine = engine
         self._clock = clock
         self._sender = settings.mail_from
         self._wake = wake
         self._stop = asyncio.Event()
+        # For wait_idle: rounds begun, the last of them that found no mail due.
+        self._rounds_begun = 0
+        self._last_idle_round = 0
+        self._round_ended = asyncio.Condition()
         self._transport = SmtpTransport(settings) if settings.smtp_host else FolderTransport(settings.outbox_dir)
 
     async def run(self) -> None:
@@ -107,17 +111,33 @@ class MailSender:
         pauses: tuple[float, ...] = ()
         while not self._stop.is_set():
             self._wake.clear()
+            self._rounds_begun += 1
+            this_round = self._rounds_begun
             try:
-                sent = await self.send_due()
+                found, sent = await self._send_due()
             except Exception:
                 log.exception("mail sender round failed; trying again")
-                sent = 0
+                found, sent = None, 0
+            if found == 0:
+                self._last_idle_round = this_round
+            async with self._round_ended:
+                self._round_ended.notify_all()
             if pauses and not sent:
-                await self._pause(self._stop, pauses[0])
-                pauses = pauses[1:]
+                woken = await self._pause(self._wake, pauses[0])
+                pauses = WAKE_RECHECKS if woken else pauses[1:]
                 continue
             woken = await self._pause(self._wake, POLL_SECONDS)
             pauses = WAKE_RECHECKS if woken else ()
+
+    async def wait_idle(self) -> None:
+        """Return once a round that began after this call found no mail due: every mail
+        committed before the call has been sent or has had its try. Lets tests assert
+        that nothing was sent without sleeping; the sender must be running."""
+        called_at = self._rounds_begun
+        async with self._round_ended:
+            while self._last_idle_round <= called_at:
+                self._wake.set()
+                await self._round_ended.wait()
 
     def stop(self) -> None:
         """Finish the mail in hand, then return from `run`: a cancel in the middle of a
@@ -142,6 +162,10 @@ class MailSender:
 
     async def send_due(self) -> int:
         """Send what is due now; returns how many went out."""
+        return (await self._send_due())[1]
+
+    async def _send_due(self) -> tuple[int, int]:
+        """How many mails were due, and how many of them went out."""
         async with self._engine.connect() as conn:
             ids = await store.due_ids(conn, self._clock.now(), BATCH)
         sent = 0
@@ -150,7 +174,7 @@ class MailSender:
                 mail = await store.claim(conn, mail_id, self._clock.now())
             if mail is not None:
                 sent += await self._send_one(mail)
-        return sent
+        return len(ids), sent
 
     async def _send_one(self, mail: Mail) -> int:
         try:

@@ -26,6 +26,7 @@ CLIENT_POLICY = ThrottlePolicy(max_attempts=20, window=timedelta(hours=1), locko
 class Confirmations:
     def __init__(
         self,
+        *,
         engine: AsyncEngine,
         clock: Clock,
         tokens: LinkTokens,

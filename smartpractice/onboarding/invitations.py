@@ -115,13 +115,13 @@ def normalize_tan(typed: str) -> str:
 class Invitations:
     def __init__(
         self,
+        *,
         engine: AsyncEngine,
         clock: Clock,
         outbox: Outbox,
         links,
         sessions: Sessions,
         throttle: LoginThrottle,
-        *,
         secret: str,
         lifetime: timedelta,
         audit: Audit,

@@ -44,7 +44,7 @@ class PatientView:
 
 class Patients:
     def __init__(
-        self, engine: AsyncEngine, clock: Clock, users: Users, confirmations: Confirmations, audit: Audit
+        self, *, engine: AsyncEngine, clock: Clock, users: Users, confirmations: Confirmations, audit: Audit
     ) -> None:
         self._audit = audit
         self._engine = engine

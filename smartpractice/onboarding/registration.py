@@ -62,6 +62,7 @@ def new_code() -> str:
 class Registrations:
     def __init__(
         self,
+        *,
         engine: AsyncEngine,
         clock: Clock,
         passwords: Passwords,

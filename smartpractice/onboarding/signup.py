@@ -50,7 +50,7 @@ class PracticeApplication:
 
 class Signups:
     def __init__(
-        self, engine: AsyncEngine, clock: Clock, passwords: Passwords, confirmations: Confirmations,
+        self, *, engine: AsyncEngine, clock: Clock, passwords: Passwords, confirmations: Confirmations,
         outbox: Outbox, throttle: LoginThrottle, links, audit: Audit, plans: Plans,
     ) -> None:
         self._engine = engine

@@ -48,7 +48,7 @@ class Newcomer:
 
 class StaffInvitations:
     def __init__(
-        self, engine: AsyncEngine, clock: Clock, passwords: Passwords, sessions: Sessions, outbox: Outbox,
+        self, *, engine: AsyncEngine, clock: Clock, passwords: Passwords, sessions: Sessions, outbox: Outbox,
         links, audit: Audit, plans: Plans,
     ) -> None:
         self._engine = engine

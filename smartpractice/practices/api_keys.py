@@ -43,7 +43,7 @@ def hash_key(key: str) -> str:
 
 
 class ApiKeys:
-    def __init__(self, engine: AsyncEngine, clock: Clock, audit: Audit) -> None:
+    def __init__(self, *, engine: AsyncEngine, clock: Clock, audit: Audit) -> None:
         self._engine = engine
         self._clock = clock
         self._audit = audit

@@ -32,7 +32,7 @@ class Enquiry:
 
 class OfferRequests:
     def __init__(
-        self, engine: AsyncEngine, clock: Clock, outbox: Outbox, throttle: LoginThrottle, *, operator_email: str
+        self, *, engine: AsyncEngine, clock: Clock, outbox: Outbox, throttle: LoginThrottle, operator_email: str
     ) -> None:
         self._engine = engine
         self._clock = clock

@@ -27,7 +27,7 @@ class NewOperator:
 
 
 class Operator:
-    def __init__(self, engine: AsyncEngine, clock: Clock, users: Users, audit: Audit) -> None:
+    def __init__(self, *, engine: AsyncEngine, clock: Clock, users: Users, audit: Audit) -> None:
         self._engine = engine
         self._clock = clock
         self._users = users

@@ -43,7 +43,7 @@ class SeatUsage:
 
 
 class Plans:
-    def __init__(self, engine: AsyncEngine, audit: Audit, *, price_table: tuple[Plan, ...], self_service_seats: int) -> None:
+    def __init__(self, *, engine: AsyncEngine, audit: Audit, price_table: tuple[Plan, ...], self_service_seats: int) -> None:
         self._engine = engine
         self._audit = audit
         self.price_table = price_table

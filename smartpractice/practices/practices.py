@@ -31,7 +31,7 @@ def slugify(name: str) -> str:
 
 
 class Practices:
-    def __init__(self, engine: AsyncEngine, clock: Clock, users: Users) -> None:
+    def __init__(self, *, engine: AsyncEngine, clock: Clock, users: Users) -> None:
         self._engine = engine
         self._clock = clock
         self._users = users
@@ -39,6 +39,10 @@ class Practices:
     async def by_id(self, practice_id: int) -> Practice | None:
         async with self._engine.connect() as conn:
             return await store.practice_by_id(conn, practice_id)
+
+    async def by_slug(self, slug: str) -> Practice | None:
+        async with self._engine.connect() as conn:
+            return await store.practice_by_slug(conn, slug)
 
     async def memberships_of(self, user_id: int) -> list[Membership]:
         async with self._engine.connect() as conn:

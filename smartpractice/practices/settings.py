@@ -34,7 +34,7 @@ def _number(typed: str, code: str, message: str, low: int, high: int, **params: 
 
 
 class PracticeConfiguration:
-    def __init__(self, engine: AsyncEngine, audit: Audit, *, retention_ceiling: int) -> None:
+    def __init__(self, *, engine: AsyncEngine, audit: Audit, retention_ceiling: int) -> None:
         self._engine = engine
         self._audit = audit
         self._retention_ceiling = retention_ceiling

@@ -27,7 +27,7 @@ def _last_admin() -> UserError:
 
 
 class Staff:
-    def __init__(self, engine: AsyncEngine, clock: Clock, audit: Audit, plans: Plans) -> None:
+    def __init__(self, *, engine: AsyncEngine, clock: Clock, audit: Audit, plans: Plans) -> None:
         self._engine = engine
         self._clock = clock
         self._audit = audit

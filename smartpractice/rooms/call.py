@@ -47,7 +47,7 @@ def _receiver(key: str) -> str:
 
 
 class Calls:
-    def __init__(self, state: RoomState, clock: Clock, consultations: Consultations, relay: Relay,
+    def __init__(self, *, state: RoomState, clock: Clock, consultations: Consultations, relay: Relay,
                  reconnect_grace: float = RECONNECT_GRACE_SECONDS) -> None:
         self.state = state
         self._clock = clock

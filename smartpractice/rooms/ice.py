@@ -14,7 +14,7 @@ from smartpractice.config import Settings
 
 
 class IceServers:
-    def __init__(self, settings: Settings, clock: Clock) -> None:
+    def __init__(self, *, settings: Settings, clock: Clock) -> None:
         self._stun = list(settings.stun_urls)
         self._turn = list(settings.turn_urls)
         self._secret = settings.turn_secret.encode()

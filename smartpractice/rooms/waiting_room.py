@@ -67,7 +67,7 @@ async def _start_call(conn: AsyncConnection, practice_id: int, consultation_id: 
 
 
 class WaitingRoom:
-    def __init__(self, engine: AsyncEngine, clock: Clock, state: RoomState, audit: Audit) -> None:
+    def __init__(self, *, engine: AsyncEngine, clock: Clock, state: RoomState, audit: Audit) -> None:
         self._audit = audit
         self._engine = engine
         self._clock = clock

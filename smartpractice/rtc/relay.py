@@ -12,7 +12,7 @@ from .room import RelayRoom
 
 
 class Relay:
-    def __init__(self, ice_servers: Iterable[RTCIceServer] = ()) -> None:
+    def __init__(self, *, ice_servers: Iterable[RTCIceServer] = ()) -> None:
         hooks.check_hooks()
         self._ice_servers = list(ice_servers)
         self._rooms: dict[str, RelayRoom] = {}

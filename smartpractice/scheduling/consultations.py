@@ -113,8 +113,8 @@ class _MailFacts:
 
 class Consultations:
     def __init__(
-        self, engine: AsyncEngine, clock: Clock, outbox: Outbox, links: Links, invitations: Invitations,
-        catalogs: Catalogs, audit: Audit, *, mail_from: str, tan_grace: timedelta,
+        self, *, engine: AsyncEngine, clock: Clock, outbox: Outbox, links: Links, invitations: Invitations,
+        catalogs: Catalogs, audit: Audit, mail_from: str, tan_grace: timedelta,
     ) -> None:
         self._audit = audit
         self._engine = engine

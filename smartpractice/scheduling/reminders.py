@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 
 
 class Reminders:
-    def __init__(self, engine: AsyncEngine, clock: Clock, consultations: Consultations,
+    def __init__(self, *, engine: AsyncEngine, clock: Clock, consultations: Consultations,
                  leads_minutes: tuple[int, ...]) -> None:
         self._engine = engine
         self._clock = clock

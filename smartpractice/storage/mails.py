@@ -59,7 +59,8 @@ async def due_ids(conn: AsyncConnection, now: datetime, limit: int) -> list[int]
     query = (
         select(mails.c.id)
         .where(mails.c.status == "pending", mails.c.next_attempt_at <= now)
-        .order_by(mails.c.next_attempt_at)
+        # Ties (mails written in the same instant) go in the order they were written.
+        .order_by(mails.c.next_attempt_at, mails.c.id)
         .limit(limit)
     )
     return list((await conn.execute(query)).scalars())

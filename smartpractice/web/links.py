@@ -7,7 +7,7 @@ from aiohttp import web
 
 
 class RouterLinks:
-    def __init__(self, router: web.UrlDispatcher, base_url: str) -> None:
+    def __init__(self, *, router: web.UrlDispatcher, base_url: str) -> None:
         self._router = router
         self._base_url = base_url
 

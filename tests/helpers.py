@@ -1,0 +1,311 @@
+"""What several test modules share: the app as tests build it, forms and logging in,
+members and their second factor, mail, patients, sockets, the CLI and browsers.
+Fixtures live in conftest.py and build on these."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import shutil
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from email import policy
+from email.message import EmailMessage
+from email.parser import BytesParser
+from pathlib import Path
+
+import argon2
+import pyotp
+import pytest
+from aiohttp import ClientSession, CookieJar, web
+from aiohttp.test_utils import TestClient, unused_port
+from aiosmtpd.controller import Controller
+from click.testing import CliRunner
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
+from yarl import URL
+
+from smartpractice.accounts.passwords import Passwords
+from smartpractice.app import create_app
+from smartpractice.cli import main
+from smartpractice.clock import Clock
+from smartpractice.config import Settings
+from smartpractice.keys import clock_key, engine_key, mail_sender_key, services_key
+from smartpractice.storage import practices as practice_store
+from smartpractice.storage import second_factors as factor_store
+from smartpractice.storage import users as user_store
+from smartpractice.storage.practices import Practice
+from smartpractice.storage.tables import users
+
+PASSWORD = "amber-violin-harbour-77"
+CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+# The app
+
+def make_settings(tmp_path, database_url: str, **overrides: str) -> Settings:
+    values = {
+        "DATA_DIR": str(tmp_path),
+        "DATABASE_URL": database_url,
+        "AUTO_MIGRATE": "never",
+        "SECRET_KEY": "test-secret-" + "x" * 40,
+        # The server's own purge would race tests that look at expired rows on purpose;
+        # tests of the schedule turn it on.
+        "PURGE_INTERVAL_MINUTES": "0",
+        # Tests drive reminders themselves; the server's schedule has its own test.
+        "HOUSEKEEPING_SECONDS": "0",
+    }
+    values.update(overrides)
+    return Settings.from_env({}, **values)
+
+
+def cheap_passwords() -> Passwords:
+    """Real argon2id at the smallest cost argon2 allows: a hash takes microseconds, not
+    the production second (test_passwords checks the production parameters)."""
+    return Passwords(concurrency=2, hasher=argon2.PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
+
+
+def make_app(settings: Settings, *, clock: Clock | None = None) -> web.Application:
+    """The application as tests run it: the given clock, cheap password hashing."""
+    return create_app(settings, clock=clock, passwords=cheap_passwords())
+
+
+# Browsers without JavaScript: forms and logging in
+
+# Which app a plain ClientSession talks to, so log_in can find the TOTP secrets behind it.
+_APP_OF_SESSION: dict[int, web.Application] = {}
+
+
+@contextlib.asynccontextmanager
+async def second_browser(client: TestClient) -> AsyncIterator[ClientSession]:
+    """A second browser, with its own cookies, talking to the same running server."""
+    jar = CookieJar(unsafe=True)
+    headers = {"User-Agent": "Tablet-Browser/1.0"}
+    async with ClientSession(base_url=str(client.make_url("/")), cookie_jar=jar, headers=headers) as session:
+        _APP_OF_SESSION[id(session)] = client.app
+        try:
+            yield session
+        finally:
+            del _APP_OF_SESSION[id(session)]
+
+
+def app_of(client: TestClient | ClientSession) -> web.Application:
+    return client.app if isinstance(client, TestClient) else _APP_OF_SESSION[id(client)]
+
+
+def english(browser: TestClient | ClientSession) -> None:
+    """From now on the browser asks for English pages."""
+    (browser.session if hasattr(browser, "session") else browser).headers["Accept-Language"] = "en"
+
+
+async def csrf_token(client: TestClient, path: str = "/privacy") -> str:
+    page = await client.get(path)
+    match = CSRF_FIELD.search(await page.text())
+    assert match, f"no CSRF token on {path}"
+    return match.group(1)
+
+
+async def post_form(client: TestClient, path: str, data: dict, **kwargs):
+    token = await csrf_token(client)
+    return await client.post(path, data={**data, "csrf_token": token}, allow_redirects=False, **kwargs)
+
+
+async def log_in(client: TestClient, identifier: str, password: str = PASSWORD):
+    """Log in with the password and, for staff, the second factor as their app would give it."""
+    response = await post_form(client, "/login", {"identifier": identifier, "password": password})
+    location = response.headers.get("Location", "")
+    if response.status == 303 and location.startswith("/login/second-factor"):
+        code = await totp_code(app_of(client), identifier)
+        target = URL(location).query.get("next", "")
+        response = await post_form(client, "/login/second-factor", {"code": code, "next": target})
+    return response
+
+
+# Members and their second factor
+
+@dataclass
+class Member:
+    username: str
+    password: str
+    user_id: int
+
+
+async def add_member(
+    app: web.Application, practice: Practice, role: str, username: str, password: str = PASSWORD, *,
+    second_factor: bool = True,
+) -> int:
+    """A member who has already chosen their own password (and, staff, set up their app)."""
+    services = app[services_key]
+    async with app[engine_key].begin() as conn:
+        user_id = await services.users.create_with_initial_password(
+            conn,
+            username=username,
+            email=f"{username}@example.org",
+            display_name=username.replace("-", " ").title(),
+            password="initial-" + PASSWORD,
+            staff=role != "patient",
+        )
+        now = services.clock.now()
+        await user_store.set_password(conn, user_id, await services.passwords.hash(password), now=now)
+        await practice_store.add_member(conn, practice_id=practice.id, user_id=user_id, role=role, now=now)
+    if role != "patient" and second_factor:
+        await enrol_second_factor(app, user_id)
+    return user_id
+
+
+async def enrol_second_factor(app: web.Application, user_id: int) -> str:
+    """Give a user a TOTP secret, as if they had set up their app; returns the secret."""
+    secret = pyotp.random_base32()
+    async with app[engine_key].begin() as conn:
+        await factor_store.set_pending(conn, user_id, secret)
+        await factor_store.activate_pending(conn, user_id, now=app[clock_key].now(), step=0)
+    return secret
+
+
+async def totp_code(app: web.Application, identifier: str) -> str:
+    """A code the server will accept now for this user, as their app would show it.
+
+    A code is accepted once; when the steps around "now" are used up (logging in twice
+    within a test), the test's frozen clock moves on by one step.
+    """
+    clock = app[clock_key]
+    async with app[engine_key].connect() as conn:
+        user = await user_store.user_by_login(conn, identifier)
+        assert user is not None, identifier
+        factor = await factor_store.factor_of(conn, user.id)
+    assert factor is not None and factor.secret is not None, f"{identifier} has no second factor"
+    totp = pyotp.TOTP(factor.secret)
+    while True:
+        current = totp.timecode(clock.now())
+        for step in (current - 1, current, current + 1):
+            if factor.last_used_step is None or step > factor.last_used_step:
+                return totp.generate_otp(step)
+        clock.advance(seconds=30)
+
+
+# Mail
+
+class MailCatcher:
+    """A real SMTP server in the test process (aiosmtpd); tests read what it received."""
+
+    def __init__(self) -> None:
+        self.messages: list[EmailMessage] = []
+        self.refuse = False
+        self.controller = Controller(self, hostname="127.0.0.1", port=unused_port())
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd's hook name
+        if self.refuse:
+            return "451 4.3.0 try again later"
+        # aiosmtpd runs in its own thread; list.append is atomic, and tests poll.
+        self.messages.append(BytesParser(policy=policy.default).parsebytes(envelope.content))
+        return "250 OK"
+
+    async def wait_for(self, count: int, within: float = 10.0) -> list[EmailMessage]:
+        async with asyncio.timeout(within):
+            while len(self.messages) < count:  # noqa: ASYNC110 - appended from aiosmtpd's thread
+                await asyncio.sleep(0.02)
+        return self.messages
+
+    def to(self, address: str) -> list[EmailMessage]:
+        return [m for m in self.messages if m["To"] == address]
+
+
+async def mail_settled(app: web.Application, within: float = 10.0) -> None:
+    """Wait until the app's mail sender has looked at the outbox since this call and found
+    nothing due: what the test did has been sent, or was never going to be."""
+    async with asyncio.timeout(within):
+        await app[mail_sender_key].wait_idle()
+
+
+def mail_text(message: EmailMessage) -> str:
+    return message.get_body(preferencelist=("plain",)).get_content()
+
+
+def mail_link(message: EmailMessage) -> str:
+    """The first link into this service in a mail's text part, made relative."""
+    match = re.search(r"http://localhost:8080(/\S+)", mail_text(message))
+    assert match, mail_text(message)
+    return match.group(1)
+
+
+# Patients created by the practice
+
+GENERATED = re.compile(r"<code>([a-z2-9]{4}(?:-[a-z2-9]{4}){3})</code>")
+PATIENT = {"display_name": "Erika Mustermann", "email": "erika@example.org", "username": "erika", "language": "en"}
+
+
+async def create_patient(client, slug: str, password: str = "", **fields: str):
+    """As a logged-in staff member: fill in the new-patient form; returns the result page."""
+    return await post_form(client, f"/p/{slug}/patients", {**PATIENT, **fields, "password": password})
+
+
+async def generated_password(response) -> str:
+    match = GENERATED.search(await response.text())
+    assert match, await response.text()
+    return match.group(1)
+
+
+async def patient_id(engine: AsyncEngine, username: str = "erika") -> int:
+    async with engine.connect() as conn:
+        return (await conn.execute(select(users.c.id).where(users.c.username == username))).scalar_one()
+
+
+async def confirm(browser, link: str):
+    page = await browser.get(link)
+    assert page.status == 200
+    return await post_form(browser, link, {})
+
+
+# Sockets
+
+ORIGIN = {"Origin": "http://localhost:8080"}
+JOIN = {"type": "join", "version": 1}
+
+
+async def next_of(socket, kind: str, within: float = 5.0) -> dict:
+    async with asyncio.timeout(within):
+        while True:
+            message = await socket.receive_json()
+            if message["type"] == kind:
+                return message
+
+
+# The command line
+
+async def invoke(args: list[str], env: dict[str, str]):
+    # The CLI runs its own event loop, so it runs beside the test's, in a thread.
+    return await asyncio.to_thread(CliRunner().invoke, main, args, env=env, catch_exceptions=False)
+
+
+# Real browsers
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+# Without the networking flags Chromium keeps calling hosts this network cannot reach.
+CHROMIUM_FLAGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    # A synthetic camera (a moving pattern) and microphone (a beep), granted without a prompt.
+    "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+    "--autoplay-policy=no-user-gesture-required",
+]
+needs_chromium = pytest.mark.skipif(
+    not Path(CHROMIUM).exists(), reason="needs Chromium: `apt-get install chromium` (.ci/run installs it)"
+)
+
+
+async def logged_in(browser, base: str, username: str, app: web.Application | None = None):
+    """A browser of its own, logged in; staff (given the `app`) also give their TOTP code."""
+    page = await (await browser.new_context(locale="de-DE")).new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    await page.goto(base + "/login")
+    await page.fill("#identifier", username)
+    await page.fill("#password", PASSWORD)
+    await page.click("form[action='/login'] button[type=submit]")
+    if app is not None:
+        await page.wait_for_url("**/login/second-factor*")
+        await page.fill("#code", await totp_code(app, username))
+        await page.click("form[action='/login/second-factor'] button[type=submit]")
+    await page.wait_for_url("**/p/*/")
+    return page, errors
