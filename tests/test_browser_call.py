@@ -13,7 +13,7 @@ from sqlalchemy import update
 
 from smartpractice.keys import engine_key, services_key
 from smartpractice.onboarding.invitations import Invitee
-from smartpractice.scheduling.consultations import Plan
+from smartpractice.scheduling.consultations import Appointment
 from smartpractice.storage.tables import practices
 from tests.helpers import CHROMIUM, CHROMIUM_FLAGS, add_member, logged_in, mail_text, needs_chromium
 
@@ -71,7 +71,7 @@ async def consultation_at_lindenhof(live_server, *, invitees=(), relay_policy: s
         await conn.execute(update(practices).where(practices.c.id == practice.id).values(relay_policy=relay_policy))
     doctor_id = await add_member(app, practice, "clinician", "dr-sommer")
     erika = await add_member(app, practice, "patient", "erika")
-    plan = Plan.parse("Kontrolle", services.clock.now() + timedelta(minutes=5), 20, now=services.clock.now())
+    plan = Appointment.parse("Kontrolle", services.clock.now() + timedelta(minutes=5), 20, now=services.clock.now())
     consultation = (await services.consultations.schedule(practice, doctor_id, plan, patient_ids=[erika],
                                                           invitees=list(invitees))).consultation
     await services.waiting_room.state.admit(practice.id, consultation.id, f"u{erika}")

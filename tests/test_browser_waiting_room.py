@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from smartpractice.keys import services_key
-from smartpractice.scheduling.consultations import Plan
+from smartpractice.scheduling.consultations import Appointment
 from tests.helpers import add_member, logged_in, needs_chromium
 
 pytestmark = needs_chromium
@@ -16,7 +16,7 @@ async def test_patient_waits_and_the_clinician_admits_them_into_the_call(live_se
     practice = (await services.practices.create("Praxis Lindenhof", admin_email="linde@example.org", admin_username="linde")).practice
     clinician_id = await add_member(live_server.app, practice, "clinician", "dr-sommer")
     erika = await add_member(live_server.app, practice, "patient", "erika")
-    plan = Plan.parse("Kontrolle", services.clock.now() + timedelta(minutes=10), 20, now=services.clock.now())
+    plan = Appointment.parse("Kontrolle", services.clock.now() + timedelta(minutes=10), 20, now=services.clock.now())
     consultation = (await services.consultations.schedule(practice, clinician_id, plan, patient_ids=[erika])).consultation
     base = str(live_server.make_url("")).rstrip("/")
 

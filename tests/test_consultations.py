@@ -12,7 +12,7 @@ from sqlalchemy import select
 from smartpractice.errors import UserError
 from smartpractice.keys import services_key
 from smartpractice.onboarding.invitations import Invitee
-from smartpractice.scheduling.consultations import Plan
+from smartpractice.scheduling.consultations import Appointment
 from smartpractice.storage.tables import audit_log, consultations, mails
 from tests.helpers import add_member, log_in, mail_text, make_app, make_settings, post_form
 
@@ -120,7 +120,7 @@ async def test_calendar_uid_stays_while_sequence_rises_through_change_and_cancel
 
 
 async def test_participants_are_capped_by_the_practice_setting(services, clock, practice, clinician):
-    plan = Plan.parse("", clock.now() + timedelta(days=1), 15, now=clock.now())
+    plan = Appointment.parse("", clock.now() + timedelta(days=1), 15, now=clock.now())
     guests = [Invitee.parse(f"g{n}@example.org") for n in range(5)]
     with pytest.raises(UserError) as refused:
         await services.consultations.schedule(practice, clinician.user_id, plan, invitees=guests)
@@ -131,7 +131,7 @@ async def test_participants_are_capped_by_the_practice_setting(services, clock, 
 async def test_reminders_go_out_once_each_even_across_a_restart(aiohttp_client, client, services, app, engine, settings, clock, practice, clinician):
     erika = await add_member(app, practice, "patient", "erika")
     start = clock.now() + timedelta(hours=3)
-    plan = Plan.parse("", start, 15, now=clock.now())
+    plan = Appointment.parse("", start, 15, now=clock.now())
     await services.consultations.schedule(practice, clinician.user_id, plan, patient_ids=[erika])
 
     async def reminders_queued() -> int:
@@ -155,7 +155,7 @@ async def test_reminders_go_out_once_each_even_across_a_restart(aiohttp_client, 
 async def test_late_participants_and_a_server_that_was_down_get_one_reminder(services, app, clock, practice, clinician):
     erika = await add_member(app, practice, "patient", "erika")
     start = clock.now() + timedelta(minutes=30)
-    await services.consultations.schedule(practice, clinician.user_id, Plan.parse("", start, 15, now=clock.now()),
+    await services.consultations.schedule(practice, clinician.user_id, Appointment.parse("", start, 15, now=clock.now()),
                                           patient_ids=[erika])
     # Invited 30 minutes ahead: no "one hour before" mail, only the 10-minute one.
     clock.current = start - timedelta(minutes=5)
@@ -167,11 +167,11 @@ async def test_rescheduling_brings_the_reminders_back(services, app, clock, prac
     erika = await add_member(app, practice, "patient", "erika")
     start = clock.now() + timedelta(hours=2)
     scheduled = await services.consultations.schedule(
-        practice, clinician.user_id, Plan.parse("", start, 15, now=clock.now()), patient_ids=[erika])
+        practice, clinician.user_id, Appointment.parse("", start, 15, now=clock.now()), patient_ids=[erika])
     clock.current = start - timedelta(minutes=55)
     assert await services.reminders.send_due() == 1
     later = start + timedelta(days=1)
-    await services.consultations.reschedule(practice, scheduled.consultation.id, Plan.parse("", later, 15, now=clock.now()))
+    await services.consultations.reschedule(practice, scheduled.consultation.id, Appointment.parse("", later, 15, now=clock.now()))
     clock.current = later - timedelta(minutes=59)
     assert await services.reminders.send_due() == 1
 
@@ -180,7 +180,7 @@ async def test_patient_sees_upcoming_consultations_and_joins_only_in_the_window(
     erika = await add_member(app, practice, "patient", "erika")
     start = clock.now() + timedelta(minutes=20)
     scheduled = await services.consultations.schedule(
-        practice, clinician.user_id, Plan.parse("Kontrolle", start, 15, now=clock.now()), patient_ids=[erika])
+        practice, clinician.user_id, Appointment.parse("Kontrolle", start, 15, now=clock.now()), patient_ids=[erika])
     await log_in(other_browser, "erika")
     page = await (await other_browser.get(f"/p/{practice.slug}/", headers=EN)).text()
     assert "Kontrolle" in page and "You can join from" in page and f'href="/c/{scheduled.consultation.id}"' not in page
@@ -193,7 +193,7 @@ async def test_other_practices_and_patients_get_404(client, other_browser, servi
     other = await services.practices.create("Praxis am See", admin_email="see@example.org", admin_username="see-admin")
     theirs = await add_member(app, other.practice, "clinician", "dr-see")
     scheduled = await services.consultations.schedule(
-        other.practice, theirs, Plan.parse("", clock.now() + timedelta(hours=1), 15, now=clock.now()))
+        other.practice, theirs, Appointment.parse("", clock.now() + timedelta(hours=1), 15, now=clock.now()))
     await log_in(client, "dr-berg")
     base = f"/p/{other.practice.slug}/consultations"
     assert (await client.get(base)).status == 404
@@ -216,7 +216,7 @@ async def test_the_server_sends_due_reminders_by_itself(aiohttp_client, tmp_path
     clinician = await add_member(app, practice, "clinician", "dr-uhr")
     erika = await add_member(app, practice, "patient", "erika")
     start = clock.now() + timedelta(minutes=30)
-    await services.consultations.schedule(practice, clinician, Plan.parse("", start, 15, now=clock.now()),
+    await services.consultations.schedule(practice, clinician, Appointment.parse("", start, 15, now=clock.now()),
                                           patient_ids=[erika])
     await smtp.wait_for(1)
     clock.current = start - timedelta(minutes=9)

@@ -19,7 +19,7 @@ from sqlalchemy import update
 from smartpractice.keys import services_key
 from smartpractice.onboarding.invitations import Invitee
 from smartpractice.rooms import call_protocol, protocol
-from smartpractice.scheduling.consultations import Plan
+from smartpractice.scheduling.consultations import Appointment
 from smartpractice.storage.tables import practices
 from tests.helpers import (
     JOIN,
@@ -60,7 +60,7 @@ async def erika(app, practice) -> int:
 
 @pytest.fixture
 async def booked(services, clock, practice, clinician, erika):
-    plan = Plan.parse("Kontrolle", clock.now() + timedelta(minutes=10), 20, now=clock.now())
+    plan = Appointment.parse("Kontrolle", clock.now() + timedelta(minutes=10), 20, now=clock.now())
     return (await services.consultations.schedule(practice, clinician.user_id, plan, patient_ids=[erika])).consultation
 
 
@@ -102,14 +102,14 @@ async def test_only_admitted_participants_of_this_consultation_get_in(client, ot
     assert waiting.value.status == 403  # still in the waiting room
 
     elsewhere = (await services.consultations.schedule(
-        practice, clinician.user_id, Plan.parse("", clock.now() + timedelta(minutes=5), 15, now=clock.now()))).consultation
+        practice, clinician.user_id, Appointment.parse("", clock.now() + timedelta(minutes=5), 15, now=clock.now()))).consultation
     with pytest.raises(aiohttp.WSServerHandshakeError) as stranger:
         await other_browser.ws_connect(f"/c/{elsewhere.id}/call/ws", headers=ORIGIN)
     assert stranger.value.status == 404
 
 
 async def test_a_guest_whose_tan_session_expired_is_refused(client, services, smtp, clock, practice, clinician):
-    plan = Plan.parse("", clock.now() + timedelta(minutes=5), 15, now=clock.now())
+    plan = Appointment.parse("", clock.now() + timedelta(minutes=5), 15, now=clock.now())
     scheduled = await services.consultations.schedule(
         practice, clinician.user_id, plan, invitees=[Invitee.parse("gast@example.org", "")])
     [message] = await smtp.wait_for(1)
@@ -293,7 +293,7 @@ async def test_turn_credentials_are_minted_per_participant(aiohttp_client, tmp_p
     services = client.app[services_key]
     practice = (await services.practices.create("Praxis Turm", admin_email="t@example.org", admin_username="turm")).practice
     doctor = await add_member(client.app, practice, "clinician", "dr-turm")
-    plan = Plan.parse("", clock.now() + timedelta(minutes=5), 15, now=clock.now())
+    plan = Appointment.parse("", clock.now() + timedelta(minutes=5), 15, now=clock.now())
     consultation = (await services.consultations.schedule(practice, doctor, plan)).consultation
     await log_in(client, "dr-turm")
     socket, welcome = await join(client, consultation.id)

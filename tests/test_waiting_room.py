@@ -10,7 +10,7 @@ import aiohttp
 import pytest
 from sqlalchemy import select
 
-from smartpractice.scheduling.consultations import Plan
+from smartpractice.scheduling.consultations import Appointment
 from smartpractice.storage.tables import attendances, audit_log, calls, consultations
 from tests.helpers import JOIN, ORIGIN, add_member, log_in, mail_link, mail_text, next_of, post_form
 
@@ -25,7 +25,7 @@ async def waiting_people(socket) -> list[dict]:
 async def booked(services, app, clock, practice, clinician):
     """A consultation starting in ten minutes with the patient Erika."""
     erika = await add_member(app, practice, "patient", "erika")
-    plan = Plan.parse("Kontrolle", clock.now() + timedelta(minutes=10), 20, now=clock.now())
+    plan = Appointment.parse("Kontrolle", clock.now() + timedelta(minutes=10), 20, now=clock.now())
     scheduled = await services.consultations.schedule(practice, clinician.user_id, plan, patient_ids=[erika])
     return scheduled.consultation
 
@@ -124,7 +124,7 @@ async def test_a_cancelled_consultation_turns_the_waiting_room_away(client, othe
 async def test_guest_with_tan_lands_in_the_consultations_waiting_room(client, other_browser, services, smtp, clock, practice, clinician):
     from smartpractice.onboarding.invitations import Invitee
 
-    plan = Plan.parse("", clock.now() + timedelta(minutes=5), 15, now=clock.now())
+    plan = Appointment.parse("", clock.now() + timedelta(minutes=5), 15, now=clock.now())
     scheduled = await services.consultations.schedule(
         practice, clinician.user_id, plan, invitees=[Invitee.parse("gast@example.org", "Gabi Gast")])
     [message] = await smtp.wait_for(1)
@@ -168,7 +168,7 @@ async def test_sockets_refuse_foreign_origins_strangers_and_nonsense(client, oth
 
 async def test_the_waiting_room_opens_with_the_join_window(other_browser, services, app, clock, practice, clinician):
     erika = await add_member(app, practice, "patient", "erika")
-    plan = Plan.parse("", clock.now() + timedelta(minutes=40), 15, now=clock.now())
+    plan = Appointment.parse("", clock.now() + timedelta(minutes=40), 15, now=clock.now())
     scheduled = await services.consultations.schedule(practice, clinician.user_id, plan, patient_ids=[erika])
     await log_in(other_browser, "erika")
     page = await (await other_browser.get(f"/c/{scheduled.consultation.id}", headers=EN)).text()

@@ -42,7 +42,7 @@ class ConsultationNotFound(LookupError):
 
 
 @dataclass(frozen=True)
-class Plan:
+class Appointment:
     """Title, start and length as entered, checked where they enter."""
 
     title: str
@@ -50,7 +50,7 @@ class Plan:
     duration_minutes: int
 
     @classmethod
-    def parse(cls, title: str, starts_at: datetime, duration: str | int, *, now: datetime) -> Plan:
+    def parse(cls, title: str, starts_at: datetime, duration: str | int, *, now: datetime) -> Appointment:
         title = title.strip()
         if len(title) > 200:
             raise UserError("title_invalid", N_("Please enter a title of at most 200 characters."))
@@ -131,7 +131,7 @@ class Consultations:
             return await store.policy_of(conn, practice_id)
 
     async def schedule(
-        self, practice: Practice, clinician_id: int | None, plan: Plan, *,
+        self, practice: Practice, clinician_id: int | None, plan: Appointment, *,
         patient_ids: list[int] = (), invitees: list[Invitee] = (), actor: int | None = None,
     ) -> Scheduled:
         """`actor` is the staff member for the audit log; None for practice software."""
@@ -192,7 +192,7 @@ class Consultations:
             invited.append(new)
         return invited
 
-    async def reschedule(self, practice: Practice, consultation_id: int, plan: Plan, *,
+    async def reschedule(self, practice: Practice, consultation_id: int, plan: Appointment, *,
                          actor: int | None = None) -> Consultation:
         """New time or title; everyone gets a mail whose calendar entry replaces the old one."""
         async with self._engine.begin() as conn:

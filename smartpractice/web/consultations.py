@@ -9,7 +9,7 @@ from aiohttp import web
 from smartpractice.errors import UserError
 from smartpractice.keys import services_key
 from smartpractice.onboarding.invitations import Invitee
-from smartpractice.scheduling.consultations import ConsultationNotFound, Plan
+from smartpractice.scheduling.consultations import Appointment, ConsultationNotFound
 from smartpractice.times import local, local_to_utc, parse_day
 from smartpractice.web.forms import field, read_form
 from smartpractice.web.responses import render, see_other, user_message
@@ -73,9 +73,9 @@ async def new_form(request: web.Request) -> web.StreamResponse:
     return await _form_page(request, membership, form)
 
 
-def _plan(services, policy, form: dict) -> Plan:
+def _plan(services, policy, form: dict) -> Appointment:
     starts_at = local_to_utc(form["day"], form["time"], policy.time_zone)
-    return Plan.parse(form["title"], starts_at, form["duration"], now=services.clock.now())
+    return Appointment.parse(form["title"], starts_at, form["duration"], now=services.clock.now())
 
 
 async def create(request: web.Request) -> web.StreamResponse:

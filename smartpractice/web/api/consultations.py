@@ -13,9 +13,9 @@ from smartpractice.onboarding.invitations import Invitee
 from smartpractice.scheduling.consultations import (
     LONGEST_MINUTES,
     SHORTEST_MINUTES,
+    Appointment,
     ConsultationNotFound,
     ConsultationView,
-    Plan,
 )
 from smartpractice.times import parse_day
 from smartpractice.web.api.body import Integer, Text, read_body
@@ -89,7 +89,7 @@ async def create(request: web.Request) -> web.StreamResponse:
     practice = api_practice(request)
     services = request.app[services_key]
     policy = await services.consultations.policy(practice.id)
-    plan = Plan.parse(body.get("title", ""), _start(body["starts_at"]),
+    plan = Appointment.parse(body.get("title", ""), _start(body["starts_at"]),
                       body.get("duration_minutes", policy.consultation_minutes), now=services.clock.now())
     clinician = body.get("clinician_id")
     if clinician is not None and not await services.consultations.is_staff(practice.id, clinician):
