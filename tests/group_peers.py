@@ -1,0 +1,395 @@
+"""A relayed group call of real aiortc peers, each connected the way the browser client
+connects (static/call/relay.js, docs/signalling.md "Joining the relay"): a publish
+connection with the participant's own tracks, and a receive connection made afresh
+whenever the list of publishers (ids, kinds, generations) changes, with one `recvonly`
+m-line per publisher and kind in that order, all bundled as a browser bundles them.
+
+Each participant runs in its own process (`python -m tests.group_peers`, driven over
+stdin and stdout), as each browser runs on its own machine: six aiortc peers decoding
+five videos and five microphones each do not fit one Python process on two cores. The
+relay stays in the test's process. What a participant decodes is counted per publisher
+and per track, so a test can say who does not see or hear whom."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import sys
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import av
+from aiortc import (
+    AudioStreamTrack,
+    MediaStreamTrack,
+    RTCBundlePolicy,
+    RTCConfiguration,
+    RTCPeerConnection,
+    RTCSessionDescription,
+)
+from aiortc.mediastreams import MediaStreamError
+from av import VideoFrame
+
+FPS = 15
+VIDEO_CLOCK = Fraction(1, 90000)
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def connection() -> RTCPeerConnection:
+    # A browser offers every m-line on one transport (BUNDLE); aiortc's default policy
+    # would give each kind its own.
+    return RTCPeerConnection(RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
+
+
+class OnRequestCamera(MediaStreamTrack):
+    """A camera that encodes VP8 itself and, like a browser, makes a keyframe only when it
+    is asked for one (PLI or FIR), apart from its first frame. aiortc's own encoder also
+    starts afresh with a keyframe whenever the bitrate estimate moves by a tenth, which
+    would cover up a keyframe request the relay never sent.
+
+    Each participant's camera has its own picture size, so a receiver can tell whose
+    video arrived on an m-line. `hold()` keeps the camera from sending (its frames are
+    still encoded and thrown away, so the first one sent afterwards is no keyframe), and
+    `lose_requests` makes it ignore that many requests, as if they were lost on the way."""
+
+    kind = "video"
+
+    def __init__(self, width: int, height: int) -> None:
+        super().__init__()
+        self.width, self.height = width, height
+        self.keyframes_sent = 0
+        self.requests = 0
+        self.lose_requests = 0
+        self.released = True
+        self._wanted = False
+        self._index = 0
+        self._start: float | None = None
+        self._codec = av.CodecContext.create("libvpx", "w")
+        self._codec.width, self._codec.height = width, height
+        self._codec.pix_fmt = "yuv420p"
+        self._codec.bit_rate = 150_000
+        self._codec.gop_size = 1_000_000  # no periodic keyframes
+        self._codec.options = {"deadline": "realtime", "lag-in-frames": "0", "cpu-used": "-8"}
+
+    def hold(self) -> None:
+        self.released = False
+
+    def release(self) -> None:
+        self.released = True
+
+    def request_keyframe(self) -> None:
+        """What the publisher's sender does on a PLI or FIR from the relay."""
+        self.requests += 1
+        if self.lose_requests:
+            self.lose_requests -= 1
+            return
+        self._wanted = True
+
+    def attach_to(self, sender) -> None:  # noqa: ANN001 - aiortc's RTCRtpSender
+        # aiortc calls _send_keyframe on a PLI or FIR (as tests/test_relay.py also uses).
+        sender._send_keyframe = self.request_keyframe
+
+    def _encode(self, index: int, keyframe: bool) -> tuple[bytes, bool]:
+        frame = VideoFrame(width=self.width, height=self.height)
+        # A pattern that moves, so that delta frames carry something.
+        row = bytes((x + 4 * index) % 256 for x in range(frame.planes[0].line_size))
+        frame.planes[0].update(row * self.height)
+        for plane in frame.planes[1:]:
+            plane.update(bytes([128]) * plane.buffer_size)
+        frame.pts, frame.time_base = index * 90000 // FPS, VIDEO_CLOCK
+        if keyframe:
+            frame.pict_type = av.video.frame.PictureType.I
+        packets = self._codec.encode(frame)
+        return b"".join(bytes(p) for p in packets), any(p.is_keyframe for p in packets)
+
+    async def recv(self) -> av.Packet:
+        loop = asyncio.get_running_loop()
+        while True:
+            if self._start is None:
+                self._start = time.monotonic()
+            await asyncio.sleep(max(0.0, self._start + self._index / FPS - time.monotonic()))
+            index, self._index = self._index, self._index + 1
+            keyframe, self._wanted = self._wanted, False
+            data, is_keyframe = await loop.run_in_executor(None, self._encode, index, keyframe)
+            if data and self.released:
+                break
+        self.keyframes_sent += is_keyframe
+        packet = av.Packet(data)
+        packet.pts, packet.time_base = index * 90000 // FPS, VIDEO_CLOCK
+        return packet
+
+
+class Endpoint:
+    """A participant's side: its two connections and what it decoded. Runs in the
+    participant's own process (serve) and answers the commands of RemoteMember."""
+
+    def __init__(self) -> None:
+        self.camera: OnRequestCamera | None = None
+        self.publisher: RTCPeerConnection | None = None
+        self.receiver: RTCPeerConnection | None = None
+        self.layout: list[tuple[str, str]] = []
+        self.decoded: dict[str, int] = {}  # "publisher video" -> frames decoded
+        self.size_seen: dict[str, list[int]] = {}  # publisher -> latest picture size
+        self.first_frames: list[float] = []  # per receive connection and publisher
+        self._readers: list[asyncio.Task[None]] = []
+        self._offered = 0.0
+
+    async def publish(self, audio: bool, video: bool, size: list[int]) -> dict:
+        await self._close_publisher()
+        pc = self.publisher = connection()
+        if audio:
+            pc.addTransceiver(AudioStreamTrack(), direction="sendonly")
+        if video:
+            self.camera = OnRequestCamera(*size)
+            self.camera.attach_to(pc.addTransceiver(self.camera, direction="sendonly").sender)
+        await pc.setLocalDescription(await pc.createOffer())
+        return {"offer": pc.localDescription.sdp}
+
+    async def published(self, answer: str) -> dict:
+        await self.publisher.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
+        return {}
+
+    async def receive(self, layout: list[list[str]]) -> dict:
+        await self.stop_receiving()
+        pc = self.receiver = connection()
+        self.layout = [(publisher, kind) for publisher, kind in layout]
+        for _, kind in self.layout:
+            pc.addTransceiver(kind, direction="recvonly")
+        await pc.setLocalDescription(await pc.createOffer())
+        self._offered = time.monotonic()
+        return {"offer": pc.localDescription.sdp}
+
+    async def received(self, answer: str) -> dict:
+        pc = self.receiver
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
+        # The remote tracks exist from the answer on.
+        for (publisher, kind), transceiver in zip(self.layout, pc.getTransceivers(), strict=True):
+            self._readers.append(asyncio.ensure_future(self._read(publisher, kind, transceiver.receiver.track)))
+        return {}
+
+    async def _read(self, publisher: str, kind: str, track: MediaStreamTrack) -> None:
+        key = f"{publisher} {kind}"
+        started = self._offered
+        with contextlib.suppress(MediaStreamError):
+            frame = await track.recv()
+            if kind == "video":
+                self.first_frames.append(time.monotonic() - started)
+            while True:
+                self.decoded[key] = self.decoded.get(key, 0) + 1
+                if kind == "video":
+                    self.size_seen[publisher] = [frame.width, frame.height]
+                frame = await track.recv()
+
+    async def stop_receiving(self) -> dict:
+        if self.receiver is not None:
+            await self.receiver.close()
+            self.receiver = None
+        for task in self._readers:
+            task.cancel()
+        await asyncio.gather(*self._readers, return_exceptions=True)
+        self._readers.clear()
+        return {}
+
+    async def _close_publisher(self) -> None:
+        if self.publisher is not None:
+            await self.publisher.close()
+            self.publisher = None
+
+    async def drop(self) -> dict:
+        """The network goes away: both connections end without a word to the relay."""
+        await self._close_publisher()
+        await self.stop_receiving()
+        return {}
+
+    async def counts(self) -> dict:
+        camera = self.camera
+        return {"decoded": self.decoded, "size_seen": self.size_seen, "first_frames": self.first_frames,
+                "camera": {"requests": camera.requests, "keyframes": camera.keyframes_sent} if camera else None}
+
+
+async def serve() -> None:
+    """One participant's process: a JSON command per line on stdin, a JSON answer per line
+    on stdout; the end of stdin ends it."""
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=1 << 22)
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    endpoint = Endpoint()
+    try:
+        while line := await reader.readline():
+            command = json.loads(line)
+            answer = await getattr(endpoint, command.pop("do"))(**command)
+            sys.stdout.write(json.dumps(answer) + "\n")
+            sys.stdout.flush()
+    finally:
+        await endpoint.drop()
+
+
+class RemoteMember:
+    """A participant as the test sees it: its process, and what it publishes."""
+
+    def __init__(self, name: str, size: tuple[int, int], audio: bool, video: bool) -> None:
+        self.name, self.size, self.audio, self.video = name, size, audio, video
+        self.generation = 0  # publish connections made so far
+        self.receiving = ""  # the publisher list the receive connection was made for
+        self._process: asyncio.subprocess.Process | None = None
+
+    @property
+    def kinds(self) -> list[str]:
+        # In the browser's order (media.js outgoing(): audio, then video).
+        return [kind for kind, on in (("audio", self.audio), ("video", self.video)) if on]
+
+    async def start(self) -> None:
+        self._process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "tests.group_peers", cwd=ROOT, limit=1 << 22,
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+
+    async def ask(self, do: str, **arguments) -> dict:  # noqa: ANN003
+        process = self._process
+        process.stdin.write((json.dumps({"do": do, **arguments}) + "\n").encode())
+        await process.stdin.drain()
+        async with asyncio.timeout(60):
+            line = await process.stdout.readline()
+        assert line, f"{self.name}'s process ended (exit code {process.returncode})"
+        return json.loads(line)
+
+    async def stop(self) -> None:
+        process, self._process = self._process, None
+        if process is None:
+            return
+        process.stdin.close()
+        try:
+            async with asyncio.timeout(15):
+                await process.wait()
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+
+
+class GroupCall:
+    """The participants of one relay room (smartpractice.rtc.RelayRoom), joining,
+    leaving and reconnecting as the signalling makes browsers do."""
+
+    def __init__(self, room) -> None:  # noqa: ANN001 - smartpractice.rtc.RelayRoom
+        self.room = room
+        self.members: dict[str, RemoteMember] = {}
+        self.counts: dict[str, dict] = {}
+        self._index = 0
+
+    async def join(self, name: str, *, audio: bool = True, video: bool = True) -> RemoteMember:
+        self._index += 1
+        member = RemoteMember(name, (144 + 16 * self._index, 112), audio, video)
+        self.members[name] = member
+        await member.start()
+        await self._publish(member)
+        await self.settle()
+        return member
+
+    async def leave(self, name: str) -> None:
+        member = self.members.pop(name)
+        await self.room.detach(name)
+        await self.room.detach(f"{name}/receive")
+        await member.stop()
+        await self.settle()
+
+    async def reconnect(self, name: str) -> None:
+        """The participant's network went away and came back: both connections are gone
+        without a goodbye, and fresh ones attach (replacing the old ones on the relay)."""
+        member = self.members[name]
+        await member.ask("drop")
+        member.receiving = ""
+        await self._publish(member)
+        await self.settle()
+
+    async def settle(self) -> None:
+        """Everyone whose list of publishers changed makes a new receive connection."""
+        for member in list(self.members.values()):
+            await self._receive(member)
+
+    async def _publish(self, member: RemoteMember) -> None:
+        if not member.kinds:
+            return  # neither camera nor microphone: receives only
+        offer = await member.ask("publish", audio=member.audio, video=member.video, size=list(member.size))
+        answer = await self.room.attach(member.name, offer["offer"], receive_from=[])
+        await member.ask("published", answer=answer)
+        member.generation += 1
+
+    def publishers(self, member: RemoteMember) -> list[RemoteMember]:
+        """The others who publish, in the relay's order (its relay_sources)."""
+        return [self.members[name] for name in self.room.publishers()
+                if name != member.name and name in self.members]
+
+    async def _receive(self, member: RemoteMember) -> None:
+        others = self.publishers(member)
+        key = repr([(m.name, m.kinds, m.generation) for m in others])
+        if key == member.receiving:
+            return
+        member.receiving = key
+        if not others:
+            await member.ask("stop_receiving")
+            await self.room.detach(f"{member.name}/receive")
+            return
+        offer = await member.ask("receive", layout=[[m.name, kind] for m in others for kind in m.kinds])
+        answer = await self.room.attach(f"{member.name}/receive", offer["offer"],
+                                        receive_from=[m.name for m in others], publishing=False)
+        await member.ask("received", answer=answer)
+
+    async def close(self) -> None:
+        for member in self.members.values():
+            await member.stop()
+
+    def expected(self) -> list[tuple[str, str, str]]:
+        """(receiver, publisher, kind) for every track everyone should get."""
+        return [(receiver.name, publisher.name, kind) for receiver in self.members.values()
+                for publisher in self.publishers(receiver) for kind in publisher.kinds]
+
+    async def refresh(self) -> None:
+        for name, member in self.members.items():
+            self.counts[name] = await member.ask("counts")
+
+    def decoded(self, receiver: str, publisher: str, kind: str) -> int:
+        return self.counts.get(receiver, {}).get("decoded", {}).get(f"{publisher} {kind}", 0)
+
+    def _relay_state(self, receiver: str, publisher: str, kind: str) -> str:
+        connection_id = f"{receiver}/receive"
+        if connection_id not in self.room.participant_ids:
+            return "no receive connection on the relay"
+        forward = next((f for f in self.room.participant(connection_id).forwards
+                        if f.source.publisher_id == publisher and f.source.kind == kind), None)
+        if forward is None:
+            return "no forward on the relay"
+        return (f"the relay forwarded {forward.packets_sent} packets, "
+                f"waiting for a keyframe: {forward.waiting_for_keyframe}")
+
+    async def until_everyone_receives_everyone(self, frames: int = 10, within: float = 40.0) -> None:
+        """Each participant decodes `frames` more video frames from every other participant's
+        camera, in that camera's picture size, and as many more audio frames from every
+        microphone; else the assertion names each receiver, publisher and track that fell
+        short."""
+        expected = self.expected()
+        await self.refresh()
+        before = {e: self.decoded(*e) for e in expected}
+
+        def short() -> list[tuple[str, str, str]]:
+            return [e for e in expected if self.decoded(*e) < before[e] + frames]
+
+        deadline = time.monotonic() + within
+        while short() and time.monotonic() < deadline:
+            await asyncio.sleep(0.5)
+            await self.refresh()
+        failures = [f"{r} does not {'see' if k == 'video' else 'hear'} {p} ({k}: "
+                    f"{before[(r, p, k)]} -> {self.decoded(r, p, k)} frames decoded; "
+                    f"{self._relay_state(r, p, k)})" for r, p, k in short()]
+        assert not failures, f"within {within:.0f} s:\n" + "\n".join(failures)
+        wrong = [f"{r} sees {p} at {self.counts[r]['size_seen'][p]}, not {list(self.members[p].size)}: "
+                 "someone else's video on that m-line" for r, p, k in expected
+                 if k == "video" and self.counts[r]["size_seen"][p] != list(self.members[p].size)]
+        assert not wrong, "\n".join(wrong)
+
+    def first_frames(self) -> list[float]:
+        return sorted(s for counts in self.counts.values() for s in counts["first_frames"])
+
+
+if __name__ == "__main__":
+    asyncio.run(serve())

@@ -1,0 +1,96 @@
+"""Group calls through the relay with real aiortc peers over loopback, each in its own
+process and connected as the browser client connects (tests/group_peers.py): everyone
+sees and hears everyone else, per receiver, per publisher and per track, for two to six
+people, through joins, leaves and reconnects in any order, with participants who have no
+camera or no microphone, and with cameras that make keyframes only when asked."""
+
+from __future__ import annotations
+
+import statistics
+
+import pytest
+
+from smartpractice.rtc import Relay, hooks
+from tests.group_peers import GroupCall
+
+NAMES = ["clinician", "patient", "guest", "carer", "interpreter", "relative"]
+
+
+@pytest.fixture
+async def group():
+    relay = Relay()
+    call = GroupCall(relay.room("consultation-7"))
+    try:
+        yield call
+    finally:
+        await call.close()
+        await relay.close()
+
+
+def keyframes_only_when_asked(call: GroupCall) -> None:
+    for name, counts in call.counts.items():
+        camera = counts["camera"]
+        if camera is not None:
+            # The first frame, then one per request at most: no keyframe came unasked.
+            assert camera["keyframes"] <= camera["requests"] + 1, (name, camera)
+
+
+@pytest.mark.parametrize("size", [2, 3, 4, 6])
+async def test_everyone_in_a_group_sees_and_hears_everyone_else(group, size):
+    """From two to six people, each publishing camera and microphone: every one of them
+    decodes every other one's video and audio."""
+    for name in NAMES[:size]:
+        await group.join(name)
+    await group.until_everyone_receives_everyone()
+    assert len(group.expected()) == size * (size - 1) * 2
+    keyframes_only_when_asked(group)
+    for source in group.room.sources():
+        assert not hooks.decoder_started(source.receiver)
+    first = group.first_frames()
+    # From a receive offer to its first decoded frame of each publisher (the last
+    # connections were made after everyone had joined).
+    assert max(first) < 5.0, first
+    print(f"first frame after a receive offer, {len(first)} times: median {statistics.median(first):.2f} s, "
+          f"max {max(first):.2f} s")
+
+
+async def test_joins_leaves_and_reconnects_in_any_order(group):
+    await group.join("clinician")
+    await group.join("patient")
+    await group.join("guest")
+    await group.until_everyone_receives_everyone()
+
+    # The patient leaves; a carer without a camera comes, and a relative with neither
+    # camera nor microphone, who only watches and listens.
+    await group.leave("patient")
+    await group.join("carer", video=False)
+    await group.join("relative", audio=False, video=False)
+    await group.until_everyone_receives_everyone()
+    assert ("relative", "carer", "audio") in group.expected()
+    assert not any(publisher == "relative" for _, publisher, _ in group.expected())
+
+    # The guest's network drops and comes back; the first to come leaves.
+    await group.reconnect("guest")
+    await group.leave("clinician")
+    await group.until_everyone_receives_everyone()
+
+    # The patient comes back, the carer leaves: the last two who publish both ways.
+    await group.join("patient")
+    await group.leave("carer")
+    await group.until_everyone_receives_everyone()
+    assert sorted(group.expected()) == [
+        ("guest", "patient", "audio"), ("guest", "patient", "video"),
+        ("patient", "guest", "audio"), ("patient", "guest", "video"),
+        ("relative", "guest", "audio"), ("relative", "guest", "video"),
+        ("relative", "patient", "audio"), ("relative", "patient", "video")]
+    keyframes_only_when_asked(group)
+
+
+async def test_a_participant_without_microphone_is_seen(group):
+    await group.join("clinician")
+    await group.join("patient", audio=False)
+    await group.join("guest")
+    await group.reconnect("patient")
+    await group.until_everyone_receives_everyone()
+    assert ("clinician", "patient", "video") in group.expected()
+    assert ("clinician", "patient", "audio") not in group.expected()
