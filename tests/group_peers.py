@@ -136,13 +136,15 @@ class Endpoint:
         self._readers: list[asyncio.Task[None]] = []
         self._offered = 0.0
 
-    async def publish(self, audio: bool, video: bool, size: list[int]) -> dict:
+    async def publish(self, audio: bool, video: bool, size: list[int], hold: bool = False) -> dict:
         await self._close_publisher()
         pc = self.publisher = connection()
         if audio:
             pc.addTransceiver(AudioStreamTrack(), direction="sendonly")
         if video:
             self.camera = OnRequestCamera(*size)
+            if hold:
+                self.camera.hold()
             self.camera.attach_to(pc.addTransceiver(self.camera, direction="sendonly").sender)
         await pc.setLocalDescription(await pc.createOffer())
         return {"offer": pc.localDescription.sdp}
@@ -196,6 +198,12 @@ class Endpoint:
         if self.publisher is not None:
             await self.publisher.close()
             self.publisher = None
+
+    async def set_camera(self, release: bool = False, lose_requests: int = 0) -> dict:
+        if release:
+            self.camera.release()
+        self.camera.lose_requests = lose_requests
+        return {}
 
     async def drop(self) -> dict:
         """The network goes away: both connections end without a word to the relay."""
@@ -277,14 +285,28 @@ class GroupCall:
         self.counts: dict[str, dict] = {}
         self._index = 0
 
-    async def join(self, name: str, *, audio: bool = True, video: bool = True) -> RemoteMember:
-        self._index += 1
-        member = RemoteMember(name, (144 + 16 * self._index, 112), audio, video)
-        self.members[name] = member
-        await member.start()
-        await self._publish(member)
+    async def join(self, name: str, *, audio: bool = True, video: bool = True,
+                   hold_camera: bool = False) -> RemoteMember:
+        """`hold_camera`: the camera sends nothing until `set_camera(release=True)`."""
+        [member] = await self._arrive([name], audio=audio, video=video)
+        await self._publish(member, hold=hold_camera)
         await self.settle()
         return member
+
+    async def watchers_join(self, names: list[str]) -> None:
+        """People without camera and microphone who join one right after the other (their
+        processes are started first, so only their connections take time)."""
+        for member in await self._arrive(names, audio=False, video=False):
+            await self._receive(member)
+
+    async def _arrive(self, names: list[str], *, audio: bool, video: bool) -> list[RemoteMember]:
+        members = []
+        for name in names:
+            self._index += 1
+            members.append(RemoteMember(name, (144 + 16 * self._index, 112), audio, video))
+        await asyncio.gather(*(member.start() for member in members))
+        self.members.update((member.name, member) for member in members)
+        return members
 
     async def leave(self, name: str) -> None:
         member = self.members.pop(name)
@@ -307,10 +329,11 @@ class GroupCall:
         for member in list(self.members.values()):
             await self._receive(member)
 
-    async def _publish(self, member: RemoteMember) -> None:
+    async def _publish(self, member: RemoteMember, hold: bool = False) -> None:
         if not member.kinds:
             return  # neither camera nor microphone: receives only
-        offer = await member.ask("publish", audio=member.audio, video=member.video, size=list(member.size))
+        offer = await member.ask("publish", audio=member.audio, video=member.video, size=list(member.size),
+                                 hold=hold)
         answer = await self.room.attach(member.name, offer["offer"], receive_from=[])
         await member.ask("published", answer=answer)
         member.generation += 1

@@ -6,6 +6,7 @@ camera or no microphone, and with cameras that make keyframes only when asked.""
 
 from __future__ import annotations
 
+import asyncio
 import statistics
 
 import pytest
@@ -94,3 +95,50 @@ async def test_a_participant_without_microphone_is_seen(group):
     await group.until_everyone_receives_everyone()
     assert ("clinician", "patient", "video") in group.expected()
     assert ("clinician", "patient", "audio") not in group.expected()
+
+
+def video_source(call: GroupCall, publisher: str):  # noqa: ANN201 - rtc.source.Source
+    return next(s for s in call.room.participant(publisher).sources if s.kind == "video")
+
+
+async def test_people_arriving_together_each_get_a_keyframe(group):
+    """Four people join a running call one right after the other: the relay asks the
+    clinician's camera (keyframes only on request) at most once per interval, and each of
+    them still gets a keyframe rather than waiting for one nobody asked for."""
+    await group.join("clinician")
+    await group.join("patient")
+    await group.until_everyone_receives_everyone()
+    await group.watchers_join(["guest", "carer", "interpreter", "relative"])
+    await group.until_everyone_receives_everyone()
+    source = video_source(group, "clinician")
+    waits = [f.first_packet_after for f in source.forwards]
+    assert all(wait is not None and wait < 3.0 for wait in waits), waits
+    keyframes_only_when_asked(group)
+
+
+async def test_a_lost_keyframe_request_is_asked_again(group):
+    """The first two requests for a keyframe get lost on the way to the clinician's camera:
+    the relay keeps asking while the patient waits for one."""
+    await group.join("clinician")
+    await group.until_everyone_receives_everyone(frames=0)
+    await group.members["clinician"].ask("set_camera", lose_requests=2)
+    await group.join("patient", audio=False, video=False)
+    await group.until_everyone_receives_everyone()
+    await group.refresh()
+    assert group.counts["clinician"]["camera"]["requests"] >= 3
+    assert video_source(group, "clinician").keyframe_requests_sent >= 3
+
+
+async def test_a_keyframe_request_before_the_first_packet_is_kept(group):
+    """The patient connects while the clinician's camera has not sent anything yet, and its
+    first frame, when it comes, is no keyframe: the relay's request waits for that first
+    packet instead of being dropped."""
+    await group.join("clinician", audio=False, hold_camera=True)
+    await group.join("patient", audio=False, video=False)
+    source = video_source(group, "clinician")
+    await asyncio.sleep(1.0)  # the patient's connection is up and waiting
+    assert source.packets_received == 0 and source.keyframe_requests_sent == 0
+    assert [f.waiting_for_keyframe for f in source.forwards] == [True]
+    await group.members["clinician"].ask("set_camera", release=True)
+    await group.until_everyone_receives_everyone()
+    assert source.keyframe_requests_sent >= 1
