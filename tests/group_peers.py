@@ -15,11 +15,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
+import re
 import sys
 import time
 from fractions import Fraction
 from pathlib import Path
 
+import aiohttp
 import av
 from aiortc import (
     AudioStreamTrack,
@@ -30,7 +33,7 @@ from aiortc import (
     RTCSessionDescription,
 )
 from aiortc.mediastreams import MediaStreamError
-from av import VideoFrame
+from av import AudioFrame, VideoFrame
 
 FPS = 15
 VIDEO_CLOCK = Fraction(1, 90000)
@@ -121,6 +124,26 @@ class OnRequestCamera(MediaStreamTrack):
         return packet
 
 
+class ToneMicrophone(AudioStreamTrack):
+    """A microphone that plays a steady tone: Opus then carries tens of kilobits a second,
+    as with a voice, where silence would be a few bytes a packet."""
+
+    def __init__(self, frequency: float = 440.0) -> None:
+        super().__init__()
+        self._frequency = frequency
+        self._sample = 0
+
+    async def recv(self) -> AudioFrame:
+        frame = await super().recv()
+        samples = frame.samples
+        start, self._sample = self._sample, self._sample + samples
+        step = 2 * math.pi * self._frequency / frame.sample_rate
+        tone = b"".join(int(8000 * math.sin(step * (start + n))).to_bytes(2, "little", signed=True)
+                        for n in range(samples))
+        frame.planes[0].update(tone)  # aiortc's AudioStreamTrack: mono, signed 16 bit
+        return frame
+
+
 class Endpoint:
     """A participant's side: its two connections and what it decoded. Runs in the
     participant's own process (serve) and answers the commands of RemoteMember."""
@@ -140,7 +163,7 @@ class Endpoint:
         await self._close_publisher()
         pc = self.publisher = connection()
         if audio:
-            pc.addTransceiver(AudioStreamTrack(), direction="sendonly")
+            pc.addTransceiver(ToneMicrophone(), direction="sendonly")
         if video:
             self.camera = OnRequestCamera(*size)
             if hold:
@@ -217,20 +240,121 @@ class Endpoint:
                 "camera": {"requests": camera.requests, "keyframes": camera.keyframes_sent} if camera else None}
 
 
-async def serve() -> None:
+class CallClient:
+    """A participant of a real call on the server, over its signalling socket, doing what the
+    browser client does in relay topology (static/call/relay.js): publish once, and on each
+    `relay_sources` whose list of others changed, one fresh receive connection with an m-line
+    per publisher and kind, one receive offer at a time. It does not talk peer to peer: it
+    joins calls that go through the relay. Decoded media is counted by the publishers' names."""
+
+    def __init__(self, endpoint: Endpoint, base: str, consultation: int, username: str, password: str) -> None:
+        self.endpoint = endpoint
+        self.base, self.consultation = base, consultation
+        self.username, self.password = username, password
+        self.me: str | None = None
+        self.names: dict[str, str] = {}
+        self._socket: aiohttp.ClientWebSocketResponse | None = None
+        self._published = False
+        self._receiving = ""
+        self._pending: str | None = None  # receive_from of the receive offer out
+        self._next: list[dict] | None = None
+
+    async def run(self) -> None:
+        jar = aiohttp.CookieJar(unsafe=True)
+        async with aiohttp.ClientSession(base_url=self.base, cookie_jar=jar) as session:
+            login = await (await session.get("/login")).text()
+            token = re.search(r'name="csrf_token" value="([^"]+)"', login).group(1)
+            response = await session.post("/login", data={"identifier": self.username, "password": self.password,
+                                                          "csrf_token": token})
+            assert response.ok, response.status
+            async with session.ws_connect(f"/c/{self.consultation}/call/ws", headers={"Origin": self.base}) as socket:
+                self._socket = socket
+                await socket.send_json({"type": "join", "version": 1})
+                async for message in socket:
+                    if message.type == aiohttp.WSMsgType.TEXT:
+                        await self._on(json.loads(message.data))
+
+    async def leave(self) -> dict:
+        if self._socket is not None and not self._socket.closed:
+            await self._socket.send_json({"type": "leave"})
+        return {}
+
+    async def _on(self, message: dict) -> None:
+        kind = message["type"]
+        if kind == "welcome":
+            self.me = message["id"]
+        elif kind == "participants":
+            self.names = {p["id"]: p["name"] for p in message["participants"]}
+            if message["topology"] == "relay" and not self._published:
+                self._published = True
+                offer = await self.endpoint.publish(audio=True, video=True, size=[176, 144])
+                await self._socket.send_json({"type": "relay_offer", "purpose": "publish", "sdp": offer["offer"],
+                                              "receive_from": []})
+        elif kind == "relay_sources":
+            await self._receive(message["publishers"])
+        elif kind == "relay_answer":
+            if message["purpose"] == "publish":
+                await self.endpoint.published(message["sdp"])
+            elif json.dumps(message["receive_from"]) == self._pending:
+                await self.endpoint.received(message["sdp"])
+                await self._receive_done()
+        elif kind == "error" and message.get("about") == "relay_offer":
+            raise RuntimeError(f"the relay refused an offer: {message}")
+
+    async def _receive(self, publishers: list[dict]) -> None:
+        if self._pending is not None:
+            self._next = publishers
+            return
+        others = [p for p in publishers if p["id"] != self.me]
+        key = json.dumps(others)
+        if key == self._receiving:
+            return
+        self._receiving = key
+        if not others:
+            await self.endpoint.stop_receiving()
+            return
+        offer = await self.endpoint.receive([[self.names.get(p["id"], p["id"]), kind]
+                                             for p in others for kind in p["kinds"]])
+        ids = [p["id"] for p in others]
+        self._pending = json.dumps(ids)
+        await self._socket.send_json({"type": "relay_offer", "purpose": "receive", "sdp": offer["offer"],
+                                      "receive_from": ids})
+
+    async def _receive_done(self) -> None:
+        self._pending = None
+        publishers, self._next = self._next, None
+        if publishers is not None:
+            await self._receive(publishers)
+
+
+async def serve(arguments: list[str]) -> None:
     """One participant's process: a JSON command per line on stdin, a JSON answer per line
-    on stdout; the end of stdin ends it."""
+    on stdout; the end of stdin ends it. With arguments (base URL, consultation, user name,
+    password) it is also a CallClient of that call."""
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=1 << 22)
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     endpoint = Endpoint()
+    handlers: list[object] = [endpoint]
+    client = None
+    if arguments:
+        base, consultation, username, password = arguments
+        client = CallClient(endpoint, base, int(consultation), username, password)
+        handlers.insert(0, client)
+        running = asyncio.ensure_future(client.run())
     try:
         while line := await reader.readline():
             command = json.loads(line)
-            answer = await getattr(endpoint, command.pop("do"))(**command)
+            if client is not None and running.done():
+                running.result()  # what went wrong, on the test's side of the pipe
+            name = command.pop("do")
+            handler = next(h for h in handlers if hasattr(h, name))
+            answer = await getattr(handler, name)(**command)
             sys.stdout.write(json.dumps(answer) + "\n")
             sys.stdout.flush()
     finally:
+        if client is not None:
+            running.cancel()
         await endpoint.drop()
 
 
@@ -248,9 +372,9 @@ class RemoteMember:
         # In the browser's order (media.js outgoing(): audio, then video).
         return [kind for kind, on in (("audio", self.audio), ("video", self.video)) if on]
 
-    async def start(self) -> None:
+    async def start(self, *arguments: str) -> None:
         self._process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "tests.group_peers", cwd=ROOT, limit=1 << 22,
+            sys.executable, "-m", "tests.group_peers", *arguments, cwd=ROOT, limit=1 << 22,
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
 
     async def ask(self, do: str, **arguments) -> dict:  # noqa: ANN003
@@ -273,6 +397,43 @@ class RemoteMember:
         except TimeoutError:
             process.kill()
             await process.wait()
+
+
+class CallParticipant:
+    """An aiortc participant in its own process that takes part in a call on the server the
+    way a browser does (CallClient): log in, join over the signalling socket, publish a
+    camera and a microphone through the relay and receive everyone else."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._process = RemoteMember(name, (176, 144), audio=True, video=True)
+
+    async def start(self, base: str, consultation: int, username: str, password: str) -> None:
+        await self._process.start(base, str(consultation), username, password)
+
+    async def leave(self) -> None:
+        await self._process.ask("leave")
+
+    async def stop(self) -> None:
+        await self._process.stop()
+
+    async def until_receiving(self, names: list[str], frames: int = 30, within: float = 45.0) -> None:
+        """This participant decodes `frames` more video frames and audio frames of each
+        person named; else the assertion names whose video or sound did not come."""
+        wanted = [(name, kind) for name in names for kind in ("video", "audio")]
+        before = (await self._process.ask("counts"))["decoded"]
+        deadline = time.monotonic() + within
+        while True:
+            decoded = (await self._process.ask("counts"))["decoded"]
+            short = [(name, kind) for name, kind in wanted
+                     if decoded.get(f"{name} {kind}", 0) < before.get(f"{name} {kind}", 0) + frames]
+            if not short or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.5)
+        assert not short, "\n".join(
+            f"{self.name} (aiortc) does not {'see' if kind == 'video' else 'hear'} {name}: "
+            f"{before.get(f'{name} {kind}', 0)} -> {decoded.get(f'{name} {kind}', 0)} {kind} frames decoded"
+            for name, kind in short)
 
 
 class GroupCall:
@@ -415,4 +576,4 @@ class GroupCall:
 
 
 if __name__ == "__main__":
-    asyncio.run(serve())
+    asyncio.run(serve(sys.argv[1:]))

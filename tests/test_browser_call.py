@@ -8,14 +8,15 @@ import asyncio
 import re
 from datetime import timedelta
 
-from playwright.async_api import async_playwright
+from playwright.async_api import async_playwright, expect
 from sqlalchemy import update
 
 from smartpractice.keys import services_key
 from smartpractice.onboarding.invitations import Invitee
 from smartpractice.scheduling.consultations import Plan
 from smartpractice.storage.tables import practices
-from tests.conftest import CHROMIUM, CHROMIUM_FLAGS, add_member, mail_text, needs_chromium
+from tests.conftest import CHROMIUM, CHROMIUM_FLAGS, PASSWORD, add_member, mail_text, needs_chromium
+from tests.group_peers import CallParticipant
 from tests.test_browser_waiting_room import logged_in
 
 pytestmark = needs_chromium
@@ -100,15 +101,17 @@ def _progress(before: dict | None, now: dict | None) -> int:
     return now["count"] - before["count"]
 
 
-async def until_every_tile_plays(pages: dict[str, object], *, without: dict[str, tuple[str, ...]] | None = None,
+async def until_every_tile_plays(pages: dict[str, object], *, also: tuple[str, ...] = (),
+                                 without: dict[str, tuple[str, ...]] | None = None,
                                  within: float = 45.0) -> dict[str, dict]:
     """On every page (by the name of the person at it), each other person's tile decodes
     video frames that keep coming and receives audio bytes that keep coming, until both grew
-    by VIDEO_FRAMES and AUDIO_BYTES; `without` names what a person does not send ("video",
-    "audio"). Else the assertion names each page, person and track that fell short.
-    Returns what each page showed at the end."""
+    by VIDEO_FRAMES and AUDIO_BYTES. `also` names people in the call without a page here
+    (aiortc participants); `without` names what a person does not send ("video", "audio").
+    Else the assertion names each page, person and track that fell short. Returns what each
+    page showed at the end."""
     without = without or {}
-    expected = [(viewer, other, kind) for viewer in pages for other in pages if other != viewer
+    expected = [(viewer, other, kind) for viewer in pages for other in (*pages, *also) if other != viewer
                 for kind in ("video", "audio") if kind not in without.get(other, ())]
     need = {"video": VIDEO_FRAMES, "audio": AUDIO_BYTES}
 
@@ -287,7 +290,7 @@ async def test_three_people_meet_through_the_relay(live_server, browser, smtp):
     await guest.click("#hang-up")
     for page in (doctor, patient):
         await page.wait_for_selector("#call[data-topology=p2p]")
-        await page.wait_for_function("document.querySelectorAll('.tile[data-peer]').length === 1")
+        await expect(page.locator(".tile[data-peer]")).to_have_count(1, timeout=30_000)
     await until_every_tile_plays({DOCTOR: doctor, PATIENT: patient})
 
     # She comes back through the link in the mail, still admitted: the relay again.
@@ -309,6 +312,62 @@ async def test_three_people_meet_through_the_relay(live_server, browser, smtp):
     assert_relayed(shown)
     print(f"first frames after the patient came back (s): {assert_first_frames_within(shown, 5.0)}")
     assert doctor_errors == patient_errors == guest_errors == []
+
+
+async def test_four_people_through_the_relay_in_and_out_in_any_order(live_server, browser):
+    """Three browsers and an aiortc participant in a process of its own, speaking the same
+    signalling (a fourth browser does not fit two cores): everyone sees and hears everyone,
+    tile by tile; the patient drops and comes back, Paul leaves first, then Oma, and the two
+    left go back to peer to peer."""
+    services, practice, consultation, base = await consultation_at_lindenhof(live_server)
+    paul, oma = (await add_member(services, practice, "patient", "paul"),
+                 await add_member(services, practice, "patient", "oma"))
+    await services.consultations.add_participants(practice, consultation.id, None, patient_ids=[paul, oma])
+    for key in (paul, oma):
+        await services.waiting_room.state.admit(practice.id, consultation.id, f"u{key}")
+    doctor, patient, doctor_errors, patient_errors = await both_in_call(browser, services, base, consultation.id)
+    third, third_errors = await logged_in(browser, base, "paul")
+    await enter_call(third, base, consultation.id)
+    pages = {DOCTOR: doctor, PATIENT: patient, "Paul": third}
+    for page in pages.values():
+        await page.wait_for_selector("#call[data-topology=relay]")
+    await until_every_tile_plays(pages)
+
+    aiortc = CallParticipant("Oma")
+    await aiortc.start(base, consultation.id, "oma", PASSWORD)
+    try:
+        for page in pages.values():
+            await expect(page.locator(".tile[data-peer]")).to_have_count(3, timeout=30_000)
+        shown = await until_every_tile_plays(pages, also=("Oma",))
+        await aiortc.until_receiving([DOCTOR, PATIENT, "Paul"])
+        assert_relayed(shown)
+        print(f"first frames with four (s): {assert_first_frames_within(shown, 5.0)}")
+
+        # The patient's connection drops, and she comes back.
+        context = patient.context
+        await patient.close()
+        await doctor.wait_for_selector(f".tile[data-peer][data-state=reconnecting]:has-text('{PATIENT}')")
+        pages[PATIENT] = patient = await context.new_page()
+        await enter_call(patient, base, consultation.id)
+        await until_every_tile_plays(pages, also=("Oma",))
+        await aiortc.until_receiving([DOCTOR, PATIENT, "Paul"])
+
+        # Paul leaves first; three are left, still through the relay.
+        await third.click("#hang-up")
+        del pages["Paul"]
+        for page in pages.values():
+            await expect(page.locator(".tile[data-peer]")).to_have_count(2, timeout=30_000)
+        await until_every_tile_plays(pages, also=("Oma",))
+        await aiortc.until_receiving([DOCTOR, PATIENT])
+
+        # Then Oma: the two left talk peer to peer again.
+        await aiortc.leave()
+        for page in pages.values():
+            await page.wait_for_selector("#call[data-topology=p2p]")
+        await until_every_tile_plays(pages)
+    finally:
+        await aiortc.stop()
+    assert doctor_errors == patient_errors == third_errors == []
 
 
 async def test_a_practice_that_always_relays_relays_two(live_server, browser):
