@@ -8,6 +8,7 @@ import asyncio
 import re
 from datetime import timedelta
 
+import pytest
 from playwright.async_api import async_playwright, expect
 from sqlalchemy import update
 
@@ -389,20 +390,31 @@ async def test_a_practice_that_always_relays_relays_two(live_server, browser):
     assert_first_frames_within(shown, 5.0)
 
 
-async def test_the_device_check_says_so_when_camera_and_microphone_are_refused(live_server):
-    _, _, consultation, base = await consultation_at_lindenhof(live_server)
+@pytest.mark.parametrize("relay_policy", ["p2p", "relay"])
+async def test_the_device_check_says_so_when_camera_and_microphone_are_refused(live_server, browser, relay_policy):
+    """A patient who refuses camera and microphone is told so, joins anyway, and sees and
+    hears the clinician, peer to peer and through the relay."""
+    services, _, consultation, base = await consultation_at_lindenhof(live_server, relay_policy=relay_policy)
     # This browser asks before using camera and microphone, and the answer is no.
     flags = [flag for flag in CHROMIUM_FLAGS if flag != "--use-fake-ui-for-media-stream"] + ["--deny-permission-prompts"]
     async with async_playwright() as playwright:
         refusing = await playwright.chromium.launch(executable_path=CHROMIUM, args=flags)
         try:
             patient, errors = await logged_in(refusing, base, "erika")
+            await patient.context.add_init_script(FIRST_FRAMES)
             await patient.goto(f"{base}/c/{consultation.id}/call")
             await patient.wait_for_selector("#device-error:not([hidden])")
             assert "nicht verwenden" in await patient.inner_text("#device-error")
             # Joining without camera and microphone still works: to see and hear the others.
             await patient.click("#join")
             await patient.wait_for_selector("#call[data-state=in_call]")
-            assert errors == []
+            doctor, doctor_errors = await logged_in(browser, base, "dr-sommer", services)
+            await enter_call(doctor, base, consultation.id)
+            shown = await until_every_tile_plays({DOCTOR: doctor, PATIENT: patient},
+                                                 without={PATIENT: ("video", "audio")})
+            assert await patient.get_attribute("#call", "data-topology") == relay_policy
+            [erika_tile] = shown[DOCTOR]["tiles"]
+            assert erika_tile["video"] is None and erika_tile["audio"] is None
+            assert errors == doctor_errors == []
         finally:
             await refusing.close()
