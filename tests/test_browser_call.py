@@ -8,53 +8,169 @@ import asyncio
 import re
 from datetime import timedelta
 
-from playwright.async_api import async_playwright
+import pytest
+from playwright.async_api import async_playwright, expect
 from sqlalchemy import update
 
 from smartpractice.keys import engine_key, services_key
 from smartpractice.onboarding.invitations import Invitee
 from smartpractice.scheduling.consultations import Appointment
 from smartpractice.storage.tables import practices
-from tests.helpers import CHROMIUM, CHROMIUM_FLAGS, add_member, logged_in, mail_text, needs_chromium
+from tests.group_peers import CallParticipant
+from tests.helpers import (
+    CHROMIUM,
+    CHROMIUM_FLAGS,
+    PASSWORD,
+    add_member,
+    logged_in,
+    mail_text,
+    needs_chromium,
+)
 
 pytestmark = needs_chromium
 
-# What a page's connections say about themselves: decoded video frames and audio bytes
-# received, and the candidate pairs in use ("host" on both ends and the other browser's
-# port: peer to peer; the relay's port: relayed).
-MEDIA = """async () => {
-  const out = {frames: 0, audio: 0, pairs: []};
+# What a page shows of each other participant: per tile, the video track in it and the
+# frames its connection decoded for that track, the audio track and its bytes received
+# (inbound-rtp stats, matched by track id), and how long after its connection's answer
+# the track's first frame was decoded (FIRST_FRAMES). Also the candidate pairs in use
+# ("host" on both ends and the other browser's port: peer to peer; the relay's: relayed).
+TILES = """async () => {
+  const inbound = new Map(), pairs = [];
   for (const pc of window.smartpracticeCall.connections()) {
     const stats = await pc.getStats();
     stats.forEach((s) => {
-      if (s.type === "inbound-rtp" && s.kind === "video") out.frames += s.framesDecoded || 0;
-      if (s.type === "inbound-rtp" && s.kind === "audio") out.audio += s.bytesReceived || 0;
+      if (s.type === "inbound-rtp" && s.trackIdentifier) inbound.set(s.trackIdentifier, s);
       if (s.type === "transport" && s.selectedCandidatePairId) {
         const pair = stats.get(s.selectedCandidatePairId);
         const local = stats.get(pair.localCandidateId), remote = stats.get(pair.remoteCandidateId);
-        out.pairs.push({local: local.port, remote: remote.port});
+        pairs.push({local: local.port, remote: remote.port});
       }
     });
   }
-  return out;
+  const firstFrames = new Map((window.smartpracticeFirstFrames || []).map((f) => [f.track, f.seconds]));
+  const tiles = [...document.querySelectorAll(".tile[data-peer]")].map((figure) => {
+    const stream = figure.querySelector("video").srcObject;
+    const live = (kind) => (stream ? stream.getTracks() : []).find((t) => t.kind === kind && t.readyState === "live");
+    const video = live("video"), audio = live("audio");
+    const videoStats = video && inbound.get(video.id), audioStats = audio && inbound.get(audio.id);
+    return {
+      peer: figure.dataset.peer, name: figure.querySelector(".name").textContent,
+      video: video ? {track: video.id, count: videoStats ? videoStats.framesDecoded || 0 : 0,
+                      first: firstFrames.get(video.id)} : null,
+      audio: audio ? {track: audio.id, count: audioStats ? audioStats.bytesReceived || 0 : 0} : null,
+    };
+  });
+  return {tiles, pairs};
 }"""
 
+# Added to every call page before its scripts run: for each connection that gets an answer,
+# the seconds from that answer to the first decoded frame of each video track it receives.
+FIRST_FRAMES = """(() => {
+  if (window.smartpracticeFirstFrames) return;
+  const found = window.smartpracticeFirstFrames = [];
+  const apply = RTCPeerConnection.prototype.setRemoteDescription;
+  RTCPeerConnection.prototype.setRemoteDescription = async function (description, ...rest) {
+    const result = await apply.call(this, description, ...rest);
+    if (description && description.type === "answer" && !this.firstFramesWatched) {
+      this.firstFramesWatched = true;
+      const pc = this, since = performance.now(), seen = new Set();
+      const poll = async () => {
+        const videos = pc.getReceivers().filter((r) => r.track.kind === "video").length;
+        if (pc.connectionState === "closed" || seen.size >= videos || performance.now() - since > 30000) return;
+        (await pc.getStats()).forEach((s) => {
+          if (s.type === "inbound-rtp" && s.kind === "video" && s.framesDecoded > 0 && !seen.has(s.trackIdentifier)) {
+            seen.add(s.trackIdentifier);
+            found.push({track: s.trackIdentifier, seconds: (performance.now() - since) / 1000});
+          }
+        });
+        setTimeout(poll, 50);
+      };
+      poll();
+    }
+    return result;
+  };
+})()"""
 
-async def media(page) -> dict:
-    return await page.evaluate(MEDIA)
+# How much must arrive, per tile, within the window: a few seconds of video and sound.
+VIDEO_FRAMES = 30
+AUDIO_BYTES = 4000
 
 
-async def until_media(page, frames: int, *, above: int = 0, within: float = 30.0) -> dict:
-    """Wait until the page has decoded `frames` more video frames than `above` and received audio."""
-    async with asyncio.timeout(within):
-        while True:
-            seen = await media(page)
-            if seen["frames"] >= above + frames and seen["audio"] > 0:
-                return seen
-            await asyncio.sleep(0.25)
+async def tiles(page) -> dict:
+    return await page.evaluate(TILES)
+
+
+def _progress(before: dict | None, now: dict | None) -> int:
+    """What a track gained since `before`; a new track (a new connection) counts from zero."""
+    if now is None:
+        return 0
+    if before is None or before["track"] != now["track"]:
+        return now["count"]
+    return now["count"] - before["count"]
+
+
+async def until_every_tile_plays(pages: dict[str, object], *, also: tuple[str, ...] = (),
+                                 without: dict[str, tuple[str, ...]] | None = None,
+                                 within: float = 45.0) -> dict[str, dict]:
+    """On every page (by the name of the person at it), each other person's tile decodes
+    video frames that keep coming and receives audio bytes that keep coming, until both grew
+    by VIDEO_FRAMES and AUDIO_BYTES. `also` names people in the call without a page here
+    (aiortc participants); `without` names what a person does not send ("video", "audio").
+    Else the assertion names each page, person and track that fell short. Returns what each
+    page showed at the end."""
+    without = without or {}
+    expected = [(viewer, other, kind) for viewer in pages for other in (*pages, *also) if other != viewer
+                for kind in ("video", "audio") if kind not in without.get(other, ())]
+    need = {"video": VIDEO_FRAMES, "audio": AUDIO_BYTES}
+
+    def by_name(shown: dict) -> dict[str, dict]:
+        return {tile["name"]: tile for tile in shown["tiles"]}
+
+    first = {viewer: by_name(await tiles(page)) for viewer, page in pages.items()}
+    deadline = asyncio.get_running_loop().time() + within
+    while True:
+        shown = {viewer: await tiles(page) for viewer, page in pages.items()}
+        now = {viewer: by_name(result) for viewer, result in shown.items()}
+        short = []
+        for viewer, other, kind in expected:
+            tile = now[viewer].get(other)
+            gained = _progress(first[viewer].get(other, {}).get(kind), tile and tile[kind])
+            if gained < need[kind]:
+                short.append((viewer, other, kind, tile, gained))
+        if not short:
+            return shown
+        if asyncio.get_running_loop().time() > deadline:
+            break
+        await asyncio.sleep(0.5)
+    lines = []
+    for viewer, other, kind, tile, gained in short:
+        unit = "video frames decoded" if kind == "video" else "audio bytes received"
+        if tile is None:
+            lines.append(f"{viewer}'s page has no tile for {other} (tiles: {sorted(now[viewer])})")
+        elif tile[kind] is None:
+            lines.append(f"{viewer}'s page: {other}'s tile has no {kind} track")
+        else:
+            lines.append(f"{viewer}'s page: {other}'s {kind} gained {gained} {unit} in {within:.0f} s "
+                         f"(needs {need[kind]}; track {tile[kind]['track'][:8]})")
+    raise AssertionError("\n".join(lines))
+
+
+def first_frame_seconds(shown: dict[str, dict]) -> dict[tuple[str, str], float | None]:
+    """Per (page, other person): seconds from the answer of the connection that carries the
+    person's video to its first decoded frame."""
+    return {(viewer, tile["name"]): tile["video"] and tile["video"]["first"]
+            for viewer, result in shown.items() for tile in result["tiles"]}
+
+
+def assert_first_frames_within(shown: dict[str, dict], seconds: float) -> list[float]:
+    latencies = first_frame_seconds(shown)
+    late = {key: value for key, value in latencies.items() if value is None or value >= seconds}
+    assert not late, f"first frame not within {seconds} s of the answer: {late}"
+    return sorted(latencies.values())
 
 
 async def enter_call(page, base: str, consultation_id: int) -> None:
+    await page.context.add_init_script(FIRST_FRAMES)  # (a second copy does nothing)
     await page.goto(f"{base}/c/{consultation_id}/call")
     await page.wait_for_selector("#call[data-state=ready]")
     await page.click("#join")
@@ -87,17 +203,28 @@ async def both_in_call(browser, app, base: str, consultation_id: int):
     return doctor, patient, doctor_errors, patient_errors
 
 
+DOCTOR, PATIENT, GUEST = "Dr Sommer", "Erika", "Gabi Gast"
+
+
+def assert_relayed(shown: dict[str, dict]) -> None:
+    """Two connections on each page (sending, receiving), both to the relay, none to
+    another browser."""
+    browser_ports = {pair["local"] for result in shown.values() for pair in result["pairs"]}
+    for viewer, result in shown.items():
+        assert len(result["pairs"]) == 2, (viewer, result["pairs"])
+        assert not {pair["remote"] for pair in result["pairs"]} & browser_ports, viewer
+
+
 async def test_two_people_see_and_hear_each_other_peer_to_peer_and_after_a_drop(live_server, browser):
     app, _, consultation, base = await consultation_at_lindenhof(live_server)
     doctor, patient, doctor_errors, patient_errors = await both_in_call(browser, app, base, consultation.id)
 
-    doctor_sees, patient_sees = await until_media(doctor, 60), await until_media(patient, 60)
+    shown = await until_every_tile_plays({DOCTOR: doctor, PATIENT: patient})
     assert await doctor.get_attribute("#call", "data-topology") == "p2p"
     assert "Peer-to-Peer" in await doctor.inner_text("#topology")
     # One direct connection: each browser's remote end is the other browser's own port.
-    [doctor_pair], [patient_pair] = doctor_sees["pairs"], patient_sees["pairs"]
+    [doctor_pair], [patient_pair] = shown[DOCTOR]["pairs"], shown[PATIENT]["pairs"]
     assert doctor_pair["remote"] == patient_pair["local"] and patient_pair["remote"] == doctor_pair["local"]
-    assert await doctor.inner_text(".tile[data-peer] .name") == "Erika"
 
     await patient.click("#toggle-audio")
     await doctor.wait_for_selector(".tile[data-peer] .flags:has-text('Mikrofon aus')")
@@ -106,6 +233,7 @@ async def test_two_people_see_and_hear_each_other_peer_to_peer_and_after_a_drop(
     await patient.press("#chat-text", "Enter")
     await doctor.click("#toggle-chat")
     await doctor.wait_for_selector("#chat-log li:has-text('Hören Sie mich?')")
+    await patient.click("#toggle-audio")  # back on: the check below wants her sound
 
     # The patient's laptop lid closes: the doctor sees "reconnecting", then the patient is back.
     context = patient.context
@@ -114,9 +242,7 @@ async def test_two_people_see_and_hear_each_other_peer_to_peer_and_after_a_drop(
     patient = await context.new_page()
     await enter_call(patient, base, consultation.id)
     await doctor.wait_for_selector(".tile[data-peer][data-state=connected]")
-    before = (await media(doctor))["frames"]
-    await until_media(patient, 30)
-    await until_media(doctor, 30, above=before)
+    await until_every_tile_plays({DOCTOR: doctor, PATIENT: patient})
 
     doctor.once("dialog", lambda dialog: asyncio.ensure_future(dialog.accept()))
     await doctor.click("button:has-text('Sprechstunde für alle beenden')")
@@ -124,83 +250,180 @@ async def test_two_people_see_and_hear_each_other_peer_to_peer_and_after_a_drop(
     assert doctor_errors == [] and patient_errors == []
 
 
+async def guest_arrives(guest, doctor, link: str, tan: str, consultation_id: int) -> None:
+    """The relative comes with the TAN from the mail; the doctor lets her in from the call."""
+    await guest.goto(link)
+    await guest.fill("#tan", tan)
+    await guest.click("form:has(#tan) button[type=submit]")
+    await guest.wait_for_url(f"**/c/{consultation_id}")
+    arrival = doctor.locator(".waiting-person", has_text=GUEST)
+    await arrival.get_by_role("button", name="Hereinlassen", exact=True).click()
+    await guest.wait_for_url(f"**/c/{consultation_id}/call")
+
+
 async def test_three_people_meet_through_the_relay(live_server, browser, smtp):
     """Clinician and patient talk peer to peer; the clinician lets in a relative invited with
-    a TAN, and the call moves to the relay: everyone receives both others' video and audio,
-    and every connection ends at the server's relay."""
+    a TAN, and the call moves to the relay: on every page, each of the two others' tiles
+    plays video and sound, soon after the relay answered. The relative leaves (back to peer
+    to peer) and comes back (the relay again), and then the patient's connection drops and
+    she comes back: each time, every tile plays again."""
     app, _, consultation, base = await consultation_at_lindenhof(
-        live_server, invitees=[Invitee.parse("gabi@example.org", "Gabi Gast")])
+        live_server, invitees=[Invitee.parse("gabi@example.org", GUEST)])
     mail = next(m for m in await smtp.wait_for(2) if "gabi@example.org" in m["To"])
     link = re.search(r"(http://127\.0\.0\.1:\d+/invitation/\S+)", mail_text(mail)).group(1)
     tan = re.search(r"\b(\d{4} \d{4})\b", mail_text(mail)).group(1)
 
     doctor, patient, doctor_errors, patient_errors = await both_in_call(browser, app, base, consultation.id)
     await doctor.wait_for_selector("#call[data-topology=p2p]")
+    await until_every_tile_plays({DOCTOR: doctor, PATIENT: patient})
 
-    # The relative arrives with the TAN from the mail; the doctor lets her in from the call.
     guest = await (await browser.new_context(locale="de-DE")).new_page()
     guest_errors: list[str] = []
     guest.on("pageerror", lambda error: guest_errors.append(str(error)))
-    await guest.goto(link)
-    await guest.fill("#tan", tan)
-    await guest.click("form:has(#tan) button[type=submit]")
-    await guest.wait_for_url(f"**/c/{consultation.id}")
-    arrival = doctor.locator(".waiting-person", has_text="Gabi Gast")
-    await arrival.get_by_role("button", name="Hereinlassen", exact=True).click()
-    await guest.wait_for_url(f"**/c/{consultation.id}/call")
+    await guest.context.add_init_script(FIRST_FRAMES)
+    await guest_arrives(guest, doctor, link, tan, consultation.id)
     await guest.wait_for_selector("#call[data-state=ready]")
     await guest.click("#join")
 
-    pages = (doctor, patient, guest)
-    for page in pages:
+    pages = {DOCTOR: doctor, PATIENT: patient, GUEST: guest}
+    for page in pages.values():
         await page.wait_for_selector("#call[data-topology=relay]")
-        await page.wait_for_function("document.querySelectorAll('.tile[data-peer]').length === 2")
-    seen = [await until_media(page, 120) for page in pages]
-    browser_ports = {pair["local"] for stats in seen for pair in stats["pairs"]}
-    for stats in seen:
-        # Two connections each (sending, receiving), both to the relay, none to another browser.
-        assert len(stats["pairs"]) == 2
-        assert not {pair["remote"] for pair in stats["pairs"]} & browser_ports
-    assert "Gabi Gast" in await doctor.inner_text("#tiles")
+    shown = await until_every_tile_plays(pages)
+    assert_relayed(shown)
+    # The relative's first frames came after her admission, the others' after the switch.
+    latencies = assert_first_frames_within(shown, 5.0)
+    print(f"first frames after the relay's answer (s): {latencies}")
     assert "Relay" in await guest.inner_text("#topology")
+
+    # The relative leaves: the two others go back to peer to peer.
+    await guest.click("#hang-up")
+    for page in (doctor, patient):
+        await page.wait_for_selector("#call[data-topology=p2p]")
+        await expect(page.locator(".tile[data-peer]")).to_have_count(1, timeout=30_000)
+    await until_every_tile_plays({DOCTOR: doctor, PATIENT: patient})
+
+    # She comes back through the link in the mail, still admitted: the relay again.
+    await enter_call(guest, base, consultation.id)
+    for page in pages.values():
+        await page.wait_for_selector("#call[data-topology=relay]")
+    shown = await until_every_tile_plays(pages)
+    assert_relayed(shown)
+    print(f"first frames after she came back (s): {assert_first_frames_within(shown, 5.0)}")
+
+    # The patient's connection drops; she comes back and everyone receives her afresh.
+    context = patient.context
+    await patient.close()
+    await doctor.wait_for_selector(f".tile[data-peer][data-state=reconnecting]:has-text('{PATIENT}')")
+    pages[PATIENT] = patient = await context.new_page()
+    await enter_call(patient, base, consultation.id)
+    await patient.wait_for_selector("#call[data-topology=relay]")
+    shown = await until_every_tile_plays(pages)
+    assert_relayed(shown)
+    print(f"first frames after the patient came back (s): {assert_first_frames_within(shown, 5.0)}")
     assert doctor_errors == patient_errors == guest_errors == []
+
+
+async def test_four_people_through_the_relay_in_and_out_in_any_order(live_server, browser):
+    """Three browsers and an aiortc participant in a process of its own, speaking the same
+    signalling (a fourth browser does not fit two cores): everyone sees and hears everyone,
+    tile by tile; the patient drops and comes back, Paul leaves first, then Oma, and the two
+    left go back to peer to peer."""
+    app, practice, consultation, base = await consultation_at_lindenhof(live_server)
+    services = app[services_key]
+    paul, oma = (await add_member(app, practice, "patient", "paul"),
+                 await add_member(app, practice, "patient", "oma"))
+    await services.consultations.add_participants(practice, consultation.id, None, patient_ids=[paul, oma])
+    for key in (paul, oma):
+        await services.waiting_room.state.admit(practice.id, consultation.id, f"u{key}")
+    doctor, patient, doctor_errors, patient_errors = await both_in_call(browser, app, base, consultation.id)
+    third, third_errors = await logged_in(browser, base, "paul")
+    await enter_call(third, base, consultation.id)
+    pages = {DOCTOR: doctor, PATIENT: patient, "Paul": third}
+    for page in pages.values():
+        await page.wait_for_selector("#call[data-topology=relay]")
+    await until_every_tile_plays(pages)
+
+    aiortc = CallParticipant("Oma")
+    await aiortc.start(base, consultation.id, "oma", PASSWORD)
+    try:
+        for page in pages.values():
+            await expect(page.locator(".tile[data-peer]")).to_have_count(3, timeout=30_000)
+        shown = await until_every_tile_plays(pages, also=("Oma",))
+        await aiortc.until_receiving([DOCTOR, PATIENT, "Paul"])
+        assert_relayed(shown)
+        print(f"first frames with four (s): {assert_first_frames_within(shown, 5.0)}")
+
+        # The patient's connection drops, and she comes back.
+        context = patient.context
+        await patient.close()
+        await doctor.wait_for_selector(f".tile[data-peer][data-state=reconnecting]:has-text('{PATIENT}')")
+        pages[PATIENT] = patient = await context.new_page()
+        await enter_call(patient, base, consultation.id)
+        await until_every_tile_plays(pages, also=("Oma",))
+        await aiortc.until_receiving([DOCTOR, PATIENT, "Paul"])
+
+        # Paul leaves first; three are left, still through the relay.
+        await third.click("#hang-up")
+        del pages["Paul"]
+        for page in pages.values():
+            await expect(page.locator(".tile[data-peer]")).to_have_count(2, timeout=30_000)
+        await until_every_tile_plays(pages, also=("Oma",))
+        await aiortc.until_receiving([DOCTOR, PATIENT])
+
+        # Then Oma: the two left talk peer to peer again.
+        await aiortc.leave()
+        for page in pages.values():
+            await page.wait_for_selector("#call[data-topology=p2p]")
+        await until_every_tile_plays(pages)
+    finally:
+        await aiortc.stop()
+    assert doctor_errors == patient_errors == third_errors == []
 
 
 async def test_a_practice_that_always_relays_relays_two(live_server, browser):
     app, _, consultation, base = await consultation_at_lindenhof(live_server, relay_policy="relay")
     doctor, patient, _, _ = await both_in_call(browser, app, base, consultation.id)
-    doctor_sees, patient_sees = await until_media(doctor, 60), await until_media(patient, 60)
+    shown = await until_every_tile_plays({DOCTOR: doctor, PATIENT: patient})
     assert await patient.get_attribute("#call", "data-topology") == "relay"
-    browser_ports = {pair["local"] for pair in doctor_sees["pairs"] + patient_sees["pairs"]}
-    assert not {pair["remote"] for pair in doctor_sees["pairs"] + patient_sees["pairs"]} & browser_ports
+    assert_relayed(shown)
+    assert_first_frames_within(shown, 5.0)
 
     # Through the relay too, a participant who drops out comes back with fresh connections.
     context = patient.context
     await patient.close()
     await doctor.wait_for_selector(".tile[data-peer][data-state=reconnecting]")
-    # Frames can only grow past this on a new receiving connection (the old one's count stops).
-    before = (await media(doctor))["frames"]
     patient = await context.new_page()
     await enter_call(patient, base, consultation.id)
     await doctor.wait_for_selector(".tile[data-peer][data-state=connected]")
-    await until_media(patient, 30)
-    await until_media(doctor, 30, above=before)
+    shown = await until_every_tile_plays({DOCTOR: doctor, PATIENT: patient})
+    assert_first_frames_within(shown, 5.0)
 
 
-async def test_the_device_check_says_so_when_camera_and_microphone_are_refused(live_server):
-    _, _, consultation, base = await consultation_at_lindenhof(live_server)
+@pytest.mark.parametrize("relay_policy", ["p2p", "relay"])
+async def test_the_device_check_says_so_when_camera_and_microphone_are_refused(live_server, browser, relay_policy):
+    """A patient who refuses camera and microphone is told so, joins anyway, and sees and
+    hears the clinician, peer to peer and through the relay."""
+    app, _, consultation, base = await consultation_at_lindenhof(live_server, relay_policy=relay_policy)
     # This browser asks before using camera and microphone, and the answer is no.
     flags = [flag for flag in CHROMIUM_FLAGS if flag != "--use-fake-ui-for-media-stream"] + ["--deny-permission-prompts"]
     async with async_playwright() as playwright:
         refusing = await playwright.chromium.launch(executable_path=CHROMIUM, args=flags)
         try:
             patient, errors = await logged_in(refusing, base, "erika")
+            await patient.context.add_init_script(FIRST_FRAMES)
             await patient.goto(f"{base}/c/{consultation.id}/call")
             await patient.wait_for_selector("#device-error:not([hidden])")
             assert "nicht verwenden" in await patient.inner_text("#device-error")
             # Joining without camera and microphone still works: to see and hear the others.
             await patient.click("#join")
             await patient.wait_for_selector("#call[data-state=in_call]")
-            assert errors == []
+            doctor, doctor_errors = await logged_in(browser, base, "dr-sommer", app)
+            await enter_call(doctor, base, consultation.id)
+            shown = await until_every_tile_plays({DOCTOR: doctor, PATIENT: patient},
+                                                 without={PATIENT: ("video", "audio")})
+            assert await patient.get_attribute("#call", "data-topology") == relay_policy
+            [erika_tile] = shown[DOCTOR]["tiles"]
+            assert erika_tile["video"] is None and erika_tile["audio"] is None
+            assert errors == doctor_errors == []
         finally:
             await refusing.close()

@@ -8,6 +8,7 @@ import logging
 from collections.abc import Callable, Iterable
 
 from aiortc import (
+    RTCBundlePolicy,
     RTCConfiguration,
     RTCIceServer,
     RTCPeerConnection,
@@ -33,7 +34,13 @@ class RelayConnection:
         self.sources: list[Source] = []
         self.forwards: list[Forward] = []
         # An explicit configuration: without one aiortc asks a public STUN server.
-        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=list(ice_servers)))
+        # max-bundle: every m-line on the first one's transport. Under aiortc's default
+        # ("balanced") an m-line joins the first one of its kind when it is made, and the
+        # BUNDLE step of setRemoteDescription then skips it as already bundled: a second
+        # video m-line stayed on the first video's discarded transport (port 9 in the
+        # answer) and its sender never started.
+        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=list(ice_servers),
+                                                     bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
         self._on_failed = on_failed
 
         @self.pc.on("connectionstatechange")

@@ -89,15 +89,28 @@ class Forward:
         self._last_seq: int | None = None
         self._last_ts = 0
         self._last_time = 0.0
-        # A subscriber that joins mid-stream gets nothing until the next keyframe
-        # rather than undecodable deltas (only video waits; see keyframes.py).
-        self._waiting_for_keyframe = source.kind == "video"
+        # Until the first packet goes out. A video subscriber that joins mid-stream
+        # gets nothing until the next keyframe rather than undecodable deltas (see
+        # keyframes.py); the source keeps asking the publisher for one meanwhile.
+        self._first = True
+        self._started = 0.0
+        # Seconds from the subscriber's connection coming up to its first packet.
+        self.first_packet_after: float | None = None
         hooks.take_over_sender(sender, self.handle_rtcp, self._rewrite_sr)
         hooks.capture_send_parameters(sender, self._configure)
 
     @property
     def active(self) -> bool:
         return bool(self._payload_types)
+
+    @property
+    def waiting_for_keyframe(self) -> bool:
+        """Connected, able to take the source's codec, and held back until a keyframe."""
+        if (not self._first or self.source.kind != "video" or self._output is None
+                or not self._output.connected):
+            return False
+        codec = self.source.codec_name
+        return codec is None or (codec in self._payload_types and needs_keyframe_gate(codec))
 
     def _configure(self, parameters: RTCRtpSendParameters) -> None:
         self._mid = parameters.muxId
@@ -115,7 +128,8 @@ class Forward:
                    for c in parameters.codecs if is_rtx(c)}
         self._rtx_payload_types = {pt: rtx_for[pt] for pt in self._payload_types.values()
                                    if pt in rtx_for}
-        if self._waiting_for_keyframe:
+        self._started = time.monotonic()
+        if self._first and self.source.kind == "video":
             self.source.request_keyframe()
 
     def forward(self, codec_name: str, marker: int, sequence_number: int, timestamp: int,
@@ -126,10 +140,11 @@ class Forward:
         payload_type = self._payload_types.get(codec_name)
         if payload_type is None:
             return
-        if self._waiting_for_keyframe:
+        if self._first:
             if needs_keyframe_gate(codec_name) and not is_vp8_keyframe_start(payload):
                 return
-            self._waiting_for_keyframe = False
+            self._first = False
+            self.first_packet_after = time.monotonic() - self._started
         if ssrc != self._in_ssrc:
             self._rebase(ssrc, sequence_number, timestamp)
         sequence_number = (sequence_number + self._seq_offset) & 0xFFFF

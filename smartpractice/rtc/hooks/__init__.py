@@ -168,6 +168,10 @@ class RtpOutput:
         self._sendto: Callable[[bytes, tuple[str, int]], None] | None = None
         self._address: tuple[str, int] | None = None
 
+    @property
+    def connected(self) -> bool:
+        return self._transport._state is State.CONNECTED
+
     def send_rtp(self, data: bytes) -> None:
         transport = self._transport
         if transport._state is not State.CONNECTED:

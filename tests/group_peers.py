@@ -1,0 +1,579 @@
+"""A relayed group call of real aiortc peers, each connected the way the browser client
+connects (static/call/relay.js, docs/signalling.md "Joining the relay"): a publish
+connection with the participant's own tracks, and a receive connection made afresh
+whenever the list of publishers (ids, kinds, generations) changes, with one `recvonly`
+m-line per publisher and kind in that order, all bundled as a browser bundles them.
+
+Each participant runs in its own process (`python -m tests.group_peers`, driven over
+stdin and stdout), as each browser runs on its own machine: six aiortc peers decoding
+five videos and five microphones each do not fit one Python process on two cores. The
+relay stays in the test's process. What a participant decodes is counted per publisher
+and per track, so a test can say who does not see or hear whom."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import math
+import re
+import sys
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import aiohttp
+import av
+from aiortc import (
+    AudioStreamTrack,
+    MediaStreamTrack,
+    RTCBundlePolicy,
+    RTCConfiguration,
+    RTCPeerConnection,
+    RTCSessionDescription,
+)
+from aiortc.mediastreams import MediaStreamError
+from av import AudioFrame, VideoFrame
+
+FPS = 15
+VIDEO_CLOCK = Fraction(1, 90000)
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def connection() -> RTCPeerConnection:
+    # A browser offers every m-line on one transport (BUNDLE); aiortc's default policy
+    # would give each kind its own.
+    return RTCPeerConnection(RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
+
+
+class OnRequestCamera(MediaStreamTrack):
+    """A camera that encodes VP8 itself and, like a browser, makes a keyframe only when it
+    is asked for one (PLI or FIR), apart from its first frame. aiortc's own encoder also
+    starts afresh with a keyframe whenever the bitrate estimate moves by a tenth, which
+    would cover up a keyframe request the relay never sent.
+
+    Each participant's camera has its own picture size, so a receiver can tell whose
+    video arrived on an m-line. `hold()` keeps the camera from sending (its frames are
+    still encoded and thrown away, so the first one sent afterwards is no keyframe), and
+    `lose_requests` makes it ignore that many requests, as if they were lost on the way."""
+
+    kind = "video"
+
+    def __init__(self, width: int, height: int) -> None:
+        super().__init__()
+        self.width, self.height = width, height
+        self.keyframes_sent = 0
+        self.requests = 0
+        self.lose_requests = 0
+        self.released = True
+        self._wanted = False
+        self._index = 0
+        self._start: float | None = None
+        self._codec = av.CodecContext.create("libvpx", "w")
+        self._codec.width, self._codec.height = width, height
+        self._codec.pix_fmt = "yuv420p"
+        self._codec.bit_rate = 150_000
+        self._codec.gop_size = 1_000_000  # no periodic keyframes
+        self._codec.options = {"deadline": "realtime", "lag-in-frames": "0", "cpu-used": "-8"}
+
+    def hold(self) -> None:
+        self.released = False
+
+    def release(self) -> None:
+        self.released = True
+
+    def request_keyframe(self) -> None:
+        """What the publisher's sender does on a PLI or FIR from the relay."""
+        self.requests += 1
+        if self.lose_requests:
+            self.lose_requests -= 1
+            return
+        self._wanted = True
+
+    def attach_to(self, sender) -> None:  # noqa: ANN001 - aiortc's RTCRtpSender
+        # aiortc calls _send_keyframe on a PLI or FIR (as tests/test_relay.py also uses).
+        sender._send_keyframe = self.request_keyframe
+
+    def _encode(self, index: int, keyframe: bool) -> tuple[bytes, bool]:
+        frame = VideoFrame(width=self.width, height=self.height)
+        # A pattern that moves, so that delta frames carry something.
+        row = bytes((x + 4 * index) % 256 for x in range(frame.planes[0].line_size))
+        frame.planes[0].update(row * self.height)
+        for plane in frame.planes[1:]:
+            plane.update(bytes([128]) * plane.buffer_size)
+        frame.pts, frame.time_base = index * 90000 // FPS, VIDEO_CLOCK
+        if keyframe:
+            frame.pict_type = av.video.frame.PictureType.I
+        packets = self._codec.encode(frame)
+        return b"".join(bytes(p) for p in packets), any(p.is_keyframe for p in packets)
+
+    async def recv(self) -> av.Packet:
+        loop = asyncio.get_running_loop()
+        while True:
+            if self._start is None:
+                self._start = time.monotonic()
+            await asyncio.sleep(max(0.0, self._start + self._index / FPS - time.monotonic()))
+            index, self._index = self._index, self._index + 1
+            keyframe, self._wanted = self._wanted, False
+            data, is_keyframe = await loop.run_in_executor(None, self._encode, index, keyframe)
+            if data and self.released:
+                break
+        self.keyframes_sent += is_keyframe
+        packet = av.Packet(data)
+        packet.pts, packet.time_base = index * 90000 // FPS, VIDEO_CLOCK
+        return packet
+
+
+class ToneMicrophone(AudioStreamTrack):
+    """A microphone that plays a steady tone: Opus then carries tens of kilobits a second,
+    as with a voice, where silence would be a few bytes a packet."""
+
+    def __init__(self, frequency: float = 440.0) -> None:
+        super().__init__()
+        self._frequency = frequency
+        self._sample = 0
+
+    async def recv(self) -> AudioFrame:
+        frame = await super().recv()
+        samples = frame.samples
+        start, self._sample = self._sample, self._sample + samples
+        step = 2 * math.pi * self._frequency / frame.sample_rate
+        tone = b"".join(int(8000 * math.sin(step * (start + n))).to_bytes(2, "little", signed=True)
+                        for n in range(samples))
+        frame.planes[0].update(tone)  # aiortc's AudioStreamTrack: mono, signed 16 bit
+        return frame
+
+
+class Endpoint:
+    """A participant's side: its two connections and what it decoded. Runs in the
+    participant's own process (serve) and answers the commands of RemoteMember."""
+
+    def __init__(self) -> None:
+        self.camera: OnRequestCamera | None = None
+        self.publisher: RTCPeerConnection | None = None
+        self.receiver: RTCPeerConnection | None = None
+        self.layout: list[tuple[str, str]] = []
+        self.decoded: dict[str, int] = {}  # "publisher video" -> frames decoded
+        self.size_seen: dict[str, list[int]] = {}  # publisher -> latest picture size
+        self.first_frames: list[float] = []  # per receive connection and publisher
+        self._readers: list[asyncio.Task[None]] = []
+        self._offered = 0.0
+
+    async def publish(self, audio: bool, video: bool, size: list[int], hold: bool = False) -> dict:
+        await self._close_publisher()
+        pc = self.publisher = connection()
+        if audio:
+            pc.addTransceiver(ToneMicrophone(), direction="sendonly")
+        if video:
+            self.camera = OnRequestCamera(*size)
+            if hold:
+                self.camera.hold()
+            self.camera.attach_to(pc.addTransceiver(self.camera, direction="sendonly").sender)
+        await pc.setLocalDescription(await pc.createOffer())
+        return {"offer": pc.localDescription.sdp}
+
+    async def published(self, answer: str) -> dict:
+        await self.publisher.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
+        return {}
+
+    async def receive(self, layout: list[list[str]]) -> dict:
+        await self.stop_receiving()
+        pc = self.receiver = connection()
+        self.layout = [(publisher, kind) for publisher, kind in layout]
+        for _, kind in self.layout:
+            pc.addTransceiver(kind, direction="recvonly")
+        await pc.setLocalDescription(await pc.createOffer())
+        self._offered = time.monotonic()
+        return {"offer": pc.localDescription.sdp}
+
+    async def received(self, answer: str) -> dict:
+        pc = self.receiver
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
+        # The remote tracks exist from the answer on.
+        for (publisher, kind), transceiver in zip(self.layout, pc.getTransceivers(), strict=True):
+            self._readers.append(asyncio.ensure_future(self._read(publisher, kind, transceiver.receiver.track)))
+        return {}
+
+    async def _read(self, publisher: str, kind: str, track: MediaStreamTrack) -> None:
+        key = f"{publisher} {kind}"
+        started = self._offered
+        with contextlib.suppress(MediaStreamError):
+            frame = await track.recv()
+            if kind == "video":
+                self.first_frames.append(time.monotonic() - started)
+            while True:
+                self.decoded[key] = self.decoded.get(key, 0) + 1
+                if kind == "video":
+                    self.size_seen[publisher] = [frame.width, frame.height]
+                frame = await track.recv()
+
+    async def stop_receiving(self) -> dict:
+        if self.receiver is not None:
+            await self.receiver.close()
+            self.receiver = None
+        for task in self._readers:
+            task.cancel()
+        await asyncio.gather(*self._readers, return_exceptions=True)
+        self._readers.clear()
+        return {}
+
+    async def _close_publisher(self) -> None:
+        if self.publisher is not None:
+            await self.publisher.close()
+            self.publisher = None
+
+    async def set_camera(self, release: bool = False, lose_requests: int = 0) -> dict:
+        if release:
+            self.camera.release()
+        self.camera.lose_requests = lose_requests
+        return {}
+
+    async def drop(self) -> dict:
+        """The network goes away: both connections end without a word to the relay."""
+        await self._close_publisher()
+        await self.stop_receiving()
+        return {}
+
+    async def counts(self) -> dict:
+        camera = self.camera
+        return {"decoded": self.decoded, "size_seen": self.size_seen, "first_frames": self.first_frames,
+                "camera": {"requests": camera.requests, "keyframes": camera.keyframes_sent} if camera else None}
+
+
+class CallClient:
+    """A participant of a real call on the server, over its signalling socket, doing what the
+    browser client does in relay topology (static/call/relay.js): publish once, and on each
+    `relay_sources` whose list of others changed, one fresh receive connection with an m-line
+    per publisher and kind, one receive offer at a time. It does not talk peer to peer: it
+    joins calls that go through the relay. Decoded media is counted by the publishers' names."""
+
+    def __init__(self, endpoint: Endpoint, base: str, consultation: int, username: str, password: str) -> None:
+        self.endpoint = endpoint
+        self.base, self.consultation = base, consultation
+        self.username, self.password = username, password
+        self.me: str | None = None
+        self.names: dict[str, str] = {}
+        self._socket: aiohttp.ClientWebSocketResponse | None = None
+        self._published = False
+        self._receiving = ""
+        self._pending: str | None = None  # receive_from of the receive offer out
+        self._next: list[dict] | None = None
+
+    async def run(self) -> None:
+        jar = aiohttp.CookieJar(unsafe=True)
+        async with aiohttp.ClientSession(base_url=self.base, cookie_jar=jar) as session:
+            login = await (await session.get("/login")).text()
+            token = re.search(r'name="csrf_token" value="([^"]+)"', login).group(1)
+            response = await session.post("/login", data={"identifier": self.username, "password": self.password,
+                                                          "csrf_token": token})
+            assert response.ok, response.status
+            async with session.ws_connect(f"/c/{self.consultation}/call/ws", headers={"Origin": self.base}) as socket:
+                self._socket = socket
+                await socket.send_json({"type": "join", "version": 1})
+                async for message in socket:
+                    if message.type == aiohttp.WSMsgType.TEXT:
+                        await self._on(json.loads(message.data))
+
+    async def leave(self) -> dict:
+        if self._socket is not None and not self._socket.closed:
+            await self._socket.send_json({"type": "leave"})
+        return {}
+
+    async def _on(self, message: dict) -> None:
+        kind = message["type"]
+        if kind == "welcome":
+            self.me = message["id"]
+        elif kind == "participants":
+            self.names = {p["id"]: p["name"] for p in message["participants"]}
+            if message["topology"] == "relay" and not self._published:
+                self._published = True
+                offer = await self.endpoint.publish(audio=True, video=True, size=[176, 144])
+                await self._socket.send_json({"type": "relay_offer", "purpose": "publish", "sdp": offer["offer"],
+                                              "receive_from": []})
+        elif kind == "relay_sources":
+            await self._receive(message["publishers"])
+        elif kind == "relay_answer":
+            if message["purpose"] == "publish":
+                await self.endpoint.published(message["sdp"])
+            elif json.dumps(message["receive_from"]) == self._pending:
+                await self.endpoint.received(message["sdp"])
+                await self._receive_done()
+        elif kind == "error" and message.get("about") == "relay_offer":
+            raise RuntimeError(f"the relay refused an offer: {message}")
+
+    async def _receive(self, publishers: list[dict]) -> None:
+        if self._pending is not None:
+            self._next = publishers
+            return
+        others = [p for p in publishers if p["id"] != self.me]
+        key = json.dumps(others)
+        if key == self._receiving:
+            return
+        self._receiving = key
+        if not others:
+            await self.endpoint.stop_receiving()
+            return
+        offer = await self.endpoint.receive([[self.names.get(p["id"], p["id"]), kind]
+                                             for p in others for kind in p["kinds"]])
+        ids = [p["id"] for p in others]
+        self._pending = json.dumps(ids)
+        await self._socket.send_json({"type": "relay_offer", "purpose": "receive", "sdp": offer["offer"],
+                                      "receive_from": ids})
+
+    async def _receive_done(self) -> None:
+        self._pending = None
+        publishers, self._next = self._next, None
+        if publishers is not None:
+            await self._receive(publishers)
+
+
+async def serve(arguments: list[str]) -> None:
+    """One participant's process: a JSON command per line on stdin, a JSON answer per line
+    on stdout; the end of stdin ends it. With arguments (base URL, consultation, user name,
+    password) it is also a CallClient of that call."""
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=1 << 22)
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    endpoint = Endpoint()
+    handlers: list[object] = [endpoint]
+    client = None
+    if arguments:
+        base, consultation, username, password = arguments
+        client = CallClient(endpoint, base, int(consultation), username, password)
+        handlers.insert(0, client)
+        running = asyncio.ensure_future(client.run())
+    try:
+        while line := await reader.readline():
+            command = json.loads(line)
+            if client is not None and running.done():
+                running.result()  # what went wrong, on the test's side of the pipe
+            name = command.pop("do")
+            handler = next(h for h in handlers if hasattr(h, name))
+            answer = await getattr(handler, name)(**command)
+            sys.stdout.write(json.dumps(answer) + "\n")
+            sys.stdout.flush()
+    finally:
+        if client is not None:
+            running.cancel()
+        await endpoint.drop()
+
+
+class RemoteMember:
+    """A participant as the test sees it: its process, and what it publishes."""
+
+    def __init__(self, name: str, size: tuple[int, int], audio: bool, video: bool) -> None:
+        self.name, self.size, self.audio, self.video = name, size, audio, video
+        self.generation = 0  # publish connections made so far
+        self.receiving = ""  # the publisher list the receive connection was made for
+        self._process: asyncio.subprocess.Process | None = None
+
+    @property
+    def kinds(self) -> list[str]:
+        # In the browser's order (media.js outgoing(): audio, then video).
+        return [kind for kind, on in (("audio", self.audio), ("video", self.video)) if on]
+
+    async def start(self, *arguments: str) -> None:
+        self._process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "tests.group_peers", *arguments, cwd=ROOT, limit=1 << 22,
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+
+    async def ask(self, do: str, **arguments) -> dict:  # noqa: ANN003
+        process = self._process
+        process.stdin.write((json.dumps({"do": do, **arguments}) + "\n").encode())
+        await process.stdin.drain()
+        async with asyncio.timeout(60):
+            line = await process.stdout.readline()
+        assert line, f"{self.name}'s process ended (exit code {process.returncode})"
+        return json.loads(line)
+
+    async def stop(self) -> None:
+        process, self._process = self._process, None
+        if process is None:
+            return
+        process.stdin.close()
+        try:
+            async with asyncio.timeout(15):
+                await process.wait()
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+
+
+class CallParticipant:
+    """An aiortc participant in its own process that takes part in a call on the server the
+    way a browser does (CallClient): log in, join over the signalling socket, publish a
+    camera and a microphone through the relay and receive everyone else."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._process = RemoteMember(name, (176, 144), audio=True, video=True)
+
+    async def start(self, base: str, consultation: int, username: str, password: str) -> None:
+        await self._process.start(base, str(consultation), username, password)
+
+    async def leave(self) -> None:
+        await self._process.ask("leave")
+
+    async def stop(self) -> None:
+        await self._process.stop()
+
+    async def until_receiving(self, names: list[str], frames: int = 30, within: float = 45.0) -> None:
+        """This participant decodes `frames` more video frames and audio frames of each
+        person named; else the assertion names whose video or sound did not come."""
+        wanted = [(name, kind) for name in names for kind in ("video", "audio")]
+        before = (await self._process.ask("counts"))["decoded"]
+        deadline = time.monotonic() + within
+        while True:
+            decoded = (await self._process.ask("counts"))["decoded"]
+            short = [(name, kind) for name, kind in wanted
+                     if decoded.get(f"{name} {kind}", 0) < before.get(f"{name} {kind}", 0) + frames]
+            if not short or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.5)
+        assert not short, "\n".join(
+            f"{self.name} (aiortc) does not {'see' if kind == 'video' else 'hear'} {name}: "
+            f"{before.get(f'{name} {kind}', 0)} -> {decoded.get(f'{name} {kind}', 0)} {kind} frames decoded"
+            for name, kind in short)
+
+
+class GroupCall:
+    """The participants of one relay room (smartpractice.rtc.RelayRoom), joining,
+    leaving and reconnecting as the signalling makes browsers do."""
+
+    def __init__(self, room) -> None:  # noqa: ANN001 - smartpractice.rtc.RelayRoom
+        self.room = room
+        self.members: dict[str, RemoteMember] = {}
+        self.counts: dict[str, dict] = {}
+        self._index = 0
+
+    async def join(self, name: str, *, audio: bool = True, video: bool = True,
+                   hold_camera: bool = False) -> RemoteMember:
+        """`hold_camera`: the camera sends nothing until `set_camera(release=True)`."""
+        [member] = await self._arrive([name], audio=audio, video=video)
+        await self._publish(member, hold=hold_camera)
+        await self.settle()
+        return member
+
+    async def watchers_join(self, names: list[str]) -> None:
+        """People without camera and microphone who join one right after the other (their
+        processes are started first, so only their connections take time)."""
+        for member in await self._arrive(names, audio=False, video=False):
+            await self._receive(member)
+
+    async def _arrive(self, names: list[str], *, audio: bool, video: bool) -> list[RemoteMember]:
+        members = []
+        for name in names:
+            self._index += 1
+            members.append(RemoteMember(name, (144 + 16 * self._index, 112), audio, video))
+        await asyncio.gather(*(member.start() for member in members))
+        self.members.update((member.name, member) for member in members)
+        return members
+
+    async def leave(self, name: str) -> None:
+        member = self.members.pop(name)
+        await self.room.detach(name)
+        await self.room.detach(f"{name}/receive")
+        await member.stop()
+        await self.settle()
+
+    async def reconnect(self, name: str) -> None:
+        """The participant's network went away and came back: both connections are gone
+        without a goodbye, and fresh ones attach (replacing the old ones on the relay)."""
+        member = self.members[name]
+        await member.ask("drop")
+        member.receiving = ""
+        await self._publish(member)
+        await self.settle()
+
+    async def settle(self) -> None:
+        """Everyone whose list of publishers changed makes a new receive connection."""
+        for member in list(self.members.values()):
+            await self._receive(member)
+
+    async def _publish(self, member: RemoteMember, hold: bool = False) -> None:
+        if not member.kinds:
+            return  # neither camera nor microphone: receives only
+        offer = await member.ask("publish", audio=member.audio, video=member.video, size=list(member.size),
+                                 hold=hold)
+        answer = await self.room.attach(member.name, offer["offer"], receive_from=[])
+        await member.ask("published", answer=answer)
+        member.generation += 1
+
+    def publishers(self, member: RemoteMember) -> list[RemoteMember]:
+        """The others who publish, in the relay's order (its relay_sources)."""
+        return [self.members[name] for name in self.room.publishers()
+                if name != member.name and name in self.members]
+
+    async def _receive(self, member: RemoteMember) -> None:
+        others = self.publishers(member)
+        key = repr([(m.name, m.kinds, m.generation) for m in others])
+        if key == member.receiving:
+            return
+        member.receiving = key
+        if not others:
+            await member.ask("stop_receiving")
+            await self.room.detach(f"{member.name}/receive")
+            return
+        offer = await member.ask("receive", layout=[[m.name, kind] for m in others for kind in m.kinds])
+        answer = await self.room.attach(f"{member.name}/receive", offer["offer"],
+                                        receive_from=[m.name for m in others], publishing=False)
+        await member.ask("received", answer=answer)
+
+    async def close(self) -> None:
+        for member in self.members.values():
+            await member.stop()
+
+    def expected(self) -> list[tuple[str, str, str]]:
+        """(receiver, publisher, kind) for every track everyone should get."""
+        return [(receiver.name, publisher.name, kind) for receiver in self.members.values()
+                for publisher in self.publishers(receiver) for kind in publisher.kinds]
+
+    async def refresh(self) -> None:
+        for name, member in self.members.items():
+            self.counts[name] = await member.ask("counts")
+
+    def decoded(self, receiver: str, publisher: str, kind: str) -> int:
+        return self.counts.get(receiver, {}).get("decoded", {}).get(f"{publisher} {kind}", 0)
+
+    def _relay_state(self, receiver: str, publisher: str, kind: str) -> str:
+        connection_id = f"{receiver}/receive"
+        if connection_id not in self.room.participant_ids:
+            return "no receive connection on the relay"
+        forward = next((f for f in self.room.participant(connection_id).forwards
+                        if f.source.publisher_id == publisher and f.source.kind == kind), None)
+        if forward is None:
+            return "no forward on the relay"
+        return (f"the relay forwarded {forward.packets_sent} packets, "
+                f"waiting for a keyframe: {forward.waiting_for_keyframe}")
+
+    async def until_everyone_receives_everyone(self, frames: int = 10, within: float = 40.0) -> None:
+        """Each participant decodes `frames` more video frames from every other participant's
+        camera, in that camera's picture size, and as many more audio frames from every
+        microphone; else the assertion names each receiver, publisher and track that fell
+        short."""
+        expected = self.expected()
+        await self.refresh()
+        before = {e: self.decoded(*e) for e in expected}
+
+        def short() -> list[tuple[str, str, str]]:
+            return [e for e in expected if self.decoded(*e) < before[e] + frames]
+
+        deadline = time.monotonic() + within
+        while short() and time.monotonic() < deadline:
+            await asyncio.sleep(0.5)
+            await self.refresh()
+        failures = [f"{r} does not {'see' if k == 'video' else 'hear'} {p} ({k}: "
+                    f"{before[(r, p, k)]} -> {self.decoded(r, p, k)} frames decoded; "
+                    f"{self._relay_state(r, p, k)})" for r, p, k in short()]
+        assert not failures, f"within {within:.0f} s:\n" + "\n".join(failures)
+        wrong = [f"{r} sees {p} at {self.counts[r]['size_seen'][p]}, not {list(self.members[p].size)}: "
+                 "someone else's video on that m-line" for r, p, k in expected
+                 if k == "video" and self.counts[r]["size_seen"][p] != list(self.members[p].size)]
+        assert not wrong, "\n".join(wrong)
+
+    def first_frames(self) -> list[float]:
+        return sorted(s for counts in self.counts.values() for s in counts["first_frames"])
+
+
+if __name__ == "__main__":
+    asyncio.run(serve(sys.argv[1:]))
