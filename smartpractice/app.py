@@ -19,11 +19,14 @@ from smartpractice.keys import (
     catalogs_key,
     clock_key,
     jobs_key,
+    room_state_key,
     secret_key,
     services_key,
     settings_key,
 )
 from smartpractice.mail.sender import MailSender
+from smartpractice.rooms import redis_state
+from smartpractice.rooms.state import InMemoryRoomState
 from smartpractice.services import Services, build_services
 from smartpractice.storage.engine import check_schema, create_engine, upgrade
 from smartpractice.web.api.errors import api_errors
@@ -63,13 +66,32 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     engine = create_engine(settings.database_url)
     links = RouterLinks(app.router, settings.base_url)
     app[services_key] = services = build_services(
-        engine, settings, app[clock_key], app[secret_key], app[catalogs_key], links
+        engine, settings, app[clock_key], app[secret_key], app[catalogs_key], links, app[room_state_key]
     )
     # The dummy hash answers unknown users; made now, the first of them waits no longer.
     await services.passwords.verify_dummy("")
     yield
     await services.calls.close()
     await engine.dispose()
+
+
+async def _room_state(app: web.Application) -> AsyncIterator[None]:
+    """Waiting rooms and calls: in this process, or shared with other instances in Redis.
+    A Redis that does not answer yet is logged, not fatal: the instance retries."""
+    settings = app[settings_key]
+    if not settings.redis_url:
+        app[room_state_key] = InMemoryRoomState()
+        yield
+        return
+    client = redis_state.connect(settings.redis_url)
+    state = redis_state.RedisRoomState(client, prefix=settings.redis_prefix, name=redis_state.where(settings.redis_url))
+    app[room_state_key] = state
+    await state.start()
+    try:
+        yield
+    finally:
+        await state.close()
+        await client.aclose()
 
 
 async def _mail_sender(app: web.Application) -> AsyncIterator[None]:
@@ -121,6 +143,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
     app[catalogs_key] = Catalogs()
     setup_templates(app)
     setup_routes(app)
+    app.cleanup_ctx.append(_room_state)
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_mail_sender)
     app.cleanup_ctx.append(_jobs)

@@ -11,6 +11,7 @@ from smartpractice.clock import Clock
 from smartpractice.config import Settings
 from smartpractice.i18n import Catalogs
 from smartpractice.jobs.runner import JobRunner
+from smartpractice.rooms.state import RoomState
 from smartpractice.services import Services
 
 settings_key = web.AppKey("settings", Settings)
@@ -19,6 +20,7 @@ catalogs_key = web.AppKey("catalogs", Catalogs)
 secret_key = web.AppKey("secret", str)
 services_key = web.AppKey("services", Services)
 jobs_key = web.AppKey("jobs", JobRunner)
+room_state_key = web.AppKey("room_state", RoomState)
 
 active_session_key = web.RequestKey("active_session", ActiveSession | None)
 guest_session_key = web.RequestKey("guest_session", GuestSession | None)

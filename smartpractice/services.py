@@ -40,7 +40,7 @@ from smartpractice.practices.settings import PracticeConfiguration
 from smartpractice.practices.staff import Staff
 from smartpractice.rooms.call import Calls
 from smartpractice.rooms.ice import IceServers
-from smartpractice.rooms.state import InMemoryRoomState
+from smartpractice.rooms.state import InMemoryRoomState, RoomState
 from smartpractice.rooms.waiting_room import WaitingRoom
 from smartpractice.rtc import Relay
 from smartpractice.scheduling.consultations import Consultations
@@ -83,8 +83,11 @@ class Services:
 
 
 def build_services(
-    engine: AsyncEngine, settings: Settings, clock: Clock, secret: str, catalogs: Catalogs, links: Links
+    engine: AsyncEngine, settings: Settings, clock: Clock, secret: str, catalogs: Catalogs, links: Links,
+    room_state: RoomState | None = None,
 ) -> Services:
+    """`room_state` is the app's (in memory, or Redis for several instances); without
+    one, as for the command line, the rooms live in this process."""
     passwords = Passwords(settings.password_hash_concurrency)
     outbox = Outbox(MailComposer(catalogs), clock, domain=urlsplit(settings.base_url).hostname or "localhost")
     sessions = Sessions(
@@ -112,9 +115,12 @@ def build_services(
         mail_from=settings.mail_from, tan_grace=timedelta(minutes=settings.tan_grace_minutes),
     )
     login = Login(engine, clock, passwords, sessions, throttle, audit)
-    room_state = InMemoryRoomState()
+    room_state = room_state or InMemoryRoomState()
     ice_servers = IceServers(settings, clock)
     second_factors = SecondFactors(engine, clock, throttle, outbox, links, audit, secret=secret)
+    waiting_room = WaitingRoom(engine, clock, room_state, audit)
+    calls = Calls(room_state, clock, consultations, Relay(ice_servers.for_relay()))
+    room_state.on_expired(calls.announcer(waiting_room))
     return Services(
         engine=engine,
         clock=clock,
@@ -125,8 +131,8 @@ def build_services(
         invitations=invitations,
         consultations=consultations,
         reminders=Reminders(engine, clock, consultations, settings.reminder_minutes),
-        waiting_room=WaitingRoom(engine, clock, room_state, audit),
-        calls=Calls(room_state, clock, consultations, Relay(ice_servers.for_relay())),
+        waiting_room=waiting_room,
+        calls=calls,
         ice_servers=ice_servers,
         password_resets=PasswordResets(engine, clock, passwords, sessions, tokens, outbox, throttle, links, users),
         sessions=sessions,
