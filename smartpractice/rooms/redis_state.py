@@ -93,6 +93,7 @@ class RedisRoomState:
         self._ready: dict[str, asyncio.Future[None]] = {}
         self._confirmations: dict[bytes, deque[asyncio.Future[None]]] = {}
         self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = False
 
     # --- lifetime -------------------------------------------------------------------
 
@@ -105,13 +106,21 @@ class RedisRoomState:
 
     async def close(self) -> None:
         """Stop and give up the lease: another instance reaps what is left at its next beat."""
+        self._stopping = True
         for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        stuck: set[asyncio.Task[None]] = set()
+        if self._tasks:
+            _, stuck = await asyncio.wait(self._tasks, timeout=1.0)
         with contextlib.suppress(*_FAILURES):
             await self._redis.delete(self._key("instance", self.instance))
         with contextlib.suppress(*_FAILURES):
             await self._pubsub.aclose()
+        if stuck:
+            # redis-py can swallow a cancellation while it connects; with its connections
+            # closed, what the task waits for fails, and it sees that it is stopping.
+            await self._redis.connection_pool.disconnect()
+            await asyncio.wait(stuck, timeout=COMMAND_SECONDS)
 
     def on_expired(self, listener: ExpiryListener) -> None:
         self._listeners.append(listener)
@@ -253,19 +262,27 @@ class RedisRoomState:
 
     async def _read(self) -> None:
         """The one pub/sub connection: confirmations and messages, until cancelled."""
-        while True:
+        while not self._stopping:
             try:
                 if not self._pubsub.subscribed:
-                    # A channel of its own keeps the connection subscribed while no socket listens.
-                    await self._pubsub.subscribe(self._key("instance", self.instance, "ch"))
+                    # A channel of its own keeps the connection subscribed while no socket
+                    # listens; after a failure, the sockets' channels are subscribed again.
+                    await self._pubsub.subscribe(self._key("instance", self.instance, "ch"),
+                                                 *(self._key("ch", channel) for channel in self._queues))
                 message = await self._pubsub.get_message(timeout=None)
             except _FAILURES as error:
+                if self._stopping:
+                    return
                 self._mark(False, error)
                 for waiting in self._confirmations.values():
                     for future in waiting:
                         if not future.done():
                             future.set_exception(ConnectionError("Redis connection lost"))
                 self._confirmations.clear()
+                # A fresh connection: redis-py's own reconnection can keep reading a dead stream.
+                broken, self._pubsub = self._pubsub, self._redis.pubsub()
+                with contextlib.suppress(*_FAILURES):
+                    await broken.aclose()
                 await asyncio.sleep(RETRY_SECONDS)
                 continue
             if message is not None:
@@ -292,7 +309,7 @@ class RedisRoomState:
     # --- leases and expiry ----------------------------------------------------------
 
     async def _heartbeats(self) -> None:
-        while True:
+        while not self._stopping:
             await asyncio.sleep(self._heartbeat)
             await self._beat_once()
 
@@ -329,8 +346,9 @@ class RedisRoomState:
                 args=[self._p, member.decode(), self._grace_ms])
             practices.update(int(p) for p in lost_practices)
             calls.update(int(c) for c in lost_calls)
-            logger.warning("room state: instance %s stopped without a word; reaped %d waiting lists and %d calls",
-                           member.decode(), len(lost_practices), len(lost_calls))
+            if lost_practices or lost_calls:
+                logger.warning("room state: instance %s is gone; what it held expired in %d waiting lists and "
+                               "%d calls", member.decode(), len(lost_practices), len(lost_calls))
         calls.update(int(c) for c in await self._scripts["SWEEP"](args=[self._p]))
         return Expired(tuple(sorted(practices)), tuple(sorted(calls)))
 
