@@ -77,7 +77,9 @@ class RedisProxy:
         return f"redis://127.0.0.1:{self.port}{self._db}"
 
     async def start(self) -> None:
-        self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port)
+        """Accept (again): Redis is back."""
+        if self._server is None:
+            self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port)
 
     async def cut(self) -> None:
         if self._server is not None:
