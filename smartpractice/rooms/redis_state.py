@@ -21,7 +21,6 @@ import contextlib
 import json
 import logging
 import secrets
-from collections import deque
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import asdict
 from datetime import datetime
@@ -29,9 +28,9 @@ from urllib.parse import urlsplit
 
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
+from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import RedisError
-from redis.retry import Retry
 
 from smartpractice.rooms import redis_scripts
 from smartpractice.rooms.state import (
@@ -91,7 +90,7 @@ class RedisRoomState:
         self._pubsub: PubSub = redis.pubsub()
         self._queues: dict[str, set[asyncio.Queue[dict]]] = {}
         self._ready: dict[str, asyncio.Future[None]] = {}
-        self._confirmations: dict[bytes, deque[asyncio.Future[None]]] = {}
+        self._confirmations: dict[bytes, list[asyncio.Future[None]]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
 
@@ -255,9 +254,9 @@ class RedisRoomState:
                 await self._pubsub.unsubscribe(*gone)
 
     def _expect(self, name: str) -> asyncio.Future[None]:
-        """A future resolved by Redis's confirmation of the next SUBSCRIBE to `name`."""
+        """A future resolved once Redis confirms a subscription to `name`."""
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._confirmations.setdefault(name.encode(), deque()).append(future)
+        self._confirmations.setdefault(name.encode(), []).append(future)
         return future
 
     async def _read(self) -> None:
@@ -290,11 +289,7 @@ class RedisRoomState:
 
     def _dispatch(self, message: dict) -> None:
         if message["type"] == "subscribe":
-            waiting = self._confirmations.get(message["channel"])
-            if waiting:
-                future = waiting.popleft()
-                if not waiting:
-                    del self._confirmations[message["channel"]]
+            for future in self._confirmations.pop(message["channel"], ()):
                 if not future.done():
                     future.set_result(None)
         elif message["type"] == "message":
