@@ -23,11 +23,14 @@ from smartpractice.keys import (
     engine_key,
     jobs_key,
     mail_sender_key,
+    room_state_key,
     secret_key,
     services_key,
     settings_key,
 )
 from smartpractice.mail.sender import MailSender
+from smartpractice.rooms import redis_state
+from smartpractice.rooms.state import InMemoryRoomState
 from smartpractice.services import Services, build_services
 from smartpractice.storage.engine import check_schema, create_engine, upgrade
 from smartpractice.web.api.errors import api_errors
@@ -69,12 +72,32 @@ async def _database(app: web.Application, *, passwords: Passwords | None) -> Asy
         engine=engine, settings=settings, clock=app[clock_key], secret=app[secret_key],
         catalogs=app[catalogs_key], links=RouterLinks(router=app.router, base_url=settings.base_url),
         passwords=passwords,
+        room_state=app[room_state_key],
     )
     # The dummy hash answers unknown users; made now, the first of them waits no longer.
     await services.passwords.verify_dummy("")
     yield
     await services.calls.close()
     await engine.dispose()
+
+
+async def _room_state(app: web.Application) -> AsyncIterator[None]:
+    """Waiting rooms and calls: in this process, or shared with other instances in Redis.
+    A Redis that does not answer yet is logged, not fatal: the instance retries."""
+    settings = app[settings_key]
+    if not settings.redis_url:
+        app[room_state_key] = InMemoryRoomState()
+        yield
+        return
+    client = redis_state.connect(settings.redis_url)
+    state = redis_state.RedisRoomState(client, prefix=settings.redis_prefix, name=redis_state.where(settings.redis_url))
+    app[room_state_key] = state
+    await state.start()
+    try:
+        yield
+    finally:
+        await state.close()
+        await client.aclose()
 
 
 async def _mail_sender(app: web.Application) -> AsyncIterator[None]:
@@ -131,6 +154,7 @@ def create_app(
     app[catalogs_key] = Catalogs()
     setup_templates(app)
     setup_routes(app)
+    app.cleanup_ctx.append(_room_state)
     app.cleanup_ctx.append(functools.partial(_database, passwords=passwords))
     app.cleanup_ctx.append(_mail_sender)
     app.cleanup_ctx.append(_jobs)

@@ -68,6 +68,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("TURN_URLS", "", "Comma-separated TURN servers handed to browsers, e.g. `turn:turn.example.org:3478?transport=udp,turns:turn.example.org:5349?transport=tcp`. Needs `TURN_SECRET`."),
     Setting("TURN_SECRET", "", "The `static-auth-secret` of coturn (`use-auth-secret`): each participant gets a TURN user name and password minted from it, valid for `TURN_TTL_SECONDS`."),
     Setting("TURN_TTL_SECONDS", "3600", "Seconds a minted TURN credential stays valid; the call page fetches new ones before they run out."),
+    Setting("REDIS_URL", "", "Redis that several instances share waiting rooms and calls through, e.g. `redis://redis:6379/0` (`rediss://` for TLS, `unix:///run/redis.sock`). Empty: kept in this process's memory, for a single instance."),
+    Setting("REDIS_PREFIX", "smartpractice", "Prefix of every Redis key and channel, so that several deployments can share one Redis server."),
     Setting("LOG_LEVEL", "INFO", "Python log level: DEBUG, INFO, WARNING or ERROR."),
 )
 
@@ -94,6 +96,18 @@ def _ice_urls(raw: str, name: str, schemes: tuple[str, ...]) -> tuple[str, ...]:
         if not url.startswith(schemes):
             raise ConfigError(f"{PREFIX}{name} entries start with {' or '.join(schemes)}, not {url!r}")
     return urls
+
+
+def _redis_url(raw: str) -> str:
+    if raw and not raw.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError(f"{PREFIX}REDIS_URL starts with redis://, rediss:// or unix://, not {raw!r}")
+    return raw
+
+
+def _redis_prefix(raw: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", raw):
+        raise ConfigError(f"{PREFIX}REDIS_PREFIX must be 1 to 64 letters, digits, dots, dashes or underscores, not {raw!r}")
+    return raw
 
 
 @dataclass(frozen=True)
@@ -160,6 +174,8 @@ class Settings:
     turn_urls: tuple[str, ...]
     turn_secret: str
     turn_ttl_seconds: int
+    redis_url: str
+    redis_prefix: str
     log_level: str
 
     @classmethod
@@ -230,6 +246,8 @@ class Settings:
             turn_urls=turn_urls,
             turn_secret=raw["TURN_SECRET"],
             turn_ttl_seconds=_int(raw["TURN_TTL_SECONDS"], "TURN_TTL_SECONDS", 60, 24 * 3600),
+            redis_url=_redis_url(raw["REDIS_URL"].strip()),
+            redis_prefix=_redis_prefix(raw["REDIS_PREFIX"]),
             log_level=_choice(raw["LOG_LEVEL"].upper(), "LOG_LEVEL", ("DEBUG", "INFO", "WARNING", "ERROR")),
         )
 

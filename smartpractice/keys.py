@@ -13,6 +13,7 @@ from smartpractice.config import Settings
 from smartpractice.i18n import Catalogs
 from smartpractice.jobs.runner import JobRunner
 from smartpractice.mail.sender import MailSender
+from smartpractice.rooms.state import RoomState
 from smartpractice.services import Services
 
 settings_key = web.AppKey("settings", Settings)
@@ -24,6 +25,7 @@ services_key = web.AppKey("services", Services)
 engine_key = web.AppKey("engine", AsyncEngine)
 jobs_key = web.AppKey("jobs", JobRunner)
 mail_sender_key = web.AppKey("mail_sender", MailSender)
+room_state_key = web.AppKey("room_state", RoomState)
 
 active_session_key = web.RequestKey("active_session", ActiveSession | None)
 guest_session_key = web.RequestKey("guest_session", GuestSession | None)

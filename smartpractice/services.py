@@ -40,7 +40,7 @@ from smartpractice.practices.settings import PracticeConfiguration
 from smartpractice.practices.staff import Staff
 from smartpractice.rooms.call import Calls
 from smartpractice.rooms.ice import IceServers
-from smartpractice.rooms.state import InMemoryRoomState
+from smartpractice.rooms.state import InMemoryRoomState, RoomState
 from smartpractice.rooms.waiting_room import WaitingRoom
 from smartpractice.rtc import Relay
 from smartpractice.scheduling.consultations import Consultations
@@ -86,9 +86,11 @@ class Services:
 
 def build_services(
     *, engine: AsyncEngine, settings: Settings, clock: Clock, secret: str, catalogs: Catalogs, links: Links,
-    passwords: Passwords | None = None,
+    passwords: Passwords | None = None, room_state: RoomState | None = None,
 ) -> Services:
-    """`passwords` replaces the hasher the settings call for (tests hash cheaply)."""
+    """`passwords` replaces the hasher the settings call for (tests hash cheaply).
+    `room_state` is the app's (in memory, or Redis for several instances); without one,
+    as for the command line, the rooms live in this process."""
     passwords = passwords or Passwords(concurrency=settings.password_hash_concurrency)
     outbox = Outbox(
         composer=MailComposer(catalogs=catalogs), clock=clock,
@@ -124,11 +126,17 @@ def build_services(
     login = Login(
         engine=engine, clock=clock, passwords=passwords, sessions=sessions, throttle=throttle, audit=audit
     )
-    room_state = InMemoryRoomState()
+    room_state = room_state or InMemoryRoomState()
     ice_servers = IceServers(settings=settings, clock=clock)
     second_factors = SecondFactors(
         engine=engine, clock=clock, throttle=throttle, outbox=outbox, links=links, audit=audit, secret=secret
     )
+    waiting_room = WaitingRoom(engine=engine, clock=clock, state=room_state, audit=audit)
+    calls = Calls(
+        state=room_state, clock=clock, consultations=consultations,
+        relay=Relay(ice_servers=ice_servers.for_relay()),
+    )
+    room_state.on_expired(calls.announcer(waiting_room))
     return Services(
         clock=clock,
         passwords=passwords,
@@ -140,11 +148,8 @@ def build_services(
         reminders=Reminders(
             engine=engine, clock=clock, consultations=consultations, leads_minutes=settings.reminder_minutes
         ),
-        waiting_room=WaitingRoom(engine=engine, clock=clock, state=room_state, audit=audit),
-        calls=Calls(
-            state=room_state, clock=clock, consultations=consultations,
-            relay=Relay(ice_servers=ice_servers.for_relay()),
-        ),
+        waiting_room=waiting_room,
+        calls=calls,
         ice_servers=ice_servers,
         password_resets=PasswordResets(
             engine=engine, clock=clock, passwords=passwords, sessions=sessions, tokens=tokens, outbox=outbox,

@@ -15,6 +15,7 @@ from email.message import EmailMessage
 from email.parser import BytesParser
 from pathlib import Path
 
+import aiohttp
 import argon2
 import pyotp
 import pytest
@@ -269,6 +270,27 @@ async def next_of(socket, kind: str, within: float = 5.0) -> dict:
             message = await socket.receive_json()
             if message["type"] == kind:
                 return message
+
+
+async def participants(socket, count: int, within: float = 5.0) -> dict:
+    """The next participant list with `count` people in it."""
+    async with asyncio.timeout(within):
+        while True:
+            message = await next_of(socket, "participants", within)
+            if len(message["participants"]) == count:
+                return message
+
+
+async def close_code(socket, within: float = 5.0) -> int | None:
+    """Read past whatever is still on the line until the server closes it."""
+    async with asyncio.timeout(within):
+        while (await socket.receive()).type not in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED):
+            pass
+    return socket.close_code
+
+
+async def waiting_people(socket) -> list[dict]:
+    return (await next_of(socket, "waiting"))["people"]
 
 
 # The command line

@@ -1,4 +1,5 @@
-"""GET /healthz: 200 while the database answers, 503 when it does not."""
+"""GET /healthz: 200 while the database and the room state answer, 503 when one does not
+(Redis unreachable: tests/test_redis_outage.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from tests.helpers import make_app, make_settings
 async def test_healthy(client):
     response = await client.get("/healthz")
     assert response.status == 200
-    assert await response.json() == {"status": "ok", "database": "ok"}
+    assert await response.json() == {"status": "ok", "database": "ok", "rooms": "ok"}
 
 
 async def test_database_gone_gives_503(aiohttp_client, tmp_path, clock):

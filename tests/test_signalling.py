@@ -25,32 +25,17 @@ from tests.helpers import (
     JOIN,
     ORIGIN,
     add_member,
+    close_code,
     log_in,
     mail_link,
     mail_text,
     make_app,
     make_settings,
     next_of,
+    participants,
     post_form,
 )
 from tests.rtc_peers import Peer, SmallCamera, until
-
-
-async def participants(socket, count: int, within: float = 5.0) -> dict:
-    """The next participant list with `count` people in it."""
-    async with asyncio.timeout(within):
-        while True:
-            message = await next_of(socket, "participants", within)
-            if len(message["participants"]) == count:
-                return message
-
-
-async def close_code(socket, within: float = 5.0) -> int | None:
-    """Read past whatever is still on the line until the server closes it."""
-    async with asyncio.timeout(within):
-        while (await socket.receive()).type not in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED):
-            pass
-    return socket.close_code
 
 
 @pytest.fixture

@@ -12,13 +12,19 @@ from sqlalchemy import select
 
 from smartpractice.scheduling.consultations import Appointment
 from smartpractice.storage.tables import attendances, audit_log, calls, consultations
-from tests.helpers import JOIN, ORIGIN, add_member, log_in, mail_link, mail_text, next_of, post_form
+from tests.helpers import (
+    JOIN,
+    ORIGIN,
+    add_member,
+    log_in,
+    mail_link,
+    mail_text,
+    next_of,
+    post_form,
+    waiting_people,
+)
 
 EN = {"Accept-Language": "en"}
-
-
-async def waiting_people(socket) -> list[dict]:
-    return (await next_of(socket, "waiting"))["people"]
 
 
 @pytest.fixture

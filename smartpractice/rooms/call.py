@@ -15,8 +15,8 @@ from collections.abc import Sequence
 from smartpractice.clock import Clock
 from smartpractice.errors import UserError
 from smartpractice.i18n import N_
-from smartpractice.rooms.state import CallPeer, RoomState
-from smartpractice.rooms.waiting_room import Seat, consultation_channel
+from smartpractice.rooms.state import CallPeer, Expired, ExpiryListener, RoomState, RoomsUnavailable
+from smartpractice.rooms.waiting_room import Seat, WaitingRoom, consultation_channel
 from smartpractice.rtc import Relay, SendingRefused
 from smartpractice.scheduling.consultations import Consultations
 
@@ -27,6 +27,8 @@ logger = logging.getLogger(__name__)
 RECONNECT_GRACE_SECONDS = 30.0
 # Two people talk directly; from the third on everyone goes through the relay.
 PEER_TO_PEER_MOST = 2
+# A seat whose grace ended while the room state was unreachable is let go once it answers.
+UNAVAILABLE_RETRY_SECONDS = 5.0
 
 
 def call_channel(consultation_id: int) -> str:
@@ -70,13 +72,13 @@ class Calls:
         cid = seat.consultation.id
         await self.state.publish(call_peer_channel(cid, seat.key), {"type": "replaced", "session": session})
         await self.state.join_call(cid, CallPeer(seat.key, name, seat.role, session))
-        await self._announce(seat)
+        await self._announce(seat.consultation.id, seat.consultation.practice_id)
 
     async def leave(self, seat: Seat, session: str) -> None:
         cid = seat.consultation.id
         if await self.state.leave_call(cid, seat.key, session):
             await self._detach(cid, seat.key)
-            await self._announce(seat)
+            await self._announce(seat.consultation.id, seat.consultation.practice_id)
         elif not await self.state.call_peers(cid):
             # The consultation ended under them: the relay lets go of everyone.
             await self._detach(cid, seat.key)
@@ -87,11 +89,16 @@ class Calls:
         seat is kept for a grace period before it counts as a leave."""
         if not await self.state.update_call_peer(seat.consultation.id, seat.key, session, state="reconnecting"):
             return
-        await self._announce(seat)
+        await self._announce(seat.consultation.id, seat.consultation.practice_id)
 
         async def expire() -> None:
             await asyncio.sleep(self._grace)
-            await self.leave(seat, session)
+            while True:
+                try:
+                    await self.leave(seat, session)
+                    return
+                except RoomsUnavailable:
+                    await asyncio.sleep(UNAVAILABLE_RETRY_SECONDS)
 
         task = asyncio.create_task(expire())
         self._expiring.add(task)
@@ -111,7 +118,7 @@ class Calls:
         """No direct path between the two: the call moves to the relay and stays there."""
         if self._modes.get(seat.consultation.id) == "p2p":
             await self.state.force_relay(seat.consultation.id)
-            await self._announce(seat)
+            await self._announce(seat.consultation.id, seat.consultation.practice_id)
 
     async def is_member(self, seat: Seat, key: str) -> bool:
         return any(peer.key == key for peer in await self.state.call_peers(seat.consultation.id))
@@ -121,12 +128,15 @@ class Calls:
 
     async def topology(self, seat: Seat) -> tuple[str, str]:
         """(mode, reason): "p2p" or "relay", and why."""
-        policy = await self._consultations.policy(seat.consultation.practice_id)
+        return await self._topology(seat.consultation.id, seat.consultation.practice_id)
+
+    async def _topology(self, cid: int, practice_id: int) -> tuple[str, str]:
+        policy = await self._consultations.policy(practice_id)
         if policy.relay_policy == "relay":
             return "relay", "policy"
-        if len(await self.state.call_peers(seat.consultation.id)) > PEER_TO_PEER_MOST:
+        if len(await self.state.call_peers(cid)) > PEER_TO_PEER_MOST:
             return "relay", "group"
-        if await self.state.relay_forced(seat.consultation.id):
+        if await self.state.relay_forced(cid):
             return "relay", "fallback"
         return "p2p", ""
 
@@ -185,17 +195,15 @@ class Calls:
         if room.participant_ids:
             await self._announce_sources(cid, room)
 
-    async def _announce(self, seat: Seat) -> None:
-        cid = seat.consultation.id
+    async def _announce(self, cid: int, practice_id: int) -> None:
         lock = self._announcing.setdefault(cid, asyncio.Lock())
         async with lock:
-            await self._announce_locked(seat)
+            await self._announce_locked(cid, practice_id)
         if not lock.locked() and not await self.state.call_peers(cid):
             self._announcing.pop(cid, None)
 
-    async def _announce_locked(self, seat: Seat) -> None:
-        cid = seat.consultation.id
-        mode, reason = await self.topology(seat)
+    async def _announce_locked(self, cid: int, practice_id: int) -> None:
+        mode, reason = await self._topology(cid, practice_id)
         peers = await self.state.call_peers(cid)
         if not peers:
             mode, reason = "p2p", ""
@@ -211,6 +219,20 @@ class Calls:
             "participants": [{"id": p.key, "name": p.name, "role": p.role, "session": p.session,
                               "state": p.state, "audio": p.audio, "video": p.video} for p in peers],
         })
+
+    def announcer(self, room: WaitingRoom) -> ExpiryListener:
+        """What the room state calls when an instance's entries expired: the practices'
+        lists and the calls are announced again, as they are now."""
+
+        async def announce(expired: Expired) -> None:
+            for practice_id in expired.practices:
+                await room.announce(practice_id)
+            for cid in expired.calls:
+                practice_id = await room.practice_of(cid)
+                if practice_id is not None:
+                    await self._announce(cid, practice_id)
+
+        return announce
 
     async def close(self) -> None:
         for task in list(self._expiring):

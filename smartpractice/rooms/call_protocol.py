@@ -8,6 +8,7 @@ returns, so the protocol can be tested and read on its own.
 
 from __future__ import annotations
 
+import logging
 import secrets
 
 from smartpractice.errors import UserError
@@ -31,7 +32,10 @@ from smartpractice.rooms.protocol import (
     text,
     text_or_none,
 )
+from smartpractice.rooms.state import RoomsUnavailable
 from smartpractice.rooms.waiting_room import Seat, WaitingRoom
+
+logger = logging.getLogger(__name__)
 
 VERSION = 1
 # An SDP offer for the relay with eight participants is about 20 KiB.
@@ -127,10 +131,15 @@ class Connection(protocol.Connection):
         """The socket is gone: a leave if the client said so, else a drop it may come back from."""
         if not self.joined:
             return
-        if self.left:
-            await self._calls.leave(self.seat, self.session)
-        else:
-            await self._calls.dropped(self.seat, self.session)
+        try:
+            if self.left:
+                await self._calls.leave(self.seat, self.session)
+            else:
+                await self._calls.dropped(self.seat, self.session)
+        except RoomsUnavailable:
+            # The seat stays behind until this instance's lease or the call ends.
+            logger.warning("room state unreachable: consultation %s keeps a seat of a closed connection",
+                           self.seat.consultation.id)
         if self._attendance is not None:
             await self._waiting_room.left_call(self._attendance)
 

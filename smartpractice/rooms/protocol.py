@@ -25,6 +25,8 @@ CLOSE_POLICY = 1008
 CLOSE_REPLACED = 4000
 CLOSE_ENDED = 4001
 CLOSE_VERSION = 4002
+# RFC 6455 "try again later": the room state (Redis) is unreachable.
+CLOSE_TRY_AGAIN = 1013
 
 # This many refused messages, less one per second, end the connection (close 1008).
 RATE_STRIKES = 50

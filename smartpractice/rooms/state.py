@@ -1,18 +1,21 @@
 """Where waiting rooms keep who is waiting and who was let in, and how news travels.
 
-One small interface: `InMemoryRoomState` serves one server process; a Redis
-implementation (several instances behind a load balancer) plugs in behind the same
-methods. Nothing here is a module global: the app owns its instance.
+One small interface: `InMemoryRoomState` serves one server process; `RedisRoomState`
+(rooms/redis_state.py) lets several instances behind a load balancer share the rooms.
+Nothing here is a module global: the app owns its instance.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Protocol
+
+from smartpractice.errors import UserError
+from smartpractice.i18n import N_
 
 # Far more than any client needs; a subscriber this far behind is gone or stuck.
 QUEUE_LIMIT = 256
@@ -38,6 +41,29 @@ class CallPeer:
     state: str = "connected"  # or "reconnecting": the connection dropped, a seat is kept
     audio: bool = True
     video: bool = True
+
+
+class RoomsUnavailable(UserError):
+    """The shared room state (Redis) cannot be reached: nobody can wait or join a call now."""
+
+    status = 503
+
+    def __init__(self) -> None:
+        super().__init__("rooms_unavailable",
+                         N_("Waiting rooms and calls are unavailable at the moment. Please try again in a minute."))
+
+
+@dataclass(frozen=True)
+class Expired:
+    """What vanished because the instance that held it stopped without a word: the
+    practices whose waiting list lost someone, the calls in which someone is now
+    reconnecting or gone."""
+
+    practices: tuple[int, ...] = ()
+    calls: tuple[int, ...] = ()
+
+
+ExpiryListener = Callable[[Expired], Awaitable[None]]
 
 
 class RoomState(Protocol):
@@ -69,6 +95,10 @@ class RoomState(Protocol):
 
     def subscribe(self, *channels: str) -> contextlib.AbstractAsyncContextManager[asyncio.Queue[dict]]: ...
 
+    def on_expired(self, listener: ExpiryListener) -> None: ...
+
+    async def ready(self) -> bool: ...
+
 
 class InMemoryRoomState:
     def __init__(self) -> None:
@@ -77,6 +107,12 @@ class InMemoryRoomState:
         self._subscribers: dict[str, set[asyncio.Queue[dict]]] = {}
         self._calls: dict[int, dict[str, CallPeer]] = {}
         self._forced_relay: set[int] = set()
+
+    def on_expired(self, listener: ExpiryListener) -> None:
+        """Nothing expires here: what one process holds goes with it."""
+
+    async def ready(self) -> bool:
+        return True
 
     async def arrive(self, practice_id: int, person: WaitingPerson) -> None:
         """A second tab of the same person counts once, keeping the earlier arrival."""

@@ -8,6 +8,8 @@ carries the version, like the call's protocol (rooms/call_protocol.py) beside it
 
 from __future__ import annotations
 
+import logging
+
 from smartpractice.errors import UserError
 from smartpractice.rooms.protocol import (
     CLOSE_ENDED,
@@ -21,9 +23,12 @@ from smartpractice.rooms.protocol import (
     participant,
     text,
 )
+from smartpractice.rooms.state import RoomsUnavailable
 from smartpractice.rooms.waiting_room import MESSAGE_LIMIT, Seat, WaitingRoom
 from smartpractice.scheduling.consultations import Consultations
 from smartpractice.times import local
+
+logger = logging.getLogger(__name__)
 
 VERSION = 1
 MESSAGE_BYTES = 4096
@@ -84,7 +89,11 @@ class WaitingConnection(Connection):
     async def closed(self) -> None:
         if self._waiting:
             self._waiting = False
-            await self._room.leave(self.seat)
+            try:
+                await self._room.leave(self.seat)
+            except RoomsUnavailable:
+                logger.warning("room state unreachable: consultation %s keeps a waiting person who left",
+                               self.seat.consultation.id)
 
 
 class PracticeConnection(Connection):
@@ -106,7 +115,12 @@ class PracticeConnection(Connection):
     async def deliver(self, news: dict) -> None:
         """Someone arrived, left or was let in: the whole list again, as it is now."""
         if self.joined:
-            await self._send(await self._snapshot())
+            try:
+                snapshot = await self._snapshot()
+            except RoomsUnavailable as error:
+                await self._error(error)
+                return
+            await self._send(snapshot)
 
     async def closed(self) -> None:
         """Watching the list leaves nothing behind."""

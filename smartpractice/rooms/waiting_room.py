@@ -200,5 +200,14 @@ class WaitingRoom:
             await self.end(practice_id, consultation_id)
         return len(found)
 
+    async def practice_of(self, consultation_id: int) -> int | None:
+        async with self._engine.connect() as conn:
+            consultation = await store.consultation_by_id(conn, consultation_id)
+        return consultation.practice_id if consultation else None
+
+    async def announce(self, practice_id: int) -> None:
+        """The practice's live lists show the waiting room again, as it is now."""
+        await self._announce(practice_id)
+
     async def _announce(self, practice_id: int) -> None:
         await self.state.publish(practice_channel(practice_id), {"type": "waiting"})

@@ -9,9 +9,10 @@ from aiohttp import web
 from smartpractice.errors import UserError
 from smartpractice.keys import active_session_key, services_key
 from smartpractice.rooms import call_protocol
+from smartpractice.rooms.state import RoomsUnavailable
 from smartpractice.web.responses import render, see_other, user_message
-from smartpractice.web.rooms import seat_of
-from smartpractice.web.sockets import check_origin, open_socket, sender, serve
+from smartpractice.web.rooms import seat_of, unavailable
+from smartpractice.web.sockets import check_origin, refuse, run, sender
 
 
 def client_kind(user_agent: str) -> str:
@@ -28,7 +29,11 @@ async def call_page(request: web.Request) -> web.StreamResponse:
         await services.waiting_room.check_open(seat)
     except UserError as error:
         return render(request, "room_closed.html", {"message": user_message(request, error)}, status=410)
-    if not await services.waiting_room.is_admitted(seat):
+    try:
+        admitted = await services.waiting_room.is_admitted(seat)
+    except RoomsUnavailable as error:
+        return unavailable(request, error)
+    if not admitted:
         return see_other(request.app.router["waiting_room"].url_for(id=str(seat.consultation.id)))
     context = {"seat": seat, "practice": None, "end": None}
     if seat.role == "clinician":
@@ -48,17 +53,17 @@ async def call_socket(request: web.Request) -> web.StreamResponse:
         await services.waiting_room.check_open(seat)
     except UserError:
         raise web.HTTPGone() from None
-    if not await services.waiting_room.is_admitted(seat):
+    try:
+        admitted = await services.waiting_room.is_admitted(seat)
+    except RoomsUnavailable as error:
+        return await refuse(request, call_protocol.MESSAGE_BYTES, error)
+    if not admitted:
         raise web.HTTPForbidden(reason="not admitted")
     active = request.get(active_session_key)
     name = seat.call_name or (active.user.display_name if seat.role == "clinician" else "")
-    socket = await open_socket(request, call_protocol.MESSAGE_BYTES)
-    connection = call_protocol.Connection(
-        seat=seat, name=name, calls=services.calls, waiting_room=services.waiting_room, ice=services.ice_servers,
-        send=sender(socket), translate=functools.partial(user_message, request),
-        client_kind=client_kind(request.headers.get("User-Agent", "")),
-    )
-
-    async with services.calls.inbox(seat) as inbox:
-        await serve(socket, connection, inbox)
-    return socket
+    return await run(request, call_protocol.MESSAGE_BYTES, services.calls.inbox(seat),
+                     lambda socket: call_protocol.Connection(
+                         seat=seat, name=name, calls=services.calls, waiting_room=services.waiting_room,
+                         ice=services.ice_servers, send=sender(socket),
+                         translate=functools.partial(user_message, request),
+                         client_kind=client_kind(request.headers.get("User-Agent", ""))))

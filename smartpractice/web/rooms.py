@@ -13,6 +13,7 @@ from smartpractice.keys import (
     services_key,
 )
 from smartpractice.rooms import waiting_protocol
+from smartpractice.rooms.state import RoomsUnavailable
 from smartpractice.rooms.waiting_room import (
     NotParticipant,
     Seat,
@@ -22,7 +23,7 @@ from smartpractice.rooms.waiting_room import (
 )
 from smartpractice.web.responses import render, see_other, user_message
 from smartpractice.web.session import require_staff
-from smartpractice.web.sockets import check_origin, open_socket, sender, serve
+from smartpractice.web.sockets import check_origin, run, sender
 
 
 async def seat_of(request: web.Request) -> Seat:
@@ -42,11 +43,20 @@ async def seat_of(request: web.Request) -> Seat:
         raise web.HTTPNotFound() from None
 
 
+def unavailable(request: web.Request, error: RoomsUnavailable) -> web.StreamResponse:
+    """The room state (Redis) does not answer: a page that says so, 503."""
+    return render(request, "room_closed.html", {"message": user_message(request, error)}, status=error.status)
+
+
 async def waiting_page(request: web.Request) -> web.StreamResponse:
     seat = await seat_of(request)
     services = request.app[services_key]
     call = request.app.router["call"].url_for(id=str(seat.consultation.id))
-    if seat.role == "clinician" or await services.waiting_room.is_admitted(seat):
+    try:
+        admitted = await services.waiting_room.is_admitted(seat)
+    except RoomsUnavailable as error:
+        return unavailable(request, error)
+    if admitted:
         return see_other(call)
     try:
         await services.waiting_room.check_open(seat)
@@ -66,15 +76,11 @@ async def participant_socket(request: web.Request) -> web.StreamResponse:
     check_origin(request)
     seat = await seat_of(request)
     services = request.app[services_key]
-    socket = await open_socket(request, waiting_protocol.MESSAGE_BYTES)
-    connection = waiting_protocol.WaitingConnection(
-        seat=seat, room=services.waiting_room, consultations=services.consultations,
-        send=sender(socket), translate=functools.partial(user_message, request),
-    )
     channels = (person_channel(seat.consultation.id, seat.key), consultation_channel(seat.consultation.id))
-    async with services.waiting_room.state.subscribe(*channels) as news:
-        await serve(socket, connection, news)
-    return socket
+    return await run(request, waiting_protocol.MESSAGE_BYTES, services.waiting_room.state.subscribe(*channels),
+                     lambda socket: waiting_protocol.WaitingConnection(
+                         seat=seat, room=services.waiting_room, consultations=services.consultations,
+                         send=sender(socket), translate=functools.partial(user_message, request)))
 
 
 async def staff_socket(request: web.Request) -> web.StreamResponse:
@@ -84,15 +90,12 @@ async def staff_socket(request: web.Request) -> web.StreamResponse:
         raise web.HTTPUnauthorized()
     active, membership = await require_staff(request, request.match_info["slug"])
     services = request.app[services_key]
-    socket = await open_socket(request, waiting_protocol.MESSAGE_BYTES)
-    connection = waiting_protocol.PracticeConnection(
-        practice_id=membership.practice.id, actor=active.user.id, room=services.waiting_room,
-        consultations=services.consultations, send=sender(socket),
-        translate=functools.partial(user_message, request),
-    )
-    async with services.waiting_room.state.subscribe(practice_channel(membership.practice.id)) as news:
-        await serve(socket, connection, news)
-    return socket
+    news = services.waiting_room.state.subscribe(practice_channel(membership.practice.id))
+    return await run(request, waiting_protocol.MESSAGE_BYTES, news,
+                     lambda socket: waiting_protocol.PracticeConnection(
+                         practice_id=membership.practice.id, actor=active.user.id, room=services.waiting_room,
+                         consultations=services.consultations, send=sender(socket),
+                         translate=functools.partial(user_message, request)))
 
 
 async def end(request: web.Request) -> web.StreamResponse:

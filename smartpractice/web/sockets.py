@@ -6,11 +6,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
 from aiohttp import WSMsgType, web
 
 from smartpractice.keys import settings_key
+from smartpractice.rooms.protocol import CLOSE_TRY_AGAIN, error_message
+from smartpractice.rooms.state import RoomsUnavailable
+from smartpractice.web.responses import user_message
 
 # Dead connections (a closed laptop, a lost network) show as gone within two beats.
 HEARTBEAT_SECONDS = 5
@@ -31,6 +35,15 @@ def check_origin(request: web.Request) -> None:
 async def open_socket(request: web.Request, max_bytes: int) -> web.WebSocketResponse:
     socket = web.WebSocketResponse(heartbeat=HEARTBEAT_SECONDS, max_msg_size=max_bytes)
     await socket.prepare(request)
+    return socket
+
+
+async def refuse(request: web.Request, max_bytes: int, error: RoomsUnavailable) -> web.WebSocketResponse:
+    """The room state cannot be reached: the socket opens, says why in the client's
+    language and closes with 1013 (try again later), so the page can tell and retry."""
+    socket = await open_socket(request, max_bytes)
+    await sender(socket)(error_message(error, lambda e: user_message(request, e)))
+    await socket.close(code=CLOSE_TRY_AGAIN)
     return socket
 
 
@@ -72,3 +85,17 @@ async def serve(socket: web.WebSocketResponse, connection: Connection, news: asy
         # aiohttp cancels the handler when the connection drops; what leaving means
         # (off the waiting list, out of the call) must still happen.
         await asyncio.shield(connection.closed())
+
+
+async def run(request: web.Request, max_bytes: int, news: AbstractAsyncContextManager[asyncio.Queue[dict]],
+              connect: Callable[[web.WebSocketResponse], Connection]) -> web.WebSocketResponse:
+    """Listen to the room first, then open the socket and serve it; a room state that
+    cannot be reached gets the socket refused (`refuse`) instead of a 500."""
+    async with contextlib.AsyncExitStack() as stack:
+        try:
+            inbox = await stack.enter_async_context(news)
+        except RoomsUnavailable as error:
+            return await refuse(request, max_bytes, error)
+        socket = await open_socket(request, max_bytes)
+        await serve(socket, connect(socket), inbox)
+    return socket

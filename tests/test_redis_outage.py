@@ -1,0 +1,143 @@
+"""A Redis that does not answer: the instance starts anyway, says so in its log and on
+/healthz, refuses new waiting and call sockets with a translated error (close 1013)
+instead of a 500, and keeps the calls that run; once Redis answers, all works again."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import timedelta
+
+import pytest
+
+from smartpractice.keys import services_key
+from smartpractice.rooms.protocol import CLOSE_TRY_AGAIN
+from smartpractice.scheduling.consultations import Appointment
+from tests.helpers import (
+    JOIN,
+    ORIGIN,
+    add_member,
+    close_code,
+    log_in,
+    make_app,
+    make_settings,
+    next_of,
+    participants,
+)
+from tests.redis_rooms import RedisProxy, closed_port_url, drop_prefix, new_prefix
+
+EN = {"Accept-Language": "en"}
+GERMAN = "Wartezimmer und Gespräche sind gerade nicht erreichbar. Bitte versuchen Sie es in einer Minute noch einmal."
+ENGLISH = "Waiting rooms and calls are unavailable at the moment. Please try again in a minute."
+
+
+@pytest.fixture
+async def booked(app, services, clock, practice, clinician):
+    erika = await add_member(app, practice, "patient", "erika")
+    plan = Appointment.parse("Kontrolle", clock.now() + timedelta(minutes=10), 20, now=clock.now())
+    return (await services.consultations.schedule(practice, clinician.user_id, plan, patient_ids=[erika])).consultation
+
+
+async def refused(socket) -> dict:
+    """The one message a refused socket gets before it is closed with 1013."""
+    error = await next_of(socket, "error")
+    assert await close_code(socket) == CLOSE_TRY_AGAIN
+    return error
+
+
+async def test_without_redis_the_instance_serves_pages_and_refuses_rooms(aiohttp_client, tmp_path, database_url,
+                                                                          clock, practice, booked, caplog):
+    caplog.set_level(logging.INFO, "smartpractice.rooms.redis_state")
+    settings = make_settings(tmp_path, database_url, REDIS_URL=closed_port_url(), REDIS_PREFIX=new_prefix())
+    down = await aiohttp_client(make_app(settings, clock=clock))
+    assert "unreachable" in caplog.text and "refuse new connections" in caplog.text
+
+    health = await down.get("/healthz")
+    assert health.status == 503
+    assert await health.json() == {"status": "unavailable", "database": "ok", "rooms": "unreachable"}
+
+    # Logging in and the rest of the site work; the rooms say why they do not.
+    await log_in(down, "erika")
+    page = await down.get(f"/c/{booked.id}")
+    assert page.status == 503 and GERMAN in await page.text()
+    async with down.ws_connect(f"/c/{booked.id}/ws", headers=ORIGIN) as waiting:
+        error = await refused(waiting)
+        assert error["code"] == "rooms_unavailable" and error["message"] == GERMAN
+    async with down.ws_connect(f"/c/{booked.id}/call/ws", headers={**ORIGIN, **EN}) as call:
+        assert (await refused(call))["message"] == ENGLISH
+
+    down.session.cookie_jar.clear()
+    await log_in(down, "dr-berg")
+    # The clinician's call page needs no room state; its socket is what is refused.
+    assert (await down.get(f"/c/{booked.id}/call", headers=EN)).status == 200
+    async with down.ws_connect(f"/p/{practice.slug}/waiting-room/ws", headers=ORIGIN) as staff:
+        assert (await refused(staff))["code"] == "rooms_unavailable"
+    async with down.ws_connect(f"/c/{booked.id}/call/ws", headers=ORIGIN) as call:
+        assert (await refused(call))["code"] == "rooms_unavailable"
+    assert "Traceback" not in caplog.text and "unhandled error" not in caplog.text
+
+
+@pytest.fixture
+async def behind_proxy(aiohttp_client, tmp_path, database_url, clock):
+    """An instance whose Redis connection goes through a proxy the test can cut."""
+    proxy = RedisProxy()
+    await proxy.start()
+    prefix = new_prefix()
+    settings = make_settings(tmp_path, database_url, REDIS_URL=proxy.url, REDIS_PREFIX=prefix)
+    app = await aiohttp_client(make_app(settings, clock=clock))
+    yield app, proxy
+    await proxy.start()  # let it say goodbye to Redis
+    await app.close()
+    await proxy.cut()
+    await drop_prefix(prefix)
+
+
+async def test_a_running_call_goes_on_while_redis_is_away(aiohttp_client, behind_proxy, practice, booked, caplog):
+    app, proxy = behind_proxy
+    patient_browser = await aiohttp_client(app.server)
+    await log_in(app, "dr-berg")
+    await log_in(patient_browser, "erika")
+    patient_page = await patient_browser.ws_connect(f"/c/{booked.id}/ws", headers=ORIGIN)
+    await patient_page.send_json(JOIN)
+    await next_of(patient_page, "waiting")
+    [person] = await app.app[services_key].waiting_room.waiting(practice.id)
+    await app.app[services_key].waiting_room.admit(practice.id, booked.id, person.key)
+    await next_of(patient_page, "admitted")
+    doctor = await app.ws_connect(f"/c/{booked.id}/call/ws", headers=ORIGIN)
+    await doctor.send_json(JOIN)
+    await next_of(doctor, "welcome")
+    patient = await patient_browser.ws_connect(f"/c/{booked.id}/call/ws", headers=ORIGIN)
+    await patient.send_json(JOIN)
+    await next_of(patient, "welcome")
+    await participants(doctor, 2)
+
+    await proxy.cut()
+    assert (await app.get("/healthz")).status == 503
+    # Their media goes peer to peer; their signalling sockets stay open and answer.
+    await doctor.send_json({"type": "chat", "text": "Hören Sie mich?"})
+    assert (await next_of(doctor, "error"))["code"] == "rooms_unavailable"
+    with pytest.raises(TimeoutError):
+        await close_code(patient, within=3)
+    assert not doctor.closed and not patient.closed
+    # Nobody new gets in meanwhile, with a reason.
+    async with patient_browser.ws_connect(f"/c/{booked.id}/call/ws", headers=ORIGIN) as third:
+        assert (await refused(third))["code"] == "rooms_unavailable"
+
+    await proxy.start()
+    async with asyncio.timeout(15):
+        while (await app.get("/healthz")).status != 200:  # noqa: ASYNC110 - polls the server
+            await asyncio.sleep(0.2)
+    # Once the pub/sub connection is back, the call's news flows again.
+    async with asyncio.timeout(15):
+        while True:
+            await doctor.send_json({"type": "chat", "text": "Jetzt?"})
+            try:
+                said = await next_of(patient, "chat", within=1)
+                break
+            except TimeoutError:
+                continue
+    assert said["text"] == "Jetzt?"
+    assert "unreachable" in caplog.text and "answers" in caplog.text
+    assert "Traceback" not in caplog.text
+    for socket in (doctor, patient, patient_page):
+        await socket.close()
