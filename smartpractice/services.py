@@ -26,11 +26,13 @@ from smartpractice.links import Links
 from smartpractice.mail.compose import MailComposer
 from smartpractice.mail.outbox import Outbox
 from smartpractice.onboarding.confirmations import Confirmations
+from smartpractice.onboarding.guest_access import GuestAccess
 from smartpractice.onboarding.invitations import Invitations
 from smartpractice.onboarding.patients import Patients
 from smartpractice.onboarding.registration import Registrations
 from smartpractice.onboarding.signup import Signups
 from smartpractice.onboarding.staff_invitations import StaffInvitations
+from smartpractice.onboarding.tans import TanHasher
 from smartpractice.practices.api_keys import ApiKeys
 from smartpractice.practices.offers import OfferRequests
 from smartpractice.practices.operator import Operator
@@ -57,6 +59,7 @@ class Services:
     outbox: Outbox
     password_resets: PasswordResets
     invitations: Invitations
+    guest_access: GuestAccess
     sessions: Sessions
     login: Login
     email_changes: EmailChanges
@@ -103,9 +106,9 @@ def build_services(
     confirmations = Confirmations(engine, clock, tokens, outbox, throttle, links)
     audit = Audit(engine, clock)
     plans = Plans(engine, audit, price_table=settings.price_table, self_service_seats=settings.self_service_seats)
+    tan_hmac = TanHasher(secret)
     invitations = Invitations(
-        engine, clock, outbox, links, sessions, throttle,
-        secret=secret, lifetime=timedelta(hours=settings.tan_hours), audit=audit,
+        engine, clock, outbox, links, tan_hmac=tan_hmac, lifetime=timedelta(hours=settings.tan_hours), audit=audit,
     )
     consultations = Consultations(
         engine, clock, outbox, links, invitations, catalogs, audit,
@@ -123,6 +126,7 @@ def build_services(
         tokens=tokens,
         outbox=outbox,
         invitations=invitations,
+        guest_access=GuestAccess(engine, clock, outbox, links, sessions, throttle, audit, tan_hmac=tan_hmac),
         consultations=consultations,
         reminders=Reminders(engine, clock, consultations, settings.reminder_minutes),
         waiting_room=WaitingRoom(engine, clock, room_state, audit),
