@@ -75,7 +75,9 @@ def _closed(request: web.Request, error: UserError) -> web.Response:
 
 
 def _status(error: UserError) -> int:
-    return 429 if error.code in THROTTLED else 401
+    if error.code in THROTTLED:
+        return 429
+    return 409 if error.code == "tan_from_practice" else 401
 
 
 async def _invitation_page(request: web.Request, ref: InvitationRef, actions: dict, *,
