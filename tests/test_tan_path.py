@@ -358,3 +358,16 @@ async def test_an_invitation_without_consultation_shows_what_it_is(client, other
     assert entered.headers["Location"] == "/guest"
     page = await (await other_browser.get("/guest", headers=DE)).text()
     assert "Diese Einladung gehört zu keinem Termin." in page and "UTC" not in page
+
+
+async def test_an_expired_instant_invitation_sent_again_is_valid_again(client, other_browser, services, smtp, clock, settings, practice, clinician):
+    await invited(client, smtp, practice)
+    clock.advance(hours=settings.tan_hours, seconds=1)
+    [view] = await services.invitations.list(practice.id)
+    assert view.state == "expired"
+    await log_in(client, "dr-berg")  # a day later, the clinician's session has ended too
+    again = await post_form(client, f"/p/{practice.slug}/invitations/{view.id}/reissue", {})
+    assert again.status == 303 and again.headers["Location"] == f"/p/{practice.slug}/invitations/{view.id}/sent"
+    second = (await smtp.wait_for(2))[1]
+    entered = await post_form(other_browser, mail_link(second), {"tan": tan_in(second)})
+    assert entered.status == 303 and entered.headers["Location"] == f"/c/{view.consultation_id}"

@@ -65,7 +65,7 @@ class InvitationPage:
     welcome: GuestWelcome
     contact: str
     zone: str
-    starts_at: datetime | None  # the consultation's start; None for one without
+    starts_at: datetime | None  # the consultation's start, if that is still ahead
     opens_at: datetime | None  # when its waiting room opens, if that is still ahead
     tan_by_mail: bool  # a new TAN can be mailed to the invited address
     masked_email: str
@@ -304,7 +304,7 @@ class GuestAccess:
         opens = starts_at - timedelta(minutes=found.join_window) if starts_at else None
         return InvitationPage(
             welcome=GuestWelcome(view_of(found.invitation, now), found.practice, found.clinician),
-            contact=found.contact, zone=found.zone, starts_at=starts_at,
+            contact=found.contact, zone=found.zone, starts_at=starts_at if starts_at and starts_at > now else None,
             opens_at=opens if opens and opens > now else None,
             tan_by_mail=found.tan_by_mail, masked_email=mask(found.invitation.email),
         )

@@ -274,10 +274,14 @@ class Invitations:
                     N_("Too many wrong TANs were entered for this invitation. Please create a new one."),
                 )
             link, tan = secrets.token_urlsafe(32), new_tan()
+            now = self._clock.now()
+            # One bound to a consultation stays valid as long as it was (its end plus grace);
+            # one that has run out (an instant consultation's guest who never came) gets the
+            # lifetime of an invitation without a planned time again.
+            keep = invitation.consultation_id is not None and invitation.expires_at > now
             await store.reissue(
                 conn, invitation_id, link_hash=hash_token(link), tan_hmac=self._tan_hmac(tan),
-                # One bound to a consultation stays valid until that ends (plus grace).
-                expires_at=invitation.expires_at if invitation.consultation_id else self._clock.now() + self.lifetime,
+                expires_at=invitation.expires_at if keep else now + self.lifetime,
             )
             await delete_sessions_of_invitation(conn, invitation_id)
             invitation = await store.invitation_of(conn, practice_id, invitation_id)
