@@ -26,11 +26,13 @@ from smartpractice.links import Links
 from smartpractice.mail.compose import MailComposer
 from smartpractice.mail.outbox import Outbox
 from smartpractice.onboarding.confirmations import Confirmations
+from smartpractice.onboarding.guest_access import GuestAccess
 from smartpractice.onboarding.invitations import Invitations
 from smartpractice.onboarding.patients import Patients
 from smartpractice.onboarding.registration import Registrations
 from smartpractice.onboarding.signup import Signups
 from smartpractice.onboarding.staff_invitations import StaffInvitations
+from smartpractice.onboarding.tans import TanHasher
 from smartpractice.practices.api_keys import ApiKeys
 from smartpractice.practices.offers import OfferRequests
 from smartpractice.practices.operator import Operator
@@ -59,6 +61,7 @@ class Services:
     outbox: Outbox
     password_resets: PasswordResets
     invitations: Invitations
+    guest_access: GuestAccess
     sessions: Sessions
     login: Login
     email_changes: EmailChanges
@@ -115,9 +118,10 @@ def build_services(
     plans = Plans(
         engine=engine, audit=audit, price_table=settings.price_table, self_service_seats=settings.self_service_seats
     )
+    tan_hmac = TanHasher(secret)
     invitations = Invitations(
-        engine=engine, clock=clock, outbox=outbox, links=links, sessions=sessions, throttle=throttle,
-        secret=secret, lifetime=timedelta(hours=settings.tan_hours), audit=audit,
+        engine=engine, clock=clock, outbox=outbox, links=links, tan_hmac=tan_hmac,
+        lifetime=timedelta(hours=settings.tan_hours), audit=audit,
     )
     consultations = Consultations(
         engine=engine, clock=clock, outbox=outbox, links=links, invitations=invitations, catalogs=catalogs,
@@ -144,6 +148,10 @@ def build_services(
         tokens=tokens,
         outbox=outbox,
         invitations=invitations,
+        guest_access=GuestAccess(
+            engine=engine, clock=clock, outbox=outbox, links=links, sessions=sessions, throttle=throttle,
+            audit=audit, tan_hmac=tan_hmac,
+        ),
         consultations=consultations,
         reminders=Reminders(
             engine=engine, clock=clock, consultations=consultations, leads_minutes=settings.reminder_minutes

@@ -68,7 +68,7 @@ def local(moment: datetime, zone_name: str) -> datetime:
 
 
 def spoken(moment: datetime, zone_name: str, language: str) -> str:
-    """A time as a person reads it in a mail, in the practice's zone."""
-    pattern = "EEEE, d. MMMM y, HH:mm" if language == "de" else "EEEE, MMMM d, y, h:mm a"
-    text = format_datetime(moment, pattern, tzinfo=zone(zone_name), locale=language)
-    return f"{text} ({format_datetime(moment, 'zzzz', tzinfo=zone(zone_name), locale=language)})"
+    """A time as people say it, in the practice's zone and without the zone's name:
+    "Dienstag, 1. Dezember 2026, 14:16 Uhr", "Tuesday, December 1, 2026, 2:16 PM"."""
+    pattern = "EEEE, d. MMMM y, HH:mm 'Uhr'" if language == "de" else "EEEE, MMMM d, y, h:mm a"
+    return format_datetime(moment, pattern, tzinfo=zone(zone_name), locale="de" if language == "de" else "en")

@@ -10,6 +10,23 @@
   const PROTOCOL_VERSION = 1;
   let closedForGood = false;
 
+  // While the page is open its session must not run out for want of requests: a beat
+  // well inside the idle timeout. Once the session has ended (401), reloading leads a
+  // TAN guest back to their invitation's TAN page.
+  const aliveEvery = Number(room.dataset.aliveSeconds || 0) * 1000;
+  if (room.dataset.alive && aliveEvery > 0) {
+    setInterval(() => {
+      fetch(room.dataset.alive, { method: "POST", headers: { "X-CSRF-Token": room.dataset.csrf } })
+        .then((answer) => {
+          if (answer.status === 401) {
+            closedForGood = true;
+            window.location.reload();
+          }
+        })
+        .catch(() => {});  // offline for a moment: the next beat tries again
+    }, aliveEvery);
+  }
+
   if (room.dataset.opensAt) {
     const wait = Date.parse(room.dataset.opensAt) - Date.now();
     setTimeout(() => window.location.reload(), Math.max(wait, 1000));

@@ -258,6 +258,36 @@ async def confirm(browser, link: str):
     return await post_form(browser, link, {})
 
 
+# TAN invitations
+
+FORM_TOKEN = re.compile(r'name="form_token" value="([^"]+)"')
+
+
+def tan_in(message) -> str:
+    match = re.search(r"\b(\d{4} \d{4})\b", mail_text(message))
+    assert match, mail_text(message)
+    return match.group(1)
+
+
+def code_in(message) -> str:
+    match = re.search(r"\b([A-Z2-9]{4}-[A-Z2-9]{4})\b", mail_text(message))
+    assert match, mail_text(message)
+    return match.group(1)
+
+
+async def form_token(client, path: str) -> str:
+    """The one-time token of the form on `path`, as a browser gets it with the page."""
+    match = FORM_TOKEN.search(await (await client.get(path)).text())
+    assert match, f"no form token on {path}"
+    return match.group(1)
+
+
+async def invite(client, practice, email="gast@example.org", name="Gabi Gast", *, token: str | None = None):
+    token = token or await form_token(client, f"/p/{practice.slug}/invitations")
+    return await post_form(client, f"/p/{practice.slug}/invitations",
+                           {"email": email, "display_name": name, "language": "de", "form_token": token})
+
+
 # Sockets
 
 ORIGIN = {"Origin": "http://localhost:8080"}

@@ -13,6 +13,7 @@ from smartpractice.storage.tables import (
     audit_log,
     calls,
     consultations,
+    form_submissions,
     invitations,
     link_tokens,
     login_sessions,
@@ -121,3 +122,10 @@ async def audit_entry(conn: AsyncConnection, practice_id: int | None, *, created
 async def offer_request(conn: AsyncConnection, *, created_at: datetime) -> int:
     return await _insert(conn, offer_requests, name="Dr. A", practice_name="Praxis A", email="a@example.org",
                          phone="", message="", created_at=created_at)
+
+
+async def form_token(conn: AsyncConnection, *, created_at: datetime) -> str:
+    key = secrets.token_hex(32)
+    await conn.execute(insert(form_submissions).values(key=key, created_at=created_at, object_kind="consultation",
+                                                       object_id=1))
+    return key

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 
 import pytest
 from sqlalchemy import delete, update
@@ -267,8 +268,10 @@ async def test_invitation_is_mailed_and_its_tan_is_not_returned(api, smtp):
     assert body["state"] == "pending"
     assert (body["email"], body["display_name"], body["language"]) == ("gast@example.org", "Gast", "de")
     assert body["created_at"].endswith("Z") and body["expires_at"] > body["created_at"]
+    # Without a planned time it is an instant consultation, and the mail names its code.
+    assert isinstance(body["consultation_id"], int) and re.fullmatch(r"[A-Z2-9]{4}-[A-Z2-9]{4}", body["code"])
     [mail] = await smtp.wait_for(1)
-    assert mail["To"] == "gast@example.org"
+    assert mail["To"] == "gast@example.org" and body["code"] in mail_text(mail)
 
 
 async def test_with_clinician_delivery_the_tan_is_returned_and_not_mailed(api, engine, practice, smtp):

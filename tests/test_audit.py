@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from smartpractice.jobs.retention import purge_expired
 from smartpractice.storage.tables import audit_log
-from tests.helpers import add_member, log_in, post_form
+from tests.helpers import add_member, invite, log_in, post_form
 
 PATIENT = {"display_name": "Erika Muster", "username": "erika", "email": "erika@example.org",
            "language": "de", "password": ""}
@@ -29,7 +29,7 @@ async def test_each_listed_action_leaves_an_entry(client, services, app, engine,
     await log_in(client, "praxis-admin")
     slug = f"/p/{practice.slug}"
     await post_form(client, f"{slug}/patients", PATIENT)
-    await post_form(client, f"{slug}/invitations", {"email": "gast@example.org", "display_name": "", "language": "de"})
+    await invite(client, practice, "gast@example.org", "")
     invitation_id = (await services.invitations.list(practice.id))[0].id
     await post_form(client, f"{slug}/invitations/{invitation_id}/reissue", {})
     await post_form(client, f"{slug}/invitations/{invitation_id}/revoke", {})

@@ -1,4 +1,5 @@
-"""In real browsers: a clinician invites by email, the guest follows the mail's link and TAN."""
+"""In real browsers: a clinician invites by email, the guest follows the mail's link and TAN
+into the waiting room (tests/test_browser_tan_path.py follows them into the call)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from tests.helpers import PASSWORD, add_member, mail_text, needs_chromium, totp_
 pytestmark = needs_chromium
 
 
-async def test_tan_invitation_from_mail_link_to_guest_page(live_server, browser, smtp):
+async def test_tan_invitation_from_mail_link_to_the_waiting_room(live_server, browser, smtp):
     services = live_server.app[services_key]
     practice = (await services.practices.create("Praxis Lindenhof", admin_email="linde@example.org", admin_username="linde")).practice
     await add_member(live_server.app, practice, "clinician", "dr-sommer")
@@ -42,7 +43,10 @@ async def test_tan_invitation_from_mail_link_to_guest_page(live_server, browser,
     await guest.goto(link)
     await guest.fill("#tan", tan)
     await guest.click("form:has(#tan) button[type=submit]")
-    await guest.wait_for_url("**/guest")
-    assert "Praxis Lindenhof" in await guest.inner_text("h1")
-    assert "Dr Sommer" in await guest.inner_text("main")
+    # An invitation without a planned time is a consultation that starts now: the guest
+    # waits in its waiting room.
+    [view] = await services.invitations.list(practice.id)
+    await guest.wait_for_url(f"**/c/{view.consultation_id}")
+    await guest.wait_for_selector("#room[data-state=waiting]")
+    assert "Bitte warten Sie" in await guest.inner_text("#status")
     assert problems == []

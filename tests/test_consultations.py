@@ -14,7 +14,15 @@ from smartpractice.keys import services_key
 from smartpractice.onboarding.invitations import Invitee
 from smartpractice.scheduling.consultations import Appointment
 from smartpractice.storage.tables import audit_log, consultations, mails
-from tests.helpers import add_member, log_in, mail_text, make_app, make_settings, post_form
+from tests.helpers import (
+    add_member,
+    form_token,
+    log_in,
+    mail_text,
+    make_app,
+    make_settings,
+    post_form,
+)
 
 EN = {"Accept-Language": "en"}
 # Europe/Berlin moves to summer time in the night to Sunday, 29 March 2026.
@@ -27,8 +35,10 @@ def calendar_of(message) -> Calendar:
 
 
 async def schedule_form(client, practice, **fields):
+    """Send the scheduling form as a browser does, with the one-time token of its page."""
+    token = await form_token(client, f"/p/{practice.slug}/consultations/new")
     form = {"title": "Befundbesprechung", "day": "2026-03-30", "time": "10:00", "duration": "20",
-            "patient": "", "guest_email": "", "guest_name": "", "guest_language": "de", **fields}
+            "patient": "", "guest_email": "", "guest_name": "", "guest_language": "de", "form_token": token, **fields}
     return await post_form(client, f"/p/{practice.slug}/consultations", form, headers=EN)
 
 
@@ -40,8 +50,8 @@ async def starts_of(engine) -> list[datetime]:
 async def test_local_times_map_to_utc_across_the_spring_clock_change(client, engine, clock, practice, clinician):
     clock.current = BEFORE_SPRING
     await log_in(client, "dr-berg")
-    assert (await schedule_form(client, practice, day="2026-03-28")).status == 200
-    assert (await schedule_form(client, practice, day="2026-03-29")).status == 200
+    assert (await schedule_form(client, practice, day="2026-03-28")).status == 303
+    assert (await schedule_form(client, practice, day="2026-03-29")).status == 303
     # 10:00 in Berlin is 09:00 UTC in winter time and 08:00 UTC in summer time.
     assert await starts_of(engine) == [datetime(2026, 3, 28, 9, 0, tzinfo=UTC), datetime(2026, 3, 29, 8, 0, tzinfo=UTC)]
     week = await (await client.get(f"/p/{practice.slug}/consultations?day=2026-03-28&view=week", headers=EN)).text()
@@ -58,7 +68,7 @@ async def test_a_day_of_the_autumn_change_has_twenty_five_hours(client, engine, 
     clock.current = datetime(2026, 10, 20, 12, 0, tzinfo=UTC)
     await log_in(client, "dr-berg")
     for time in ("00:30", "23:30"):
-        assert (await schedule_form(client, practice, day="2026-10-25", time=time)).status == 200
+        assert (await schedule_form(client, practice, day="2026-10-25", time=time)).status == 303
     day = await (await client.get(f"/p/{practice.slug}/consultations?day=2026-10-25", headers=EN)).text()
     assert "00:30–00:50" in day and "23:30–23:50" in day
     assert await starts_of(engine) == [datetime(2026, 10, 24, 22, 30, tzinfo=UTC), datetime(2026, 10, 25, 22, 30, tzinfo=UTC)]
@@ -87,8 +97,8 @@ async def test_calendar_uid_stays_while_sequence_rises_through_change_and_cancel
     erika = await add_member(app, practice, "patient", "erika")
     await log_in(client, "dr-berg")
     created = await schedule_form(client, practice, patient=str(erika), guest_email="gast@example.org")
-    assert created.status == 200
-    consultation_id = int(re.search(r"/consultations/(\d+)/cancel", await created.text()).group(1))
+    assert created.status == 303
+    consultation_id = int(re.search(r"/consultations/(\d+)$", created.headers["Location"]).group(1))
     path = f"/p/{practice.slug}/consultations/{consultation_id}"
     changed = await post_form(client, path, {"title": "Befundbesprechung", "day": "2026-03-30", "time": "11:15", "duration": "20"})
     assert changed.status == 303

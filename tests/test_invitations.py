@@ -7,47 +7,54 @@ import re
 from sqlalchemy import select
 
 from smartpractice.storage.tables import invitations
-from tests.helpers import add_member, log_in, mail_link, mail_text, post_form
+from tests.helpers import (
+    FORM_TOKEN,
+    add_member,
+    code_in,
+    form_token,
+    invite,
+    log_in,
+    mail_link,
+    mail_text,
+    post_form,
+    tan_in,
+)
 
 EN = {"Accept-Language": "en"}
-
-
-def tan_in(message) -> str:
-    match = re.search(r"\b(\d{4} \d{4})\b", mail_text(message))
-    assert match, mail_text(message)
-    return match.group(1)
-
-
-async def invite(client, practice, email="gast@example.org", name="Gabi Gast"):
-    return await post_form(client, f"/p/{practice.slug}/invitations", {"email": email, "display_name": name, "language": "de"})
-
-
-async def test_invitation_mail_link_and_tan_admit_the_guest_once(client, other_browser, smtp, practice, clinician):
+async def test_invitation_mail_link_and_tan_admit_the_guest_once(client, other_browser, services, smtp, practice, clinician):
     await log_in(client, "dr-berg")
     sent = await invite(client, practice)
-    assert sent.status == 200
+    [view] = await services.invitations.list(practice.id)
+    assert sent.status == 303 and sent.headers["Location"] == f"/p/{practice.slug}/invitations/{view.id}/sent"
+    assert "Invitation sent" in await (await client.get(sent.headers["Location"], headers=EN)).text()
     [message] = await smtp.wait_for(1)
     assert message["To"] == "gast@example.org"
     link, tan = mail_link(message), tan_in(message)
-    assert link.startswith("/invitation/")
+    assert link.startswith("/invitation/") and code_in(message) == view.code
     form = await other_browser.get(link, headers=EN)
     assert "Log in with TAN" in await form.text()
     admitted = await post_form(other_browser, link, {"tan": tan.replace(" ", "")})
-    assert admitted.status == 303 and admitted.headers["Location"] == "/guest"
-    landing = await (await other_browser.get("/guest", headers=EN)).text()
-    assert "Praxis am Markt" in landing and "Dr Berg of Praxis am Markt invited you." in landing
-    # The TAN works once: a second browser with the same link and TAN is turned away.
+    # The invitation made an instant consultation: the guest lands in its waiting room.
+    assert admitted.status == 303 and admitted.headers["Location"] == f"/c/{view.consultation_id}"
+    landing = await (await other_browser.get(admitted.headers["Location"], headers=EN)).text()
+    assert "Waiting room" in landing and "the practice knows you are here" in landing
+    # The TAN works once: a second browser with the same link and TAN is turned away, and
+    # offered a new code by mail instead.
     other_browser.cookie_jar.clear()
-    again = await post_form(other_browser, link, {"tan": tan})
-    assert again.status == 410
-    assert "already been used" in await (await other_browser.get(link, headers=EN)).text()
+    again = await post_form(other_browser, link, {"tan": tan}, headers=EN)
+    assert again.status == 401
+    page = await again.text()
+    assert "This TAN has already been used" in page and "Send a new code" in page
 
 
 async def test_clinician_delivery_keeps_the_tan_out_of_the_mail(client, services, smtp, practice, clinician):
     await services.invitations.set_tan_delivery(practice.id, "clinician")
     await log_in(client, "dr-berg")
-    page = await (await invite(client, practice)).text()
+    sent = await invite(client, practice)
+    page = await (await client.get(sent.headers["Location"])).text()
     shown = re.search(r'id="tan">(\d{4} \d{4})<', page).group(1)
+    # Shown once: a reload of the page no longer holds it.
+    assert shown not in await (await client.get(sent.headers["Location"])).text()
     [message] = await smtp.wait_for(1)
     assert shown not in mail_text(message) and not re.search(r"\d{4} \d{4}", mail_text(message))
     assert (await post_form(client, mail_link(message), {"tan": shown})).status == 303
@@ -58,9 +65,9 @@ async def test_five_wrong_tans_lock_and_reissue_gives_a_new_working_tan(client, 
     await invite(client, practice)
     [first] = await smtp.wait_for(1)
     old_link, old_tan = mail_link(first), tan_in(first)
-    for left in (4, 3, 2, 1):
+    for left in ("4 tries are left", "3 tries are left", "2 tries are left", "One more try is left"):
         wrong = await post_form(other_browser, old_link, {"tan": "0000 0000"}, headers=EN)
-        assert f"{left} tries are left" in await wrong.text()
+        assert left in await wrong.text()
     locked = await post_form(other_browser, old_link, {"tan": "0000 0000"}, headers=EN)
     assert locked.status == 410 and "locked" in await locked.text()
     assert (await post_form(other_browser, old_link, {"tan": old_tan})).status == 410
@@ -70,8 +77,11 @@ async def test_five_wrong_tans_lock_and_reissue_gives_a_new_working_tan(client, 
     await post_form(client, f"/p/{practice.slug}/invitations/{view.id}/reissue", {})
     second = (await smtp.wait_for(2))[1]
     new_link, new_tan = mail_link(second), tan_in(second)
-    assert new_link != old_link
-    assert (await post_form(other_browser, old_link, {"tan": old_tan})).status == 410
+    assert new_link != old_link and code_in(second) == code_in(first)
+    replaced = await post_form(other_browser, old_link, {"tan": old_tan}, headers=EN)
+    assert replaced.status == 410 and "newer invitation mail" in await replaced.text()
+    old_on_new = await post_form(other_browser, new_link, {"tan": old_tan}, headers=EN)
+    assert old_on_new.status == 401 and "replaced by a newer one" in await old_on_new.text()
     assert (await post_form(other_browser, new_link, {"tan": new_tan})).status == 303
 
 
@@ -113,10 +123,15 @@ async def test_revoking_refuses_the_link_and_ends_the_guest_session(client, othe
     await invite(client, practice)
     [message] = await smtp.wait_for(1)
     await post_form(other_browser, mail_link(message), {"tan": tan_in(message)})
-    assert (await other_browser.get("/guest", allow_redirects=False)).status == 200
     [view] = await services.invitations.list(practice.id)
+    room = f"/c/{view.consultation_id}"
+    assert (await other_browser.get(room, allow_redirects=False)).status == 200
     assert (await post_form(client, f"/p/{practice.slug}/invitations/{view.id}/revoke", {})).status == 303
-    assert (await other_browser.get("/guest", allow_redirects=False)).status == 303
+    # The session is gone; the way back is the invitation's TAN page, which says what happened.
+    back = await other_browser.get(room, allow_redirects=False)
+    assert back.status == 303 and back.headers["Location"] == "/guest/tan"
+    withdrawn = await other_browser.get("/guest/tan", headers=EN)
+    assert withdrawn.status == 410 and "Praxis am Markt has withdrawn this invitation." in await withdrawn.text()
     assert (await other_browser.get(mail_link(message))).status == 410
 
 
@@ -159,10 +174,15 @@ async def test_only_admins_choose_where_the_tan_goes(client, services, practice,
 
 async def test_bad_address_reshows_the_form(client, smtp, practice, clinician):
     await log_in(client, "dr-berg")
-    response = await post_form(client, f"/p/{practice.slug}/invitations", {"email": "not-an-address", "display_name": "Gabi"}, headers=EN)
+    token = await form_token(client, f"/p/{practice.slug}/invitations")
+    response = await post_form(client, f"/p/{practice.slug}/invitations",
+                               {"email": "not-an-address", "display_name": "Gabi", "form_token": token}, headers=EN)
     assert response.status == 400
     page = await response.text()
     assert "Please enter a valid email address." in page and 'value="Gabi"' in page
+    # The form's token was not used up: the corrected form goes through with it.
+    assert FORM_TOKEN.search(page).group(1) == token
+    assert (await invite(client, practice, token=token)).status == 303
 
 
 async def test_neither_tan_nor_link_is_stored_in_plain_text(client, engine, smtp, practice, clinician):

@@ -17,6 +17,7 @@ from smartpractice.storage.tables import (
     audit_log,
     calls,
     consultations,
+    form_submissions,
     invitations,
     link_tokens,
     login_sessions,
@@ -31,7 +32,7 @@ from tests import metadata_rows as rows
 
 SECOND = timedelta(seconds=1)
 NOTHING = {
-    "login sessions": 0, "rate-limit counters": 0, "used or expired links": 0, "calls": 0,
+    "login sessions": 0, "rate-limit counters": 0, "used or expired links": 0, "form tokens": 0, "calls": 0,
     "attendances": 0, "consultations": 0, "ad-hoc invitations": 0, "mails": 0,
     "audit entries": 0, "offer requests": 0,
 }
@@ -83,6 +84,7 @@ async def fill(engine, clock, user_id: int, margin: timedelta = SECOND) -> dict[
             ("link", await rows.link_token(conn, user_id, expires_at=now - SECOND)),
             ("link", await rows.link_token(conn, user_id, expires_at=now + timedelta(hours=1), used_at=now)),
             ("throttle", await rows.throttle(conn, window_started_at=now - timedelta(days=2))),
+            ("form token", await rows.form_token(conn, created_at=now - timedelta(days=1) - SECOND)),
             ("mail", await rows.mail(conn, created_at=cutoff - margin)),
             ("mail", await rows.mail(conn, created_at=cutoff - timedelta(days=3), status="failed")),
             ("audit", await rows.audit_entry(conn, practice, created_at=cutoff - margin)),
@@ -93,13 +95,14 @@ async def fill(engine, clock, user_id: int, margin: timedelta = SECOND) -> dict[
         await rows.login_session(conn, last_seen_at=now - timedelta(minutes=29), expires_at=now + timedelta(hours=5))
         await rows.link_token(conn, user_id, expires_at=now + timedelta(hours=1))
         await rows.throttle(conn, window_started_at=now - timedelta(hours=23))
+        await rows.form_token(conn, created_at=now - timedelta(hours=23))
         await rows.throttle(conn, window_started_at=now - timedelta(days=2), locked_until=now + timedelta(hours=1))
         await rows.mail(conn, created_at=cutoff + margin)
     return gone
 
 
 EXPECTED = {
-    "login sessions": 2, "rate-limit counters": 1, "used or expired links": 2, "calls": 2,
+    "login sessions": 2, "rate-limit counters": 1, "used or expired links": 2, "form tokens": 1, "calls": 2,
     "attendances": 3, "consultations": 4, "ad-hoc invitations": 1, "mails": 2,
     "audit entries": 1, "offer requests": 1,
 }
@@ -109,7 +112,7 @@ async def all_ids(engine) -> dict:
     async with engine.connect() as conn:
         return {table.name: await rows.ids(conn, table) for table in (
             consultations, calls, attendances, invitations, participants, reminders,
-            login_sessions, link_tokens, throttles, mails, audit_log, offer_requests,
+            login_sessions, link_tokens, throttles, mails, audit_log, offer_requests, form_submissions,
         )}
 
 
@@ -127,7 +130,7 @@ async def test_purge_deletes_exactly_the_expired_rows(engine, settings, clock, c
     assert len(after["attendances"]) == 2
     assert len(after["participants"]) == len(after["reminders"]) == 1
     by_kind = {"session": "login_sessions", "link": "link_tokens", "throttle": "throttles", "mail": "mails",
-               "audit": "audit_log", "offer": "offer_requests"}
+               "audit": "audit_log", "offer": "offer_requests", "form token": "form_submissions"}
     for kind, table in by_kind.items():
         expired = {key for label, key in gone["other"] if label == kind}
         assert after[table] == before[table] - expired, kind
@@ -209,7 +212,7 @@ async def test_cli_prints_what_it_would_delete_and_then_deleted_per_kind(engine,
     assert "ad-hoc invitations: would delete 1\nmails: would delete 2\n" in dry.output
     real = await asyncio.to_thread(run.invoke, main, ["purge"], env=cli_env, catch_exceptions=False)
     assert real.output.splitlines()[3:] == [
-        "calls: deleted 2", "attendances: deleted 3", "consultations: deleted 4",
+        "form tokens: deleted 1", "calls: deleted 2", "attendances: deleted 3", "consultations: deleted 4",
         "ad-hoc invitations: deleted 1", "mails: deleted 2", "audit entries: deleted 1", "offer requests: deleted 1",
     ]
 

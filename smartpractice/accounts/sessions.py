@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -63,17 +63,22 @@ class Sessions:
             return await self.start(conn, session.user.id, user_agent,
                                     needs_second_factor=session.session.needs_second_factor)
 
-    async def start_guest(self, conn: AsyncConnection, invitation_id: int, user_agent: str) -> str:
-        return await self._insert(conn, user_agent, invitation_id=invitation_id)
+    async def start_guest(self, conn: AsyncConnection, invitation_id: int, user_agent: str, *,
+                          expires_at: datetime) -> str:
+        """A TAN guest's session: it lasts as long as their invitation (its consultation's
+        end plus the grace period), not the staff's maximum; the idle timeout still holds,
+        and an open waiting page keeps it from running out."""
+        return await self._insert(conn, user_agent, invitation_id=invitation_id, expires_at=expires_at)
 
-    async def _insert(self, conn: AsyncConnection, user_agent: str, **owner: int | bool) -> str:
+    async def _insert(self, conn: AsyncConnection, user_agent: str, *, expires_at: datetime | None = None,
+                      **owner: int | bool) -> str:
         token = secrets.token_urlsafe(TOKEN_BYTES)
         now = self._clock.now()
         await store.insert_session(
             conn,
             token_hash=token_hash(token),
             now=now,
-            expires_at=now + self.maximum,
+            expires_at=expires_at or now + self.maximum,
             user_agent=user_agent[:200],
             **{"user_id": None, **owner},
         )

@@ -14,13 +14,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from smartpractice.clock import Clock
 from smartpractice.config import Settings
 from smartpractice.storage import purge
-from smartpractice.storage.tables import audit_log, mails, offer_requests
+from smartpractice.storage.tables import audit_log, form_submissions, mails, offer_requests
 
 log = logging.getLogger(__name__)
 
 BATCH_SIZE = 1000
 # Failure counters older than this carry no lock and no open window.
 THROTTLE_KEEP = timedelta(days=1)
+# A form's one-time token matters while someone may still reload or resend it.
+FORM_TOKEN_KEEP = timedelta(days=1)
 
 
 def expired_kinds(settings: Settings, now: datetime) -> list[tuple[str, purge.Expired]]:
@@ -31,6 +33,7 @@ def expired_kinds(settings: Settings, now: datetime) -> list[tuple[str, purge.Ex
         ("login sessions", purge.login_sessions_ended(now, now - timedelta(minutes=settings.session_idle_minutes))),
         ("rate-limit counters", purge.throttles_stale(now - THROTTLE_KEEP)),
         ("used or expired links", purge.link_tokens_finished(now)),
+        ("form tokens", purge.older_than(form_submissions.c.created_at, now - FORM_TOKEN_KEEP)),
         # Calls before consultations: a consultation stays while a call of it is kept.
         ("calls", calls_held),
         ("consultations", consultations_held),

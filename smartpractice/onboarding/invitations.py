@@ -1,15 +1,16 @@
 """TAN invitations: someone without an account joins by a mailed link and a one-time code.
 
-The TAN has 8 digits (26.6 bits; ASVS 6.5.4 asks for 20): digits are the easiest to read
-out on the phone and none can be mistaken for another. It is bound to its invitation (the
-link's token finds the invitation, the TAN is checked against that one only), used once,
-and five wrong tries lock the invitation until the practice reissues it (ASVS 6.6.3).
+The practice makes them (here, or through scheduling for a consultation), sends them again,
+and withdraws them. What the guest does with one, entering the TAN or asking for a new one,
+is in guest_access.py; the codes themselves in tans.py.
+
+The TAN is bound to its invitation (the link's token or the invitation's short code finds
+the invitation, the TAN is checked against that one only), used once, and five wrong tries
+lock the invitation until the practice sends it again (ASVS 6.6.3).
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -17,24 +18,23 @@ from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from smartpractice.accounts.sessions import Sessions
-from smartpractice.accounts.throttle import ADDRESS_POLICY, LoginThrottle
-from smartpractice.accounts.tokens import LinkInvalid, hash_token
+from smartpractice.accounts.tokens import hash_token
 from smartpractice.accounts.users import EMAIL
 from smartpractice.audit import Audit
 from smartpractice.clock import Clock
 from smartpractice.errors import UserError
 from smartpractice.i18n import LANGUAGES, N_
+from smartpractice.links import Links
 from smartpractice.mail.outbox import Outbox
+from smartpractice.onboarding.tans import TanHasher, new_code, new_tan, show_code
 from smartpractice.practices.settings import TAN_DELIVERIES
 from smartpractice.storage import invitations as store
-from smartpractice.storage.consultations import policy_of
+from smartpractice.storage.consultations import consultation_by_id, policy_of
 from smartpractice.storage.invitations import Invitation
 from smartpractice.storage.login_sessions import delete_sessions_of_invitation
 from smartpractice.storage.practices import Practice
 from smartpractice.times import spoken
 
-TAN_DIGITS = 8
 MAX_TAN_FAILURES = 5
 # Across reissues: past this, the practice makes a new invitation instead.
 MAX_TOTAL_FAILURES = 15
@@ -50,6 +50,8 @@ class InvitationView:
     created_at: datetime
     expires_at: datetime
     consultation_id: int | None = None
+    # As printed, `K7MQ-X2PA`; empty for invitations made before codes existed.
+    code: str = ""
 
 
 @dataclass(frozen=True)
@@ -74,8 +76,6 @@ class Invitee:
 
 class ConsultationMail(Protocol):
     """What an invitation to a scheduled consultation adds to its mail (see scheduling)."""
-
-    consultation_id: int
 
     def when(self, language: str) -> str: ...
 
@@ -108,8 +108,26 @@ def state_of(invitation: Invitation, now: datetime) -> str:
     return "pending"
 
 
-def normalize_tan(typed: str) -> str:
-    return "".join(character for character in typed if character.isdigit())
+def view_of(invitation: Invitation, now: datetime) -> InvitationView:
+    return InvitationView(
+        id=invitation.id,
+        email=invitation.email,
+        display_name=invitation.display_name,
+        language=invitation.language,
+        state=state_of(invitation, now),
+        created_at=invitation.created_at,
+        expires_at=invitation.expires_at,
+        consultation_id=invitation.consultation_id,
+        code=show_code(invitation.code) if invitation.code else "",
+    )
+
+
+async def upcoming_start(conn: AsyncConnection, invitation: Invitation, now: datetime) -> datetime | None:
+    """The start of the invitation's consultation, if that is still ahead."""
+    if invitation.consultation_id is None:
+        return None
+    consultation = await consultation_by_id(conn, invitation.consultation_id)
+    return consultation.starts_at if consultation is not None and consultation.starts_at > now else None
 
 
 class Invitations:
@@ -119,10 +137,8 @@ class Invitations:
         engine: AsyncEngine,
         clock: Clock,
         outbox: Outbox,
-        links,
-        sessions: Sessions,
-        throttle: LoginThrottle,
-        secret: str,
+        links: Links,
+        tan_hmac: TanHasher,
         lifetime: timedelta,
         audit: Audit,
     ) -> None:
@@ -131,34 +147,22 @@ class Invitations:
         self._clock = clock
         self._outbox = outbox
         self._links = links
-        self._sessions = sessions
-        self._throttle = throttle
-        self._secret = secret.encode()
-        self._lifetime = lifetime
-
-    def _tan_hmac(self, tan: str) -> str:
-        return hmac.new(self._secret, normalize_tan(tan).encode(), hashlib.sha256).hexdigest()
+        self._tan_hmac = tan_hmac
+        # How long an invitation without a planned time stays valid (SMARTPRACTICE_TAN_HOURS).
+        self.lifetime = lifetime
 
     def _view(self, invitation: Invitation) -> InvitationView:
-        return InvitationView(
-            id=invitation.id,
-            email=invitation.email,
-            display_name=invitation.display_name,
-            language=invitation.language,
-            state=state_of(invitation, self._clock.now()),
-            created_at=invitation.created_at,
-            expires_at=invitation.expires_at,
-            consultation_id=invitation.consultation_id,
-        )
+        return view_of(invitation, self._clock.now())
 
     async def invite(
         self, practice: Practice, *, email: str, display_name: str = "", invited_by: int | None, language: str = "de"
     ) -> NewInvitation:
-        """An ad-hoc invitation, valid for the configured lifetime."""
+        """An invitation bound to no consultation, valid for the configured lifetime. The
+        pages and the API invite through scheduling instead (an instant consultation)."""
         async with self._engine.begin() as conn:
             return await self.invite_in(
                 conn, practice, Invitee.parse(email, display_name, language), invited_by=invited_by,
-                expires_at=self._clock.now() + self._lifetime,
+                expires_at=self._clock.now() + self.lifetime,
             )
 
     async def invite_in(
@@ -169,10 +173,12 @@ class Invitations:
         *,
         invited_by: int | None,
         expires_at: datetime,
-        consultation: ConsultationMail | None = None,
+        consultation_id: int | None = None,
+        mail: ConsultationMail | None = None,
     ) -> NewInvitation:
-        """Create and mail an invitation in the caller's transaction."""
-        link, tan = secrets.token_urlsafe(32), self._new_tan()
+        """Create and mail an invitation in the caller's transaction. `mail` adds the
+        consultation's time and calendar entry (not for one that starts right away)."""
+        link, tan = secrets.token_urlsafe(32), new_tan()
         invitation_id = await store.insert_invitation(
             conn,
             practice_id=practice.id,
@@ -184,42 +190,51 @@ class Invitations:
             tan_hmac=self._tan_hmac(tan),
             now=self._clock.now(),
             expires_at=expires_at,
-            consultation_id=consultation.consultation_id if consultation else None,
+            consultation_id=consultation_id,
+            code=await self._unused_code(conn),
         )
         invitation = await store.invitation_by_id(conn, invitation_id)
         assert invitation is not None
-        tan_in_mail = await self._send(conn, invitation, link, tan, consultation)
+        tan_in_mail = await self._send(conn, invitation, link, tan, mail)
         await self._audit.record(conn, practice.id, invited_by, "invitation_sent", "invitation", invitation_id)
         return NewInvitation(self._view(invitation), tan, tan_in_mail)
 
-    def _new_tan(self) -> str:
-        digits = "".join(secrets.choice("0123456789") for _ in range(TAN_DIGITS))
-        return f"{digits[:4]} {digits[4:]}"
+    async def _unused_code(self, conn: AsyncConnection) -> str:
+        # 31^8 codes: a clash is rare enough that trying again is all it takes.
+        while await store.code_taken(conn, code := new_code()):
+            pass
+        return code
 
     async def _send(
-        self, conn: AsyncConnection, invitation: Invitation, link: str, tan: str,
-        consultation: ConsultationMail | None = None,
+        self, conn: AsyncConnection, invitation: Invitation, link: str, tan: str, mail: ConsultationMail | None = None,
     ) -> bool:
         tan_in_mail = await store.tan_delivery_of(conn, invitation.practice_id) == "mail"
         clinician, practice = await store.inviter_and_practice(conn, invitation)
         link_url = self._links.url("invitation_login", token=link)
         zone = (await policy_of(conn, invitation.practice_id)).time_zone
-        until = spoken(invitation.expires_at, zone, invitation.language)
+        language = invitation.language
+        if mail is not None:
+            when = mail.when(language)
+        else:
+            start = await upcoming_start(conn, invitation, self._clock.now())
+            when = spoken(start, zone, language) if start else None
         await self._outbox.enqueue(
             conn,
             kind="invitation",
             to=invitation.email,
-            language=invitation.language,
+            language=language,
             context={
                 "name": invitation.display_name,
                 "clinician": clinician,
                 "practice": practice,
                 "link": link_url,
                 "tan": tan if tan_in_mail else None,
-                "valid_until": until,
-                "when": consultation.when(invitation.language) if consultation else None,
+                "code": show_code(invitation.code) if invitation.code else None,
+                "login": self._links.url("login"),
+                "valid_until": spoken(invitation.expires_at, zone, language),
+                "when": when,
             },
-            calendar=consultation.calendar(invitation.email, invitation.language, link_url) if consultation else None,
+            calendar=mail.calendar(invitation.email, language, link_url) if mail else None,
         )
         return tan_in_mail
 
@@ -245,7 +260,8 @@ class Invitations:
         return self._view(invitation)
 
     async def reissue(self, practice_id: int, invitation_id: int, *, actor: int | None = None) -> NewInvitation | None:
-        """A new link and TAN by a new mail; the old ones never work again."""
+        """A new link and TAN by a new mail; the old ones never work again. The short
+        code stays: it only finds the invitation."""
         async with self._engine.begin() as conn:
             invitation = await store.invitation_of(conn, practice_id, invitation_id)
             if invitation is None:
@@ -257,11 +273,15 @@ class Invitations:
                     "invitation_exhausted",
                     N_("Too many wrong TANs were entered for this invitation. Please create a new one."),
                 )
-            link, tan = secrets.token_urlsafe(32), self._new_tan()
+            link, tan = secrets.token_urlsafe(32), new_tan()
+            now = self._clock.now()
+            # One bound to a consultation stays valid as long as it was (its end plus grace);
+            # one that has run out (an instant consultation's guest who never came) gets the
+            # lifetime of an invitation without a planned time again.
+            keep = invitation.consultation_id is not None and invitation.expires_at > now
             await store.reissue(
                 conn, invitation_id, link_hash=hash_token(link), tan_hmac=self._tan_hmac(tan),
-                # One bound to a consultation stays valid until that ends (plus grace).
-                expires_at=invitation.expires_at if invitation.consultation_id else self._clock.now() + self._lifetime,
+                expires_at=invitation.expires_at if keep else now + self.lifetime,
             )
             await delete_sessions_of_invitation(conn, invitation_id)
             invitation = await store.invitation_of(conn, practice_id, invitation_id)
@@ -281,50 +301,6 @@ class Invitations:
         async with self._engine.connect() as conn:
             return await store.tan_delivery_of(conn, practice_id)
 
-    async def open_link(self, link: str) -> GuestWelcome:
-        """The invitation behind a mailed link, if it can still be used."""
-        async with self._engine.connect() as conn:
-            invitation = await store.invitation_by_link(conn, hash_token(link)) if len(link) <= 100 else None
-            if invitation is None:
-                raise LinkInvalid("link_invalid", N_("This link is not valid. Please check that you copied it completely."))
-            clinician, practice = await store.inviter_and_practice(conn, invitation)
-        state = state_of(invitation, self._clock.now())
-        if state != "pending":
-            raise LinkInvalid(f"invitation_{state}", _STATE_MESSAGES[state], practice=practice)
-        return GuestWelcome(self._view(invitation), practice, clinician)
-
-    async def log_in_with_tan(self, link: str, tan: str, *, address: str, user_agent: str) -> str:
-        """Check the TAN against the link's invitation; returns a guest session's cookie value."""
-        welcome = await self.open_link(link)
-        now = self._clock.now()
-        address_key = self._throttle.address_key(address)
-        async with self._engine.begin() as conn:
-            locked_until = await self._throttle.admit(conn, [(address_key, ADDRESS_POLICY)], now)
-        if locked_until is not None:
-            raise UserError("tan_throttled", N_("Too many attempts from your connection. Please wait a quarter of an hour."))
-        async with self._engine.begin() as conn:
-            invitation = await store.invitation_by_id(conn, welcome.invitation.id)
-            assert invitation is not None
-            if not hmac.compare_digest(invitation.tan_hmac, self._tan_hmac(tan)):
-                failures = await store.count_tan_failure(conn, invitation.id)
-                if failures >= MAX_TAN_FAILURES:
-                    await store.lock(conn, invitation.id, now)
-                    wrong = UserError("invitation_locked", _STATE_MESSAGES["locked"], practice=welcome.practice)
-                else:
-                    wrong = UserError(
-                        "tan_wrong", N_("This TAN is not correct. %(left)d tries are left."),
-                        left=MAX_TAN_FAILURES - failures,
-                    )
-            else:
-                wrong = None
-                if not await store.use_tan(conn, invitation.id, now):
-                    raise LinkInvalid("invitation_used", _STATE_MESSAGES["used"], practice=welcome.practice)
-                await self._throttle.give_back(conn, address_key)
-                token = await self._sessions.start_guest(conn, invitation.id, user_agent)
-        if wrong is not None:
-            raise wrong
-        return token
-
     async def welcome(self, invitation_id: int) -> GuestWelcome | None:
         """What the guest's page shows: who invited them, from where, until when."""
         async with self._engine.connect() as conn:
@@ -333,11 +309,3 @@ class Invitations:
                 return None
             clinician, practice = await store.inviter_and_practice(conn, invitation)
         return GuestWelcome(self._view(invitation), practice, clinician)
-
-
-_STATE_MESSAGES = {
-    "used": N_("This invitation's TAN has already been used. If you need to join again, please ask %(practice)s for a new invitation."),
-    "locked": N_("Too many wrong TANs were entered, so this invitation is locked. Please ask %(practice)s to send it again."),
-    "revoked": N_("%(practice)s has withdrawn this invitation."),
-    "expired": N_("This invitation has expired. Please ask %(practice)s for a new one."),
-}

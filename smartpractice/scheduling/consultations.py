@@ -28,6 +28,7 @@ from smartpractice.storage.invitations import set_expiry_of_consultation
 from smartpractice.storage.practices import Practice, role_in
 from smartpractice.storage.reminders import forget_reminders_of
 from smartpractice.storage.tables import STAFF_ROLES
+from smartpractice.submissions import Once, claim, settle
 from smartpractice.times import day_bounds, spoken
 
 # Longer than any retention period, so the list shows all the purge has left.
@@ -96,10 +97,6 @@ class _MailFacts:
     now: datetime
     cancelled: bool = False
 
-    @property
-    def consultation_id(self) -> int:
-        return self.consultation.id
-
     def when(self, language: str) -> str:
         return spoken(self.consultation.starts_at, self.zone, language)
 
@@ -133,35 +130,68 @@ class Consultations:
     async def schedule(
         self, practice: Practice, clinician_id: int | None, plan: Appointment, *,
         patient_ids: list[int] = (), invitees: list[Invitee] = (), actor: int | None = None,
+        once: Once | None = None,
     ) -> Scheduled:
-        """`actor` is the staff member for the audit log; None for practice software."""
+        """`actor` is the staff member for the audit log; None for practice software. A
+        form's `once` token makes a second sending raise AlreadySubmitted instead."""
         now = self._clock.now()
         async with self._engine.begin() as conn:
-            consultation_id = await store.insert_consultation(
-                conn, practice_id=practice.id, clinician_id=clinician_id, title=plan.title,
-                starts_at=plan.starts_at, duration_minutes=plan.duration_minutes,
-                uid=f"{uuid.uuid4()}@smartpractice", now=now,
-            )
-            consultation = await store.consultation_by_id(conn, consultation_id)
-            assert consultation is not None
+            await claim(conn, once, now)
+            consultation = await self._insert(conn, practice, clinician_id, plan, now)
             # Invitation mails name the clinician who holds the consultation.
             invitations = await self._add(conn, practice, consultation, clinician_id, patient_ids, invitees)
-            await self._audit.record(conn, practice.id, actor, "consultation_created", "consultation", consultation_id)
+            await self._audit.record(conn, practice.id, actor, "consultation_created", "consultation", consultation.id)
+            await settle(conn, once, "consultation", consultation.id)
         return Scheduled(consultation, invitations)
+
+    async def invite_now(
+        self, practice: Practice, clinician_id: int | None, invitee: Invitee, *, actor: int | None = None,
+        once: Once | None = None,
+    ) -> NewInvitation:
+        """An invitation without a planned time: an instant consultation with the inviting
+        clinician (None: practice software; then every clinician's list shows the guest),
+        starting now for the practice's usual length. The guest's TAN stays valid for
+        SMARTPRACTICE_TAN_HOURS, since they may read the mail later."""
+        now = self._clock.now()
+        async with self._engine.begin() as conn:
+            await claim(conn, once, now)
+            policy = await store.policy_of(conn, practice.id)
+            consultation = await self._insert(conn, practice, clinician_id, Appointment("", now, policy.consultation_minutes), now)
+            [invited] = await self._add(
+                conn, practice, consultation, clinician_id, (), [invitee],
+                expires_at=max(consultation.ends_at + self._tan_grace, now + self._invitations.lifetime),
+                instant=True,
+            )
+            await self._audit.record(conn, practice.id, actor, "consultation_created", "consultation", consultation.id)
+            await settle(conn, once, "invitation", invited.invitation.id)
+        return invited
+
+    async def _insert(self, conn: AsyncConnection, practice: Practice, clinician_id: int | None, plan: Appointment,
+                      now: datetime) -> Consultation:
+        consultation_id = await store.insert_consultation(
+            conn, practice_id=practice.id, clinician_id=clinician_id, title=plan.title,
+            starts_at=plan.starts_at, duration_minutes=plan.duration_minutes,
+            uid=f"{uuid.uuid4()}@smartpractice", now=now,
+        )
+        consultation = await store.consultation_by_id(conn, consultation_id)
+        assert consultation is not None
+        return consultation
 
     async def add_participants(
         self, practice: Practice, consultation_id: int, invited_by: int | None, *,
-        patient_ids: list[int] = (), invitees: list[Invitee] = (),
+        patient_ids: list[int] = (), invitees: list[Invitee] = (), once: Once | None = None,
     ) -> Scheduled:
         async with self._engine.begin() as conn:
+            await claim(conn, once, self._clock.now())
             consultation = await self._open(conn, practice.id, consultation_id)
             invitations = await self._add(conn, practice, consultation, invited_by, patient_ids, invitees)
             await self._audit.record(conn, practice.id, invited_by, "participant_added", "consultation", consultation_id)
+            await settle(conn, once, "consultation", consultation_id)
         return Scheduled(consultation, invitations)
 
     async def _add(
         self, conn: AsyncConnection, practice: Practice, consultation: Consultation, invited_by: int | None,
-        patient_ids, invitees,
+        patient_ids, invitees, *, expires_at: datetime | None = None, instant: bool = False,
     ) -> list[NewInvitation]:
         policy = await store.policy_of(conn, practice.id)
         present = await store.participants_of(conn, consultation.id)
@@ -186,7 +216,8 @@ class Consultations:
         for invitee in invitees:
             new = await self._invitations.invite_in(
                 conn, practice, invitee, invited_by=invited_by,
-                expires_at=consultation.ends_at + self._tan_grace, consultation=facts,
+                expires_at=expires_at or consultation.ends_at + self._tan_grace,
+                consultation_id=consultation.id, mail=None if instant else facts,
             )
             await store.insert_participant(conn, consultation.id, now, invitation_id=new.invitation.id)
             invited.append(new)

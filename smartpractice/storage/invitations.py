@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from smartpractice.storage.tables import invitations, practices, users
+from smartpractice.storage.tables import invitations, login_sessions, practices, users
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,8 @@ class Invitation:
     locked_at: datetime | None
     revoked_at: datetime | None
     consultation_id: int | None = None
+    previous_tan_hmac: str | None = None
+    code: str | None = None
 
 
 def _invitation(row) -> Invitation:
@@ -47,6 +49,8 @@ def _invitation(row) -> Invitation:
         locked_at=row.locked_at,
         revoked_at=row.revoked_at,
         consultation_id=row.consultation_id,
+        previous_tan_hmac=row.previous_tan_hmac,
+        code=row.code,
     )
 
 
@@ -63,6 +67,7 @@ async def insert_invitation(
     now: datetime,
     expires_at: datetime,
     consultation_id: int | None = None,
+    code: str | None = None,
 ) -> int:
     result = await conn.execute(
         insert(invitations).values(
@@ -78,6 +83,7 @@ async def insert_invitation(
             created_at=now,
             expires_at=expires_at,
             consultation_id=consultation_id,
+            code=code,
         )
     )
     return result.inserted_primary_key[0]
@@ -96,6 +102,23 @@ async def invitation_by_id(conn: AsyncConnection, invitation_id: int) -> Invitat
 
 async def invitation_by_link(conn: AsyncConnection, link_hash: str) -> Invitation | None:
     row = (await conn.execute(select(invitations).where(invitations.c.link_hash == link_hash))).first()
+    return None if row is None else _invitation(row)
+
+
+async def invitation_by_code(conn: AsyncConnection, code: str) -> Invitation | None:
+    row = (await conn.execute(select(invitations).where(invitations.c.code == code))).first()
+    return None if row is None else _invitation(row)
+
+
+async def code_taken(conn: AsyncConnection, code: str) -> bool:
+    query = select(invitations.c.id).where(invitations.c.code == code)
+    return (await conn.execute(query)).first() is not None
+
+
+async def invitation_by_previous_link(conn: AsyncConnection, link_hash: str) -> Invitation | None:
+    """The invitation whose newer mail replaced the link with this hash."""
+    query = select(invitations).where(invitations.c.previous_link_hash == link_hash)
+    row = (await conn.execute(query)).first()
     return None if row is None else _invitation(row)
 
 
@@ -150,12 +173,34 @@ async def revoke(conn: AsyncConnection, invitation_id: int, now: datetime) -> No
 async def reissue(
     conn: AsyncConnection, invitation_id: int, *, link_hash: str, tan_hmac: str, expires_at: datetime
 ) -> None:
-    """A new link and TAN; the failures of the old TAN stay in total_failures."""
+    """A new link and TAN from the practice; the failures of the old TAN stay in
+    total_failures, the old link and TAN are kept to say what replaced them."""
     await conn.execute(
         update(invitations)
         .where(invitations.c.id == invitation_id)
-        .values(link_hash=link_hash, tan_hmac=tan_hmac, expires_at=expires_at, tan_failures=0, tan_used_at=None, locked_at=None)
+        .values(
+            previous_link_hash=invitations.c.link_hash, previous_tan_hmac=invitations.c.tan_hmac,
+            link_hash=link_hash, tan_hmac=tan_hmac, expires_at=expires_at, tan_failures=0, tan_used_at=None,
+            locked_at=None,
+        )
     )
+
+
+async def replace_tan(conn: AsyncConnection, invitation_id: int, tan_hmac: str) -> bool:
+    """A new TAN the guest asked for: the old one stops working, its failures still count
+    (a new code does not reset them); False if the invitation was locked or revoked meanwhile."""
+    result = await conn.execute(
+        update(invitations)
+        .where(invitations.c.id == invitation_id, invitations.c.locked_at.is_(None),
+               invitations.c.revoked_at.is_(None))
+        .values(previous_tan_hmac=invitations.c.tan_hmac, tan_hmac=tan_hmac, tan_used_at=None)
+    )
+    return result.rowcount == 1
+
+
+async def practice_contact(conn: AsyncConnection, practice_id: int) -> str:
+    """How patients reach the practice (phone or mail), as its admins entered it; may be empty."""
+    return (await conn.execute(select(practices.c.contact).where(practices.c.id == practice_id))).scalar_one()
 
 
 async def inviter_and_practice(conn: AsyncConnection, invitation: Invitation) -> tuple[str | None, str]:
@@ -179,4 +224,9 @@ async def set_expiry_of_consultation(conn: AsyncConnection, consultation_id: int
     """A rescheduled consultation moves the end of its guests' TANs with it."""
     await conn.execute(
         update(invitations).where(invitations.c.consultation_id == consultation_id).values(expires_at=expires_at)
+    )
+    # A guest's session lasts as long as the invitation it came in with.
+    guests = select(invitations.c.id).where(invitations.c.consultation_id == consultation_id)
+    await conn.execute(
+        update(login_sessions).where(login_sessions.c.invitation_id.in_(guests)).values(expires_at=expires_at)
     )

@@ -179,6 +179,12 @@ invitations = Table(
     Column("revoked_at", UTCDateTime, nullable=True),
     # NULL for an ad-hoc invitation; else the consultation the guest may join.
     Column("consultation_id", ForeignKey("consultations.id", ondelete="CASCADE"), nullable=True, index=True),
+    # The code in the mail that "Log in with TAN" takes with the TAN: like a user name it only
+    # finds the invitation (the TAN proves the guest), so it is kept readable. NULL: older ones.
+    Column("code", String(16), nullable=True, unique=True),
+    # The link and TAN a newer mail replaced, so that an old mail is told what happened.
+    Column("previous_link_hash", String(64), nullable=True, index=True),
+    Column("previous_tan_hmac", String(64), nullable=True),
 )
 
 mails = Table(
@@ -304,6 +310,17 @@ attendances = Table(
     Column("client_kind", String(16), nullable=False),
     Column("joined_at", UTCDateTime, nullable=False, index=True),
     Column("left_at", UTCDateTime, nullable=True),
+)
+
+form_submissions = Table(
+    "form_submissions",
+    metadata,
+    # SHA-256 of user and one-time token of a form that creates something: sent again (a
+    # reload, a double click), it leads to what the first sending made. Purged after a day.
+    Column("key", String(64), primary_key=True),
+    Column("created_at", UTCDateTime, nullable=False, index=True),
+    Column("object_kind", String(40), nullable=True),
+    Column("object_id", Integer, nullable=True),
 )
 
 job_leases = Table(

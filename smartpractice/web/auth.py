@@ -7,24 +7,35 @@ from aiohttp import web
 from smartpractice.accounts.login import LoginFailed
 from smartpractice.keys import active_session_key, guest_session_key, services_key
 from smartpractice.web.client import client_address
-from smartpractice.web.cookies import SESSION, clear_cookie, set_cookie
+from smartpractice.web.cookies import GUEST, SESSION, clear_cookie, read_cookie, set_cookie
 from smartpractice.web.csrf import renew_csrf
 from smartpractice.web.forms import field, read_form
 from smartpractice.web.responses import render, see_other, user_message
 from smartpractice.web.session import require_login, safe_next
 
 
-async def login_form(request: web.Request) -> web.StreamResponse:
-    if request.get(active_session_key) is not None:
-        raise web.HTTPSeeOther(request.app.router["home"].url_for())
+def login_page(request: web.Request, *, status: int = 200, **shown) -> web.Response:
+    """The login page: password login, and "Log in with TAN" (invitation code and TAN)."""
     context = {
         "identifier": "",
         "error": None,
         "error_code": None,
-        "next": safe_next(request.query.get("next")) or "",
-        "reset_done": request.query.get("reset") == "done",
+        "next": "",
+        "reset_done": False,
+        "code": "",
+        "tan": "",
+        "tan_error": None,
+        "tan_contact": "",
+        **shown,
     }
-    return render(request, "login.html", context)
+    return render(request, "login.html", context, status=status)
+
+
+async def login_form(request: web.Request) -> web.StreamResponse:
+    if request.get(active_session_key) is not None:
+        raise web.HTTPSeeOther(request.app.router["home"].url_for())
+    return login_page(request, next=safe_next(request.query.get("next")) or "",
+                      reset_done=request.query.get("reset") == "done")
 
 
 async def login(request: web.Request) -> web.StreamResponse:
@@ -40,14 +51,8 @@ async def login(request: web.Request) -> web.StreamResponse:
             user_agent=request.headers.get("User-Agent", ""),
         )
     except LoginFailed as error:
-        context = {
-            "identifier": identifier,
-            "error": user_message(request, error),
-            "error_code": error.code,
-            "next": target or "",
-            "reset_done": False,
-        }
-        return render(request, "login.html", context, status=error.status)
+        return login_page(request, status=error.status, identifier=identifier, error=user_message(request, error),
+                          error_code=error.code, next=target or "")
     if logged_in.second_factor == "verify":
         code_page = request.app.router["second_factor"].url_for()
         response = see_other(code_page.with_query(next=target) if target else code_page)
@@ -65,6 +70,9 @@ async def logout(request: web.Request) -> web.StreamResponse:
         await request.app[services_key].sessions.end(resumed.session.id)
     response = see_other(request.app.router["login"].url_for())
     clear_cookie(request, response, SESSION)
+    if read_cookie(request, GUEST):
+        # A guest who logs out is not led back to their invitation's TAN page.
+        clear_cookie(request, response, GUEST)
     return response
 
 

@@ -1,4 +1,9 @@
-"""Staff pages for consultations: agenda, schedule, change, cancel, participants, past calls."""
+"""Staff pages for consultations: agenda, schedule, change, cancel, participants, past calls.
+
+Scheduling and adding a participant answer with a redirect to the consultation's page, and
+their forms carry a one-time token: a reload or a second sending makes one consultation
+(one participant) and one mail.
+"""
 
 from __future__ import annotations
 
@@ -10,12 +15,15 @@ from smartpractice.errors import UserError
 from smartpractice.keys import services_key
 from smartpractice.onboarding.invitations import Invitee
 from smartpractice.scheduling.consultations import Appointment, ConsultationNotFound
+from smartpractice.submissions import AlreadySubmitted, Once, new_token
 from smartpractice.times import local, local_to_utc, parse_day
 from smartpractice.web.forms import field, read_form
+from smartpractice.web.handover import hand_over, handed_over, shown
+from smartpractice.web.invitations import made
 from smartpractice.web.responses import render, see_other, user_message
 from smartpractice.web.session import require_staff
 
-FIELDS = ("title", "day", "time", "duration", "patient", "guest_email", "guest_name", "guest_language")
+FIELDS = ("title", "day", "time", "duration", "patient", "guest_email", "guest_name", "guest_language", "form_token")
 
 
 def _consultation_id(request: web.Request) -> int:
@@ -68,7 +76,7 @@ async def new_form(request: web.Request) -> web.StreamResponse:
     soon = local(services.clock.now() + timedelta(hours=1), policy.time_zone)
     form = {name: "" for name in FIELDS} | {
         "day": request.query.get("day", soon.date().isoformat()), "time": soon.strftime("%H:00"),
-        "duration": str(policy.consultation_minutes), "guest_language": "de",
+        "duration": str(policy.consultation_minutes), "guest_language": "de", "form_token": new_token(),
     }
     return await _form_page(request, membership, form)
 
@@ -90,15 +98,28 @@ async def create(request: web.Request) -> web.StreamResponse:
         invitees = [Invitee.parse(form["guest_email"], form["guest_name"], form["guest_language"] or "de")] \
             if form["guest_email"].strip() else []
         scheduled = await services.consultations.schedule(
-            membership.practice, active.user.id, plan, patient_ids=patients, invitees=invitees, actor=active.user.id
+            membership.practice, active.user.id, plan, patient_ids=patients, invitees=invitees, actor=active.user.id,
+            once=Once(active.user.id, form["form_token"]),
         )
+    except AlreadySubmitted as done:
+        return see_other(made(request, membership.practice.slug, done))
     except UserError as error:
+        if error.code == "form_outdated":
+            form["form_token"] = new_token()
         return await _form_page(request, membership, form, error=user_message(request, error), status=400)
-    return await _detail(request, membership, scheduled.consultation.id, handed_over=scheduled.invitations)
+    return _to_detail(request, membership, scheduled.consultation.id, scheduled.invitations)
+
+
+def _to_detail(request, membership, consultation_id: int, invitations=()) -> web.Response:
+    """Post/redirect/get: a reload of the page that follows sends nothing again."""
+    response = see_other(request.app.router["consultation"].url_for(slug=membership.practice.slug,
+                                                                     id=str(consultation_id)))
+    hand_over(request, response, list(invitations))
+    return response
 
 
 async def _detail(request, membership, consultation_id: int, *, error: str | None = None, status: int = 200,
-                  handed_over=(), form: dict | None = None):
+                  form: dict | None = None, participant: dict | None = None):
     services = request.app[services_key]
     try:
         view = await services.consultations.get(membership.practice.id, consultation_id)
@@ -109,13 +130,19 @@ async def _detail(request, membership, consultation_id: int, *, error: str | Non
         "title": view.consultation.title, "day": starts.date().isoformat(), "time": starts.strftime("%H:%M"),
         "duration": str(view.consultation.duration_minutes),
     }
+    tans = handed_over(request)
     context = {
         "practice": membership.practice, "view": view, "starts": starts, "edit": edit, "error": error,
         # TANs shown once to the clinician when the practice hands them over by phone.
-        "handed_over": [new for new in handed_over if not new.tan_in_mail],
+        "handed_over": [(p.display_name or p.email, tans[p.invitation_id]) for p in view.participants
+                        if p.invitation_id in tans],
         "patients": await services.patients.list(membership.practice),
+        "participant": participant or {"patient": "", "guest_email": "", "guest_name": "", "guest_language": "de",
+                                       "form_token": new_token()},
     }
-    return render(request, "consultation.html", context, status=status)
+    response = render(request, "consultation.html", context, status=status)
+    shown(request, response)
+    return response
 
 
 async def consultation(request: web.Request) -> web.StreamResponse:
@@ -159,20 +186,28 @@ async def add_participant(request: web.Request) -> web.StreamResponse:
     active, membership = await require_staff(request, request.match_info["slug"])
     services = request.app[services_key]
     posted = await read_form(request)
-    patient, email = field(posted, "patient", 20), field(posted, "guest_email", 254)
+    typed = {"patient": field(posted, "patient", 20), "guest_email": field(posted, "guest_email", 254),
+             "guest_name": field(posted, "guest_name", 200), "guest_language": field(posted, "guest_language", 8),
+             "form_token": field(posted, "form_token", 64)}
+    patient, email = typed["patient"], typed["guest_email"]
     try:
         added = await services.consultations.add_participants(
             membership.practice, _consultation_id(request), active.user.id,
             patient_ids=[int(patient)] if patient.isdigit() else [],
-            invitees=[Invitee.parse(email, field(posted, "guest_name", 200), field(posted, "guest_language", 8) or "de")]
+            invitees=[Invitee.parse(email, typed["guest_name"], typed["guest_language"] or "de")]
             if email.strip() else [],
+            once=Once(active.user.id, typed["form_token"]),
         )
     except ConsultationNotFound:
         raise web.HTTPNotFound() from None
+    except AlreadySubmitted as done:
+        return see_other(made(request, membership.practice.slug, done))
     except UserError as error:
+        if error.code == "form_outdated":
+            typed["form_token"] = new_token()
         return await _detail(request, membership, _consultation_id(request), error=user_message(request, error),
-                             status=400)
-    return await _detail(request, membership, _consultation_id(request), handed_over=added.invitations)
+                             status=400, participant=typed)
+    return _to_detail(request, membership, _consultation_id(request), added.invitations)
 
 
 async def past(request: web.Request) -> web.StreamResponse:

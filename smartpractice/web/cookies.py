@@ -10,6 +10,11 @@ from smartpractice.keys import settings_key
 SESSION = "sp_session"
 CSRF = "sp_csrf"
 LANGUAGE = "sp_lang"
+# Which invitation a TAN guest came in with, signed: after their session lapses, the way
+# back is that invitation's TAN page, not the password login (web/guest.py).
+GUEST = "sp_guest"
+# TANs the clinician passes on, from a form's POST to the page it leads to (web/handover.py).
+HANDOVER = "sp_handover"
 
 
 def cookie_name(settings: Settings, base: str) -> str:

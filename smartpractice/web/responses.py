@@ -16,7 +16,7 @@ from smartpractice.keys import (
     settings_key,
     translations_key,
 )
-from smartpractice.times import local
+from smartpractice.times import local, spoken
 from smartpractice.web.csrf import csrf_token, send_nonce
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
@@ -61,6 +61,8 @@ def setup_templates(app: web.Application) -> None:
     )
     environment.install_gettext_callables(_gettext, _ngettext, newstyle=True)
     environment.filters["local"] = local
+    # A time as people say it, in the practice's zone: "Dienstag, 1. Dezember 2026, 14:16 Uhr".
+    environment.filters["spoken"] = spoken
 
 
 def user_message(request: web.Request, error: UserError) -> str:

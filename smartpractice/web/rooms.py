@@ -11,6 +11,7 @@ from smartpractice.keys import (
     active_session_key,
     guest_session_key,
     services_key,
+    settings_key,
 )
 from smartpractice.rooms import waiting_protocol
 from smartpractice.rooms.state import RoomsUnavailable
@@ -21,6 +22,7 @@ from smartpractice.rooms.waiting_room import (
     person_channel,
     practice_channel,
 )
+from smartpractice.web.guest import way_back
 from smartpractice.web.responses import render, see_other, user_message
 from smartpractice.web.session import require_staff
 from smartpractice.web.sockets import check_origin, run, sender
@@ -29,10 +31,11 @@ from smartpractice.web.sockets import check_origin, run, sender
 async def seat_of(request: web.Request) -> Seat:
     active, guest = request.get(active_session_key), request.get(guest_session_key)
     if active is None and guest is None:
-        if request.headers.get("Upgrade", "").lower() == "websocket":
+        if request.headers.get("Upgrade", "").lower() == "websocket" or request.method != "GET":
             raise web.HTTPUnauthorized()
-        login = request.app.router["login"].url_for().with_query(next=request.path)
-        raise web.HTTPSeeOther(login)
+        # A TAN guest whose session lapsed goes back to their invitation's TAN page.
+        back = await way_back(request, int(request.match_info["id"]))
+        raise web.HTTPSeeOther(back or request.app.router["login"].url_for().with_query(next=request.path))
     try:
         return await request.app[services_key].waiting_room.seat(
             int(request.match_info["id"]),
@@ -67,8 +70,17 @@ async def waiting_page(request: web.Request) -> web.StreamResponse:
         "seat": seat,
         "zone": policy.time_zone,
         "opens_at": services.waiting_room.opens_at(seat, policy.join_window_minutes),
+        # Well inside the idle timeout, so an open waiting page keeps its session alive.
+        "alive_seconds": max(60, min(600, request.app[settings_key].session_idle_minutes * 60 // 3)),
     }
     return render(request, "waiting.html", context)
+
+
+async def alive(request: web.Request) -> web.StreamResponse:
+    """The open waiting page's beat: resuming the session (the middleware) marks it as in
+    use, so it does not run out while someone waits. 401 once it has ended."""
+    await seat_of(request)
+    return web.Response(status=204)
 
 
 async def participant_socket(request: web.Request) -> web.StreamResponse:

@@ -6,6 +6,7 @@ from aiohttp import web
 
 from smartpractice.i18n import LANGUAGES
 from smartpractice.keys import services_key
+from smartpractice.onboarding.invitations import Invitee
 from smartpractice.web.api.body import Text, read_body
 from smartpractice.web.api.request import api_practice, path_id
 from smartpractice.web.api.responses import created, timestamp
@@ -27,17 +28,18 @@ def invitation_json(view) -> dict:
         "state": view.state,
         "created_at": timestamp(view.created_at),
         "expires_at": timestamp(view.expires_at),
+        "code": view.code,
+        "consultation_id": view.consultation_id,
     }
 
 
 async def create(request: web.Request) -> web.StreamResponse:
+    """An invitation without a planned time: an instant consultation without a clinician,
+    so every clinician of the practice sees the guest arrive in the waiting room."""
     body = await read_body(request, FIELDS)
-    new = await request.app[services_key].invitations.invite(
-        api_practice(request),
-        email=body["email"],
-        display_name=body.get("display_name", ""),
-        invited_by=None,
-        language=body.get("language", "de"),
+    new = await request.app[services_key].consultations.invite_now(
+        api_practice(request), None,
+        Invitee.parse(body["email"], body.get("display_name", ""), body.get("language", "de")),
     )
     payload = invitation_json(new.invitation)
     # A TAN that went out by mail stays there: returning it would put both factors in

@@ -74,6 +74,13 @@ def _invitation(created: bool) -> dict:
         },
         "created_at": _text("When the invitation was made.", format="date-time"),
         "expires_at": _text("When the TAN stops working.", format="date-time"),
+        "code": _text("The invitation code printed in the mail, for \"Log in with TAN\" on the login page "
+                      "(not a secret: the TAN is); empty for invitations made before codes existed."),
+        "consultation_id": {
+            "type": ["integer", "null"],
+            "description": "The consultation whose waiting room the guest lands in: for an invitation made "
+                           "here, an instant one that starts when the invitation is made.",
+        },
     }
     if not created:
         return _object(properties)

@@ -1,0 +1,294 @@
+"""In real browsers, the TAN path as a guest and a clinician click it: an invitation without
+a planned time becomes a consultation whose waiting room the clinician watches; the guest
+comes in by the mail's link or with the invitation code on the login page, leaves and
+comes back, gets a new code on a second device, visits days early, waits long; and the
+invite and schedule forms make one record and one mail however they are clicked."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import unused_port
+from sqlalchemy import func, select
+
+from smartpractice.keys import engine_key, services_key
+from smartpractice.onboarding.invitations import Invitee
+from smartpractice.scheduling.consultations import Appointment
+from smartpractice.storage.tables import consultations, invitations
+from tests.helpers import add_member, logged_in, mail_text, make_app, make_settings, needs_chromium
+
+pytestmark = needs_chromium
+
+PHONE = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True}
+DESKTOP = {"viewport": {"width": 1280, "height": 800}}
+
+
+def tan_of(message) -> str:
+    return re.search(r"\b(\d{4} \d{4})\b", mail_text(message)).group(1)
+
+
+def link_and_tan(message) -> tuple[str, str]:
+    link = re.search(r"(http://127\.0\.0\.1:\d+/invitation/\S+)", mail_text(message)).group(1)
+    return link, tan_of(message)
+
+
+def code_of(message) -> str:
+    return re.search(r"\b([A-Z2-9]{4}-[A-Z2-9]{4})\b", mail_text(message)).group(1)
+
+
+async def lindenhof(server):
+    """Praxis Lindenhof with Dr. Sommer: (services, practice, her id, base URL)."""
+    services = server.app[services_key]
+    practice = (await services.practices.create("Praxis Lindenhof", admin_email="linde@example.org",
+                                                admin_username="linde")).practice
+    doctor = await add_member(server.app, practice, "clinician", "dr-sommer")
+    return services, practice, doctor, str(server.make_url("")).rstrip("/")
+
+
+async def guest_page(browser, size=DESKTOP):
+    context = await browser.new_context(locale="de-DE", **size)
+    page = await context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    return page, errors
+
+
+async def enter_with_tan(page, link: str, tan: str, consultation_id: int) -> None:
+    await page.goto(link)
+    await page.fill("#tan", tan)
+    await page.click("form:has(#tan) button[type=submit]")
+    await page.wait_for_url(f"**/c/{consultation_id}")
+    await page.wait_for_selector("#room[data-state=waiting]")
+
+
+async def rows(server, table) -> int:
+    async with server.app[engine_key].connect() as conn:
+        return (await conn.execute(select(func.count()).select_from(table))).scalar_one()
+
+
+async def exactly(smtp, expected: int) -> None:
+    """The mails expected, and after a pause for the sender, not one more."""
+    await smtp.wait_for(expected)
+    await asyncio.sleep(2)
+    assert len(smtp.messages) == expected, [m["Subject"] for m in smtp.messages]
+
+
+@pytest.fixture
+async def clocked_server(aiohttp_server, tmp_path, database_url, smtp, clock):
+    """live_server with the test's FrozenClock, for journeys across days."""
+    port = unused_port()
+    settings = make_settings(tmp_path, database_url, BASE_URL=f"http://127.0.0.1:{port}", SMTP_HOST="127.0.0.1",
+                             SMTP_PORT=str(smtp.controller.port), SMTP_TLS="none")
+    return await aiohttp_server(make_app(settings, clock=clock), port=port)
+
+
+@pytest.fixture
+async def slow_forms_server(aiohttp_server, tmp_path, database_url, smtp):
+    """live_server whose invite and schedule forms take a second and a half to answer, so
+    that a second click arrives while the first sending is still being handled."""
+    port = unused_port()
+    settings = make_settings(tmp_path, database_url, BASE_URL=f"http://127.0.0.1:{port}", SMTP_HOST="127.0.0.1",
+                             SMTP_PORT=str(smtp.controller.port), SMTP_TLS="none")
+    app = make_app(settings)
+    posts: list[str] = []
+
+    @web.middleware
+    async def slow(request, handler):
+        if request.method == "POST" and request.path.endswith(("/invitations", "/consultations")):
+            posts.append(request.path)
+            await asyncio.sleep(1.5)
+        return await handler(request)
+
+    app.middlewares.append(slow)
+    server = await aiohttp_server(app, port=port)
+    server.form_posts = posts
+    return server
+
+
+@pytest.mark.parametrize("size", [DESKTOP, PHONE], ids=["desktop", "phone"])
+async def test_adhoc_tan_invitation_to_waiting_room_admitted_into_the_call(live_server, browser, smtp, size):
+    services, practice, _, base = await lindenhof(live_server)
+    doctor, doctor_errors = await logged_in(browser, base, "dr-sommer", live_server.app)
+    await doctor.click(f"a[href='/p/{practice.slug}/invitations']")
+    await doctor.fill("#email", "gabi@example.org")
+    await doctor.fill("#display_name", "Gabi Gast")
+    await doctor.click(f"form[action='/p/{practice.slug}/invitations'] button[type=submit]")
+    await doctor.wait_for_url(f"**/p/{practice.slug}/invitations/*/sent")
+    assert "Einladung gesendet" in await doctor.inner_text("h1")
+    await doctor.wait_for_selector("#waiting-room[data-state=live]")
+
+    [message] = await smtp.wait_for(1)
+    link, tan = link_and_tan(message)
+    [view] = await services.invitations.list(practice.id)
+    guest, guest_errors = await guest_page(browser, size)
+    await guest.goto(link)
+    assert "Anmeldung mit TAN" in await guest.inner_text("h1")
+    await guest.fill("#tan", tan)
+    await guest.click("form:has(#tan) button[type=submit]")
+    await guest.wait_for_url(f"**/c/{view.consultation_id}")
+    await guest.wait_for_selector("#room[data-state=waiting]")
+
+    arrival = doctor.locator(".waiting-person", has_text="Gabi Gast")
+    await arrival.wait_for()
+    await arrival.get_by_role("button", name="Hereinlassen", exact=True).click()
+    await guest.wait_for_url(f"**/c/{view.consultation_id}/call")
+    await guest.wait_for_selector("#call[data-state=ready]")
+    assert doctor_errors == [] and guest_errors == []
+
+
+async def test_log_in_with_code_and_tan_from_the_login_page(live_server, browser, smtp):
+    services, practice, doctor_id, base = await lindenhof(live_server)
+    new = await services.consultations.invite_now(practice, doctor_id, Invitee.parse("gabi@example.org", "Gabi Gast"))
+    [message] = await smtp.wait_for(1)
+    _, tan = link_and_tan(message)
+    guest, errors = await guest_page(browser)
+    await guest.goto(base + "/login")
+    await guest.fill("#code", code_of(message).lower())
+    await guest.fill("#login-tan", tan)
+    await guest.click("#tan-login button[type=submit]")
+    await guest.wait_for_url(f"**/c/{new.invitation.consultation_id}")
+    await guest.wait_for_selector("#room[data-state=waiting]")
+    assert errors == []
+
+
+async def test_the_guest_leaves_and_comes_back_on_the_same_device(live_server, browser, smtp):
+    services, practice, doctor_id, base = await lindenhof(live_server)
+    new = await services.consultations.invite_now(practice, doctor_id, Invitee.parse("gabi@example.org", "Gabi Gast"))
+    consultation_id = new.invitation.consultation_id
+    link, tan = link_and_tan((await smtp.wait_for(1))[0])
+    doctor, _ = await logged_in(browser, base, "dr-sommer", live_server.app)
+    guest, errors = await guest_page(browser)
+    await enter_with_tan(guest, link, tan, consultation_id)
+    await doctor.locator(".waiting-person", has_text="Gabi Gast").wait_for()
+
+    # The tab is closed: the clinician's list empties. The mail's link, clicked again on
+    # the same device, leads straight back into the waiting room, with no TAN asked.
+    context = guest.context
+    await guest.close()
+    await doctor.wait_for_selector("#waiting-empty", state="visible")
+    guest = await context.new_page()
+    await guest.goto(link)
+    await guest.wait_for_url(f"**/c/{consultation_id}")
+    await guest.wait_for_selector("#room[data-state=waiting]")
+    await doctor.locator(".waiting-person", has_text="Gabi Gast").get_by_role("button", name="Hereinlassen", exact=True).click()
+    await guest.wait_for_url(f"**/c/{consultation_id}/call")
+    await guest.wait_for_selector("#call[data-state=ready]")
+    assert errors == []
+
+
+async def test_a_second_device_gets_a_fresh_code_from_the_invitation_page(live_server, browser, smtp):
+    services, practice, doctor_id, base = await lindenhof(live_server)
+    new = await services.consultations.invite_now(practice, doctor_id, Invitee.parse("gabi@example.org", "Gabi Gast"))
+    consultation_id = new.invitation.consultation_id
+    link, tan = link_and_tan((await smtp.wait_for(1))[0])
+    laptop, laptop_errors = await guest_page(browser)
+    await enter_with_tan(laptop, link, tan, consultation_id)
+
+    phone, phone_errors = await guest_page(browser, PHONE)
+    await phone.goto(link)
+    assert "bereits angemeldet" in await phone.inner_text("#used")
+    await phone.click("#new-tan button[type=submit]")
+    await phone.wait_for_url("**?sent=1")
+    assert "Eine neue TAN ist unterwegs" in await phone.inner_text("#sent")
+    fresh = tan_of((await smtp.wait_for(2))[1])
+    assert fresh != tan
+    await phone.fill("#tan", fresh)
+    await phone.click("form:has(#tan) button[type=submit]")
+    await phone.wait_for_url(f"**/c/{consultation_id}")
+    await phone.wait_for_selector("#room[data-state=waiting]")
+    # The laptop is still in.
+    await laptop.reload()
+    await laptop.wait_for_selector("#room[data-state=waiting]")
+    assert laptop_errors == [] and phone_errors == []
+
+
+async def test_an_early_visit_then_entry_on_the_day(clocked_server, browser, smtp, clock):
+    clock.current = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
+    services, practice, doctor_id, base = await lindenhof(clocked_server)
+    plan = Appointment.parse("", datetime(2026, 12, 1, 13, 16, tzinfo=UTC), 20, now=clock.now())
+    scheduled = await services.consultations.schedule(
+        practice, doctor_id, plan, invitees=[Invitee.parse("gabi@example.org", "Gabi Gast")])
+    link, tan = link_and_tan((await smtp.wait_for(1))[0])
+
+    early, errors = await guest_page(browser)
+    await early.goto(link)
+    assert "Dienstag, 1. Dezember 2026, 14:16 Uhr" in await early.inner_text("#appointment")
+    assert "UTC" not in await early.inner_text("main")
+    await early.context.close()
+
+    clock.current = datetime(2026, 12, 1, 13, 5, tzinfo=UTC)
+    on_the_day, later_errors = await guest_page(browser)
+    await enter_with_tan(on_the_day, link, tan, scheduled.consultation.id)
+    assert errors == [] and later_errors == []
+
+
+async def test_a_guest_waiting_forty_minutes_is_still_admitted(clocked_server, browser, smtp, clock):
+    services, practice, doctor_id, base = await lindenhof(clocked_server)
+    new = await services.consultations.invite_now(practice, doctor_id, Invitee.parse("gabi@example.org", "Gabi Gast"))
+    consultation_id = new.invitation.consultation_id
+    link, tan = link_and_tan((await smtp.wait_for(1))[0])
+    guest, errors = await guest_page(browser)
+    await guest.clock.install()
+    await enter_with_tan(guest, link, tan, consultation_id)
+    # Forty minutes on the server's clock; the page's own timers run as long, so its beat
+    # keeps the session (idle timeout 30 minutes) alive.
+    for _ in range(4):
+        clock.advance(minutes=10)
+        async with guest.expect_response(f"**/c/{consultation_id}/alive") as beat:
+            await guest.clock.run_for(10 * 60 * 1000)
+        assert (await beat.value).status == 204
+    doctor, _ = await logged_in(browser, base, "dr-sommer", clocked_server.app)
+    await doctor.locator(".waiting-person", has_text="Gabi Gast").get_by_role("button", name="Hereinlassen", exact=True).click()
+    await guest.wait_for_url(f"**/c/{consultation_id}/call")
+    await guest.wait_for_selector("#call[data-state=ready]")
+    assert errors == []
+
+
+async def send_twice(page, selector: str) -> None:
+    """Click, and click again while the first sending is still under way (the mouse
+    itself: Playwright's click would wait for the first navigation to end)."""
+    await page.locator(selector).scroll_into_view_if_needed()
+    box = await page.locator(selector).bounding_box()
+    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    await page.mouse.click(x, y)
+    await asyncio.sleep(0.4)
+    await page.mouse.click(x, y)
+
+
+async def test_double_click_and_reload_on_the_invite_form_make_one_invitation(slow_forms_server, browser, smtp):
+    services, practice, _, base = await lindenhof(slow_forms_server)
+    doctor, errors = await logged_in(browser, base, "dr-sommer", slow_forms_server.app)
+    await doctor.goto(f"{base}/p/{practice.slug}/invitations")
+    await doctor.fill("#email", "gabi@example.org")
+    await send_twice(doctor, f"form[action='/p/{practice.slug}/invitations'] button[type=submit]")
+    # The second click aborted the first page load: what the browser shows is the second
+    # sending's answer, which leads to the invitation the first one made.
+    await doctor.wait_for_selector("#sent[data-invitation]", timeout=15000)
+    assert re.search(rf"/p/{practice.slug}/invitations/\d+/sent$", doctor.url)
+    await doctor.reload()
+    await doctor.wait_for_selector("#sent")
+    assert slow_forms_server.form_posts == [f"/p/{practice.slug}/invitations"] * 2
+    await exactly(smtp, 1)
+    assert await rows(slow_forms_server, invitations) == 1 and await rows(slow_forms_server, consultations) == 1
+    assert errors == []
+
+
+async def test_double_click_and_reload_on_the_schedule_form_make_one_consultation(slow_forms_server, browser, smtp):
+    services, practice, _, base = await lindenhof(slow_forms_server)
+    doctor, errors = await logged_in(browser, base, "dr-sommer", slow_forms_server.app)
+    await doctor.goto(f"{base}/p/{practice.slug}/consultations/new")
+    await doctor.fill("#day", (datetime.now(UTC) + timedelta(days=2)).date().isoformat())
+    await doctor.fill("#guest_email", "gabi@example.org")
+    await send_twice(doctor, f"form[action='/p/{practice.slug}/consultations'] button[type=submit]")
+    await doctor.wait_for_selector("#state", timeout=15000)
+    assert re.search(rf"/p/{practice.slug}/consultations/\d+$", doctor.url)
+    await doctor.reload()
+    await doctor.wait_for_selector("#state")
+    assert slow_forms_server.form_posts == [f"/p/{practice.slug}/consultations"] * 2
+    await exactly(smtp, 1)
+    assert await rows(slow_forms_server, consultations) == 1 and await rows(slow_forms_server, invitations) == 1
+    assert errors == []
