@@ -149,8 +149,10 @@ class Connection(protocol.Connection):
             reply["purpose"] = about["purpose"]  # which of the two relay connections failed
         await self._send(reply)
 
-    async def _joined(self) -> None:
+    async def _may_join(self) -> None:
         await self._waiting_room.check_open(self.seat, reread=True)  # the seat was read when the socket opened
+
+    async def _joined(self) -> None:
         self._attendance = await self._waiting_room.joined_call(self.seat, self._client_kind)
         await self._send({"type": "welcome", "version": VERSION, "id": self.seat.key, "session": self.session,
                           "ice_servers": self._ice.for_browser(self.seat.key),

@@ -164,16 +164,17 @@ class Connection(ABC):
             return CLOSE_VERSION
         if self.joined:
             raise UserError("already_joined", N_("This connection has already joined."))
+        await self._may_join()
         self.joined = True
-        try:
-            return await self._joined()
-        except UserError:
-            self.joined = False
-            raise
+        return await self._joined()
+
+    async def _may_join(self) -> None:  # noqa: B027 - most connections may always join
+        """A UserError when this connection may not join (yet); it can try again."""
 
     @abstractmethod
     async def _joined(self) -> int | None:
-        """What joining does: a close code when the connection ends with it."""
+        """What joining does: a close code when the connection ends with it. A failure
+        from here on leaves the connection joined (the others may have heard of it)."""
 
     async def _error(self, error: UserError, about: dict | None = None) -> None:
         await self._send(error_message(error, self._translate, about))
