@@ -171,3 +171,15 @@ async def browser():
         launched = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
         yield launched
         await launched.close()
+
+
+def pytest_collection_modifyitems(config, items):
+    """CI runs the suite on SQLite and again on PostgreSQL; the media tests (real browsers,
+    the relay's aiortc peers) do not touch the database's differences and run once, in the
+    first pass (SMARTPRACTICE_TEST_MEDIA=0 leaves them out of the second)."""
+    if os.environ.get("SMARTPRACTICE_TEST_MEDIA", "1") != "0":
+        return
+    media = [item for item in items if item.path.name.startswith(("test_browser", "test_relay"))]
+    if media:
+        config.hook.pytest_deselected(items=media)
+        items[:] = [item for item in items if item not in media]
