@@ -215,7 +215,7 @@ def fuzz(base_url: str, key: str) -> list[str]:
                 suppress_health_check=list(hypothesis.HealthCheck),
             )
             def check(case) -> None:
-                response = case.call(base_url=base_url, session=session, headers=bearer(key), timeout=10)
+                response = case.call(base_url=base_url, session=session, headers=bearer(key), timeout=30)
                 case.validate_response(response, checks=FUZZ_CHECKS)
 
             try:
