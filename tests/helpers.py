@@ -346,9 +346,11 @@ needs_chromium = pytest.mark.skipif(
 )
 
 
-async def logged_in(browser, base: str, username: str, app: web.Application | None = None):
-    """A browser of its own, logged in; staff (given the `app`) also give their TOTP code."""
-    page = await (await browser.new_context(locale="de-DE")).new_page()
+async def logged_in(browser, base: str, username: str, app: web.Application | None = None, *,
+                    device: dict | None = None):
+    """A browser of its own, logged in; staff (given the `app`) also give their TOTP code.
+    `device`: the browser context's options (a phone's viewport and touch)."""
+    page = await (await browser.new_context(locale="de-DE", **(device or {}))).new_page()
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
     await page.goto(base + "/login")
