@@ -33,6 +33,10 @@ STALE_CLAIM = timedelta(minutes=10)
 SMTP_TIMEOUT = 30
 
 
+# A sender picks a due mail up within seconds; one waiting this long means none runs.
+OVERDUE = timedelta(minutes=15)
+
+
 class PermanentFailure(Exception):
     """The server refused the mail for good (5xx); retrying will not help."""
 
@@ -152,6 +156,17 @@ class MailSender:
         except TimeoutError:
             return False
         return True
+
+    async def moving(self) -> bool:
+        """False when a mail has been due for longer than OVERDUE: no sender is at work
+        (with SMTP down, retries are scheduled ahead and do not count)."""
+        async with self._engine.connect() as conn:
+            return await store.overdue_count(conn, self._clock.now() - OVERDUE) == 0
+
+    async def queue(self) -> dict[str, int]:
+        """How many mails the outbox holds, by status."""
+        async with self._engine.connect() as conn:
+            return await store.status_counts(conn)
 
     async def release_stale(self) -> int:
         async with self._engine.begin() as conn:
