@@ -10,6 +10,7 @@ from email.utils import format_datetime
 from pathlib import Path
 
 import aiosmtplib
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from smartpractice.clock import Clock
@@ -159,9 +160,13 @@ class MailSender:
 
     async def moving(self) -> bool:
         """False when a mail has been due for longer than OVERDUE: no sender is at work
-        (with SMTP down, retries are scheduled ahead and do not count)."""
-        async with self._engine.connect() as conn:
-            return await store.overdue_count(conn, self._clock.now() - OVERDUE) == 0
+        (with SMTP down, retries are scheduled ahead and do not count), or when the
+        database stopped answering meanwhile."""
+        try:
+            async with self._engine.connect() as conn:
+                return await store.overdue_count(conn, self._clock.now() - OVERDUE) == 0
+        except (OSError, DBAPIError):
+            return False
 
     async def queue(self) -> dict[str, int]:
         """How many mails the outbox holds, by status."""

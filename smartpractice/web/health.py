@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 
 from aiohttp import web
-from sqlalchemy.exc import DBAPIError
 
 from smartpractice.keys import draining_key, mail_sender_key, services_key
 
@@ -32,12 +31,7 @@ async def readyz(request: web.Request) -> web.StreamResponse:
     moves (no mail has been due for long). 503 names what is not ready."""
     draining = request.app[draining_key].started
     database, rooms = await _database_and_rooms(request)
-    mail = False
-    if database:
-        try:
-            mail = await request.app[mail_sender_key].moving()
-        except (OSError, DBAPIError):
-            mail = False
+    mail = database and await request.app[mail_sender_key].moving()
     ready = database and rooms and mail and not draining
     report = {"status": "ready" if ready else "not_ready",
               "database": "ok" if database else "unreachable",
