@@ -71,6 +71,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("REDIS_URL", "", "Redis that several instances share waiting rooms and calls through, e.g. `redis://redis:6379/0` (`rediss://` for TLS, `unix:///run/redis.sock`). Empty: kept in this process's memory, for a single instance."),
     Setting("REDIS_PREFIX", "smartpractice", "Prefix of every Redis key and channel, so that several deployments can share one Redis server."),
     Setting("LOG_LEVEL", "INFO", "Python log level: DEBUG, INFO, WARNING or ERROR."),
+    Setting("LOG_FORMAT", "text", "`text` (one line per record) or `json` (one JSON object per record, for a log collector)."),
+    Setting("METRICS_TOKEN", "", "Bearer token Prometheus sends to read `/metrics` (at least 32 characters). Empty: `/metrics` answers 404."),
+    Setting("STOP_SECONDS", "8", "Seconds a stopping instance (SIGTERM) gives the requests in hand, the mail being sent and the jobs, in all, before it exits; keep it below the orchestrator's kill timeout (Docker: 10)."),
 )
 
 
@@ -107,6 +110,12 @@ def _redis_url(raw: str) -> str:
 def _redis_prefix(raw: str) -> str:
     if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", raw):
         raise ConfigError(f"{PREFIX}REDIS_PREFIX must be 1 to 64 letters, digits, dots, dashes or underscores, not {raw!r}")
+    return raw
+
+
+def _metrics_token(raw: str) -> str:
+    if raw and len(raw) < 32:
+        raise ConfigError(f"{PREFIX}METRICS_TOKEN must be at least 32 characters long")
     return raw
 
 
@@ -177,6 +186,9 @@ class Settings:
     redis_url: str
     redis_prefix: str
     log_level: str
+    log_format: str
+    metrics_token: str
+    stop_seconds: int
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: str) -> Settings:
@@ -249,6 +261,9 @@ class Settings:
             redis_url=_redis_url(raw["REDIS_URL"].strip()),
             redis_prefix=_redis_prefix(raw["REDIS_PREFIX"]),
             log_level=_choice(raw["LOG_LEVEL"].upper(), "LOG_LEVEL", ("DEBUG", "INFO", "WARNING", "ERROR")),
+            log_format=_choice(raw["LOG_FORMAT"].lower(), "LOG_FORMAT", ("text", "json")),
+            metrics_token=_metrics_token(raw["METRICS_TOKEN"].strip()),
+            stop_seconds=_int(raw["STOP_SECONDS"], "STOP_SECONDS", 1, 600),
         )
 
     def plan(self, kind: str) -> Plan | None:

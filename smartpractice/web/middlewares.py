@@ -42,12 +42,12 @@ PERMISSIONS_POLICY = (
 # Routes a user with an initial password may still reach before choosing their own.
 OPEN_DURING_PASSWORD_CHANGE = frozenset(
     {"password", "password_submit", "logout", "logout_everywhere", "static", "privacy", "terms",
-     "cookies", "healthz", "language"}
+     "cookies", "healthz", "readyz", "metrics", "language"}
 )
 # Routes a session between password and second factor may reach.
 OPEN_DURING_SECOND_FACTOR = frozenset(
     {"second_factor", "second_factor_submit", "two_factor_setup", "two_factor_setup_submit", "logout",
-     "static", "privacy", "terms", "cookies", "healthz", "language"}
+     "static", "privacy", "terms", "cookies", "healthz", "readyz", "metrics", "language"}
 )
 SESSION_TOKEN_MAX = 64
 
@@ -100,7 +100,7 @@ async def error_pages(request: web.Request, handler):
 async def request_context(request: web.Request, handler):
     """Resolve the login session and the language. Static files need neither; the API
     authenticates by key, never by cookie; the health check must not depend on sessions."""
-    if request.path.startswith(("/static/", "/api/", "/healthz")):
+    if request.path.startswith(("/static/", "/api/", "/healthz", "/readyz", "/metrics")):
         return await handler(request)
     token = read_cookie(request, SESSION)
     resumed = None
