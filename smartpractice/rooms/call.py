@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import Counter
 from collections.abc import Sequence
 
 from smartpractice.clock import Clock
@@ -67,6 +68,10 @@ class Calls:
         them alone, and the consultation's end."""
         cid = seat.consultation.id
         return self.state.subscribe(call_channel(cid), call_peer_channel(cid, seat.key), consultation_channel(cid))
+
+    def statistics(self) -> tuple[Counter[str], dict[str, int]]:
+        """Calls this instance announced, by topology, and its relay's figures (metrics)."""
+        return Counter(self._modes.values()), self._relay.statistics()
 
     async def join(self, seat: Seat, name: str, session: str) -> None:
         cid = seat.consultation.id

@@ -61,7 +61,7 @@ async def call_socket(request: web.Request) -> web.StreamResponse:
         raise web.HTTPForbidden(reason="not admitted")
     active = request.get(active_session_key)
     name = seat.call_name or (active.user.display_name if seat.role == "clinician" else "")
-    return await run(request, call_protocol.MESSAGE_BYTES, services.calls.inbox(seat),
+    return await run(request, "call", call_protocol.MESSAGE_BYTES, services.calls.inbox(seat),
                      lambda socket: call_protocol.Connection(
                          seat=seat, name=name, calls=services.calls, waiting_room=services.waiting_room,
                          ice=services.ice_servers, send=sender(socket),

@@ -89,7 +89,8 @@ async def participant_socket(request: web.Request) -> web.StreamResponse:
     seat = await seat_of(request)
     services = request.app[services_key]
     channels = (person_channel(seat.consultation.id, seat.key), consultation_channel(seat.consultation.id))
-    return await run(request, waiting_protocol.MESSAGE_BYTES, services.waiting_room.state.subscribe(*channels),
+    return await run(request, "waiting_patient", waiting_protocol.MESSAGE_BYTES,
+                     services.waiting_room.state.subscribe(*channels),
                      lambda socket: waiting_protocol.WaitingConnection(
                          seat=seat, room=services.waiting_room, consultations=services.consultations,
                          send=sender(socket), translate=functools.partial(user_message, request)))
@@ -103,7 +104,7 @@ async def staff_socket(request: web.Request) -> web.StreamResponse:
     active, membership = await require_staff(request, request.match_info["slug"])
     services = request.app[services_key]
     news = services.waiting_room.state.subscribe(practice_channel(membership.practice.id))
-    return await run(request, waiting_protocol.MESSAGE_BYTES, news,
+    return await run(request, "waiting_staff", waiting_protocol.MESSAGE_BYTES, news,
                      lambda socket: waiting_protocol.PracticeConnection(
                          practice_id=membership.practice.id, actor=active.user.id, room=services.waiting_room,
                          consultations=services.consultations, send=sender(socket),
