@@ -43,8 +43,10 @@ from smartpractice.web.links import RouterLinks
 from smartpractice.web.metrics import count_requests
 from smartpractice.web.middlewares import (
     error_pages,
+    hide_server_version,
     password_change_gate,
     request_context,
+    request_ids,
     second_factor_gate,
     security_headers,
 )
@@ -145,10 +147,11 @@ def create_app(
     settings: Settings, *, clock: Clock | None = None, passwords: Passwords | None = None
 ) -> web.Application:
     """`clock` and `passwords` replace the real ones; tests freeze time and hash cheaply."""
+    hide_server_version()
     app = web.Application(
         client_max_size=settings.max_body_bytes,
         middlewares=[
-            count_requests, error_pages, api_errors, request_context, csrf_protection, second_factor_gate, password_change_gate,
+            request_ids, count_requests, error_pages, api_errors, request_context, csrf_protection, second_factor_gate, password_change_gate,
         ],
     )
     app[settings_key] = settings

@@ -86,7 +86,7 @@ def serve(host: str | None, port: int | None, demo: bool) -> None:
     # Links and the Origin check follow --port unless a public URL is configured.
     local = {} if port is None or BASE_URL_ENV in os.environ else {"BASE_URL": f"http://localhost:{port}"}
     settings = _settings(**local)
-    logs.configure(settings.log_level)
+    logs.configure(settings.log_level, settings.log_format)
     if demo:
         username, password = _run(settings, _ensure_demo)
         click.echo(f"Demo practice: {DEMO_PRACTICE}")

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
+import secrets
 
-from aiohttp import web
+from aiohttp import web, web_response
 
 from smartpractice.accounts.sessions import ActiveSession, GuestSession
 from smartpractice.i18n import DEFAULT_LANGUAGE, LANGUAGES, negotiate
@@ -17,6 +18,7 @@ from smartpractice.keys import (
     settings_key,
     translations_key,
 )
+from smartpractice.logs import REQUEST_ID, request_id_key
 from smartpractice.web.api.errors import http_error_response
 from smartpractice.web.cookies import LANGUAGE, SESSION, read_cookie
 from smartpractice.web.responses import render
@@ -50,6 +52,7 @@ OPEN_DURING_SECOND_FACTOR = frozenset(
      "static", "privacy", "terms", "cookies", "healthz", "readyz", "metrics", "language"}
 )
 SESSION_TOKEN_MAX = 64
+SERVER_NAME = "smartpractice"
 
 
 def _route_name(request: web.Request) -> str | None:
@@ -57,8 +60,27 @@ def _route_name(request: web.Request) -> str | None:
     return route.name if route else None
 
 
+def hide_server_version() -> None:
+    """aiohttp names itself and Python's version in `Server` on every response, its
+    parser's 400s included, and has no setting for it: the name it uses is replaced."""
+    web_response.SERVER_SOFTWARE = SERVER_NAME
+
+
+@web.middleware
+async def request_ids(request: web.Request, handler):
+    """Every request gets an id: in each of its log records and in `X-Request-Id`, so
+    that a user's report ("it failed at 10:02") can be matched with the log."""
+    request_id = secrets.token_hex(8)
+    request[request_id_key] = request_id
+    REQUEST_ID.set(request_id)
+    return await handler(request)
+
+
 async def security_headers(request: web.Request, response: web.StreamResponse) -> None:
     headers = response.headers
+    headers["Server"] = SERVER_NAME
+    if request_id_key in request:
+        headers["X-Request-Id"] = request[request_id_key]
     headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
     headers["X-Content-Type-Options"] = "nosniff"
     headers["X-Frame-Options"] = "DENY"
