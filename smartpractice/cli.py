@@ -99,6 +99,8 @@ def serve(host: str | None, port: int | None, demo: bool) -> None:
             host=host or settings.host,
             port=port or settings.port,
             access_log_class=logs.AccessLogger,
+            # Requests in hand when SIGTERM comes get this long; the app's cleanup gets what is left.
+            shutdown_timeout=settings.stop_seconds,
             print=lambda text: log.info(text.strip()),
         )
     except SchemaOutOfDate as error:
