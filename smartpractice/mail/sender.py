@@ -56,7 +56,7 @@ def build_message(mail: Mail, sender: str) -> EmailMessage:
         method = "CANCEL" if "METHOD:CANCEL" in mail.calendar else "REQUEST"
         message.add_attachment(
             mail.calendar.encode(), maintype="text", subtype="calendar", filename="consultation.ics",
-            params={"method": method},
+            params={"method": method, "charset": "utf-8"},
         )
     return message
 
