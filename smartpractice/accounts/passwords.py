@@ -26,7 +26,7 @@ MIN_STRENGTH = 3
 STRENGTH_SAMPLE = 72
 GENERATED_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"
 # Linux nice value of the hashing threads (0 is normal, 19 the lowest priority).
-HASHING_NICENESS = 10
+HASHING_NICENESS = 5
 
 
 class PasswordRejected(UserError):
