@@ -18,6 +18,7 @@ from smartpractice.web.client import client_address
 from smartpractice.web.cookies import GUEST, SESSION, read_cookie, set_cookie
 from smartpractice.web.csrf import renew_csrf
 from smartpractice.web.forms import field, read_form
+from smartpractice.web.metrics import count_login
 from smartpractice.web.responses import render, see_other, user_message
 
 # What a refused TAN entry answers: too many from one connection, or a wrong/old TAN.
@@ -103,9 +104,12 @@ async def _enter(request: web.Request, ref: InvitationRef, actions: dict) -> web
             user_agent=request.headers.get("User-Agent", ""), language=request[language_key],
         )
     except LinkInvalid as error:
+        count_login(request, "tan", ok=False)
         return _closed(request, error)
     except UserError as error:
+        count_login(request, "tan", ok=False)
         return await _invitation_page(request, ref, actions, error=user_message(request, error), status=_status(error))
+    count_login(request, "tan", ok=True)
     return _signed_in(request, entry)
 
 
@@ -186,9 +190,11 @@ async def code_login(request: web.Request) -> web.StreamResponse:
             user_agent=request.headers.get("User-Agent", ""), language=request[language_key],
         )
     except UserError as error:
+        count_login(request, "tan", ok=False)
         status = 410 if isinstance(error, LinkInvalid) else _status(error)
         return login_page(request, status=status, code=code, tan=tan, tan_error=user_message(request, error),
                           tan_contact=error.params.get("contact", ""))
+    count_login(request, "tan", ok=True)
     return _signed_in(request, entry)
 
 

@@ -18,6 +18,7 @@ from smartpractice.web import (
     guest,
     health,
     invitations,
+    metrics,
     operator,
     pages,
     password_reset,
@@ -143,6 +144,8 @@ def setup_routes(app: web.Application) -> None:
     add("GET", "/terms", pages.terms, name="terms")
     add("GET", "/cookies", pages.cookies, name="cookies")
     add("GET", "/healthz", health.healthz, name="healthz")
+    add("GET", "/readyz", health.readyz, name="readyz")
+    add("GET", "/metrics", metrics.metrics, name="metrics")
     add("GET", "/api/v1/openapi.json", api_openapi.openapi, name="api_openapi")
     add("POST", "/api/v1/patients", api_patients.create, name="api_patient_create")
     add("GET", "/api/v1/patients/{id:[0-9]+}", api_patients.patient, name="api_patient")
