@@ -13,6 +13,7 @@ from smartpractice.accounts.tokens import LinkInvalid
 from smartpractice.errors import UserError
 from smartpractice.keys import guest_session_key, language_key, secret_key, services_key
 from smartpractice.onboarding.guest_access import GuestEntry, InvitationRef
+from smartpractice.submissions import AlreadySubmitted, new_token
 from smartpractice.web.auth import login_page
 from smartpractice.web.client import client_address
 from smartpractice.web.cookies import GUEST, SESSION, read_cookie, set_cookie
@@ -91,7 +92,7 @@ async def _invitation_page(request: web.Request, ref: InvitationRef, actions: di
     if error is None and guest is not None and guest.invitation_id == page.welcome.invitation.id:
         # Still signed in on this device: the mail's link leads straight back in.
         return see_other(_landing(request, page.welcome.invitation.consultation_id))
-    context = {"page": page, "error": error, "actions": actions,
+    context = {"page": page, "error": error, "actions": actions, "form_token": new_token(),
                "sent": error is None and request.query.get("sent") == "1"}
     return render(request, "invitation_login.html", context, status=status)
 
@@ -114,10 +115,13 @@ async def _enter(request: web.Request, ref: InvitationRef, actions: dict) -> web
 
 
 async def _new_tan(request: web.Request, ref: InvitationRef, actions: dict, back) -> web.StreamResponse:
-    await read_form(request)
+    form = await read_form(request)
     try:
         await request.app[services_key].guest_access.send_new_tan(
-            ref, address=client_address(request), language=request[language_key])
+            ref, address=client_address(request), language=request[language_key],
+            form_token=field(form, "form_token", 64))
+    except AlreadySubmitted:
+        pass  # a second click or a reload: the first sending's mail is the one
     except LinkInvalid as error:
         return _closed(request, error)
     except UserError as error:
