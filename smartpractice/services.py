@@ -13,6 +13,7 @@ from smartpractice.accounts.email_changes import EmailChanges
 from smartpractice.accounts.login import Login
 from smartpractice.accounts.password_resets import PasswordResets
 from smartpractice.accounts.passwords import Passwords
+from smartpractice.accounts.personal_data import PersonalData
 from smartpractice.accounts.second_factor import SecondFactors
 from smartpractice.accounts.sessions import Sessions
 from smartpractice.accounts.throttle import LoginThrottle
@@ -85,6 +86,7 @@ class Services:
     signups: Signups
     offer_requests: OfferRequests
     operator: Operator
+    personal_data: PersonalData
 
 
 def build_services(
@@ -197,4 +199,5 @@ def build_services(
             engine=engine, clock=clock, outbox=outbox, throttle=throttle, operator_email=settings.operator_email
         ),
         operator=Operator(engine=engine, clock=clock, users=users, audit=audit),
+        personal_data=PersonalData(engine=engine, clock=clock, audit=audit),
     )

@@ -10,6 +10,7 @@ from smartpractice.web.client import client_address
 from smartpractice.web.cookies import GUEST, SESSION, clear_cookie, read_cookie, set_cookie
 from smartpractice.web.csrf import renew_csrf
 from smartpractice.web.forms import field, read_form
+from smartpractice.web.metrics import count_login
 from smartpractice.web.responses import render, see_other, user_message
 from smartpractice.web.session import require_login, safe_next
 
@@ -51,8 +52,10 @@ async def login(request: web.Request) -> web.StreamResponse:
             user_agent=request.headers.get("User-Agent", ""),
         )
     except LoginFailed as error:
+        count_login(request, "password", ok=False)
         return login_page(request, status=error.status, identifier=identifier, error=user_message(request, error),
                           error_code=error.code, next=target or "")
+    count_login(request, "password", ok=True)
     if logged_in.second_factor == "verify":
         code_page = request.app.router["second_factor"].url_for()
         response = see_other(code_page.with_query(next=target) if target else code_page)
