@@ -96,7 +96,10 @@ def build_services(
     """`passwords` replaces the hasher the settings call for (tests hash cheaply).
     `room_state` is the app's (in memory, or Redis for several instances); without one,
     as for the command line, the rooms live in this process."""
-    passwords = passwords or Passwords(concurrency=settings.password_hash_concurrency)
+    passwords = passwords or Passwords(
+        concurrency=settings.password_hash_concurrency, queue=settings.password_hash_queue,
+        wait_seconds=settings.password_hash_wait_seconds,
+    )
     outbox = Outbox(
         composer=MailComposer(catalogs=catalogs), clock=clock,
         domain=urlsplit(settings.base_url).hostname or "localhost",
