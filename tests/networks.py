@@ -20,19 +20,29 @@ import contextlib
 import ctypes
 import os
 import re
+import secrets
+import shutil
 import signal
 import socket
 import subprocess
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
+import pytest
 import yaml
+from aiohttp import web
+
+from smartpractice.keys import services_key
+from smartpractice.scheduling.consultations import Appointment
+from tests.helpers import add_member, make_app, make_settings
+from tests.p2p_peers import die_with_parent
 
 SERVER = "100.64.0.1"
+PORT = 8000  # the server's own namespace: no other listener there
 HOMES = (1, 2)
 CLONE_NEWNET = 0x40000000
-PR_SET_PDEATHSIG = 1
 COTURN = "/usr/bin/turnserver"
 IP, NFT, SYSCTL = "/usr/sbin/ip", "/usr/sbin/nft", "/usr/sbin/sysctl"
 ROOT = Path(__file__).resolve().parent.parent
@@ -51,11 +61,6 @@ def _delete(namespace: str) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.kill(int(pid), signal.SIGKILL)
     subprocess.run([IP, "netns", "delete", namespace], capture_output=True, timeout=10)
-
-
-def die_with_parent() -> None:
-    """For a child process: killed when the test process ends, even without its teardown."""
-    ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 class Internet:
@@ -248,3 +253,55 @@ class Coturn:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=10)
+
+
+# Fixtures (tests/conftest.py makes them known to every test module)
+
+needs_namespaces = pytest.mark.skipif(
+    os.geteuid() != 0 or not all(shutil.which(tool) for tool in ("ip", "nft", "turnserver")),
+    reason="needs root and Debian's iproute2, nftables and coturn: "
+           "`apt-get install iproute2 nftables coturn` (.ci/run installs them)")
+
+
+@pytest.fixture
+def internet():
+    network = Internet()
+    try:
+        network.build()
+        yield network
+    finally:
+        network.remove()
+
+
+@pytest.fixture
+def coturn(internet, tmp_path):
+    server = Coturn(internet, secrets.token_urlsafe(24), tmp_path / "coturn.log")
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+async def call_across_nat(internet, coturn, tmp_path, database_url):
+    """The practice's server on the internet, TURN configured as docs/deployment.md says, and
+    a consultation with Erika and Paul, both let in: (base URL, consultation id)."""
+    base = f"http://{SERVER}:{PORT}"
+    app = make_app(make_settings(tmp_path, database_url, BASE_URL=base, **coturn.urls))
+    runner = web.AppRunner(app)
+    await runner.setup()
+    try:
+        await web.SockSite(runner, internet.listening_socket(PORT)).start()
+        services = app[services_key]
+        practice = (await services.practices.create("Praxis am Deich", admin_email="deich@example.org",
+                                                    admin_username="deich")).practice
+        doctor = await add_member(app, practice, "clinician", "dr-deich")
+        patients = [await add_member(app, practice, "patient", name) for name in ("erika", "paul")]
+        plan = Appointment.parse("Kontrolle", services.clock.now() + timedelta(minutes=5), 20, now=services.clock.now())
+        consultation = (await services.consultations.schedule(practice, doctor, plan, patient_ids=patients)).consultation
+        for patient in patients:
+            await services.waiting_room.state.admit(practice.id, consultation.id, f"u{patient}")
+        yield base, consultation.id
+    finally:
+        await runner.cleanup()

@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import json
 import re
+import signal
 import sys
 import time
 import traceback
@@ -41,13 +43,17 @@ from aiortc.mediastreams import MediaStreamError
 from aiortc.rtcicetransport import parse_stun_turn_uri
 from aiortc.sdp import candidate_from_sdp
 
-from smartpractice.web.sockets import HEARTBEAT_SECONDS
 from tests.group_peers import ToneMicrophone
-from tests.networks import die_with_parent
 from tests.rtc_peers import SmallCamera
 
 ROOT = Path(__file__).resolve().parent.parent
+PR_SET_PDEATHSIG = 1
 P2P_CONNECT_SECONDS = 15  # static/call/peer-link.js P2P_CONNECT_MS
+
+
+def die_with_parent() -> None:
+    """For a child process: killed when the test process ends, even without its teardown."""
+    ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def reconnect_pause(attempt: int) -> float:
@@ -157,8 +163,8 @@ class PeerLink:
 
 
 class P2PClient:
-    def __init__(self, base: str, consultation: int, username: str, password: str) -> None:
-        self.base, self.consultation = base, consultation
+    def __init__(self, base: str, consultation: int, username: str, password: str, heartbeat: float) -> None:
+        self.base, self.consultation, self.heartbeat = base, consultation, heartbeat
         self.username, self.password = username, password
         self.me = self.session = self.topology = None
         self.ice_servers: list[dict] = []
@@ -181,7 +187,7 @@ class P2PClient:
             while not self._stopped:
                 with contextlib.suppress(aiohttp.ClientError, OSError, TimeoutError):
                     async with session.ws_connect(f"/c/{self.consultation}/call/ws", headers={"Origin": self.base},
-                                                  heartbeat=HEARTBEAT_SECONDS) as socket:
+                                                  heartbeat=self.heartbeat) as socket:
                         self._socket, attempt = socket, 0
                         self.sockets_opened += 1
                         await self._converse(socket)
@@ -298,11 +304,11 @@ class P2PClient:
         return {}
 
 
-async def serve(base: str, consultation: str, username: str, password: str) -> None:
+async def serve(base: str, consultation: str, username: str, password: str, heartbeat: str) -> None:
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-    client = P2PClient(base, int(consultation), username, password)
+    client = P2PClient(base, int(consultation), username, password, float(heartbeat))
     running = asyncio.ensure_future(client.run())
     try:
         while line := await reader.readline():
@@ -325,15 +331,19 @@ class Participant:
         self._process: asyncio.subprocess.Process | None = None
 
     async def start(self, base: str, consultation: int, username: str, password: str) -> None:
+        # The server's heartbeat, read here: importing the web package would slow every peer's start.
+        from smartpractice.web.sockets import HEARTBEAT_SECONDS
+
         self._process = await asyncio.create_subprocess_exec(
             *self.command, sys.executable, "-m", "tests.p2p_peers", base, str(consultation), username, password,
+            str(HEARTBEAT_SECONDS),
             cwd=ROOT, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, preexec_fn=die_with_parent)
 
     async def counts(self) -> dict:
         process = self._process
         process.stdin.write(b'{"do": "counts"}\n')
         await process.stdin.drain()
-        async with asyncio.timeout(20):
+        async with asyncio.timeout(60):  # a busy machine takes a while to start a Python process
             line = await process.stdout.readline()
         assert line, f"{self.name}'s process ended (exit code {process.returncode})"
         return json.loads(line)
@@ -386,4 +396,4 @@ async def until_frames_flow(participants: list[Participant], frames: int, within
 
 
 if __name__ == "__main__":
-    asyncio.run(serve(*sys.argv[1:5]))
+    asyncio.run(serve(*sys.argv[1:6]))

@@ -11,77 +11,21 @@ decodes the other's video and audio."""
 from __future__ import annotations
 
 import asyncio
-import os
-import secrets
-import shutil
 import time
-from datetime import timedelta
 
 import pytest
-from aiohttp import web
 
-from smartpractice.keys import services_key
-from smartpractice.scheduling.consultations import Appointment
-from tests.helpers import PASSWORD, add_member, make_app, make_settings
-from tests.networks import SERVER, Coturn, Internet
+from tests.helpers import PASSWORD
+from tests.networks import needs_namespaces
 from tests.p2p_peers import Participant, until_connected, until_frames_flow
 
-PORT = 8000  # the server's own namespace: no other listener there
-
-pytestmark = pytest.mark.skipif(
-    os.geteuid() != 0 or not all(shutil.which(tool) for tool in ("ip", "nft", "turnserver")),
-    reason="needs root and Debian's iproute2, nftables and coturn: "
-           "`apt-get install iproute2 nftables coturn` (.ci/run installs them)")
+pytestmark = needs_namespaces
 
 
 @pytest.fixture
-def internet():
-    network = Internet()
-    try:
-        network.build()
-        yield network
-    finally:
-        network.remove()
-
-
-@pytest.fixture
-def coturn(internet, tmp_path):
-    server = Coturn(internet, secrets.token_urlsafe(24), tmp_path / "coturn.log")
-    try:
-        server.start()
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-async def call(internet, coturn, tmp_path, database_url):
-    """The practice's server on the internet, TURN configured as docs/deployment.md says, and
-    a consultation with Erika and Paul, both let in: (base URL, consultation id)."""
-    base = f"http://{SERVER}:{PORT}"
-    app = make_app(make_settings(tmp_path, database_url, BASE_URL=base, **coturn.urls))
-    runner = web.AppRunner(app)
-    await runner.setup()
-    try:
-        await web.SockSite(runner, internet.listening_socket(PORT)).start()
-        services = app[services_key]
-        practice = (await services.practices.create("Praxis am Deich", admin_email="deich@example.org",
-                                                    admin_username="deich")).practice
-        doctor = await add_member(app, practice, "clinician", "dr-deich")
-        patients = [await add_member(app, practice, "patient", name) for name in ("erika", "paul")]
-        plan = Appointment.parse("Kontrolle", services.clock.now() + timedelta(minutes=5), 20, now=services.clock.now())
-        consultation = (await services.consultations.schedule(practice, doctor, plan, patient_ids=patients)).consultation
-        for patient in patients:
-            await services.waiting_room.state.admit(practice.id, consultation.id, f"u{patient}")
-        yield base, consultation.id
-    finally:
-        await runner.cleanup()
-
-
-@pytest.fixture
-async def people(internet, call):
+async def people(internet, call_across_nat):
     """Erika at home 1 and Paul at home 2, each joining the call from there."""
-    base, consultation = call
+    base, consultation = call_across_nat
     erika = Participant("Erika (home 1)", internet.command_in("home1"))
     paul = Participant("Paul (home 2)", internet.command_in("home2"))
     try:
