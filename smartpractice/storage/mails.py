@@ -133,3 +133,31 @@ async def overdue_count(conn: AsyncConnection, due_before: datetime) -> int:
     query = select(func.count()).select_from(mails).where(
         mails.c.status == "pending", mails.c.next_attempt_at < due_before)
     return (await conn.execute(query)).scalar_one()
+
+
+@dataclass(frozen=True)
+class QueuedMail:
+    id: int
+    kind: str
+    status: str
+    attempts: int
+    created_at: datetime
+    next_attempt_at: datetime
+    last_error: str | None
+
+
+async def listing(conn: AsyncConnection, statuses: tuple[str, ...], limit: int | None,
+                  mail_id: int | None = None) -> list[QueuedMail]:
+    query = (select(mails.c.id, mails.c.kind, mails.c.status, mails.c.attempts, mails.c.created_at,
+                    mails.c.next_attempt_at, mails.c.last_error)
+             .where(mails.c.status.in_(statuses), mails.c.id == mail_id if mail_id is not None else True)
+             .order_by(mails.c.id.desc()).limit(limit))
+    return [QueuedMail(**row._mapping) for row in await conn.execute(query)]
+
+
+async def due_now(conn: AsyncConnection, mail_ids: list[int] | None, now: datetime) -> int:
+    """Pending mails waiting out their back-off are tried at once (SMTP works again)."""
+    condition = mails.c.status == "pending"
+    if mail_ids is not None:
+        condition = and_(condition, mails.c.id.in_(mail_ids))
+    return (await conn.execute(update(mails).where(condition).values(next_attempt_at=now))).rowcount

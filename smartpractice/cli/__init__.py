@@ -46,15 +46,17 @@ async def _with_engine(settings: Settings, work):
         await engine.dispose()
 
 
-async def _with_services(settings: Settings, work):
-    """Run `work` with the app's services, outside a running server."""
+async def _with_services(settings: Settings, work, *, engine_too: bool = False):
+    """Run `work` with the app's services (and, `engine_too`, the engine for the mail
+    sender), outside a running server."""
     app = create_app(settings)
 
     async def build(engine):
-        return await work(build_services(
+        services = build_services(
             engine=engine, settings=settings, clock=Clock(), secret=app[secret_key], catalogs=app[catalogs_key],
             links=RouterLinks(router=app.router, base_url=settings.base_url),
-        ))
+        )
+        return await (work(services, engine) if engine_too else work(services))
 
     return await _with_engine(settings, build)
 
@@ -253,6 +255,9 @@ def api_key_revoke(slug: str, key_id: int) -> None:
     _run(_settings(), work)
     click.echo(f"API key {key_id} revoked.")
 
+
+# Each adds its commands to `main`.
+from smartpractice.cli import accounts, operations, outbox  # noqa: E402, F401
 
 if __name__ == "__main__":
     sys.exit(main())
