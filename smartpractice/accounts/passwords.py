@@ -7,6 +7,7 @@ import os
 import re
 import secrets
 import threading
+import time
 import unicodedata
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -25,6 +26,7 @@ MIN_STRENGTH = 3
 # zxcvbn refuses longer input; 72 characters are plenty to judge by.
 STRENGTH_SAMPLE = 72
 GENERATED_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"
+MIN_WAIT_SECONDS = 0.5
 # Linux nice value of the hashing threads (0 is normal, 19 the lowest priority).
 HASHING_NICENESS = 5
 
@@ -86,15 +88,16 @@ def generate_password() -> str:
 
 class Passwords:
     """argon2id hashing off the event loop: at most `concurrency` hashes at once, at most
-    `queue` more waiting, none waiting longer than `wait_seconds`. Beyond that the request
-    is told to come back (Busy) instead of piling up; a request whose client has left (its
-    handler is cancelled) takes its hash out of the queue.
+    `queue` more waiting, and none waiting longer than would let it finish within
+    `wait_seconds` (judged by how long hashes took lately). Beyond that the request is told
+    to come back (Busy) instead of piling up; a request whose client has left (its handler
+    is cancelled) takes its hash out of the queue.
 
     A hand-made executor around concurrent.futures because asyncio.to_thread queues without
     bound and cannot take back work that has not started."""
 
     def __init__(
-        self, *, concurrency: int, queue: int = 16, wait_seconds: float = 4.0,
+        self, *, concurrency: int, queue: int = 16, wait_seconds: float = 5.0,
         hasher: argon2.PasswordHasher | None = None,
     ) -> None:
         # argon2-cffi's defaults are the production parameters (docs/security.md).
@@ -104,6 +107,7 @@ class Passwords:
         )
         self._most = concurrency + queue
         self._wait = wait_seconds
+        self._recent = 0.0  # seconds a hash took lately, a moving average
         self._pending = 0
         self._dummy_hash: str | None = None
 
@@ -137,10 +141,11 @@ class Passwords:
         if self._pending >= self._most:
             raise Busy("password_hashing")
         self._pending += 1
-        job = self._executor.submit(function, *args)
+        job = self._executor.submit(self._timed, function, *args)
         result = asyncio.wrap_future(job)
         try:
-            done, _ = await asyncio.wait({result}, timeout=self._wait)
+            # A machine slower than the budget still gets a free worker a moment to start.
+            done, _ = await asyncio.wait({result}, timeout=max(MIN_WAIT_SECONDS, self._wait - self._recent))
             # cancel() only succeeds for a job no thread has started: that one is dropped.
             if not done and job.cancel():
                 raise Busy("password_hashing")
@@ -150,6 +155,14 @@ class Passwords:
             raise
         finally:
             self._pending -= 1
+
+    def _timed(self, function, *args):
+        started = time.monotonic()
+        try:
+            return function(*args)
+        finally:
+            # Written from a worker thread: a lost update only blurs the average.
+            self._recent = 0.7 * self._recent + 0.3 * (time.monotonic() - started)
 
     def _verify(self, password_hash: str, password: str) -> bool:
         try:
