@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import re
 import secrets
@@ -105,6 +106,7 @@ class Passwords:
         self._executor = ThreadPoolExecutor(
             max_workers=concurrency, thread_name_prefix="argon2", initializer=_behind_the_event_loop
         )
+        self._concurrency = concurrency
         self._most = concurrency + queue
         self._wait = wait_seconds
         self._recent = 0.0  # seconds a hash took lately, a moving average
@@ -137,9 +139,16 @@ class Passwords:
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
-    async def _run(self, function, *args):
-        if self._pending >= self._most:
+    def check_room(self) -> None:
+        """Raise Busy if a hash asked for now could not be done within the budget: callers
+        ask first, so a crowd is answered before it costs a database write."""
+        ahead = self._pending - self._concurrency + 1  # jobs to finish before a new one starts
+        expected = (math.ceil(ahead / self._concurrency) if ahead > 0 else 0) * self._recent + self._recent
+        if self._pending >= self._most or (ahead > 0 and expected > self._wait):
             raise Busy("password_hashing")
+
+    async def _run(self, function, *args):
+        self.check_room()
         self._pending += 1
         job = self._executor.submit(self._timed, function, *args)
         result = asyncio.wrap_future(job)
