@@ -109,3 +109,18 @@ async def test_a_request_before_the_first_packet_goes_out_with_it(camera):
     assert plis == []  # nothing to address it to yet
     send(DELTA)
     assert len(plis) == 1
+
+
+async def test_once_a_keyframe_has_come_the_next_request_goes_out_at_once(camera):
+    """The interval holds only while a request is unanswered: a subscriber who comes up
+    just after a keyframe is not kept waiting for the rest of it."""
+    source, send, plis = camera
+    send(DELTA)
+    source.request_keyframe()
+    send(KEYFRAME)
+    source.request_keyframe()
+    assert len(plis) == 2
+    source.request_keyframe()  # unanswered again: deferred
+    assert len(plis) == 2
+    await asyncio.sleep(INTERVAL * 1.5)
+    assert len(plis) == 3

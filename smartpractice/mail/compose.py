@@ -13,7 +13,7 @@ import jinja2
 
 from smartpractice.i18n import Catalogs
 
-TEMPLATES = Path(__file__).resolve().parents[2] / "templates" / "mail"
+TEMPLATES = Path(__file__).parents[1] / "templates" / "mail"
 
 
 @dataclass(frozen=True)

@@ -35,11 +35,13 @@ from .keyframes import is_vp8_keyframe_start, needs_keyframe_gate
 from .rtp_header import ABS_SEND_TIME, AUDIO_LEVEL
 from .statistics import IncomingStream
 
-# RFC 4585 leaves the rate to the application; one PLI per source per interval
-# keeps a room of subscribers joining at once from flooding the publisher. A request
-# that comes sooner is deferred to the end of the interval, never dropped, and a
-# subscriber still waiting for a keyframe then is asked for again (a lost PLI, or a
-# publisher that was not sending yet).
+# RFC 4585 leaves the rate to the application. While a PLI is unanswered (no keyframe
+# since), at most one per source per interval keeps a room of subscribers joining at once
+# from flooding the publisher; a request that comes sooner is deferred to the end of the
+# interval, never dropped, and a subscriber still waiting for a keyframe then is asked
+# for again (a lost PLI, or a publisher that was not sending yet). Once a keyframe has
+# come, the next request goes out at once: the publisher makes at most one keyframe per
+# request, and a subscriber who came up just after one need not wait out the interval.
 KEYFRAME_REQUEST_INTERVAL = 0.5
 REMB_INTERVAL = 1.0
 
@@ -76,6 +78,10 @@ class Source:
         self._last_keyframe_request = -KEYFRAME_REQUEST_INTERVAL
         # A keyframe someone asked for that has not been requested or seen since.
         self._keyframe_wanted = False
+        # A PLI is out and no keyframe has come since: only then does the interval hold.
+        self._keyframe_asked = False
+        # Either: only then are packets looked at for a keyframe.
+        self._watching = False
         self._keyframe_timer: asyncio.TimerHandle | None = None
         self._last_remb = -REMB_INTERVAL
         self._reports: asyncio.Task[None] | None = None
@@ -155,8 +161,8 @@ class Source:
         for forward in self.forwards:
             forward.forward(name, marker, sequence_number, timestamp, ssrc,
                             abs_send_time, audio_level, payload)
-        if self._keyframe_wanted:
-            self._keyframe_arrived_or_due(name, payload)
+        if self._watching:
+            self._watch_for_keyframe(name, payload)
 
     def _repair(self, codec_name: str, marker: int, sequence_number: int, timestamp: int,
                 ssrc: int, abs_send_time: bytes | None, audio_level: int | None,
@@ -172,13 +178,22 @@ class Source:
             forward.repair(codec_name, marker, sequence_number, timestamp, ssrc,
                            abs_send_time, audio_level, payload)
 
-    def _keyframe_arrived_or_due(self, codec_name: str, payload: bytes) -> None:
-        """While a keyframe is wanted (rare): one that starts now answers it; else a
-        request that had to wait for the source's first packet goes out."""
+    def _watch_for_keyframe(self, codec_name: str, payload: bytes) -> None:
+        """While a keyframe is wanted or asked for (rare): one that starts answers every
+        request so far; else a request that had to wait for the source's first packet
+        goes out, and a request unanswered for an interval stops the watch."""
         if needs_keyframe_gate(codec_name) and is_vp8_keyframe_start(payload):
-            self._keyframe_wanted = False
-        elif self._keyframe_timer is None:
-            self._schedule_keyframe_request()
+            self._keyframe_wanted = self._keyframe_asked = self._watching = False
+            if self._keyframe_timer is not None:
+                self._keyframe_timer.cancel()
+                self._keyframe_timer = None
+        elif self._keyframe_wanted:
+            if self._keyframe_timer is None:
+                self._schedule_keyframe_request()
+        elif (not needs_keyframe_gate(codec_name) or time.monotonic()
+              > self._last_keyframe_request + KEYFRAME_REQUEST_INTERVAL):
+            # Unrecognisable keyframes, or the interval has passed: throttled no longer.
+            self._keyframe_asked = self._watching = False
 
     def _read_extensions(self, data: bytes, profile: int, start: int,
                          stop: int) -> tuple[bytes | None, int | None]:
@@ -220,7 +235,7 @@ class Source:
     def request_keyframe(self) -> None:
         """Ask the publisher for a keyframe: at once, or when the throttle interval
         (or, before the source's first packet, that packet) allows. Never dropped."""
-        self._keyframe_wanted = True
+        self._keyframe_wanted = self._watching = True
         if self._keyframe_timer is None:
             self._schedule_keyframe_request()
 
@@ -231,8 +246,10 @@ class Source:
 
     def _schedule_keyframe_request(self) -> None:
         if self._media_ssrc is None:
-            return  # the first packet schedules it (_keyframe_arrived_or_due)
-        delay = self._last_keyframe_request + KEYFRAME_REQUEST_INTERVAL - time.monotonic()
+            return  # the first packet schedules it (_watch_for_keyframe)
+        delay = 0.0
+        if self._keyframe_asked:
+            delay = self._last_keyframe_request + KEYFRAME_REQUEST_INTERVAL - time.monotonic()
         if delay <= 0:
             self._keyframe_due()
         else:
@@ -245,6 +262,7 @@ class Source:
         if not (self._keyframe_wanted or waiting) or self._media_ssrc is None:
             return
         self._keyframe_wanted = False
+        self._keyframe_asked = self._watching = True
         self._last_keyframe_request = time.monotonic()
         self.keyframe_requests_sent += 1
         self._send(RtcpPsfbPacket(fmt=RTCP_PSFB_PLI, ssrc=self._rtcp_ssrc,

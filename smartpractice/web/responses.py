@@ -21,7 +21,8 @@ from smartpractice.keys import (
 from smartpractice.times import local, spoken
 from smartpractice.web.csrf import csrf_token, send_nonce
 
-TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
+# Inside the package, so that a wheel carries them (a link to the top-level folder in the repository).
+TEMPLATES = Path(__file__).parents[1] / "templates"
 
 
 @jinja2.pass_context
