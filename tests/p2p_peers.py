@@ -47,7 +47,7 @@ from tests.group_peers import ToneMicrophone
 from tests.rtc_peers import SmallCamera
 
 ROOT = Path(__file__).resolve().parent.parent
-PR_SET_PDEATHSIG = 1
+PR_SET_NAME, PR_SET_PDEATHSIG = 15, 1
 P2P_CONNECT_SECONDS = 15  # static/call/peer-link.js P2P_CONNECT_MS
 
 
@@ -61,6 +61,11 @@ def reconnect_pause(attempt: int) -> float:
     return min(0.5 * 2 ** attempt, 10.0)
 
 
+def ice_agent(pc: RTCPeerConnection):  # noqa: ANN201 - aioice's Connection
+    """The one ICE agent of a connection whose m-lines are all bundled."""
+    return pc.getTransceivers()[0].sender.transport.transport.iceGatherer._connection
+
+
 def allocate_everywhere(pc: RTCPeerConnection, ice_servers: list[dict]) -> None:
     """A browser allocates a relayed candidate on each TURN URL it is given (UDP and TCP);
     aiortc uses only the first. This makes aiortc's ICE agent ask each one, and marks every
@@ -69,32 +74,29 @@ def allocate_everywhere(pc: RTCPeerConnection, ice_servers: list[dict]) -> None:
     turns = [(parse_stun_turn_uri(url), server) for server in ice_servers
              for url in ([server["urls"]] if isinstance(server["urls"], str) else server["urls"])
              if url.startswith("turn:")]
-    agents = {id(t.sender.transport.transport.iceGatherer._connection): t.sender.transport.transport.iceGatherer._connection
-              for t in pc.getTransceivers()}
-    for agent in agents.values():
-        agent.turn_server = None  # aiortc's own single allocation: replaced by the ones below
-        own_gathering = agent.get_component_candidates
+    agent = ice_agent(pc)
+    agent.turn_server = None  # aiortc's own single allocation: replaced by the ones below
+    own_gathering = agent.get_component_candidates
 
-        async def gather(component: int, addresses: list[str], timeout: int = 5, agent=agent,  # noqa: ANN001, ASYNC109 - aioice's signature
-                         own_gathering=own_gathering) -> list:
-            async def allocate(uri: dict, server: dict):  # noqa: ANN202
-                candidate, protocol = await relayed_candidate(
-                    component=component, hide_related_address=False, protocol_factory=lambda: StunProtocol(agent),
-                    turn_server=(uri["host"], uri["port"]), turn_username=server["username"],
-                    turn_password=server["credential"], turn_ssl=False, turn_transport=uri["transport"])
-                protocol.relay_protocol = uri["transport"]
-                agent._protocols.append(protocol)
-                return candidate
+    async def gather(component: int, addresses: list[str], timeout: int = 5) -> list:  # noqa: ASYNC109 - aioice's
+        async def allocate(uri: dict, server: dict):  # noqa: ANN202
+            candidate, protocol = await relayed_candidate(
+                component=component, hide_related_address=False, protocol_factory=lambda: StunProtocol(agent),
+                turn_server=(uri["host"], uri["port"]), turn_username=server["username"],
+                turn_password=server["credential"], turn_ssl=False, turn_transport=uri["transport"])
+            protocol.relay_protocol = uri["transport"]
+            agent._protocols.append(protocol)
+            return candidate
 
-            allocations = [asyncio.ensure_future(asyncio.wait_for(allocate(uri, server), timeout))
-                           for uri, server in turns]
-            candidates = await own_gathering(component, addresses, timeout)
-            for result in await asyncio.gather(*allocations, return_exceptions=True):
-                if not isinstance(result, BaseException):
-                    candidates.append(result)
-            return candidates
+        allocations = [asyncio.ensure_future(asyncio.wait_for(allocate(uri, server), timeout))
+                       for uri, server in turns]
+        candidates = await own_gathering(component, addresses, timeout)
+        for result in await asyncio.gather(*allocations, return_exceptions=True):
+            if not isinstance(result, BaseException):
+                candidates.append(result)
+        return candidates
 
-        agent.get_component_candidates = gather
+    agent.get_component_candidates = gather
 
 
 class PeerLink:
@@ -142,7 +144,7 @@ class PeerLink:
     def path(self) -> dict:
         """The selected candidate pair (a browser's `candidate-pair` stats with
         `selected: true`) and the candidates this side gathered."""
-        agent = self.pc.getTransceivers()[0].sender.transport.transport.iceGatherer._connection
+        agent = ice_agent(self.pc)
         pair = agent._nominated.get(1)
 
         def described(candidate, protocol=None) -> dict:  # noqa: ANN001
@@ -305,6 +307,7 @@ class P2PClient:
 
 
 async def serve(base: str, consultation: str, username: str, password: str, heartbeat: str) -> None:
+    ctypes.CDLL(None).prctl(PR_SET_NAME, b"netns-peer")  # `ps -o comm` tells whose process it is
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)

@@ -98,6 +98,7 @@ class Login:
         self._audit = audit
 
     async def log_in(self, identifier: str, password: str, *, address: str, user_agent: str) -> LoggedIn:
+        self._passwords.check_room()
         identifier = identifier.strip()
         now = self._clock.now()
         async with self._engine.begin() as conn:
