@@ -32,7 +32,7 @@ log = logging.getLogger("smartpractice")
 
 def _settings(**overrides: str) -> Settings:
     try:
-        return Settings.from_env(**overrides)
+        return Settings.from_env(None, **overrides)
     except ConfigError as error:
         raise click.ClickException(str(error)) from None
 
