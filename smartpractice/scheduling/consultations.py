@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from email.utils import parseaddr
@@ -129,7 +130,7 @@ class Consultations:
 
     async def schedule(
         self, practice: Practice, clinician_id: int | None, plan: Appointment, *,
-        patient_ids: list[int] = (), invitees: list[Invitee] = (), actor: int | None = None,
+        patient_ids: Sequence[int] = (), invitees: Sequence[Invitee] = (), actor: int | None = None,
         once: Once | Idempotent | None = None,
     ) -> Scheduled:
         """`actor` is the staff member for the audit log; None for practice software. A
@@ -179,7 +180,7 @@ class Consultations:
 
     async def add_participants(
         self, practice: Practice, consultation_id: int, invited_by: int | None, *,
-        patient_ids: list[int] = (), invitees: list[Invitee] = (), once: Once | None = None,
+        patient_ids: Sequence[int] = (), invitees: Sequence[Invitee] = (), once: Once | None = None,
     ) -> Scheduled:
         async with self._engine.begin() as conn:
             await claim(conn, once, self._clock.now())
