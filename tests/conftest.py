@@ -22,6 +22,7 @@ from smartpractice.services import Services
 from smartpractice.storage.engine import create_engine, upgrade
 from smartpractice.storage.practices import Practice
 from smartpractice.storage.tables import metadata
+from tests.firefox_pages import Firefox
 from tests.helpers import (
     CHROMIUM,
     CHROMIUM_FLAGS,
@@ -184,3 +185,10 @@ def pytest_collection_modifyitems(config, items):
     if media:
         config.hook.pytest_deselected(items=media)
         items[:] = [item for item in items if item not in media]
+
+
+@pytest.fixture
+async def firefox():
+    """Debian's firefox-esr with a synthetic camera and microphone, allowed to use both."""
+    async with Firefox.launched() as launched:
+        yield launched

@@ -6,15 +6,16 @@ from __future__ import annotations
 import asyncio
 import re
 import threading
+import uuid
 from pathlib import Path
 
 import aioice.stun
 import aiortc
 import pytest
-from aiortc import RTCRtpReceiver, RTCRtpSender
+from aiortc import RTCRtpReceiver, RTCRtpSender, RTCSessionDescription
 from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, RtpPacket, is_rtcp, pack_remb_fci
 
-from smartpractice.rtc import Relay, hooks
+from smartpractice.rtc import Relay, candidates, hooks
 from smartpractice.rtc.hooks import guard
 from smartpractice.rtc.keyframes import is_vp8_keyframe_start
 from tests.rtc_peers import HEIGHT, WIDTH, OpaqueFrames, Peer, publisher, subscriber, until
@@ -589,3 +590,45 @@ async def test_h264_when_the_browsers_offer_only_that(relay):
     finally:
         await sender.close()
         await receiver.close()
+
+
+def behind_mdns_names(sdp: str) -> str:
+    """The offer as Firefox writes it without a camera grant: each host address replaced
+    by an mDNS name (a fresh `<uuid>.local`), complete with end-of-candidates."""
+    hidden = re.sub(r"^(a=candidate:\S+ \d+ \S+ \d+ )\S+( \d+ typ host)",
+                    lambda found: f"{found[1]}{uuid.uuid4()}.local{found[2]}", sdp, flags=re.M)
+    assert ".local" in hidden and "a=end-of-candidates" in hidden
+    return hidden
+
+
+async def test_a_participant_known_only_by_mdns_names_is_reached_through_its_checks(relay):
+    room = relay.room("consultation-mdns")
+    sender, receiver = publisher(), subscriber()
+    try:
+        await sender.attach(room, "pub")
+        await receiver.pc.setLocalDescription(await receiver.pc.createOffer())
+        answer = await room.attach("sub", behind_mdns_names(receiver.pc.localDescription.sdp))
+        await receiver.pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
+        await until(lambda: receiver.frames["video"] >= 5 and receiver.frames["audio"] >= 5, within=15)
+        # The relay knows the address only from the subscriber's checks (peer reflexive).
+        transport = room.participant("sub").pc.getTransceivers()[0].receiver.transport.transport
+        assert {c.type for c in transport.getRemoteCandidates()} == {"prflx"}
+    finally:
+        await sender.close()
+        await receiver.close()
+
+
+async def test_a_participant_known_only_by_mdns_names_whose_checks_never_come_is_let_go(relay, monkeypatch):
+    monkeypatch.setattr(candidates, "PEER_REFLEXIVE_SECONDS", 0.5)
+    room = relay.room("consultation-mdns-silent")
+    sender, silent = publisher(), subscriber()
+    try:
+        await sender.attach(room, "pub")
+        await silent.pc.setLocalDescription(await silent.pc.createOffer())
+        # The answer never reaches it, so it never checks.
+        await room.attach("sub", behind_mdns_names(silent.pc.localDescription.sdp))
+        await until(lambda: "sub" not in room.participant_ids, within=10)
+        assert room.participant_ids == ["pub"]
+    finally:
+        await sender.close()
+        await silent.close()

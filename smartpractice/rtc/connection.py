@@ -17,6 +17,7 @@ from aiortc import (
 )
 
 from . import hooks
+from .candidates import end_candidates_later, without_mdns_candidates
 from .forwarding import Forward, IdleTrack
 from .source import Source
 
@@ -42,6 +43,7 @@ class RelayConnection:
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=list(ice_servers),
                                                      bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
         self._on_failed = on_failed
+        self._ending_candidates: asyncio.Task | None = None
 
         @self.pc.on("connectionstatechange")
         def _state_changed() -> None:
@@ -52,6 +54,7 @@ class RelayConnection:
         """Take the offer's sending m-lines as this participant's sources and fill
         its receiving m-lines with the available sources of the same kind.
         Without `publishing`, an offer to send is refused (SendingRefused)."""
+        offer_sdp, hidden = without_mdns_candidates(offer_sdp)
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
         waiting = list(available)
         for transceiver in self.pc.getTransceivers():
@@ -71,6 +74,8 @@ class RelayConnection:
         answer = await self.pc.createAnswer()
         # aiortc gathers every candidate here: the answer is complete, not trickled.
         await self.pc.setLocalDescription(answer)
+        if hidden:
+            self._ending_candidates = asyncio.create_task(end_candidates_later(self.pc))
         return self.pc.localDescription.sdp
 
     def _publish(self, transceiver: RTCRtpTransceiver) -> None:
@@ -89,6 +94,8 @@ class RelayConnection:
         source.forwards.append(forward)
 
     async def close(self) -> None:
+        if self._ending_candidates is not None:
+            self._ending_candidates.cancel()
         for forward in self.forwards:
             if forward in forward.source.forwards:
                 forward.source.forwards.remove(forward)

@@ -21,10 +21,15 @@ function start() {
   const reload = () => window.location.reload();
   keepAlive({ url: root.dataset.alive, seconds: Number(root.dataset.aliveSeconds), csrf: root.dataset.csrf }, reload);
 
-  if (!navigator.mediaDevices || !window.RTCPeerConnection) {
-    $("device-error").textContent = T.device_failed;
+  // A browser without WebRTC (Debian's WebKitGTK, for one) or without camera access cannot
+  // take part; it is told which browsers can. An insecure page (http) has no camera
+  // access in any browser, which is no reason to change browsers.
+  const unsupported = !window.RTCPeerConnection || (window.isSecureContext && !navigator.mediaDevices);
+  if (unsupported || !navigator.mediaDevices) {
+    $("device-error").textContent = unsupported ? T.unsupported : T.device_failed;
     $("device-error").hidden = false;
     $("join").disabled = true;
+    root.dataset.state = "unsupported";
     return;
   }
 
