@@ -80,6 +80,9 @@ practices = Table(
     Column("contact", String(254), nullable=False, server_default=""),
     # "p2p": peer to peer first, the relay only when needed; "relay": always the relay.
     Column("relay_policy", String(16), nullable=False, server_default="p2p"),
+    # "require": a browser without encoded transforms cannot join; "allow_transport": it can,
+    # and the call then has transport encryption only, shown to everyone (docs/e2ee.md).
+    Column("e2ee_policy", String(16), nullable=False, server_default="require"),
     # NULL: the site's retention period; a practice may only shorten it.
     Column("retention_days", Integer, nullable=True),
     Column("seats", Integer, nullable=False, server_default="1"),
