@@ -83,6 +83,8 @@ async def _database(app: web.Application, *, passwords: Passwords | None) -> Asy
     yield
     await services.calls.close()
     await engine.dispose()
+    if passwords is None:  # the app's own hasher; one handed in belongs to the caller
+        services.passwords.close()
 
 
 async def _room_state(app: web.Application) -> AsyncIterator[None]:

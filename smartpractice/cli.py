@@ -99,6 +99,11 @@ def serve(host: str | None, port: int | None, demo: bool) -> None:
             host=host or settings.host,
             port=port or settings.port,
             access_log_class=logs.AccessLogger,
+            # A client that leaves stops its request: a queued password hash is dropped, a
+            # transaction rolled back (as in the tests, which aiohttp's test server runs so).
+            handler_cancellation=True,
+            # Requests in hand when SIGTERM comes get this long; the app's cleanup gets what is left.
+            shutdown_timeout=settings.stop_seconds,
             print=lambda text: log.info(text.strip()),
         )
     except SchemaOutOfDate as error:

@@ -66,6 +66,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("SESSION_MAX_HOURS", "12", "A login session ends this many hours after login, active or not."),
     Setting("MAX_BODY_KB", "1024", "Largest request body accepted, in KiB; larger requests get 413."),
     Setting("PASSWORD_HASH_CONCURRENCY", "2", "How many password hashes may be computed at once (each takes 64 MiB and a core)."),
+    Setting("PASSWORD_HASH_QUEUE", "16", "How many password hashes may wait for a free place; a login, registration or password change beyond them is asked to try again in a few seconds (503 with Retry-After)."),
+    Setting("PASSWORD_HASH_WAIT_SECONDS", "4", "Longest a password hash waits for a free place before its request is asked to try again in a few seconds."),
     Setting("STUN_URLS", "", "Comma-separated STUN servers for browsers and the relay, e.g. `stun:turn.example.org:3478`. Empty: no STUN server is asked (no public default); peers use their host candidates and TURN."),
     Setting("TURN_URLS", "", "Comma-separated TURN servers handed to browsers, e.g. `turn:turn.example.org:3478?transport=udp,turns:turn.example.org:5349?transport=tcp`. Needs `TURN_SECRET`."),
     Setting("TURN_SECRET", "", "The `static-auth-secret` of coturn (`use-auth-secret`): each participant gets a TURN user name and password minted from it, valid for `TURN_TTL_SECONDS`."),
@@ -192,6 +194,8 @@ class Settings:
     session_max_hours: int
     max_body_bytes: int
     password_hash_concurrency: int
+    password_hash_queue: int
+    password_hash_wait_seconds: int
     stun_urls: tuple[str, ...]
     turn_urls: tuple[str, ...]
     turn_secret: str
@@ -267,6 +271,8 @@ class Settings:
             session_max_hours=_int(raw["SESSION_MAX_HOURS"], "SESSION_MAX_HOURS", 1, 24 * 7),
             max_body_bytes=_int(raw["MAX_BODY_KB"], "MAX_BODY_KB", 16, 1024 * 1024) * 1024,
             password_hash_concurrency=_int(raw["PASSWORD_HASH_CONCURRENCY"], "PASSWORD_HASH_CONCURRENCY", 1, 64),
+            password_hash_queue=_int(raw["PASSWORD_HASH_QUEUE"], "PASSWORD_HASH_QUEUE", 0, 10_000),
+            password_hash_wait_seconds=_int(raw["PASSWORD_HASH_WAIT_SECONDS"], "PASSWORD_HASH_WAIT_SECONDS", 1, 60),
             stun_urls=_ice_urls(raw["STUN_URLS"], "STUN_URLS", ("stun:", "stuns:")),
             turn_urls=turn_urls,
             turn_secret=raw["TURN_SECRET"],

@@ -80,13 +80,18 @@ def make_app(settings: Settings, *, clock: Clock | None = None) -> web.Applicati
 _APP_OF_SESSION: dict[int, web.Application] = {}
 
 
-@contextlib.asynccontextmanager
-async def second_browser(client: TestClient) -> AsyncIterator[ClientSession]:
+def second_browser(client: TestClient) -> contextlib.AbstractAsyncContextManager[ClientSession]:
     """A second browser, with its own cookies, talking to the same running server."""
+    return browser_at(str(client.make_url("/")), client.app)
+
+
+@contextlib.asynccontextmanager
+async def browser_at(base_url: str, app: web.Application) -> AsyncIterator[ClientSession]:
+    """A browser of a server at `base_url` (another process, too) whose database `app` shares."""
     jar = CookieJar(unsafe=True)
     headers = {"User-Agent": "Tablet-Browser/1.0"}
-    async with ClientSession(base_url=str(client.make_url("/")), cookie_jar=jar, headers=headers) as session:
-        _APP_OF_SESSION[id(session)] = client.app
+    async with ClientSession(base_url=base_url, cookie_jar=jar, headers=headers) as session:
+        _APP_OF_SESSION[id(session)] = app
         try:
             yield session
         finally:

@@ -56,7 +56,7 @@ def build_message(mail: Mail, sender: str) -> EmailMessage:
         method = "CANCEL" if "METHOD:CANCEL" in mail.calendar else "REQUEST"
         message.add_attachment(
             mail.calendar.encode(), maintype="text", subtype="calendar", filename="consultation.ics",
-            params={"method": method},
+            params={"method": method, "charset": "utf-8"},
         )
     return message
 
@@ -112,13 +112,17 @@ class MailSender:
 
     async def run(self) -> None:
         """Send until cancelled; called as a background task of the server."""
-        await self.release_stale()
+        stale_released = False
         pauses: tuple[float, ...] = ()
         while not self._stop.is_set():
             self._wake.clear()
             self._rounds_begun += 1
             this_round = self._rounds_begun
             try:
+                # In the loop, so a database busy at start (SQLite locked) is tried again.
+                if not stale_released:
+                    await self.release_stale()
+                    stale_released = True
                 found, sent = await self._send_due()
             except Exception:
                 log.exception("mail sender round failed; trying again")

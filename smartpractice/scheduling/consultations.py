@@ -27,7 +27,7 @@ from smartpractice.storage.consultations import Participant, SchedulingPolicy
 from smartpractice.storage.invitations import set_expiry_of_consultation
 from smartpractice.storage.practices import Practice, role_in
 from smartpractice.storage.reminders import forget_reminders_of
-from smartpractice.storage.tables import STAFF_ROLES
+from smartpractice.storage.tables import STAFF_ROLES, ConsultationState
 from smartpractice.submissions import Once, claim, settle
 from smartpractice.times import day_bounds, spoken
 
@@ -100,12 +100,12 @@ class _MailFacts:
     def when(self, language: str) -> str:
         return spoken(self.consultation.starts_at, self.zone, language)
 
-    def calendar(self, email: str, language: str, url: str | None) -> str:
+    def calendar(self, email: str, language: str, url: str | None, *, published: bool = False) -> str:
         summary = self.catalogs.get(language).gettext("Video consultation with %(practice)s") % {
             "practice": self.practice
         }
         entry = CalendarEntry(self.consultation, summary, self.practice, self.organizer, email, url)
-        return calendar_file(entry, now=self.now, cancelled=self.cancelled)
+        return calendar_file(entry, now=self.now, cancelled=self.cancelled, published=published)
 
 
 class Consultations:
@@ -285,6 +285,16 @@ class Consultations:
                             practice: str) -> None:
         facts = self._facts(consultation, practice, await store.policy_of(conn, consultation.practice_id))
         await self._mail(conn, "consultation_reminder", participant, facts, with_calendar=False)
+
+    async def calendar_for_guest(self, consultation_id: int, practice: str, email: str, language: str) -> str | None:
+        """The calendar file a guest adds from their invitation's page: the entry their
+        invitation mail carried. None once the consultation is over or cancelled."""
+        async with self._engine.connect() as conn:
+            consultation = await store.consultation_by_id(conn, consultation_id)
+            if consultation is None or consultation.state in (ConsultationState.ENDED, ConsultationState.CANCELLED):
+                return None
+            policy = await store.policy_of(conn, consultation.practice_id)
+        return self._facts(consultation, practice, policy).calendar(email, language, None, published=True)
 
     async def get(self, practice_id: int, consultation_id: int) -> ConsultationView:
         async with self._engine.connect() as conn:

@@ -11,7 +11,7 @@ from smartpractice.keys import active_session_key, services_key
 from smartpractice.rooms import call_protocol
 from smartpractice.rooms.state import RoomsUnavailable
 from smartpractice.web.responses import render, see_other, user_message
-from smartpractice.web.rooms import seat_of, unavailable
+from smartpractice.web.rooms import alive_seconds, seat_of, unavailable
 from smartpractice.web.sockets import check_origin, refuse, run, sender
 
 
@@ -36,7 +36,8 @@ async def call_page(request: web.Request) -> web.StreamResponse:
     if not admitted:
         return see_other(request.app.router["waiting_room"].url_for(id=str(seat.consultation.id)))
     policy = await services.consultations.policy(seat.consultation.practice_id)
-    context = {"seat": seat, "practice": None, "end": None, "e2ee_policy": policy.e2ee_policy}
+    context = {"seat": seat, "practice": None, "end": None, "alive_seconds": alive_seconds(request),
+               "e2ee_policy": policy.e2ee_policy}
     if seat.role == "clinician":
         # Staff see who is waiting (an interpreter, a relative) and can end the consultation.
         practice = context["practice"] = await services.practices.by_id(seat.consultation.practice_id)

@@ -13,6 +13,7 @@ from smartpractice.accounts.tokens import LinkInvalid
 from smartpractice.errors import UserError
 from smartpractice.keys import guest_session_key, language_key, secret_key, services_key
 from smartpractice.onboarding.guest_access import GuestEntry, InvitationRef
+from smartpractice.submissions import AlreadySubmitted, new_token
 from smartpractice.web.auth import login_page
 from smartpractice.web.client import client_address
 from smartpractice.web.cookies import GUEST, SESSION, read_cookie, set_cookie
@@ -91,7 +92,7 @@ async def _invitation_page(request: web.Request, ref: InvitationRef, actions: di
     if error is None and guest is not None and guest.invitation_id == page.welcome.invitation.id:
         # Still signed in on this device: the mail's link leads straight back in.
         return see_other(_landing(request, page.welcome.invitation.consultation_id))
-    context = {"page": page, "error": error, "actions": actions,
+    context = {"page": page, "error": error, "actions": actions, "form_token": new_token(),
                "sent": error is None and request.query.get("sent") == "1"}
     return render(request, "invitation_login.html", context, status=status)
 
@@ -114,10 +115,13 @@ async def _enter(request: web.Request, ref: InvitationRef, actions: dict) -> web
 
 
 async def _new_tan(request: web.Request, ref: InvitationRef, actions: dict, back) -> web.StreamResponse:
-    await read_form(request)
+    form = await read_form(request)
     try:
         await request.app[services_key].guest_access.send_new_tan(
-            ref, address=client_address(request), language=request[language_key])
+            ref, address=client_address(request), language=request[language_key],
+            form_token=field(form, "form_token", 64))
+    except AlreadySubmitted:
+        pass  # a second click or a reload: the first sending's mail is the one
     except LinkInvalid as error:
         return _closed(request, error)
     except UserError as error:
@@ -129,7 +133,8 @@ def _link(request: web.Request) -> tuple[InvitationRef, dict]:
     token = request.match_info["token"]
     router = request.app.router
     actions = {"tan": router["invitation_login_submit"].url_for(token=token),
-               "new_tan": router["invitation_new_tan"].url_for(token=token)}
+               "new_tan": router["invitation_new_tan"].url_for(token=token),
+               "calendar": router["invitation_calendar"].url_for(token=token)}
     return InvitationRef(link=token), actions
 
 
@@ -150,6 +155,30 @@ async def tan_form(request: web.Request) -> web.StreamResponse:
 async def tan_login(request: web.Request) -> web.StreamResponse:
     ref, actions = _link(request)
     return await _enter(request, ref, actions)
+
+
+async def calendar(request: web.Request) -> web.StreamResponse:
+    """"Add to calendar" on the invitation's page: uses nothing up, as the page does not."""
+    ref, _ = _link(request)
+    services = request.app[services_key]
+    try:
+        page = await services.guest_access.page(ref, language=request[language_key])
+    except UserError as closed:
+        return _closed(request, closed)
+    invitation = page.welcome.invitation
+    entry = None
+    if invitation.consultation_id is not None:
+        entry = await services.consultations.calendar_for_guest(
+            invitation.consultation_id, page.welcome.practice, invitation.email, request[language_key])
+    if entry is None:
+        raise web.HTTPNotFound()
+    return web.Response(text=entry, content_type="text/calendar", charset="utf-8",
+                        headers={"Content-Disposition": 'attachment; filename="videosprechstunde.ics"'})
+
+
+async def device_check(request: web.Request) -> web.StreamResponse:
+    """Camera, microphone and speaker tried out before the day, with no consultation."""
+    return render(request, "device_check.html", {})
 
 
 async def new_tan(request: web.Request) -> web.StreamResponse:

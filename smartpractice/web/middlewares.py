@@ -8,6 +8,7 @@ import secrets
 from aiohttp import web, web_response
 
 from smartpractice.accounts.sessions import ActiveSession, GuestSession
+from smartpractice.errors import Busy, busy_database
 from smartpractice.i18n import DEFAULT_LANGUAGE, LANGUAGES, negotiate
 from smartpractice.keys import (
     active_session_key,
@@ -101,6 +102,14 @@ def _error_response(request: web.Request, status: int, reason: str) -> web.Strea
     return render(request, "error.html", {"status": status, "reason": reason}, status=status)
 
 
+def busy_page(request: web.Request, busy: Busy) -> web.StreamResponse:
+    """503 with Retry-After and a page that says to try again in a few seconds."""
+    log.warning("too busy for %s %s: %s", request.method, _route_name(request), busy.what)
+    response = _error_response(request, 503, "busy")
+    response.headers["Retry-After"] = str(busy.retry_after)
+    return response
+
+
 @web.middleware
 async def error_pages(request: web.Request, handler):
     """Every error gets a page that leaks nothing: no stack, no reason from inside."""
@@ -113,7 +122,12 @@ async def error_pages(request: web.Request, handler):
         if "Allow" in exc.headers:
             response.headers["Allow"] = exc.headers["Allow"]
         return response
-    except Exception:
+    except Busy as busy:
+        return busy_page(request, busy)
+    except Exception as error:
+        busy = busy_database(error)
+        if busy is not None:
+            return busy_page(request, busy)
         log.exception("unhandled error in route %s", _route_name(request))
         return _error_response(request, 500, "internal_error")
 

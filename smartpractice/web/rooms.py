@@ -70,14 +70,19 @@ async def waiting_page(request: web.Request) -> web.StreamResponse:
         "seat": seat,
         "zone": policy.time_zone,
         "opens_at": services.waiting_room.opens_at(seat, policy.join_window_minutes),
-        # Well inside the idle timeout, so an open waiting page keeps its session alive.
-        "alive_seconds": max(60, min(600, request.app[settings_key].session_idle_minutes * 60 // 3)),
+        "alive_seconds": alive_seconds(request),
     }
     return render(request, "waiting.html", context)
 
 
+def alive_seconds(request: web.Request) -> int:
+    """How often an open waiting or call page beats: well inside the idle timeout, so that
+    its session stays alive."""
+    return max(60, min(600, request.app[settings_key].session_idle_minutes * 60 // 3))
+
+
 async def alive(request: web.Request) -> web.StreamResponse:
-    """The open waiting page's beat: resuming the session (the middleware) marks it as in
+    """The open waiting or call page's beat: resuming the session (the middleware) marks it as in
     use, so it does not run out while someone waits. 401 once it has ended."""
     await seat_of(request)
     return web.Response(status=204)

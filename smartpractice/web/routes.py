@@ -23,6 +23,7 @@ from smartpractice.web import (
     pages,
     password_reset,
     patients,
+    personal_data,
     practice,
     practice_settings,
     registration,
@@ -51,6 +52,8 @@ def setup_routes(app: web.Application) -> None:
     add("POST", "/logout/everywhere", auth.logout_everywhere, name="logout_everywhere")
     add("GET", "/account", account.account, name="account")
     add("POST", r"/account/sessions/{session_id:\d{1,18}}/end", account.end_session, name="session_end")
+    add("GET", "/account/data", personal_data.my_data, name="my_data")
+    add("POST", "/account/delete", personal_data.delete_account, name="account_delete")
     add("GET", "/account/password", account.password_form, name="password")
     add("POST", "/account/password", account.change_password, name="password_submit")
     add("POST", "/account/email", email_change.request_change, name="email_change")
@@ -72,6 +75,8 @@ def setup_routes(app: web.Application) -> None:
     add("GET", "/p/{slug}/patients/new", patients.new_form, name="patient_new")
     add("GET", "/p/{slug}/patients/{user_id}", patients.patient, name="patient")
     add("POST", "/p/{slug}/patients/{user_id}/initial-password", patients.new_initial_password, name="patient_initial_password")
+    add("GET", "/p/{slug}/patients/{user_id}/data", personal_data.patient_data, name="patient_data")
+    add("POST", "/p/{slug}/patients/{user_id}/delete", personal_data.delete_patient, name="patient_delete")
     add("GET", "/p/{slug}/registration", registration.page, name="registration")
     add("POST", "/p/{slug}/registration", registration.configure, name="registration_configure")
     add("POST", "/p/{slug}/registration/renew", registration.renew, name="registration_renew")
@@ -108,6 +113,8 @@ def setup_routes(app: web.Application) -> None:
     add("GET", "/invitation/{token}", guest.tan_form, name="invitation_login")
     add("POST", "/invitation/{token}", guest.tan_login, name="invitation_login_submit")
     add("POST", "/invitation/{token}/new-tan", guest.new_tan, name="invitation_new_tan")
+    add("GET", "/invitation/{token}/calendar.ics", guest.calendar, name="invitation_calendar")
+    add("GET", "/device-check", guest.device_check, name="device_check")
     add("GET", "/guest", guest.guest_page, name="guest")
     add("GET", "/guest/tan", guest.resume_form, name="guest_tan")
     add("POST", "/guest/tan", guest.resume_login, name="guest_tan_submit")

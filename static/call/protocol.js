@@ -6,6 +6,9 @@
 export const PROTOCOL_VERSION = 1;
 
 // After 1, 2, 4, 8 and then every 10 seconds: soon after a short drop, gently while offline.
+const RESTARTING = 1012;
+const RESTART_PAUSE = 100;
+
 export function reconnectPause(attempt) {
   return Math.min(500 * 2 ** attempt, 10000);
 }
@@ -154,7 +157,9 @@ export class CallProtocol {
     // Refused before the upgrade (ended, no longer admitted, logged out): the page says why.
     if (!opened && await this.#refused()) { this.stop(); await this.#emit("refused"); return; }
     if (this.#stopped) return;
+    // 1012: the server is stopping and another one takes the call; at once, not after a pause.
+    const pause = code === RESTARTING && opened ? RESTART_PAUSE : reconnectPause(this.#attempts + 1);
     this.#attempts += 1;
-    this.#retry = this.#setTimeout(() => this.#connect(), reconnectPause(this.#attempts));
+    this.#retry = this.#setTimeout(() => this.#connect(), pause);
   }
 }

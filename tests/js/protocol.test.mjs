@@ -231,6 +231,16 @@ test("a flood's close (1008) and an oversized frame's (1009) are reconnected aft
   }
 });
 
+test("a stopping server's close (1012) is reconnected at once", async () => {
+  const { WebSocket, timers, events, socket } = joined();
+  socket().drop(1012);
+  await settle();
+  assert.ok(timers.delays().includes(100) && !timers.delays().includes(1000), timers.delays());
+  assert.ok(events.includes("reconnecting"));
+  timers.runAll();
+  assert.equal(WebSocket.made.length, 2);
+});
+
 test("a handshake the page says was refused reloads instead of retrying", async () => {
   const asked = [];
   const { protocol, WebSocket, timers, events, socket } = callWith({ refused: async () => { asked.push(true); return true; } });
