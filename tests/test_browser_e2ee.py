@@ -10,7 +10,6 @@ import asyncio
 import base64
 import re
 
-import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, x25519
 from playwright.async_api import expect
@@ -18,8 +17,15 @@ from playwright.async_api import expect
 from smartpractice.keys import services_key
 from smartpractice.rooms import call_protocol
 from smartpractice.rooms.call import Calls
+from tests.call_pages import (
+    DOCTOR,
+    PATIENT,
+    both_in_call,
+    enter_call,
+    tiles,
+    until_every_tile_plays,
+)
 from tests.helpers import add_member, consultation_at_lindenhof, logged_in, needs_chromium
-from tests.test_browser_call import DOCTOR, PATIENT, both_in_call, enter_call, tiles, until_every_tile_plays
 
 pytestmark = needs_chromium
 

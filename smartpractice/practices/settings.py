@@ -16,6 +16,7 @@ from smartpractice.storage.practice_settings import PracticeSettings
 # Where a TAN goes: into the invitation mail, or only to the clinician, who passes it on
 # another way.
 TAN_DELIVERIES = ("mail", "clinician")
+# "p2p": peer to peer first, the relay only when needed; "relay": always the relay.
 RELAY_POLICIES = ("p2p", "relay")
 # A browser without encoded transforms: refused, or let in with transport encryption only.
 E2EE_POLICIES = ("require", "allow_transport")
