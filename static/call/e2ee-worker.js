@@ -9,6 +9,15 @@ let encrypt = true;
 let sending = null;
 const receiving = new Map();
 const transforms = new Map();
+const senders = new Map();
+
+// After a change of key or mode the receivers could not use what came before: a keyframe
+// lets them start over at once instead of waiting until they ask for one.
+function keyframes() {
+  for (const transformer of senders.values()) {
+    if (transformer.generateKeyFrame) transformer.generateKeyFrame().catch(() => {});
+  }
+}
 
 // Without a key nothing leaves: a frame is dropped rather than sent readable.
 async function send(frame, controller, seen) {
@@ -48,18 +57,19 @@ function pipe(readable, writable, { side, kind, id }) {
     .pipeThrough(new TransformStream({ transform: (frame, controller) => step(frame, controller, seen) }))
     .pipeTo(writable)
     .catch(() => {}) // the connection closed
-    .finally(() => transforms.delete(id));
+    .finally(() => { transforms.delete(id); senders.delete(id); });
 }
 
 self.addEventListener("rtctransform", (event) => {
   const { readable, writable, options } = event.transformer;
+  if (options.side === "send" && options.kind === "video") senders.set(options.id, event.transformer);
   pipe(readable, writable, options);
 });
 
 self.addEventListener("message", ({ data }) => {
   switch (data.type) {
-    case "encrypt": encrypt = data.on; break;
-    case "send-key": sending = { keyId: data.keyId, key: data.key }; break;
+    case "encrypt": encrypt = data.on; keyframes(); break;
+    case "send-key": sending = { keyId: data.keyId, key: data.key }; keyframes(); break;
     case "receive-key": receiving.set(data.keyId, { from: data.from, key: data.key }); break;
     case "drop-key": receiving.delete(data.keyId); break;
     case "streams": pipe(data.readable, data.writable, data.options); break;
