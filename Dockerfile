@@ -10,8 +10,9 @@ RUN useradd --system --uid 10001 --user-group --home-dir /app --shell /usr/sbin/
 
 WORKDIR /app
 COPY . /app
-# Editable install: the server reads templates/ and static/ from beside the package.
-RUN pip install --no-cache-dir -e .
+# A regular install: templates, static files, catalogs and migrations are inside the
+# package (tests/test_wheel.py), so the image needs nothing of the source tree at run time.
+RUN pip install --no-cache-dir .
 
 ENV SMARTPRACTICE_DATA_DIR=/data \
     SMARTPRACTICE_HOST=0.0.0.0

@@ -65,8 +65,9 @@ class OnRequestCamera(MediaStreamTrack):
 
     kind = "video"
 
-    def __init__(self, width: int, height: int) -> None:
+    def __init__(self, width: int, height: int, fps: int = FPS) -> None:
         super().__init__()
+        self.fps = fps
         self.keyframes_sent = 0
         self.requests = 0
         self.resizes = 0
@@ -112,15 +113,14 @@ class OnRequestCamera(MediaStreamTrack):
         # aiortc calls _send_keyframe on a PLI or FIR (as tests/test_relay.py also uses).
         sender._send_keyframe = self.request_keyframe
 
-    @staticmethod
-    def _encode(codec: av.CodecContext, index: int, keyframe: bool) -> tuple[bytes, bool]:
+    def _encode(self, codec: av.CodecContext, index: int, keyframe: bool) -> tuple[bytes, bool]:
         frame = VideoFrame(width=codec.width, height=codec.height)
         # A pattern that moves, so that delta frames carry something.
         row = bytes((x + 4 * index) % 256 for x in range(frame.planes[0].line_size))
         frame.planes[0].update(row * codec.height)
         for plane in frame.planes[1:]:
             plane.update(bytes([128]) * plane.buffer_size)
-        frame.pts, frame.time_base = index * 90000 // FPS, VIDEO_CLOCK
+        frame.pts, frame.time_base = index * 90000 // self.fps, VIDEO_CLOCK
         if keyframe:
             frame.pict_type = av.video.frame.PictureType.I
         packets = codec.encode(frame)
@@ -131,7 +131,7 @@ class OnRequestCamera(MediaStreamTrack):
         while True:
             if self._start is None:
                 self._start = time.monotonic()
-            await asyncio.sleep(max(0.0, self._start + self._index / FPS - time.monotonic()))
+            await asyncio.sleep(max(0.0, self._start + self._index / self.fps - time.monotonic()))
             index, self._index = self._index, self._index + 1
             keyframe, self._wanted = self._wanted, False
             data, is_keyframe = await loop.run_in_executor(None, self._encode, self._codec, index, keyframe)
@@ -139,7 +139,7 @@ class OnRequestCamera(MediaStreamTrack):
                 break
         self.keyframes_sent += is_keyframe
         packet = av.Packet(data)
-        packet.pts, packet.time_base = index * 90000 // FPS, VIDEO_CLOCK
+        packet.pts, packet.time_base = index * 90000 // self.fps, VIDEO_CLOCK
         return packet
 
 
@@ -202,13 +202,13 @@ class Endpoint:
         self._readers: list[asyncio.Task[None]] = []
         self._offered = 0.0
 
-    async def publish(self, audio: bool, video: bool, size: list[int], hold: bool = False) -> dict:
+    async def publish(self, audio: bool, video: bool, size: list[int], hold: bool = False, fps: int = FPS) -> dict:
         await self._close_publisher()
         pc = self.publisher = connection()
         if audio:
             pc.addTransceiver(ToneMicrophone(), direction="sendonly")
         if video:
-            self.camera = OnRequestCamera(*size)
+            self.camera = OnRequestCamera(*size, fps=fps)
             if hold:
                 self.camera.hold()
             self.camera.attach_to(pc.addTransceiver(self.camera, direction="sendonly").sender)
@@ -497,7 +497,9 @@ class GroupCall:
     """The participants of one relay room (smartpractice.rtc.RelayRoom), joining,
     leaving and reconnecting as the signalling makes browsers do."""
 
-    def __init__(self, room) -> None:  # noqa: ANN001 - smartpractice.rtc.RelayRoom
+    def __init__(self, room, *, fps: int = FPS) -> None:  # noqa: ANN001 - smartpractice.rtc.RelayRoom
+        """`fps`: the cameras' frame rate (a browser's is 30; the tests' lighter default fits six)."""
+        self.fps = fps
         self.room = room
         self.members: dict[str, RemoteMember] = {}
         self.counts: dict[str, dict] = {}
@@ -566,7 +568,7 @@ class GroupCall:
     async def _publish(self, member: RemoteMember, hold: bool = False) -> None:
         if not member.kinds:
             return  # neither camera nor microphone: receives only
-        offer = await member.ask("publish", audio=member.audio, video=member.video, size=list(member.size),
+        offer = await member.ask("publish", audio=member.audio, video=member.video, size=list(member.size), fps=self.fps,
                                  hold=hold)
         answer = await self.room.attach(member.name, offer["offer"], receive_from=[])
         await member.ask("published", answer=answer)

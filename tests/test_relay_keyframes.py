@@ -12,7 +12,7 @@ from aiortc.rtcrtpparameters import RTCRtpCodecParameters, RTCRtpReceiveParamete
 from aiortc.rtcrtpparameters import RTCRtpDecodingParameters as Encoding
 from aiortc.rtp import RTCP_PSFB_PLI, RtcpPacket, RtcpPsfbPacket, RtpPacket
 
-from smartpractice.rtc import source as source_module
+from smartpractice.rtc import keyframes
 from smartpractice.rtc.keyframes import is_vp8_keyframe_start
 from smartpractice.rtc.source import Source
 
@@ -36,7 +36,7 @@ class Subscriber:
 @pytest.fixture
 async def camera(monkeypatch: pytest.MonkeyPatch):
     """A video Source and what it sends upstream: `send(payload)` plays the publisher."""
-    monkeypatch.setattr(source_module, "KEYFRAME_REQUEST_INTERVAL", INTERVAL)
+    monkeypatch.setattr(keyframes, "KEYFRAME_REQUEST_INTERVAL", INTERVAL)
     connection = SimpleNamespace(_nominated={})
     receiver = SimpleNamespace(transport=SimpleNamespace(transport=SimpleNamespace(_connection=connection)))
     source = Source("clinician", "video", receiver, rtcp_ssrc=1)
@@ -109,3 +109,18 @@ async def test_a_request_before_the_first_packet_goes_out_with_it(camera):
     assert plis == []  # nothing to address it to yet
     send(DELTA)
     assert len(plis) == 1
+
+
+async def test_once_a_keyframe_has_come_the_next_request_goes_out_at_once(camera):
+    """The interval holds only while a request is unanswered: a subscriber who comes up
+    just after a keyframe is not kept waiting for the rest of it."""
+    source, send, plis = camera
+    send(DELTA)
+    source.request_keyframe()
+    send(KEYFRAME)
+    source.request_keyframe()
+    assert len(plis) == 2
+    source.request_keyframe()  # unanswered again: deferred
+    assert len(plis) == 2
+    await asyncio.sleep(INTERVAL * 1.5)
+    assert len(plis) == 3

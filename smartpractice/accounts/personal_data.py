@@ -65,13 +65,15 @@ class PersonalData:
                 data["login_sessions"] = await store.sessions_of(conn, user.id)
         return _plain(data)  # type: ignore[return-value]
 
-    async def delete_account(self, user: User, *, actor: int | None) -> None:
-        """Erase the person everywhere; ends their sessions (they go with the row)."""
+    async def delete_account(self, user: User, *, actor: int | None, staff_too: bool = False) -> None:
+        """Erase the person everywhere; ends their sessions (they go with the row). Staff
+        accounts only with `staff_too` (the operator's command)."""
         if user.is_operator:
             raise NotDeletable("operator_not_deletable",
                                N_("The operator's account cannot be deleted here; create another operator first."))
         async with self._engine.begin() as conn:
-            if any(membership["role"] != "patient" for membership in await store.practices_of(conn, user.id)):
+            roles = {membership["role"] for membership in await store.practices_of(conn, user.id)}
+            if not staff_too and roles - {"patient"}:
                 # A practice must not lose its clinician or admin by a click of theirs.
                 raise NotDeletable("staff_not_deletable", N_(
                     "Accounts of a practice's staff are removed by the practice's admin. Ask them, or leave "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from email.utils import parseaddr
@@ -28,7 +29,7 @@ from smartpractice.storage.invitations import set_expiry_of_consultation
 from smartpractice.storage.practices import Practice, role_in
 from smartpractice.storage.reminders import forget_reminders_of
 from smartpractice.storage.tables import STAFF_ROLES, ConsultationState
-from smartpractice.submissions import Once, claim, settle
+from smartpractice.submissions import Idempotent, Once, claim, settle
 from smartpractice.times import day_bounds, spoken
 
 # Longer than any retention period, so the list shows all the purge has left.
@@ -129,8 +130,8 @@ class Consultations:
 
     async def schedule(
         self, practice: Practice, clinician_id: int | None, plan: Appointment, *,
-        patient_ids: list[int] = (), invitees: list[Invitee] = (), actor: int | None = None,
-        once: Once | None = None,
+        patient_ids: Sequence[int] = (), invitees: Sequence[Invitee] = (), actor: int | None = None,
+        once: Once | Idempotent | None = None,
     ) -> Scheduled:
         """`actor` is the staff member for the audit log; None for practice software. A
         form's `once` token makes a second sending raise AlreadySubmitted instead."""
@@ -146,7 +147,7 @@ class Consultations:
 
     async def invite_now(
         self, practice: Practice, clinician_id: int | None, invitee: Invitee, *, actor: int | None = None,
-        once: Once | None = None,
+        once: Once | Idempotent | None = None,
     ) -> NewInvitation:
         """An invitation without a planned time: an instant consultation with the inviting
         clinician (None: practice software; then every clinician's list shows the guest),
@@ -179,7 +180,7 @@ class Consultations:
 
     async def add_participants(
         self, practice: Practice, consultation_id: int, invited_by: int | None, *,
-        patient_ids: list[int] = (), invitees: list[Invitee] = (), once: Once | None = None,
+        patient_ids: Sequence[int] = (), invitees: Sequence[Invitee] = (), once: Once | None = None,
     ) -> Scheduled:
         async with self._engine.begin() as conn:
             await claim(conn, once, self._clock.now())

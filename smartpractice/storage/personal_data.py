@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy import and_, delete, func, or_, select, true, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from smartpractice.storage.tables import (
@@ -28,7 +28,7 @@ def _rows(result) -> list[dict]:
 
 
 def _in_practice(column, practice_id: int | None):
-    return column == practice_id if practice_id is not None else True
+    return column == practice_id if practice_id is not None else true()
 
 
 async def account(conn: AsyncConnection, user_id: int) -> dict | None:

@@ -37,7 +37,7 @@ from smartpractice.web.api import invitations as api_invitations
 from smartpractice.web.api import openapi as api_openapi
 from smartpractice.web.api import patients as api_patients
 
-STATIC = Path(__file__).resolve().parents[2] / "static"
+STATIC = Path(__file__).parents[1] / "static"
 
 
 def setup_routes(app: web.Application) -> None:
