@@ -1,10 +1,12 @@
-"""The call page as the browser tests see it, in Chromium (Playwright) and Firefox
-(tests/firefox_pages.py) alike: entering the call, and the one media check of every call
-test, per page, participant and track."""
+"""What a call page shows, read by the browser tests in Chromium (Playwright) and Firefox
+(tests/firefox_pages.py) alike: each tile's decoded video frames and received audio bytes,
+the first frame's delay, and the steps into a call."""
 
 from __future__ import annotations
 
 import asyncio
+
+from tests.helpers import logged_in
 
 # What a page shows of each other participant: per tile, the video track in it and the
 # frames its connection decoded for that track, the audio track and its bytes received
@@ -155,6 +157,15 @@ async def enter_call(page, base: str, consultation_id: int) -> None:
     await page.wait_for_selector("#call[data-state=ready]")
     await page.click("#join")
     await page.wait_for_selector("#call[data-state=in_call]")
+
+
+async def both_in_call(browser, app, base: str, consultation_id: int):
+    """Dr. Sommer and Erika log in and join the call: their pages and page errors."""
+    doctor, doctor_errors = await logged_in(browser, base, "dr-sommer", app)
+    patient, patient_errors = await logged_in(browser, base, "erika")
+    await enter_call(doctor, base, consultation_id)
+    await enter_call(patient, base, consultation_id)
+    return doctor, patient, doctor_errors, patient_errors
 
 
 DOCTOR, PATIENT, GUEST = "Dr Sommer", "Erika", "Gabi Gast"

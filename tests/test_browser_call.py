@@ -19,6 +19,7 @@ from tests.call_pages import (
     PATIENT,
     assert_first_frames_within,
     assert_relayed,
+    both_in_call,
     enter_call,
     until_every_tile_plays,
 )
@@ -36,14 +37,6 @@ from tests.helpers import (
 
 pytestmark = needs_chromium
 
-
-async def both_in_call(browser, app, base: str, consultation_id: int):
-    """Dr. Sommer and Erika log in and join the call: their pages and page errors."""
-    doctor, doctor_errors = await logged_in(browser, base, "dr-sommer", app)
-    patient, patient_errors = await logged_in(browser, base, "erika")
-    await enter_call(doctor, base, consultation_id)
-    await enter_call(patient, base, consultation_id)
-    return doctor, patient, doctor_errors, patient_errors
 
 
 async def test_two_people_see_and_hear_each_other_peer_to_peer_and_after_a_drop(live_server, browser):
@@ -158,8 +151,10 @@ async def test_four_people_through_the_relay_in_and_out_in_any_order(live_server
     """Three browsers and an aiortc participant in a process of its own, speaking the same
     signalling (a fourth browser does not fit two cores): everyone sees and hears everyone,
     tile by tile; the patient drops and comes back, Paul leaves first, then Oma, and the two
-    left go back to peer to peer."""
-    app, practice, consultation, base = await consultation_at_lindenhof(live_server)
+    left go back to peer to peer. The aiortc participant cannot encrypt end to end; the
+    practice lets it in, and while it is there every page says the call has transport
+    encryption only."""
+    app, practice, consultation, base = await consultation_at_lindenhof(live_server, e2ee_policy="allow_transport")
     services = app[services_key]
     paul, oma = (await add_member(app, practice, "patient", "paul"),
                  await add_member(app, practice, "patient", "oma"))
@@ -182,6 +177,9 @@ async def test_four_people_through_the_relay_in_and_out_in_any_order(live_server
         shown = await until_every_tile_plays(pages, also=("Oma",))
         await aiortc.until_receiving([DOCTOR, PATIENT, "Paul"])
         assert_relayed(shown)
+        for page in pages.values():
+            await expect(page.locator("#e2ee")).to_have_attribute("data-mode", "transport")
+            await expect(page.locator("#e2ee-mode")).to_contain_text("Nur Transportverschlüsselung")
         print(f"first frames with four (s): {assert_first_frames_within(shown, 5.0)}")
 
         # The patient's connection drops, and she comes back.
@@ -205,6 +203,7 @@ async def test_four_people_through_the_relay_in_and_out_in_any_order(live_server
         await aiortc.leave()
         for page in pages.values():
             await page.wait_for_selector("#call[data-topology=p2p]")
+            await page.wait_for_selector("#e2ee[data-mode=e2ee]")
         await until_every_tile_plays(pages)
     finally:
         await aiortc.stop()
