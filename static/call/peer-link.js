@@ -2,6 +2,7 @@
 // negotiation": when offers cross, the polite peer (the greater id) yields.
 
 import { newPeerConnection, receiveKind, sendTrack } from "./peer-connection.js";
+import { withoutUnlistedCodecs } from "./sdp.js";
 
 // Chromium reports a direct path as failed only after about 30 s; a call should not wait that long.
 export const P2P_CONNECT_MS = 15000;
@@ -73,7 +74,7 @@ export class PeerLink {
     const collision = message.type === "offer" && (this.makingOffer || pc.signalingState !== "stable");
     this.ignoreOffer = !this.polite && collision;
     if (this.ignoreOffer) return;
-    await pc.setRemoteDescription({ type: message.type, sdp: message.sdp });
+    await pc.setRemoteDescription({ type: message.type, sdp: withoutUnlistedCodecs(message.sdp) });
     this.negotiated = true;
     if (message.type === "offer") {
       await pc.setLocalDescription();
