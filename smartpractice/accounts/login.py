@@ -15,7 +15,7 @@ from smartpractice.accounts.throttle import ACCOUNT_POLICY, ADDRESS_POLICY, Logi
 from smartpractice.audit import Audit
 from smartpractice.clock import Clock
 from smartpractice.errors import Busy, UserError
-from smartpractice.i18n import N_
+from smartpractice.i18n import N_, NP_
 from smartpractice.storage import login_sessions as session_store
 from smartpractice.storage import practices as practice_store
 from smartpractice.storage import second_factors as factor_store
@@ -34,8 +34,9 @@ def _wrong() -> LoginFailed:
 def _locked(remaining: timedelta) -> LoginFailed:
     return LoginFailed(
         "login_locked",
-        N_("Too many failed attempts. Please try again in %(minutes)d minutes."),
-        minutes=max(1, math.ceil(remaining.total_seconds() / 60)),
+        NP_("Too many failed attempts. Please try again in %(minutes)d minute.",
+            "Too many failed attempts. Please try again in %(minutes)d minutes."),
+        number="minutes", minutes=max(1, math.ceil(remaining.total_seconds() / 60)),
     )
 
 

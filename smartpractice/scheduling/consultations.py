@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from smartpractice.audit import Audit
 from smartpractice.clock import Clock
 from smartpractice.errors import UserError
-from smartpractice.i18n import N_, Catalogs
+from smartpractice.i18n import N_, NP_, Catalogs
 from smartpractice.links import Links
 from smartpractice.mail.outbox import Outbox
 from smartpractice.onboarding.invitations import Invitations, Invitee, NewInvitation
@@ -199,8 +199,9 @@ class Consultations:
         if len(present) + len(patient_ids) + len(invitees) > policy.max_participants:
             raise UserError(
                 "too_many_participants",
-                N_("A consultation can have at most %(count)d participants besides the clinician."),
-                count=policy.max_participants,
+                NP_("A consultation can have at most %(count)d participant besides the clinician.",
+                    "A consultation can have at most %(count)d participants besides the clinician."),
+                number="count", count=policy.max_participants,
             )
         facts = self._facts(consultation, practice.name, policy)
         now = self._clock.now()

@@ -113,7 +113,7 @@ def _url_builder(router: web.UrlDispatcher):
 
 def user_message(request: web.Request, error: UserError) -> str:
     """A UserError's message in the request's language, its parameters filled in."""
-    return request[translations_key].gettext(error.message) % error.params
+    return error.text(request[translations_key])
 
 
 def see_other(location) -> web.Response:
