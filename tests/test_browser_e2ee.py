@@ -252,14 +252,16 @@ async def test_the_relay_forwards_video_its_own_decoder_cannot_read(live_server,
 
     found = decoded_frames(list(packets))
     print(f"relay's VP8 frames per publisher ({'encrypted' if transforms else 'transport only'}): {found}")
-    assert len(found) == 2, f"video of both publishers, not {found}"
+    # (A publisher whose connection to the relay was replaced shows under a second SSRC.)
+    kind = "sealed" if transforms else "plain"
+    assert len([c for c in found.values() if c[kind] >= 20]) >= 2, f"video of both publishers: {found}"
     for ssrc, counts in found.items():
         if transforms:
-            assert counts["sealed"] >= 20 and counts["plain"] == 0, (ssrc, counts)
+            assert counts["plain"] == 0, (ssrc, counts)
             assert counts["sealed_pictures"] == 0, f"SSRC {ssrc}: the relay's decoder read encrypted frames: {counts}"
-        else:
+        elif counts["plain"] >= 20:
             # Once the call knows one browser cannot encrypt, nobody does (a keyframe starts it).
-            assert counts["plain"] >= 20 and counts["plain_pictures"] >= counts["plain"] - 2, (ssrc, counts)
+            assert counts["plain_pictures"] >= counts["plain"] - 2, (ssrc, counts)
     assert doctor_errors == patient_errors == []
 
 
