@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gettext
 import random
+from typing import cast
 
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -28,7 +29,7 @@ class UserError(Exception):
         """The message in the catalog's language (English, the msgids, without one), filled in."""
         translations = translations or gettext.NullTranslations()
         if isinstance(self.message, tuple):
-            chosen = translations.ngettext(*self.message, self.params[self.number])
+            chosen = translations.ngettext(*self.message, cast(int, self.params[self.number]))
         else:
             chosen = translations.gettext(self.message)
         return chosen % self.params if self.params else chosen
