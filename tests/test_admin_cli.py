@@ -8,11 +8,11 @@ from datetime import timedelta
 
 import pytest
 from aiohttp.test_utils import unused_port
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, update
 
 from smartpractice.storage import mails as mail_store
-from smartpractice.storage.tables import audit_log, mails
-from tests.helpers import PASSWORD, add_member, csrf_token, invoke, log_in
+from smartpractice.storage.tables import audit_log, mails, practices
+from tests.helpers import PASSWORD, add_member, csrf_token, invoke, log_in, traces_of
 
 
 async def audit_actions(engine, user_id: int, *, site_wide: bool = True) -> list[str]:
@@ -160,3 +160,28 @@ async def test_db_current_and_downgrade_on_a_database_of_its_own(cli_env, tmp_pa
 async def test_send_reminders_runs_once(cli_env):
     result = await invoke(["send-reminders"], cli_env)
     assert result.exit_code == 0 and result.output == "reminders: queued 0\n"
+
+
+async def test_a_practice_is_deleted_only_after_its_notice_period_with_its_own_people(
+        client, app, services, clock, cli_env, engine, practice, clinician):
+    erika = await add_member(app, practice, "patient", "erika")
+    other = (await services.practices.create("Praxis am See", admin_email="see@example.org", admin_username="see-admin")).practice
+    await add_member(app, other, "patient", "otto")
+    active = await invoke(["practice", "delete", practice.slug, "--yes"], cli_env)
+    assert active.exit_code == 1 and "once it has been suspended for 30 days" in active.output
+    await services.operator.suspend(practice.id, actor=None)
+    async with engine.begin() as conn:  # suspended 31 days ago
+        await conn.execute(update(practices).where(practices.c.id == practice.id).values(
+            suspended_at=clock.now() - timedelta(days=31)))
+    result = await invoke(["practice", "delete", practice.slug, "--yes"], cli_env)
+    assert result.exit_code == 0, result.output
+    # Erika, Dr. Berg and the admin "chef" belonged only to this practice.
+    assert f"Practice {practice.slug} deleted, with 3 account(s)" in result.output
+    assert (await log_in(client, "erika")).status == 401
+    assert (await log_in(client, "otto")).status == 303
+    assert await traces_of(engine, "erika", "dr-berg", "Praxis am Markt", "chef@") == []
+    async with engine.connect() as conn:
+        actions = [tuple(row) for row in await conn.execute(select(audit_log.c.action, audit_log.c.object_id).where(
+            audit_log.c.practice_id.is_(None)).order_by(audit_log.c.id))]
+    assert ("practice_deleted", str(practice.id)) in actions
+    assert ("account_deleted", str(erika)) in actions and ("account_deleted", str(clinician.user_id)) in actions

@@ -10,8 +10,8 @@ import pytest
 from sqlalchemy import insert, select
 
 from smartpractice.scheduling.consultations import Appointment
-from smartpractice.storage.tables import attendances, audit_log, calls, metadata
-from tests.helpers import PASSWORD, add_member, log_in, post_form, second_browser
+from smartpractice.storage.tables import attendances, audit_log, calls
+from tests.helpers import PASSWORD, add_member, log_in, post_form, second_browser, traces_of
 
 
 @pytest.fixture
@@ -32,17 +32,6 @@ async def erika(app, services, engine, clock, practice, clinician) -> int:
 async def admin(app, practice):
     await add_member(app, practice, "admin", "anna-admin")
     return "anna-admin"
-
-
-async def traces_of(engine, *needles: str) -> list[str]:
-    """Every row of every table that mentions one of `needles` (case-insensitive)."""
-    found = []
-    async with engine.connect() as conn:
-        for table in metadata.sorted_tables:
-            for row in await conn.execute(select(table)):
-                text = " ".join(str(value) for value in row).lower()
-                found += [f"{table.name}: {row}" for needle in needles if needle.lower() in text]
-    return found
 
 
 async def audit_of(engine, user_id: int) -> list[tuple]:
@@ -152,3 +141,13 @@ async def test_only_the_admin_may_export_or_delete_a_patient(client, erika, clin
     assert (await client.get(f"/p/{practice.slug}/patients/{erika}/data")).status == 404
     assert (await post_form(client, f"/p/{practice.slug}/patients/{erika}/delete", {"confirm": "yes"})).status == 404
     assert await traces_of(engine, "erika")
+
+
+async def test_a_clinician_downloads_their_data_with_the_consultations_they_hold(client, erika, practice):
+    await log_in(client, "dr-berg")
+    data = await (await client.get("/account/data")).json()
+    assert data["account"]["username"] == "dr-berg"
+    assert [(p["practice"], p["role"]) for p in data["practices"]] == [(practice.name, "clinician")]
+    assert data["consultations"] == []
+    [held] = data["consultations_held"]
+    assert held["title"] == "Kontrolle" and held["practice"] == practice.name

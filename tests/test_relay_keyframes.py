@@ -12,7 +12,7 @@ from aiortc.rtcrtpparameters import RTCRtpCodecParameters, RTCRtpReceiveParamete
 from aiortc.rtcrtpparameters import RTCRtpDecodingParameters as Encoding
 from aiortc.rtp import RTCP_PSFB_PLI, RtcpPacket, RtcpPsfbPacket, RtpPacket
 
-from smartpractice.rtc import source as source_module
+from smartpractice.rtc import keyframes
 from smartpractice.rtc.keyframes import is_vp8_keyframe_start
 from smartpractice.rtc.source import Source
 
@@ -36,7 +36,7 @@ class Subscriber:
 @pytest.fixture
 async def camera(monkeypatch: pytest.MonkeyPatch):
     """A video Source and what it sends upstream: `send(payload)` plays the publisher."""
-    monkeypatch.setattr(source_module, "KEYFRAME_REQUEST_INTERVAL", INTERVAL)
+    monkeypatch.setattr(keyframes, "KEYFRAME_REQUEST_INTERVAL", INTERVAL)
     connection = SimpleNamespace(_nominated={})
     receiver = SimpleNamespace(transport=SimpleNamespace(transport=SimpleNamespace(_connection=connection)))
     source = Source("clinician", "video", receiver, rtcp_ssrc=1)

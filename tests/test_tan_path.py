@@ -114,7 +114,7 @@ async def test_five_wrong_tans_lock_the_code_in_use(client, other_browser, servi
         await conn.execute(update(practices).where(practices.c.id == practice.id).values(contact="030 1234567"))
     message = await invited(client, smtp, practice)
     code = code_in(message)
-    for expected in ("Es bleiben 4 Versuche.", "Es bleiben 3 Versuche.", "Es bleiben 2 Versuche.", "Sie haben noch einen Versuch."):
+    for expected in ("Sie haben noch 4 Versuche.", "Sie haben noch 3 Versuche.", "Sie haben noch 2 Versuche.", "Sie haben noch einen Versuch."):
         wrong = await post_form(other_browser, "/login/tan", {"code": code, "tan": "0000 0000"}, headers=DE)
         assert wrong.status == 401 and expected in await wrong.text(), expected
     locked = await post_form(other_browser, "/login/tan", {"code": code, "tan": "0000 0000"}, headers=DE)

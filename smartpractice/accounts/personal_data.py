@@ -5,7 +5,7 @@ practice. Each erasure is audited; the entry keeps the fact, never the identity
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -57,6 +57,7 @@ class PersonalData:
                 "account": await store.account(conn, user.id),
                 "practices": await store.practices_of(conn, user.id, practice_id),
                 "consultations": await store.consultations_of(conn, user.id, emails, practice_id),
+                "consultations_held": await store.consultations_held(conn, user.id, practice_id),
                 "invitations": await store.invitations_to(conn, emails, practice_id),
                 "call_attendances": await store.attendances_of(conn, user.id, practice_id),
                 "audit_entries": await store.audit_about(conn, user.id, practice_id),
@@ -83,6 +84,23 @@ class PersonalData:
             if not practice_ids:
                 await self._audit.record(conn, None, actor, "account_deleted", "user", user.id)
             await store.erase(conn, user.id, _addresses(user))
+
+    async def delete_practice(self, practice: Practice, *, notice: timedelta) -> int:
+        """The operator deletes a practice once it has been suspended for the notice period:
+        the practice, everything it held, and the accounts of people who belonged only to it.
+        A site-wide audit entry keeps the fact. Returns how many accounts went with it."""
+        async with self._engine.begin() as conn:
+            suspended_at = await store.suspended_since(conn, practice.id)
+            if suspended_at is None or self._clock.now() - suspended_at < notice:
+                raise NotDeletable("practice_not_due", N_(
+                    "A practice can be deleted once it has been suspended for %(days)d days."), days=notice.days)
+            sole = await store.sole_members(conn, practice.id)
+            await self._audit.record(conn, None, None, "practice_deleted", "practice", practice.id)
+            for user_id, emails in sole:
+                await self._audit.record(conn, None, None, "account_deleted", "user", user_id)
+                await store.erase(conn, user_id, emails)
+            await store.delete_practice(conn, practice.id)
+        return len(sole)
 
     async def delete_patient(self, practice: Practice, user_id: int, *, actor: int) -> bool:
         """A practice admin erases a patient of the practice: the whole account when this is

@@ -32,7 +32,7 @@ log = logging.getLogger("smartpractice")
 
 def _settings(**overrides: str) -> Settings:
     try:
-        return Settings.from_env(**overrides)
+        return Settings.from_env(None, **overrides)
     except ConfigError as error:
         raise click.ClickException(str(error)) from None
 
@@ -70,7 +70,7 @@ def _run(settings: Settings, work, *, on=_with_services):
     except SchemaOutOfDate as error:
         raise click.ClickException(str(error)) from None
     except UserError as error:
-        raise click.ClickException(error.message % error.params) from None
+        raise click.ClickException(error.text()) from None
     except (OSError, DBAPIError) as error:
         raise click.ClickException(f"The database cannot be reached: {error}") from None
 

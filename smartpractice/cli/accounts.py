@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import click
 
-from smartpractice.cli import _run, _settings, main
+from smartpractice.cli import _practice, _run, _settings, main
 
 
 @main.group()
@@ -49,3 +51,27 @@ def delete(login: str, yes: bool) -> None:
         click.confirm(f"Delete the account {login} and all data about it? This cannot be undone", abort=True)
     found = _run(_settings(), lambda services: services.administration.delete(login))
     click.echo(f"Account {found.username} deleted.")
+
+
+@main.group()
+def practice() -> None:
+    """Practices as a whole (suspending is on the operator's page)."""
+
+
+@practice.command("delete")
+@click.argument("slug")
+@click.option("--notice-days", default=30, show_default=True,
+              help="Days the practice must have been suspended (the notice period of your terms).")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def practice_delete(slug: str, notice_days: int, yes: bool) -> None:
+    """Delete a suspended practice, everything it held, and the accounts of people who
+    belonged only to it (docs/privacy-operations.md)."""
+    if not yes:
+        click.confirm(f"Delete the practice {slug} and all its data? This cannot be undone", abort=True)
+
+    async def work(services):
+        found = await _practice(services, slug)
+        return await services.personal_data.delete_practice(found, notice=timedelta(days=notice_days))
+
+    accounts = _run(_settings(), work)
+    click.echo(f"Practice {slug} deleted, with {accounts} account(s) that belonged only to it.")

@@ -28,7 +28,7 @@ def _when(moment) -> str:
 def mail_list(statuses: tuple[str, ...], limit: int) -> None:
     """List mails by id, kind, state, tries and last error (never the recipient)."""
     chosen = statuses or ("pending", "sending", "failed", "uncertain")
-    mails = _run(_settings(), lambda services: services.mail_queue.list(chosen, limit))
+    mails = _run(_settings(), lambda services: services.mail_queue.mails(chosen, limit))
     if not mails:
         click.echo("No mails.")
     for item in mails:

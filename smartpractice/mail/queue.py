@@ -29,10 +29,10 @@ class MailQueue:
         return mail_id
 
     async def find(self, mail_id: int) -> QueuedMail | None:
-        found = await self.list(STATUSES, limit=None, mail_id=mail_id)
+        found = await self.mails(STATUSES, limit=None, mail_id=mail_id)
         return found[0] if found else None
 
-    async def list(self, statuses: tuple[str, ...] = ("pending", "sending", "failed", "uncertain"),
+    async def mails(self, statuses: tuple[str, ...] = ("pending", "sending", "failed", "uncertain"),
                    limit: int | None = 100, mail_id: int | None = None) -> list[QueuedMail]:
         async with self._engine.connect() as conn:
             return await store.listing(conn, statuses, limit, mail_id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from email.utils import parseaddr
@@ -12,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from smartpractice.audit import Audit
 from smartpractice.clock import Clock
 from smartpractice.errors import UserError
-from smartpractice.i18n import N_, Catalogs
+from smartpractice.i18n import N_, NP_, Catalogs
 from smartpractice.links import Links
 from smartpractice.mail.outbox import Outbox
 from smartpractice.onboarding.invitations import Invitations, Invitee, NewInvitation
@@ -129,7 +130,7 @@ class Consultations:
 
     async def schedule(
         self, practice: Practice, clinician_id: int | None, plan: Appointment, *,
-        patient_ids: list[int] = (), invitees: list[Invitee] = (), actor: int | None = None,
+        patient_ids: Sequence[int] = (), invitees: Sequence[Invitee] = (), actor: int | None = None,
         once: Once | Idempotent | None = None,
     ) -> Scheduled:
         """`actor` is the staff member for the audit log; None for practice software. A
@@ -179,7 +180,7 @@ class Consultations:
 
     async def add_participants(
         self, practice: Practice, consultation_id: int, invited_by: int | None, *,
-        patient_ids: list[int] = (), invitees: list[Invitee] = (), once: Once | None = None,
+        patient_ids: Sequence[int] = (), invitees: Sequence[Invitee] = (), once: Once | None = None,
     ) -> Scheduled:
         async with self._engine.begin() as conn:
             await claim(conn, once, self._clock.now())
@@ -198,8 +199,9 @@ class Consultations:
         if len(present) + len(patient_ids) + len(invitees) > policy.max_participants:
             raise UserError(
                 "too_many_participants",
-                N_("A consultation can have at most %(count)d participants besides the clinician."),
-                count=policy.max_participants,
+                NP_("A consultation can have at most %(count)d participant besides the clinician.",
+                    "A consultation can have at most %(count)d participants besides the clinician."),
+                number="count", count=policy.max_participants,
             )
         facts = self._facts(consultation, practice.name, policy)
         now = self._clock.now()

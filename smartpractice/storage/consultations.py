@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from smartpractice.storage.rows import new_id
 from smartpractice.storage.tables import (
     ConsultationState,
     consultations,
@@ -28,6 +29,7 @@ class SchedulingPolicy:
     join_window_minutes: int
     max_participants: int
     relay_policy: str  # "p2p": peer to peer for two; "relay": always through the relay
+    e2ee_policy: str  # "require" or "allow_transport" (docs/e2ee.md)
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,7 @@ async def policy_of(conn: AsyncConnection, practice_id: int) -> SchedulingPolicy
                 practices.c.join_window_minutes,
                 practices.c.max_participants,
                 practices.c.relay_policy,
+                practices.c.e2ee_policy,
             ).where(practices.c.id == practice_id)
         )
     ).one()
@@ -91,7 +94,7 @@ async def insert_consultation(
     conn: AsyncConnection,
     *,
     practice_id: int,
-    clinician_id: int,
+    clinician_id: int | None,
     title: str,
     starts_at: datetime,
     duration_minutes: int,
@@ -112,7 +115,7 @@ async def insert_consultation(
             updated_at=now,
         )
     )
-    return result.inserted_primary_key[0]
+    return new_id(result)
 
 
 async def consultation_of(conn: AsyncConnection, practice_id: int, consultation_id: int) -> Consultation | None:
@@ -208,7 +211,7 @@ async def insert_participant(
             consultation_id=consultation_id, user_id=user_id, invitation_id=invitation_id, created_at=now
         )
     )
-    return result.inserted_primary_key[0]
+    return new_id(result)
 
 
 def _participants():

@@ -126,9 +126,9 @@ async def error_pages(request: web.Request, handler):
     except Busy as busy:
         return busy_page(request, busy)
     except Exception as error:
-        busy = busy_database(error)
-        if busy is not None:
-            return busy_page(request, busy)
+        found = busy_database(error)
+        if found is not None:
+            return busy_page(request, found)
         log.exception("unhandled error in route %s", _route_name(request))
         return _error_response(request, 500, "internal_error")
 

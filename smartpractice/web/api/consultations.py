@@ -144,7 +144,7 @@ async def add_participant(request: web.Request) -> web.StreamResponse:
         )
     except ConsultationNotFound:
         raise web.HTTPNotFound() from None
-    payload = {"consultation": consultation_json(await _view(request, consultation_id))}
+    payload: dict[str, object] = {"consultation": consultation_json(await _view(request, consultation_id))}
     # As for invitations: a TAN is returned only when the practice hands TANs over itself.
     handed_over = [new.tan for new in added.invitations if not new.tan_in_mail]
     if handed_over:

@@ -13,6 +13,7 @@ from aiohttp import web
 
 from smartpractice.errors import Busy, UserError, busy_database
 from smartpractice.keys import services_key
+from smartpractice.logs import practice_id_key
 from smartpractice.web.api.request import api_practice_key
 
 log = logging.getLogger(__name__)
@@ -67,8 +68,7 @@ def http_error_response(status: int) -> web.Response:
 
 def user_error(error: UserError) -> ApiError:
     # API messages are English: the English catalog is the msgid itself.
-    message = error.message % error.params if error.params else error.message
-    return ApiError(409 if error.code in CONFLICTS else 400, error.code, message)
+    return ApiError(409 if error.code in CONFLICTS else 400, error.code, error.text())
 
 
 async def _authenticate(request: web.Request) -> None:
@@ -79,6 +79,7 @@ async def _authenticate(request: web.Request) -> None:
     if practice is None:
         raise ApiError(401, "unauthorized", INVALID_KEY)
     request[api_practice_key] = practice
+    request[practice_id_key] = practice.id
 
 
 @web.middleware
