@@ -36,6 +36,7 @@ import struct
 import time
 from fractions import Fraction
 
+import aioice.ice
 import av
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.codecs.vpx import Vp8Encoder
@@ -212,6 +213,10 @@ class Subscriber:
 
 def generator_process(conn, relay_conn, clip: list[list[bytes]]) -> None:  # noqa: ANN001
     os.sched_setaffinity(0, {GENERATOR_CPU})
+    # The generator's own consent checks (one try, 0.5 s) expired while a long step was
+    # being connected on a loaded machine, closing its sockets; its peers' lifetime is
+    # not what is measured. The relay's consent checks are unchanged.
+    aioice.ice.CONSENT_FAILURES = 1_000_000
     asyncio.run(Generator(conn, relay_conn, clip).run())
 
 
@@ -262,6 +267,7 @@ class Generator:
         for subscriber in subscribers:
             subscriber.take_over(loop)
         self._subscribers += subscribers
+        publisher.due = time.monotonic()
         self._publishers.append(publisher)
 
     async def _grow(self, rooms: int, fanout: int) -> None:
@@ -306,6 +312,8 @@ class Generator:
                 await self._grow(rooms, fanout)
                 self._conn.send(None)
             elif message[0] == "snapshot":
+                if publishing.done():
+                    publishing.result()  # raises what stopped the publishers
                 relay_cpu = await self._ask_relay("cpu")
                 lag, self.lag = self.lag, 0.0
                 self._conn.send((relay_cpu, self._snapshot(), lag, self.sent))
@@ -410,7 +418,7 @@ def search(mode: str, fanout: int, steps: list[int], clip: list[list[bytes]],
     try:
         for streams in steps:
             session.grow(streams)
-            for attempt in (1, 2):
+            for _attempt in (1, 2):
                 r = session.measure(window)
                 result, why = verdict(r)
                 print(f"{label} {streams:4} streams: relay {r['relay_share']:.2f} core "
