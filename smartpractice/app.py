@@ -14,21 +14,25 @@ from aiohttp import web
 from smartpractice.accounts.passwords import Passwords
 from smartpractice.clock import Clock
 from smartpractice.config import Settings
+from smartpractice.draining import Draining
 from smartpractice.i18n import Catalogs
 from smartpractice.jobs.retention import purge_expired
 from smartpractice.jobs.runner import JobRunner
 from smartpractice.keys import (
     catalogs_key,
     clock_key,
+    draining_key,
     engine_key,
     jobs_key,
     mail_sender_key,
+    metrics_key,
     room_state_key,
     secret_key,
     services_key,
     settings_key,
 )
 from smartpractice.mail.sender import MailSender
+from smartpractice.metrics import Metrics
 from smartpractice.rooms import redis_state
 from smartpractice.rooms.state import InMemoryRoomState
 from smartpractice.services import Services, build_services
@@ -36,10 +40,13 @@ from smartpractice.storage.engine import check_schema, create_engine, upgrade
 from smartpractice.web.api.errors import api_errors
 from smartpractice.web.csrf import csrf_protection
 from smartpractice.web.links import RouterLinks
+from smartpractice.web.metrics import count_requests
 from smartpractice.web.middlewares import (
     error_pages,
+    hide_server_version,
     password_change_gate,
     request_context,
+    request_ids,
     second_factor_gate,
     security_headers,
 )
@@ -48,9 +55,6 @@ from smartpractice.web.routes import setup_routes
 
 log = logging.getLogger(__name__)
 
-SENDER_STOP_SECONDS = 10
-# The purge returns between two batches once asked to stop; this is the last resort.
-JOBS_STOP_SECONDS = 10
 
 
 async def prepare_database(settings: Settings) -> None:
@@ -79,6 +83,8 @@ async def _database(app: web.Application, *, passwords: Passwords | None) -> Asy
     yield
     await services.calls.close()
     await engine.dispose()
+    if passwords is None:  # the app's own hasher; one handed in belongs to the caller
+        services.passwords.close()
 
 
 async def _room_state(app: web.Application) -> AsyncIterator[None]:
@@ -108,9 +114,9 @@ async def _mail_sender(app: web.Application) -> AsyncIterator[None]:
     task = asyncio.create_task(sender.run(), name="mail sender")
     yield
     sender.stop()
-    # wait_for cancels the task if the mail in hand takes longer than this.
+    # wait_for cancels the task if the mail in hand takes longer than the stop allows.
     with contextlib.suppress(TimeoutError, asyncio.CancelledError):
-        await asyncio.wait_for(task, SENDER_STOP_SECONDS)
+        await asyncio.wait_for(task, app[draining_key].left())
 
 
 async def _housekeeping(services: Services) -> None:
@@ -134,24 +140,28 @@ async def _jobs(app: web.Application) -> AsyncIterator[None]:
     yield
     runner.stop()
     if task is not None:
+        # The purge returns between two batches once asked to stop; the timeout is the last resort.
         with contextlib.suppress(TimeoutError, asyncio.CancelledError):
-            await asyncio.wait_for(task, JOBS_STOP_SECONDS)
+            await asyncio.wait_for(task, app[draining_key].left())
 
 
 def create_app(
     settings: Settings, *, clock: Clock | None = None, passwords: Passwords | None = None
 ) -> web.Application:
     """`clock` and `passwords` replace the real ones; tests freeze time and hash cheaply."""
+    hide_server_version()
     app = web.Application(
         client_max_size=settings.max_body_bytes,
         middlewares=[
-            error_pages, api_errors, request_context, csrf_protection, second_factor_gate, password_change_gate,
+            request_ids, count_requests, error_pages, api_errors, request_context, csrf_protection, second_factor_gate, password_change_gate,
         ],
     )
     app[settings_key] = settings
     app[clock_key] = clock or Clock()
     app[secret_key] = settings.resolved_secret_key()
     app[catalogs_key] = Catalogs()
+    app[metrics_key] = Metrics()
+    app[draining_key] = draining = Draining(stop_seconds=settings.stop_seconds)
     setup_templates(app)
     setup_routes(app)
     app.cleanup_ctx.append(_room_state)
@@ -159,4 +169,6 @@ def create_app(
     app.cleanup_ctx.append(_mail_sender)
     app.cleanup_ctx.append(_jobs)
     app.on_response_prepare.append(security_headers)
+    # aiohttp has stopped listening by then; the requests in hand get `stop_seconds` after.
+    app.on_shutdown.append(lambda app: draining.start())
     return app

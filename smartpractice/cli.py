@@ -86,7 +86,7 @@ def serve(host: str | None, port: int | None, demo: bool) -> None:
     # Links and the Origin check follow --port unless a public URL is configured.
     local = {} if port is None or BASE_URL_ENV in os.environ else {"BASE_URL": f"http://localhost:{port}"}
     settings = _settings(**local)
-    logs.configure(settings.log_level)
+    logs.configure(settings.log_level, settings.log_format)
     if demo:
         username, password = _run(settings, _ensure_demo)
         click.echo(f"Demo practice: {DEMO_PRACTICE}")
@@ -99,6 +99,11 @@ def serve(host: str | None, port: int | None, demo: bool) -> None:
             host=host or settings.host,
             port=port or settings.port,
             access_log_class=logs.AccessLogger,
+            # A client that leaves stops its request: a queued password hash is dropped, a
+            # transaction rolled back (as in the tests, which aiohttp's test server runs so).
+            handler_cancellation=True,
+            # Requests in hand when SIGTERM comes get this long; the app's cleanup gets what is left.
+            shutdown_timeout=settings.stop_seconds,
             print=lambda text: log.info(text.strip()),
         )
     except SchemaOutOfDate as error:

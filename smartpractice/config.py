@@ -6,6 +6,7 @@ option cannot be added without being documented.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import secrets
@@ -15,6 +16,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 PREFIX = "SMARTPRACTICE_"
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 RETENTION_CEILING_DAYS = 92
 
 
@@ -41,7 +43,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("HOST", "127.0.0.1", "Address `serve` listens on unless `--host` is given."),
     Setting("PORT", "8080", "Port `serve` listens on unless `--port` is given."),
     Setting("SECRET_KEY", "", "Secret for CSRF tokens, TAN checks and the pseudonyms of rate-limit counters (at least 32 characters). Empty: generated once and kept in the data folder."),
-    Setting("TRUSTED_PROXIES", "", "Comma-separated addresses of reverse proxies whose `X-Forwarded-For` is believed. Empty: the peer address is the client."),
+    Setting("TRUSTED_PROXIES", "", "Comma-separated addresses or CIDR ranges (`10.0.0.0/8`, `fd00::/8`) of reverse proxies whose `X-Forwarded-For` is believed. Empty: the peer address is the client."),
     Setting("SMTP_HOST", "", "SMTP server for outgoing mail. Empty: mails are written to the `outbox` folder in the data folder instead."),
     Setting("SMTP_PORT", "25", "Port of the SMTP server."),
     Setting("SMTP_TLS", "starttls", "`starttls`, `tls` (implicit TLS) or `none` (only for a relay on the same host)."),
@@ -64,6 +66,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("SESSION_MAX_HOURS", "12", "A login session ends this many hours after login, active or not."),
     Setting("MAX_BODY_KB", "1024", "Largest request body accepted, in KiB; larger requests get 413."),
     Setting("PASSWORD_HASH_CONCURRENCY", "2", "How many password hashes may be computed at once (each takes 64 MiB and a core)."),
+    Setting("PASSWORD_HASH_QUEUE", "16", "How many password hashes may wait for a free place; a login, registration or password change beyond them is asked to try again in a few seconds (503 with Retry-After)."),
+    Setting("PASSWORD_HASH_WAIT_SECONDS", "4", "Longest a password hash waits for a free place before its request is asked to try again in a few seconds."),
     Setting("STUN_URLS", "", "Comma-separated STUN servers for browsers and the relay, e.g. `stun:turn.example.org:3478`. Empty: no STUN server is asked (no public default); peers use their host candidates and TURN."),
     Setting("TURN_URLS", "", "Comma-separated TURN servers handed to browsers, e.g. `turn:turn.example.org:3478?transport=udp,turns:turn.example.org:5349?transport=tcp`. Needs `TURN_SECRET`."),
     Setting("TURN_SECRET", "", "The `static-auth-secret` of coturn (`use-auth-secret`): each participant gets a TURN user name and password minted from it, valid for `TURN_TTL_SECONDS`."),
@@ -71,6 +75,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("REDIS_URL", "", "Redis that several instances share waiting rooms and calls through, e.g. `redis://redis:6379/0` (`rediss://` for TLS, `unix:///run/redis.sock`). Empty: kept in this process's memory, for a single instance."),
     Setting("REDIS_PREFIX", "smartpractice", "Prefix of every Redis key and channel, so that several deployments can share one Redis server."),
     Setting("LOG_LEVEL", "INFO", "Python log level: DEBUG, INFO, WARNING or ERROR."),
+    Setting("LOG_FORMAT", "text", "`text` (one line per record) or `json` (one JSON object per record, for a log collector)."),
+    Setting("METRICS_TOKEN", "", "Bearer token Prometheus sends to read `/metrics` (at least 32 characters). Empty: `/metrics` answers 404."),
+    Setting("STOP_SECONDS", "8", "Seconds a stopping instance (SIGTERM) gives the requests in hand, the mail being sent and the jobs, in all, before it exits; keep it below the orchestrator's kill timeout (Docker: 10)."),
 )
 
 
@@ -98,6 +105,17 @@ def _ice_urls(raw: str, name: str, schemes: tuple[str, ...]) -> tuple[str, ...]:
     return urls
 
 
+def _networks(raw: str, name: str) -> tuple[IPNetwork, ...]:
+    networks = []
+    for entry in (part.strip() for part in raw.split(",") if part.strip()):
+        try:
+            # strict=False: `10.1.2.3/8` means the range 10.0.0.0/8, as in nginx's set_real_ip_from.
+            networks.append(ipaddress.ip_network(entry, strict=False))
+        except ValueError:
+            raise ConfigError(f"{PREFIX}{name} entries are addresses or CIDR ranges like 10.0.0.0/8, not {entry!r}") from None
+    return tuple(networks)
+
+
 def _redis_url(raw: str) -> str:
     if raw and not raw.startswith(("redis://", "rediss://", "unix://")):
         raise ConfigError(f"{PREFIX}REDIS_URL starts with redis://, rediss:// or unix://, not {raw!r}")
@@ -107,6 +125,12 @@ def _redis_url(raw: str) -> str:
 def _redis_prefix(raw: str) -> str:
     if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", raw):
         raise ConfigError(f"{PREFIX}REDIS_PREFIX must be 1 to 64 letters, digits, dots, dashes or underscores, not {raw!r}")
+    return raw
+
+
+def _metrics_token(raw: str) -> str:
+    if raw and len(raw) < 32:
+        raise ConfigError(f"{PREFIX}METRICS_TOKEN must be at least 32 characters long")
     return raw
 
 
@@ -147,7 +171,7 @@ class Settings:
     host: str
     port: int
     secret_key: str
-    trusted_proxies: frozenset[str]
+    trusted_proxies: tuple[IPNetwork, ...]
     smtp_host: str
     smtp_port: int
     smtp_tls: str
@@ -170,6 +194,8 @@ class Settings:
     session_max_hours: int
     max_body_bytes: int
     password_hash_concurrency: int
+    password_hash_queue: int
+    password_hash_wait_seconds: int
     stun_urls: tuple[str, ...]
     turn_urls: tuple[str, ...]
     turn_secret: str
@@ -177,6 +203,9 @@ class Settings:
     redis_url: str
     redis_prefix: str
     log_level: str
+    log_format: str
+    metrics_token: str
+    stop_seconds: int
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: str) -> Settings:
@@ -215,7 +244,7 @@ class Settings:
             host=raw["HOST"],
             port=_int(raw["PORT"], "PORT", 1, 65535),
             secret_key=secret,
-            trusted_proxies=frozenset(p.strip() for p in raw["TRUSTED_PROXIES"].split(",") if p.strip()),
+            trusted_proxies=_networks(raw["TRUSTED_PROXIES"], "TRUSTED_PROXIES"),
             smtp_host=raw["SMTP_HOST"],
             smtp_port=_int(raw["SMTP_PORT"], "SMTP_PORT", 1, 65535),
             smtp_tls=_choice(raw["SMTP_TLS"], "SMTP_TLS", ("starttls", "tls", "none")),
@@ -242,6 +271,8 @@ class Settings:
             session_max_hours=_int(raw["SESSION_MAX_HOURS"], "SESSION_MAX_HOURS", 1, 24 * 7),
             max_body_bytes=_int(raw["MAX_BODY_KB"], "MAX_BODY_KB", 16, 1024 * 1024) * 1024,
             password_hash_concurrency=_int(raw["PASSWORD_HASH_CONCURRENCY"], "PASSWORD_HASH_CONCURRENCY", 1, 64),
+            password_hash_queue=_int(raw["PASSWORD_HASH_QUEUE"], "PASSWORD_HASH_QUEUE", 0, 10_000),
+            password_hash_wait_seconds=_int(raw["PASSWORD_HASH_WAIT_SECONDS"], "PASSWORD_HASH_WAIT_SECONDS", 1, 60),
             stun_urls=_ice_urls(raw["STUN_URLS"], "STUN_URLS", ("stun:", "stuns:")),
             turn_urls=turn_urls,
             turn_secret=raw["TURN_SECRET"],
@@ -249,7 +280,19 @@ class Settings:
             redis_url=_redis_url(raw["REDIS_URL"].strip()),
             redis_prefix=_redis_prefix(raw["REDIS_PREFIX"]),
             log_level=_choice(raw["LOG_LEVEL"].upper(), "LOG_LEVEL", ("DEBUG", "INFO", "WARNING", "ERROR")),
+            log_format=_choice(raw["LOG_FORMAT"].lower(), "LOG_FORMAT", ("text", "json")),
+            metrics_token=_metrics_token(raw["METRICS_TOKEN"].strip()),
+            stop_seconds=_int(raw["STOP_SECONDS"], "STOP_SECONDS", 1, 600),
         )
+
+    def is_trusted_proxy(self, address: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped  # a dual-stack socket reports an IPv4 proxy as ::ffff:10.0.0.2
+        return any(ip in network for network in self.trusted_proxies)
 
     def plan(self, kind: str) -> Plan | None:
         return next((plan for plan in self.price_table if plan.kind == kind), None)

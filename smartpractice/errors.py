@@ -1,6 +1,12 @@
-"""Problems a user can fix. The web layer turns them into re-shown forms or API errors."""
+"""Problems a user can fix, and a server too busy to start on a request soon. The web layer
+turns them into re-shown forms, pages and API errors."""
 
 from __future__ import annotations
+
+import random
+
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 
 class UserError(Exception):
@@ -13,3 +19,25 @@ class UserError(Exception):
         self.code = code
         self.message = message
         self.params = params
+
+
+class Busy(Exception):
+    """More work waits than can be started soon (password hashing, database connections):
+    nobody's fault, and it passes. Answered 503 with Retry-After: a page or form that says
+    "try again in a few seconds", or the API error `busy`."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(what)
+        self.what = what
+        # A crowd told the same second would come back together.
+        self.retry_after = random.randint(2, 6)
+
+
+def busy_database(error: BaseException) -> Busy | None:
+    """The database's two ways of saying it is too busy: no pooled connection became free
+    within the pool's timeout, or SQLite's write lock was not got within busy_timeout."""
+    if isinstance(error, PoolTimeout):
+        return Busy("database_connections")
+    if isinstance(error, OperationalError) and "database is locked" in str(error.orig):
+        return Busy("database_locked")
+    return None

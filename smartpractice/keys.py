@@ -10,9 +10,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from smartpractice.accounts.sessions import ActiveSession, GuestSession
 from smartpractice.clock import Clock
 from smartpractice.config import Settings
+from smartpractice.draining import Draining
 from smartpractice.i18n import Catalogs
 from smartpractice.jobs.runner import JobRunner
 from smartpractice.mail.sender import MailSender
+from smartpractice.metrics import Metrics
 from smartpractice.rooms.state import RoomState
 from smartpractice.services import Services
 
@@ -26,6 +28,8 @@ engine_key = web.AppKey("engine", AsyncEngine)
 jobs_key = web.AppKey("jobs", JobRunner)
 mail_sender_key = web.AppKey("mail_sender", MailSender)
 room_state_key = web.AppKey("room_state", RoomState)
+metrics_key = web.AppKey("metrics", Metrics)
+draining_key = web.AppKey("draining", Draining)
 
 active_session_key = web.RequestKey("active_session", ActiveSession | None)
 guest_session_key = web.RequestKey("guest_session", GuestSession | None)

@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
+import contextvars
+import json
 import logging
+from datetime import UTC, datetime
 
+from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.http_exceptions import HttpProcessingError
+
+# The id of the request a log record belongs to. A context variable is per task, so each
+# request's records carry its own id without it being handed to every function.
+REQUEST_ID: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
+# The same id on the request, for the access logger, which runs outside the handler's context.
+request_id_key = web.RequestKey("request_id", str)
+# What a JSON record may carry besides its message: set with `extra=`, never personal data.
+FIELDS = ("method", "route", "status", "duration_ms")
 
 
 class AccessLogger(AbstractAccessLogger):
@@ -21,8 +33,11 @@ class AccessLogger(AbstractAccessLogger):
             route = None
         resource = route.resource if route is not None else None
         pattern = resource.canonical if resource is not None else "(unmatched)"
+        request_id = request.get(request_id_key, "")
         self.logger.info(
-            "%s %s %d %.1fms", request.method, pattern, response.status, time * 1000
+            "%s %s %d %.1fms", request.method, pattern, response.status, time * 1000,
+            extra={"method": request.method, "route": pattern, "status": response.status,
+                   "duration_ms": round(time * 1000, 1), "request_id": request_id},
         )
 
 
@@ -46,9 +61,39 @@ class _OneLine(logging.Formatter):
         return super().format(record).replace("\n", "\\n").replace("\r", "\\r")
 
 
-def configure(level: str) -> None:
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: a traceback is a field of its record, not thirty lines."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, object] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        request_id = getattr(record, "request_id", "") or REQUEST_ID.get()
+        if request_id:
+            entry["request_id"] = request_id
+        entry.update({name: getattr(record, name) for name in FIELDS if hasattr(record, name)})
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False, default=str)
+
+
+class _WithRequestId(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not getattr(record, "request_id", ""):
+            record.request_id = REQUEST_ID.get() or "-"
+        return True
+
+
+def configure(level: str, log_format: str = "text") -> None:
     handler = logging.StreamHandler()
-    handler.setFormatter(_OneLine("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    if log_format == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.addFilter(_WithRequestId())
+        handler.setFormatter(_OneLine("%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s"))
     logging.basicConfig(level=level, handlers=[handler], force=True)
     logging.getLogger("aiohttp.server").addFilter(RefusedRequests())
     # Alembic announces its dialect at every schema check; that is noise in a server log.

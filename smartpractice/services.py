@@ -13,6 +13,7 @@ from smartpractice.accounts.email_changes import EmailChanges
 from smartpractice.accounts.login import Login
 from smartpractice.accounts.password_resets import PasswordResets
 from smartpractice.accounts.passwords import Passwords
+from smartpractice.accounts.personal_data import PersonalData
 from smartpractice.accounts.second_factor import SecondFactors
 from smartpractice.accounts.sessions import Sessions
 from smartpractice.accounts.throttle import LoginThrottle
@@ -85,6 +86,7 @@ class Services:
     signups: Signups
     offer_requests: OfferRequests
     operator: Operator
+    personal_data: PersonalData
 
 
 def build_services(
@@ -94,7 +96,10 @@ def build_services(
     """`passwords` replaces the hasher the settings call for (tests hash cheaply).
     `room_state` is the app's (in memory, or Redis for several instances); without one,
     as for the command line, the rooms live in this process."""
-    passwords = passwords or Passwords(concurrency=settings.password_hash_concurrency)
+    passwords = passwords or Passwords(
+        concurrency=settings.password_hash_concurrency, queue=settings.password_hash_queue,
+        wait_seconds=settings.password_hash_wait_seconds,
+    )
     outbox = Outbox(
         composer=MailComposer(catalogs=catalogs), clock=clock,
         domain=urlsplit(settings.base_url).hostname or "localhost",
@@ -197,4 +202,5 @@ def build_services(
             engine=engine, clock=clock, outbox=outbox, throttle=throttle, operator_email=settings.operator_email
         ),
         operator=Operator(engine=engine, clock=clock, users=users, audit=audit),
+        personal_data=PersonalData(engine=engine, clock=clock, audit=audit),
     )

@@ -45,14 +45,15 @@ def _outdated() -> UserError:
 
 @dataclass(frozen=True)
 class Once:
-    """A form's one-time token and who sent it: tokens of two people never meet."""
+    """A form's one-time token and who sent it: tokens of two people never meet. `owner`:
+    a user's id, or for a TAN guest without an account "invitation-<id>"."""
 
-    user_id: int
+    owner: int | str
     token: str
 
     @property
     def key(self) -> str:
-        return hashlib.sha256(f"{self.user_id}:{self.token}".encode()).hexdigest()
+        return hashlib.sha256(f"{self.owner}:{self.token}".encode()).hexdigest()
 
 
 async def claim(conn: AsyncConnection, once: Once | None, now: datetime) -> None:

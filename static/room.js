@@ -55,11 +55,12 @@
         window.location.reload();
       }
     });
-    socket.addEventListener("close", () => {
+    socket.addEventListener("close", (event) => {
       if (closedForGood) return;
       room.dataset.state = "reconnecting";
       status.textContent = room.dataset.lost;
-      setTimeout(() => window.location.reload(), 2000);
+      // 1012: this server is stopping, another one answers at once.
+      setTimeout(() => window.location.reload(), event.code === 1012 ? 100 : 2000);
     });
   }
   connect();

@@ -106,9 +106,10 @@
         window.alert(message.message);
       }
     });
-    socket.addEventListener("close", () => {
+    socket.addEventListener("close", (event) => {
       panel.dataset.state = "reconnecting";
-      setTimeout(connect, 2000);
+      // 1012: this server is stopping, another one answers at once.
+      setTimeout(connect, event.code === 1012 ? 100 : 2000);
     });
   }
   setInterval(render, 60000);

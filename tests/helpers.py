@@ -10,6 +10,7 @@ import re
 import shutil
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import timedelta
 from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
@@ -23,7 +24,7 @@ from aiohttp import ClientSession, CookieJar, web
 from aiohttp.test_utils import TestClient, unused_port
 from aiosmtpd.controller import Controller
 from click.testing import CliRunner
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 from yarl import URL
 
@@ -33,11 +34,12 @@ from smartpractice.cli import main
 from smartpractice.clock import Clock
 from smartpractice.config import Settings
 from smartpractice.keys import clock_key, engine_key, mail_sender_key, services_key
+from smartpractice.scheduling.consultations import Appointment
 from smartpractice.storage import practices as practice_store
 from smartpractice.storage import second_factors as factor_store
 from smartpractice.storage import users as user_store
 from smartpractice.storage.practices import Practice
-from smartpractice.storage.tables import users
+from smartpractice.storage.tables import practices, users
 
 PASSWORD = "amber-violin-harbour-77"
 CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -78,13 +80,18 @@ def make_app(settings: Settings, *, clock: Clock | None = None) -> web.Applicati
 _APP_OF_SESSION: dict[int, web.Application] = {}
 
 
-@contextlib.asynccontextmanager
-async def second_browser(client: TestClient) -> AsyncIterator[ClientSession]:
+def second_browser(client: TestClient) -> contextlib.AbstractAsyncContextManager[ClientSession]:
     """A second browser, with its own cookies, talking to the same running server."""
+    return browser_at(str(client.make_url("/")), client.app)
+
+
+@contextlib.asynccontextmanager
+async def browser_at(base_url: str, app: web.Application) -> AsyncIterator[ClientSession]:
+    """A browser of a server at `base_url` (another process, too) whose database `app` shares."""
     jar = CookieJar(unsafe=True)
     headers = {"User-Agent": "Tablet-Browser/1.0"}
-    async with ClientSession(base_url=str(client.make_url("/")), cookie_jar=jar, headers=headers) as session:
-        _APP_OF_SESSION[id(session)] = client.app
+    async with ClientSession(base_url=base_url, cookie_jar=jar, headers=headers) as session:
+        _APP_OF_SESSION[id(session)] = app
         try:
             yield session
         finally:
@@ -346,9 +353,11 @@ needs_chromium = pytest.mark.skipif(
 )
 
 
-async def logged_in(browser, base: str, username: str, app: web.Application | None = None):
-    """A browser of its own, logged in; staff (given the `app`) also give their TOTP code."""
-    page = await (await browser.new_context(locale="de-DE")).new_page()
+async def logged_in(browser, base: str, username: str, app: web.Application | None = None, *,
+                    device: dict | None = None):
+    """A browser of its own, logged in; staff (given the `app`) also give their TOTP code.
+    `device`: the browser context's options (a phone's viewport and touch)."""
+    page = await (await browser.new_context(locale="de-DE", **(device or {}))).new_page()
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
     await page.goto(base + "/login")
@@ -361,3 +370,22 @@ async def logged_in(browser, base: str, username: str, app: web.Application | No
         await page.click("form[action='/login/second-factor'] button[type=submit]")
     await page.wait_for_url("**/p/*/")
     return page, errors
+
+
+# Calls
+
+async def consultation_at_lindenhof(live_server, *, invitees=(), relay_policy: str = "p2p"):
+    """Dr. Sommer's consultation with Erika, who is already admitted: (app, practice,
+    consultation, base URL)."""
+    app = live_server.app
+    services = app[services_key]
+    practice = (await services.practices.create("Praxis Lindenhof", admin_email="linde@example.org", admin_username="linde")).practice
+    async with app[engine_key].begin() as conn:
+        await conn.execute(update(practices).where(practices.c.id == practice.id).values(relay_policy=relay_policy))
+    doctor_id = await add_member(app, practice, "clinician", "dr-sommer")
+    erika = await add_member(app, practice, "patient", "erika")
+    plan = Appointment.parse("Kontrolle", services.clock.now() + timedelta(minutes=5), 20, now=services.clock.now())
+    consultation = (await services.consultations.schedule(practice, doctor_id, plan, patient_ids=[erika],
+                                                          invitees=list(invitees))).consultation
+    await services.waiting_room.state.admit(practice.id, consultation.id, f"u{erika}")
+    return app, practice, consultation, str(live_server.make_url("")).rstrip("/")

@@ -6,22 +6,19 @@ from __future__ import annotations
 
 import asyncio
 import re
-from datetime import timedelta
 
 import pytest
 from playwright.async_api import async_playwright, expect
-from sqlalchemy import update
 
-from smartpractice.keys import engine_key, services_key
+from smartpractice.keys import services_key
 from smartpractice.onboarding.invitations import Invitee
-from smartpractice.scheduling.consultations import Appointment
-from smartpractice.storage.tables import practices
 from tests.group_peers import CallParticipant
 from tests.helpers import (
     CHROMIUM,
     CHROMIUM_FLAGS,
     PASSWORD,
     add_member,
+    consultation_at_lindenhof,
     logged_in,
     mail_text,
     needs_chromium,
@@ -175,23 +172,6 @@ async def enter_call(page, base: str, consultation_id: int) -> None:
     await page.wait_for_selector("#call[data-state=ready]")
     await page.click("#join")
     await page.wait_for_selector("#call[data-state=in_call]")
-
-
-async def consultation_at_lindenhof(live_server, *, invitees=(), relay_policy: str = "p2p"):
-    """Dr. Sommer's consultation with Erika, who is already admitted: (app, practice,
-    consultation, base URL)."""
-    app = live_server.app
-    services = app[services_key]
-    practice = (await services.practices.create("Praxis Lindenhof", admin_email="linde@example.org", admin_username="linde")).practice
-    async with app[engine_key].begin() as conn:
-        await conn.execute(update(practices).where(practices.c.id == practice.id).values(relay_policy=relay_policy))
-    doctor_id = await add_member(app, practice, "clinician", "dr-sommer")
-    erika = await add_member(app, practice, "patient", "erika")
-    plan = Appointment.parse("Kontrolle", services.clock.now() + timedelta(minutes=5), 20, now=services.clock.now())
-    consultation = (await services.consultations.schedule(practice, doctor_id, plan, patient_ids=[erika],
-                                                          invitees=list(invitees))).consultation
-    await services.waiting_room.state.admit(practice.id, consultation.id, f"u{erika}")
-    return app, practice, consultation, str(live_server.make_url("")).rstrip("/")
 
 
 async def both_in_call(browser, app, base: str, consultation_id: int):

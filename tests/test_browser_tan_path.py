@@ -19,7 +19,15 @@ from smartpractice.keys import engine_key, services_key
 from smartpractice.onboarding.invitations import Invitee
 from smartpractice.scheduling.consultations import Appointment
 from smartpractice.storage.tables import consultations, invitations
-from tests.helpers import add_member, logged_in, mail_text, make_app, make_settings, needs_chromium
+from tests.helpers import (
+    add_member,
+    logged_in,
+    mail_settled,
+    mail_text,
+    make_app,
+    make_settings,
+    needs_chromium,
+)
 
 pytestmark = needs_chromium
 
@@ -70,10 +78,10 @@ async def rows(server, table) -> int:
         return (await conn.execute(select(func.count()).select_from(table))).scalar_one()
 
 
-async def exactly(smtp, expected: int) -> None:
-    """The mails expected, and after a pause for the sender, not one more."""
+async def exactly(server, smtp, expected: int) -> None:
+    """The mails expected, and once the sender has found nothing more due, not one more."""
     await smtp.wait_for(expected)
-    await asyncio.sleep(2)
+    await mail_settled(server.app)
     assert len(smtp.messages) == expected, [m["Subject"] for m in smtp.messages]
 
 
@@ -248,6 +256,29 @@ async def test_a_guest_waiting_forty_minutes_is_still_admitted(clocked_server, b
     assert errors == []
 
 
+async def test_a_guest_forty_minutes_in_the_call_stays_signed_in(clocked_server, browser, smtp, clock):
+    """The call page beats as the waiting page does: after forty minutes (idle timeout 30)
+    the guest's session still holds, so a reload or a reconnecting socket gets back in."""
+    services, practice, doctor_id, base = await lindenhof(clocked_server)
+    new = await services.consultations.invite_now(practice, doctor_id, Invitee.parse("gabi@example.org", "Gabi Gast"))
+    consultation_id = new.invitation.consultation_id
+    link, tan = link_and_tan((await smtp.wait_for(1))[0])
+    guest, errors = await guest_page(browser, PHONE)
+    await guest.clock.install()
+    await enter_with_tan(guest, link, tan, consultation_id)
+    await services.waiting_room.state.admit(practice.id, consultation_id, f"i{new.invitation.id}")
+    await guest.goto(f"{base}/c/{consultation_id}/call")
+    await guest.wait_for_selector("#call[data-state=ready]")
+    for _ in range(4):
+        clock.advance(minutes=10)
+        async with guest.expect_response(f"**/c/{consultation_id}/alive") as beat:
+            await guest.clock.run_for(10 * 60 * 1000)
+        assert (await beat.value).status == 204
+    await guest.reload()
+    await guest.wait_for_selector("#call[data-state=ready]")
+    assert guest.url.endswith(f"/c/{consultation_id}/call") and errors == []
+
+
 async def send_twice(page, selector: str) -> None:
     """Click, and click again while the first sending is still under way (the mouse
     itself: Playwright's click would wait for the first navigation to end)."""
@@ -272,7 +303,7 @@ async def test_double_click_and_reload_on_the_invite_form_make_one_invitation(sl
     await doctor.reload()
     await doctor.wait_for_selector("#sent")
     assert slow_forms_server.form_posts == [f"/p/{practice.slug}/invitations"] * 2
-    await exactly(smtp, 1)
+    await exactly(slow_forms_server, smtp, 1)
     assert await rows(slow_forms_server, invitations) == 1 and await rows(slow_forms_server, consultations) == 1
     assert errors == []
 
@@ -289,6 +320,6 @@ async def test_double_click_and_reload_on_the_schedule_form_make_one_consultatio
     await doctor.reload()
     await doctor.wait_for_selector("#state")
     assert slow_forms_server.form_posts == [f"/p/{practice.slug}/consultations"] * 2
-    await exactly(smtp, 1)
+    await exactly(slow_forms_server, smtp, 1)
     assert await rows(slow_forms_server, consultations) == 1 and await rows(slow_forms_server, invitations) == 1
     assert errors == []

@@ -53,3 +53,18 @@ def test_every_setting_is_documented_in_one_table():
 def test_every_setting_has_help():
     for setting in SETTINGS:
         assert setting.help.strip().endswith("."), setting.name
+
+
+def test_trusted_proxies_are_addresses_or_ranges():
+    settings = Settings.from_env({"SMARTPRACTICE_TRUSTED_PROXIES": "127.0.0.1, 10.1.2.3/8,fd00::/8"})
+    for trusted in ("127.0.0.1", "10.0.0.1", "10.255.255.254", "fd00::1", "::ffff:10.20.30.40"):
+        assert settings.is_trusted_proxy(trusted), trusted
+    for other in ("127.0.0.2", "11.0.0.1", "fe80::1", "::ffff:192.0.2.1", "unknown", "", "10.0.0.1/8"):
+        assert not settings.is_trusted_proxy(other), other
+    assert not Settings.from_env({}).is_trusted_proxy("127.0.0.1")
+
+
+@pytest.mark.parametrize("value", ["10.0.0.0/33", "proxy.example.org", "10.0.0.0/8;11.0.0.0/8"])
+def test_a_proxy_that_is_no_address_or_range_is_refused(value):
+    with pytest.raises(ConfigError, match="TRUSTED_PROXIES entries are addresses or CIDR ranges"):
+        Settings.from_env({"SMARTPRACTICE_TRUSTED_PROXIES": value})

@@ -31,6 +31,8 @@ BEFORE_SPRING = datetime(2026, 3, 27, 12, 0, tzinfo=UTC)
 
 def calendar_of(message) -> Calendar:
     [part] = [p for p in message.iter_attachments() if p.get_content_type() == "text/calendar"]
+    # Without a charset some mail clients read a name with umlauts as Latin-1.
+    assert part.get_content_charset() == "utf-8", part["Content-Type"]
     return Calendar.from_ical(part.get_content())
 
 

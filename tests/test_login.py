@@ -12,7 +12,15 @@ from sqlalchemy import select, update
 
 from smartpractice.accounts.passwords import Passwords
 from smartpractice.storage.tables import users
-from tests.helpers import PASSWORD, csrf_token, log_in, make_app
+from tests.helpers import (
+    PASSWORD,
+    add_member,
+    csrf_token,
+    log_in,
+    make_app,
+    make_settings,
+    post_form,
+)
 
 WRONG = "The user name, email address or password is wrong."
 
@@ -173,3 +181,21 @@ async def test_right_password_of_an_unconfirmed_account_never_locks_it(client, s
     for _ in range(7):
         page = await (await log_in(client, "neu", PASSWORD)).text()
         assert "Please confirm your email address first" in page
+
+
+async def test_behind_a_proxy_range_each_forwarded_client_has_its_own_limit(aiohttp_client, tmp_path, database_url,
+                                                                         clock, app, practice):
+    await add_member(app, practice, "clinician", "dr-weiss")
+    # The test client connects from 127.0.0.1: a proxy inside the trusted range.
+    settings = make_settings(tmp_path, database_url, TRUSTED_PROXIES="10.0.0.0/8,127.0.0.0/8")
+    behind = await aiohttp_client(make_app(settings, clock=clock))
+    attacker = {"X-Forwarded-For": "198.51.100.7, 10.0.3.4"}
+    for number in range(30):
+        await post_form(behind, "/login", {"identifier": f"someone-{number}", "password": "wrong-password-123"},
+                        headers=attacker)
+    refused = await post_form(behind, "/login", {"identifier": "dr-weiss", "password": PASSWORD}, headers=attacker)
+    assert refused.status == 401
+    # Another client behind the same proxies is not held up by the first one's failures.
+    other = await post_form(behind, "/login", {"identifier": "dr-weiss", "password": PASSWORD},
+                            headers={"X-Forwarded-For": "203.0.113.9, 10.200.0.1"})
+    assert other.status == 303

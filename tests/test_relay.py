@@ -506,8 +506,9 @@ async def test_source_reads_headers_as_aiortc_does(two_byte_extensions):
     source._configure(parameters)
     extensions = HeaderExtensionsMap()
     extensions.configure(parameters)
-    forwarded = []
-    source.forwards.append(SimpleNamespace(forward=lambda *args: forwarded.append(args)))
+    forwarded, repaired = [], []
+    source.forwards.append(SimpleNamespace(forward=lambda *args: forwarded.append(args),
+                                           repair=lambda *args: repaired.append(args)))
     try:
         packet = RtpPacket(payload_type=96, marker=1, sequence_number=7, timestamp=90_000,
                            ssrc=1111, payload=bytes([0x10, 0x02]) + b"opaque")
@@ -533,8 +534,9 @@ async def test_source_reads_headers_as_aiortc_does(two_byte_extensions):
         source._handle_rtp(rtx.serialize(extensions))
         expected = ("vp8", 1, 7, 90_000, 1111, bytes.fromhex("abcdef"), 0x80 | 33,
                     packet.payload)
-        assert [(args[0].lower(), *args[1:]) for args in forwarded] == [expected, expected]
-        assert source.packets_received == 2
+        assert [(args[0].lower(), *args[1:]) for args in forwarded] == [expected]
+        assert [(args[0].lower(), *args[1:]) for args in repaired] == [expected]
+        assert source.packets_received == 2 and source.retransmissions_received == 1
     finally:
         await source.close()
 
@@ -552,8 +554,9 @@ async def test_malformed_packets_are_dropped_quietly():
     source = Source("pub", "video", receiver, rtcp_ssrc=1)
     source._configure(RTCRtpReceiveParameters(codecs=[RTCRtpCodecParameters(
         mimeType="video/VP8", clockRate=90000, payloadType=96)]))
-    forwarded = []
-    source.forwards.append(SimpleNamespace(forward=lambda *args: forwarded.append(args)))
+    forwarded, repaired = [], []
+    source.forwards.append(SimpleNamespace(forward=lambda *args: forwarded.append(args),
+                                           repair=lambda *args: repaired.append(args)))
     header = bytes([0x80, 96, 0, 1, 0, 0, 0, 1, 0, 0, 0, 9])
     try:
         for data in (bytes([0x83]) + header[1:],             # CSRCs beyond the end

@@ -374,3 +374,61 @@ async def test_the_practice_can_send_every_call_through_the_relay(client, other_
     finally:
         await publisher.close()
         await socket.close()
+
+
+P256 = base64.b64encode(b"\x04" + bytes(range(64))).decode()
+X25519 = base64.b64encode(bytes(range(32))).decode()
+WRAPPED = base64.b64encode(bytes(60)).decode()
+
+
+async def test_end_to_end_keys_are_passed_to_the_one_participant_named_and_nothing_else(in_call):
+    doctor, patient = in_call
+    listing = await participants(doctor, 2)
+    erika = next(p for p in listing["participants"] if p["role"] == "patient")
+    berg = next(p for p in listing["participants"] if p["role"] == "clinician")
+    await doctor.send_json({"type": "e2ee_public", "to": erika["id"], "to_session": erika["session"],
+                            "keys": {"p256": P256, "x25519": X25519}})
+    public = await next_of(patient, "e2ee_public")
+    assert public == {"type": "e2ee_public", "from": berg["id"], "session": berg["session"],
+                      "to_session": erika["session"], "keys": {"p256": P256, "x25519": X25519}}
+    await patient.send_json({"type": "e2ee_public", "to": berg["id"], "keys": None})  # no encoded transforms here
+    assert (await next_of(doctor, "e2ee_public"))["keys"] is None
+    await doctor.send_json({"type": "e2ee_key", "to": erika["id"], "key_id": 0xFFFFFFFF, "wrapped": WRAPPED,
+                            "extra": "dropped"})
+    wrapped = await next_of(patient, "e2ee_key")
+    assert (wrapped["from"], wrapped["key_id"], wrapped["wrapped"]) == (berg["id"], 0xFFFFFFFF, WRAPPED)
+    assert "extra" not in wrapped
+    with pytest.raises(TimeoutError):  # addressed to Erika only
+        await next_of(doctor, "e2ee_key", within=0.3)
+
+    sealed = base64.b64encode(b"\x01" * 60).decode()
+    await patient.send_json({"type": "sealed_chat", "sealed": sealed})
+    for socket in (doctor, patient):
+        said = await next_of(socket, "chat")
+        assert said["sealed"] == sealed and "text" not in said and said["from"] == erika["id"]
+
+
+@pytest.mark.parametrize("bad", [
+    {"type": "e2ee_public", "to": "u1", "keys": {"x25519": X25519}},  # P-256 is always there
+    {"type": "e2ee_public", "to": "u1", "keys": {"p256": X25519}},  # the wrong size
+    {"type": "e2ee_public", "to": "u1", "keys": {"p256": P256, "rsa": P256}},
+    {"type": "e2ee_public", "to": "u1", "keys": {"p256": P256[:-4] + "!!!!"}},
+    {"type": "e2ee_public", "to": "u1", "keys": "p256"},
+    {"type": "e2ee_key", "to": "u1", "key_id": -1, "wrapped": WRAPPED},
+    {"type": "e2ee_key", "to": "u1", "key_id": 2 ** 32, "wrapped": WRAPPED},
+    {"type": "e2ee_key", "to": "u1", "key_id": True, "wrapped": WRAPPED},
+    {"type": "e2ee_key", "to": "u1", "key_id": 1, "wrapped": WRAPPED[:-8]},
+    {"type": "e2ee_key", "to": "u1", "key_id": 1, "wrapped": "*" * 80},
+    {"type": "sealed_chat", "sealed": "A" * (call_protocol.SEALED_CHAT_CHARS + 4)},
+    {"type": "sealed_chat", "sealed": "not base64"},
+])
+async def test_malformed_keys_and_sealed_chat_get_errors(in_call, bad):
+    doctor, _ = in_call
+    await doctor.send_json(bad)
+    assert (await next_of(doctor, "error"))["code"] == "invalid_field", bad
+
+
+async def test_keys_for_someone_outside_the_call_are_refused(in_call):
+    doctor, _ = in_call
+    await doctor.send_json({"type": "e2ee_key", "to": "u999", "key_id": 1, "wrapped": WRAPPED})
+    assert (await next_of(doctor, "error"))["code"] == "unknown_peer"

@@ -30,6 +30,7 @@ from tests.helpers import (
     invite,
     log_in,
     mail_link,
+    mail_settled,
     mail_text,
     post_form,
     tan_in,
@@ -143,7 +144,7 @@ async def test_another_device_gets_a_new_code_and_the_old_one_says_it_was_replac
     async with device(client) as tablet:
         page = await (await tablet.get(link, headers=DE)).text()
         assert "Mit der TAN dieser Einladung wurde bereits angemeldet" in page and "Neuen Code senden" in page
-        asked = await post_form(tablet, link + "/new-tan", {})
+        asked = await post_form(tablet, link + "/new-tan", {"form_token": await form_token(tablet, link)})
         assert asked.status == 303 and asked.headers["Location"] == link + "?sent=1"
         notice = await (await tablet.get(asked.headers["Location"], headers=DE)).text()
         assert "Eine neue TAN ist unterwegs an g…@example.org" in notice
@@ -171,14 +172,34 @@ async def test_new_codes_are_rate_limited(client, other_browser, services, engin
     message = await invited(client, smtp, practice)
     new_tan = mail_link(message) + "/new-tan"
     for _ in range(3):
-        assert (await post_form(other_browser, new_tan, {})).status == 303
+        once = {"form_token": await form_token(other_browser, mail_link(message))}
+        assert (await post_form(other_browser, new_tan, once)).status == 303
     await smtp.wait_for(4)
     before = await state(engine)
-    refused = await post_form(other_browser, new_tan, {}, headers=DE)
+    once = {"form_token": await form_token(other_browser, mail_link(message))}
+    refused = await post_form(other_browser, new_tan, once, headers=DE)
     assert refused.status == 429
     assert "In der letzten Stunde wurden schon mehrere neue TANs verschickt" in await refused.text()
     await no_more_mail(smtp, 4)
     assert await state(engine) == before
+
+
+async def test_a_new_code_sent_twice_from_one_page_makes_one_tan_and_one_mail(client, other_browser, services, engine, smtp, practice, clinician):
+    """A double click or a reload of "Send a new code": the page's one-time token lets the
+    first sending through; the second leads to the same notice and sends nothing."""
+    message = await invited(client, smtp, practice)
+    link = mail_link(message)
+    once = {"form_token": await form_token(other_browser, link)}
+    first = await post_form(other_browser, link + "/new-tan", once)
+    again = await post_form(other_browser, link + "/new-tan", once)
+    assert first.status == again.status == 303
+    assert first.headers["Location"] == again.headers["Location"] == link + "?sent=1"
+    await mail_settled(client.app)
+    assert len(smtp.messages) == 2, [m["Subject"] for m in smtp.messages]
+    fresh = tan_in(smtp.messages[1])
+    entered = await post_form(other_browser, link, {"tan": fresh})
+    assert entered.status == 303  # the one TAN mailed is the one that works
+    assert (await audit_actions(engine)).count("invitation_tan_sent") == 1
 
 
 async def test_no_new_code_by_mail_where_the_practice_hands_out_tans(client, other_browser, services, engine, smtp, practice, clinician):
@@ -203,7 +224,7 @@ async def test_a_lapsed_guest_comes_back_to_the_tan_page_of_the_invitation(clien
     assert back.status == 303 and back.headers["Location"] == "/guest/tan"  # never /login?next=…
     page = await (await other_browser.get("/guest/tan", headers=DE)).text()
     assert "Neuen Code senden" in page and "Praxis am Markt" in page
-    asked = await post_form(other_browser, "/guest/tan/new-tan", {})
+    asked = await post_form(other_browser, "/guest/tan/new-tan", {"form_token": await form_token(other_browser, "/guest/tan")})
     assert asked.status == 303 and asked.headers["Location"] == "/guest/tan?sent=1"
     fresh = tan_in((await smtp.wait_for(2))[1])
     entered = await post_form(other_browser, "/guest/tan", {"tan": fresh})

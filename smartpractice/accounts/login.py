@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -13,7 +14,7 @@ from smartpractice.accounts.sessions import Sessions
 from smartpractice.accounts.throttle import ACCOUNT_POLICY, ADDRESS_POLICY, LoginThrottle
 from smartpractice.audit import Audit
 from smartpractice.clock import Clock
-from smartpractice.errors import UserError
+from smartpractice.errors import Busy, UserError
 from smartpractice.i18n import N_
 from smartpractice.storage import login_sessions as session_store
 from smartpractice.storage import practices as practice_store
@@ -108,10 +109,11 @@ class Login:
         if locked_until is not None:
             raise _locked(locked_until - now)
 
-        if user is not None and user.password_hash:
-            verified = await self._passwords.verify(user.password_hash, password)
-        else:
-            verified = await self._passwords.verify_dummy(password)
+        async with self._not_counted_if_busy(account_key, address_key):
+            if user is not None and user.password_hash:
+                verified = await self._passwords.verify(user.password_hash, password)
+            else:
+                verified = await self._passwords.verify_dummy(password)
         if not verified:
             if user is not None:
                 async with self._engine.begin() as conn:
@@ -121,12 +123,17 @@ class Login:
 
         assert user is not None and user.password_hash is not None
         refusal = _refusal(user, now)
+        new_hash = None
+        if self._passwords.needs_rehash(user.password_hash):
+            # Hashed before the transaction, which must not hold SQLite's write lock while
+            # it waits; too busy now, the next login does it.
+            with contextlib.suppress(Busy):
+                new_hash = await self._passwords.hash(password)
         async with self._engine.begin() as conn:
             # The right password was given: it does not count toward a lockout, even when
             # the login is refused for another reason.
             await self._throttle.succeeded(conn, account_key, address_key)
-            if self._passwords.needs_rehash(user.password_hash):
-                new_hash = await self._passwords.hash(password)
+            if new_hash is not None:
                 await user_store.replace_hash(conn, user.id, user.password_hash, new_hash)
             staff = await practice_store.staff_practice_ids(conn, user.id)
             if refusal is None and staff and not user.is_operator:
@@ -143,6 +150,18 @@ class Login:
         if refusal is not None:
             raise refusal
         return LoggedIn(user, token, second_factor)
+
+    @contextlib.asynccontextmanager
+    async def _not_counted_if_busy(self, account_key: str, address_key: str):
+        """An attempt the server was too busy to check gives its count back: a crowd told
+        to retry must not lock itself out."""
+        try:
+            yield
+        except Busy:
+            async with self._engine.begin() as conn:
+                await self._throttle.give_back(conn, account_key)
+                await self._throttle.give_back(conn, address_key)
+            raise
 
     async def complete(self, user: User, pending_session_id: int, *, user_agent: str) -> str:
         """Both factors given: a new session id without the pending mark, and the audit entry."""
@@ -163,7 +182,9 @@ class Login:
             locked_until = await self._throttle.admit(conn, limits, now)
         if locked_until is not None:
             raise _locked(locked_until - now)
-        if not (user.password_hash and await self._passwords.verify(user.password_hash, password)):
+        async with self._not_counted_if_busy(account_key, address_key):
+            verified = bool(user.password_hash) and await self._passwords.verify(user.password_hash, password)
+        if not verified:
             raise UserError("current_password_wrong", N_("Your current password is not correct."))
         async with self._engine.begin() as conn:
             await self._throttle.succeeded(conn, account_key, address_key)

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import secrets
+import threading
 import unicodedata
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 
 import argon2
 from zxcvbn import zxcvbn
 
-from smartpractice.errors import UserError
+from smartpractice.errors import Busy, UserError
 from smartpractice.i18n import N_
 
 PATIENT_MIN_LENGTH = 10
@@ -22,6 +25,8 @@ MIN_STRENGTH = 3
 # zxcvbn refuses longer input; 72 characters are plenty to judge by.
 STRENGTH_SAMPLE = 72
 GENERATED_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"
+# Linux nice value of the hashing threads (0 is normal, 19 the lowest priority).
+HASHING_NICENESS = 5
 
 
 class PasswordRejected(UserError):
@@ -80,23 +85,35 @@ def generate_password() -> str:
 
 
 class Passwords:
-    """argon2id hashing off the event loop, at most `concurrency` hashes at once."""
+    """argon2id hashing off the event loop: at most `concurrency` hashes at once, at most
+    `queue` more waiting, none waiting longer than `wait_seconds`. Beyond that the request
+    is told to come back (Busy) instead of piling up; a request whose client has left (its
+    handler is cancelled) takes its hash out of the queue.
 
-    def __init__(self, *, concurrency: int, hasher: argon2.PasswordHasher | None = None) -> None:
+    A hand-made executor around concurrent.futures because asyncio.to_thread queues without
+    bound and cannot take back work that has not started."""
+
+    def __init__(
+        self, *, concurrency: int, queue: int = 16, wait_seconds: float = 4.0,
+        hasher: argon2.PasswordHasher | None = None,
+    ) -> None:
         # argon2-cffi's defaults are the production parameters (docs/security.md).
         self._hasher = hasher or argon2.PasswordHasher()
-        self._slots = asyncio.Semaphore(concurrency)
+        self._executor = ThreadPoolExecutor(
+            max_workers=concurrency, thread_name_prefix="argon2", initializer=_behind_the_event_loop
+        )
+        self._most = concurrency + queue
+        self._wait = wait_seconds
+        self._pending = 0
         self._dummy_hash: str | None = None
 
     async def hash(self, password: str) -> str:
-        async with self._slots:
-            return await asyncio.to_thread(self._hasher.hash, normalize(password))
+        return await self._run(self._hasher.hash, normalize(password))
 
     async def verify(self, password_hash: str, password: str) -> bool:
         if len(password) > MAX_LENGTH:
             return False
-        async with self._slots:
-            return await asyncio.to_thread(self._verify, password_hash, normalize(password))
+        return await self._run(self._verify, password_hash, normalize(password))
 
     async def verify_dummy(self, password: str) -> bool:
         """Spend the time a real verification takes, so unknown users cannot be told apart."""
@@ -105,11 +122,44 @@ class Passwords:
         await self.verify(self._dummy_hash, password)
         return False
 
+    @property
+    def waiting(self) -> int:
+        """Requests whose hash is queued or being computed."""
+        return self._pending
+
     def needs_rehash(self, password_hash: str) -> bool:
         return self._hasher.check_needs_rehash(password_hash)
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    async def _run(self, function, *args):
+        if self._pending >= self._most:
+            raise Busy("password_hashing")
+        self._pending += 1
+        job = self._executor.submit(function, *args)
+        result = asyncio.wrap_future(job)
+        try:
+            done, _ = await asyncio.wait({result}, timeout=self._wait)
+            # cancel() only succeeds for a job no thread has started: that one is dropped.
+            if not done and job.cancel():
+                raise Busy("password_hashing")
+            return await result
+        except asyncio.CancelledError:
+            job.cancel()  # the client left: a hash still queued is never computed
+            raise
+        finally:
+            self._pending -= 1
 
     def _verify(self, password_hash: str, password: str) -> bool:
         try:
             return self._hasher.verify(password_hash, password)
         except (argon2.exceptions.VerificationError, argon2.exceptions.InvalidHashError):
             return False
+
+
+def _behind_the_event_loop() -> None:
+    """Hashing threads (and the lanes argon2 starts from them) yield the CPU to the event
+    loop, so pages and "try again" answers stay quick while the cores are busy hashing."""
+    if hasattr(os, "setpriority"):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), HASHING_NICENESS)

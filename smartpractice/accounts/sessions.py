@@ -13,7 +13,8 @@ from smartpractice.clock import Clock
 from smartpractice.storage import login_sessions as store
 from smartpractice.storage.invitations import invitation_by_id
 from smartpractice.storage.login_sessions import LoginSession
-from smartpractice.storage.users import User, user_by_id
+from smartpractice.storage.practices import Membership
+from smartpractice.storage.users import User
 
 TOKEN_BYTES = 32  # 256 bits; ASVS 7.2.3 asks for at least 128
 # Writing last_seen_at on every request would turn each page view into a write.
@@ -28,6 +29,11 @@ def token_hash(token: str) -> str:
 class ActiveSession:
     session: LoginSession
     user: User
+    # Read with the session, so a practice's page needs no query of its own to know the role.
+    memberships: tuple[Membership, ...] = ()
+
+    def membership_in(self, slug: str) -> Membership | None:
+        return next((m for m in self.memberships if m.practice.slug == slug), None)
 
 
 @dataclass(frozen=True)
@@ -85,20 +91,26 @@ class Sessions:
         return token
 
     async def resume(self, token: str) -> ActiveSession | GuestSession | None:
+        """The session behind a cookie. Most requests only read: one statement, and a write
+        only when the session ran out or is due to be touched."""
         now = self._clock.now()
-        async with self._engine.begin() as conn:
-            session = await store.session_by_hash(conn, token_hash(token))
-            if session is None:
-                return None
-            if session.expires_at <= now or session.last_seen_at + self.idle <= now:
-                await store.delete_session(conn, session.id)
-                return None
-            if now - session.last_seen_at >= TOUCH_INTERVAL:
-                await store.touch(conn, session.id, now)
-            if session.user_id is None:
-                return await self._guest(conn, session, now)
-            user = await user_by_id(conn, session.user_id)
-        return None if user is None else ActiveSession(session, user)
+        async with self._engine.connect() as conn:
+            found = await store.session_with_owner(conn, token_hash(token))
+        if found is None:
+            return None
+        session, owner = found
+        if session.expires_at <= now or session.last_seen_at + self.idle <= now:
+            await self.end(session.id)
+            return None
+        guest = session.user_id is None
+        touch = now - session.last_seen_at >= TOUCH_INTERVAL
+        if guest or touch:
+            async with self._engine.begin() as conn:
+                if touch:
+                    await store.touch(conn, session.id, now)
+                if guest:
+                    return await self._guest(conn, session, now)
+        return None if owner is None else ActiveSession(session, owner.user, owner.memberships)
 
     async def _guest(self, conn: AsyncConnection, session: LoginSession, now) -> GuestSession | None:
         invitation = await invitation_by_id(conn, session.invitation_id)

@@ -10,6 +10,7 @@ from email.utils import format_datetime
 from pathlib import Path
 
 import aiosmtplib
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from smartpractice.clock import Clock
@@ -33,6 +34,10 @@ STALE_CLAIM = timedelta(minutes=10)
 SMTP_TIMEOUT = 30
 
 
+# A sender picks a due mail up within seconds; one waiting this long means none runs.
+OVERDUE = timedelta(minutes=15)
+
+
 class PermanentFailure(Exception):
     """The server refused the mail for good (5xx); retrying will not help."""
 
@@ -51,7 +56,7 @@ def build_message(mail: Mail, sender: str) -> EmailMessage:
         method = "CANCEL" if "METHOD:CANCEL" in mail.calendar else "REQUEST"
         message.add_attachment(
             mail.calendar.encode(), maintype="text", subtype="calendar", filename="consultation.ics",
-            params={"method": method},
+            params={"method": method, "charset": "utf-8"},
         )
     return message
 
@@ -107,13 +112,17 @@ class MailSender:
 
     async def run(self) -> None:
         """Send until cancelled; called as a background task of the server."""
-        await self.release_stale()
+        stale_released = False
         pauses: tuple[float, ...] = ()
         while not self._stop.is_set():
             self._wake.clear()
             self._rounds_begun += 1
             this_round = self._rounds_begun
             try:
+                # In the loop, so a database busy at start (SQLite locked) is tried again.
+                if not stale_released:
+                    await self.release_stale()
+                    stale_released = True
                 found, sent = await self._send_due()
             except Exception:
                 log.exception("mail sender round failed; trying again")
@@ -152,6 +161,21 @@ class MailSender:
         except TimeoutError:
             return False
         return True
+
+    async def moving(self) -> bool:
+        """False when a mail has been due for longer than OVERDUE: no sender is at work
+        (with SMTP down, retries are scheduled ahead and do not count), or when the
+        database stopped answering meanwhile."""
+        try:
+            async with self._engine.connect() as conn:
+                return await store.overdue_count(conn, self._clock.now() - OVERDUE) == 0
+        except (OSError, DBAPIError):
+            return False
+
+    async def queue(self) -> dict[str, int]:
+        """How many mails the outbox holds, by status."""
+        async with self._engine.connect() as conn:
+            return await store.status_counts(conn)
 
     async def release_stale(self) -> int:
         async with self._engine.begin() as conn:

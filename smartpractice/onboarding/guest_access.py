@@ -44,6 +44,7 @@ from smartpractice.storage import invitations as store
 from smartpractice.storage.consultations import Consultation, consultation_by_id, policy_of
 from smartpractice.storage.invitations import Invitation
 from smartpractice.storage.tables import ConsultationState
+from smartpractice.submissions import Once, claim, settle
 from smartpractice.times import spoken
 
 NEW_TAN_POLICY = ThrottlePolicy(max_attempts=3, window=timedelta(hours=1), lockout=timedelta(hours=1))
@@ -175,8 +176,10 @@ class GuestAccess:
             return UserError("tan_wrong", N_("This TAN is not correct. One more try is left."), left=left)
         return UserError("tan_wrong", N_("This TAN is not correct. %(left)d tries are left."), left=left)
 
-    async def send_new_tan(self, ref: InvitationRef, *, address: str, language: str) -> InvitationPage:
-        """A new TAN by mail to the invited address; the one before stops working."""
+    async def send_new_tan(self, ref: InvitationRef, *, address: str, language: str, form_token: str) -> InvitationPage:
+        """A new TAN by mail to the invited address; the one before stops working. The
+        page's one-time `form_token` makes a double click or a reload send one mail: the
+        later sendings raise AlreadySubmitted."""
         now = self._clock.now()
         async with self._engine.connect() as conn:
             found = await self._find(conn, ref, language)
@@ -189,17 +192,19 @@ class GuestAccess:
             )
         limits = [(f"new-tan:{invitation.id}", NEW_TAN_POLICY),
                   ("new-tan-" + self._throttle.address_key(address), NEW_TAN_ADDRESS_POLICY)]
-        async with self._engine.begin() as conn:
-            locked_until = await self._throttle.admit(conn, limits, now)
-        if locked_until is not None:
-            raise UserError(
-                "new_tan_throttled",
-                N_("New TANs have already been sent several times within the hour. Please look in your mailbox, "
-                   "including its spam folder, or ask again in %(minutes)d min."),
-                minutes=minutes_left(locked_until, now),
-            )
+        once = Once(f"invitation-{invitation.id}", form_token)
         tan = new_tan()
         async with self._engine.begin() as conn:
+            # The token first: a second click neither counts against the limit nor sends.
+            await claim(conn, once, now)
+            locked_until = await self._throttle.admit(conn, limits, now)
+            if locked_until is not None:
+                raise UserError(
+                    "new_tan_throttled",
+                    N_("New TANs have already been sent several times within the hour. Please look in your mailbox, "
+                       "including its spam folder, or ask again in %(minutes)d min."),
+                    minutes=minutes_left(locked_until, now),
+                )
             if not await store.replace_tan(conn, invitation.id, self._tan_hmac(tan)):
                 raise self._locked(found)
             renewed = await store.invitation_by_id(conn, invitation.id)
@@ -208,6 +213,7 @@ class GuestAccess:
                            found.join_window, found.tan_by_mail, found.consultation)
             await self._mail_tan(conn, found, tan)
             await self._audit.record(conn, invitation.practice_id, None, "invitation_tan_sent", "invitation", invitation.id)
+            await settle(conn, once, "invitation_tan", invitation.id)
         return self._page(found)
 
     async def _mail_tan(self, conn: AsyncConnection, found: _Found, tan: str) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import Counter
 from collections.abc import Sequence
 
 from smartpractice.clock import Clock
@@ -68,6 +69,10 @@ class Calls:
         cid = seat.consultation.id
         return self.state.subscribe(call_channel(cid), call_peer_channel(cid, seat.key), consultation_channel(cid))
 
+    def statistics(self) -> tuple[Counter[str], dict[str, int]]:
+        """Calls this instance announced, by topology, and its relay's figures (metrics)."""
+        return Counter(self._modes.values()), self._relay.statistics()
+
     async def join(self, seat: Seat, name: str, session: str) -> None:
         cid = seat.consultation.id
         await self.state.publish(call_peer_channel(cid, seat.key), {"type": "replaced", "session": session})
@@ -109,10 +114,12 @@ class Calls:
             await self.state.publish(call_channel(seat.consultation.id),
                                      {"type": "mute", "from": seat.key, "audio": audio, "video": video})
 
-    async def chat(self, seat: Seat, name: str, text: str) -> None:
-        # Passed on to everyone in the call, never written anywhere.
+    async def chat(self, seat: Seat, name: str, *, text: str | None = None, sealed: str | None = None) -> None:
+        """Passed on to everyone in the call, never written anywhere: the text, or what only
+        the participants' browsers can open (end-to-end encryption)."""
+        content = {"text": text} if sealed is None else {"sealed": sealed}
         await self.state.publish(call_channel(seat.consultation.id), {
-            "type": "chat", "from": seat.key, "name": name, "text": text, "at": self._clock.now().isoformat()})
+            "type": "chat", "from": seat.key, "name": name, **content, "at": self._clock.now().isoformat()})
 
     async def peer_to_peer_failed(self, seat: Seat) -> None:
         """No direct path between the two: the call moves to the relay and stays there."""

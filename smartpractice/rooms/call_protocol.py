@@ -8,6 +8,8 @@ returns, so the protocol can be tested and read on its own.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import logging
 import secrets
 
@@ -42,6 +44,12 @@ VERSION = 1
 MESSAGE_BYTES = 64 * 1024
 SDP_CHARS = 48 * 1024
 CHAT_CHARS = 500
+# A sealed chat message: 500 characters of UTF-8 (up to 2,000 bytes) and 34 bytes of
+# tag and trailer, in base64 (docs/e2ee.md).
+SEALED_CHAT_CHARS = 2800
+# Public keys and wrapped keys of end-to-end encryption, in bytes (docs/e2ee.md).
+PUBLIC_KEY_BYTES = {"p256": 65, "x25519": 32}
+WRAPPED_KEY_BYTES = 60
 # ICE candidates come in bursts at the start; a steady stream beyond this is abuse.
 RATE_PER_SECOND = 20.0
 RATE_BURST = 60
@@ -67,6 +75,30 @@ def _purpose(value: object) -> bool:
     return value in ("publish", "receive")
 
 
+def _base64(value: object, size: int | None = None, limit: int = 0) -> bool:
+    """Standard base64 of exactly `size` bytes, or of at most `limit` characters."""
+    if not isinstance(value, str) or not value or len(value) > (limit or 4 * ((size or 0) + 2) // 3 + 4):
+        return False
+    try:
+        decoded = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    return size is None or len(decoded) == size
+
+
+def _public_keys(value: object) -> bool:
+    """A participant's public keys, P-256 always; null from a browser without encoded
+    transforms (the call then has transport encryption only, if the practice allows it)."""
+    if value is None:
+        return True
+    return (isinstance(value, dict) and "p256" in value and set(value) <= set(PUBLIC_KEY_BYTES)
+            and all(_base64(value[name], PUBLIC_KEY_BYTES[name]) for name in value))
+
+
+def _key_id(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 0xFFFFFFFF
+
+
 # What a client may send: its type and the fields each type needs.
 SCHEMA: Schema = {
     "join": JOIN,
@@ -76,6 +108,9 @@ SCHEMA: Schema = {
     "relay_offer": {"purpose": _purpose, "sdp": text(SDP_CHARS), "receive_from": _participants},
     "mute": {"audio": flag, "video": flag},
     "chat": {"text": text(CHAT_CHARS)},
+    "sealed_chat": {"sealed": lambda value: _base64(value, limit=SEALED_CHAT_CHARS)},
+    "e2ee_public": {"to": participant, "keys": _public_keys},
+    "e2ee_key": {"to": participant, "key_id": _key_id, "wrapped": lambda value: _base64(value, WRAPPED_KEY_BYTES)},
     "p2p_failed": {},
     "refresh_ice": {},
     "leave": {},
@@ -194,7 +229,17 @@ class Connection(protocol.Connection):
     async def _on_chat(self, message: dict) -> None:
         if not message["text"].strip():
             raise invalid_field()
-        await self._calls.chat(self.seat, self.name, message["text"].strip())
+        await self._calls.chat(self.seat, self.name, text=message["text"].strip())
+
+    async def _on_sealed_chat(self, message: dict) -> None:
+        await self._calls.chat(self.seat, self.name, sealed=message["sealed"])
+
+    # End-to-end encryption: passed on to the one participant named, as opaque as it came.
+    async def _on_e2ee_public(self, message: dict) -> None:
+        await self._relay_to_peer(message, keys=message["keys"])
+
+    async def _on_e2ee_key(self, message: dict) -> None:
+        await self._relay_to_peer(message, key_id=message["key_id"], wrapped=message["wrapped"])
 
     async def _on_p2p_failed(self, message: dict) -> None:
         await self._calls.peer_to_peer_failed(self.seat)

@@ -39,6 +39,10 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 HISTORY_SIZE = 512
+# A NACK for a packet sent again this recently crossed that packet on the way (the
+# subscriber asked before the relay's repair reached it) and is not answered; a
+# browser asks again if the packet stays missing. libwebrtc waits one round trip.
+RESEND_GUARD = 0.1
 
 
 class IdleTrack(MediaStreamTrack):
@@ -67,7 +71,7 @@ class Forward:
         self.subscriber_id = subscriber_id
         self.bitrate: int | None = None  # last REMB from the subscriber
         self.packets_sent = 0
-        self.retransmitted = 0
+        self.retransmitted = 0  # packets sent again: answers to NACKs, repairs
         self._sender = sender
         self._output: hooks.RtpOutput | None = None
         self._ssrc, self._rtx_ssrc = hooks.sender_ssrcs(sender)
@@ -79,6 +83,7 @@ class Forward:
         # Serialized packets by sequence number modulo HISTORY_SIZE; the sequence
         # number in each packet's header tells whether it is still the one asked for.
         self._history: list[bytes | None] = [None] * HISTORY_SIZE
+        self._resent_at = [0.0] * HISTORY_SIZE  # monotonic time, by the same index
         self._writer: HeaderWriter | None = None
         self._octets = 0
         # Offsets are fixed per incoming SSRC; they change only when the
@@ -87,6 +92,7 @@ class Forward:
         self._seq_offset = 0
         self._ts_offset = 0
         self._last_seq: int | None = None
+        self._first_seq = 0  # the first sent from the current incoming SSRC
         self._last_ts = 0
         self._last_time = 0.0
         # Until the first packet goes out. A video subscriber that joins mid-stream
@@ -163,6 +169,51 @@ class Forward:
         self._octets += len(payload)
         self._output.send_rtp(data)
 
+    def repair(self, codec_name: str, marker: int, sequence_number: int, timestamp: int,
+               ssrc: int, abs_send_time: bytes | None, audio_level: int | None,
+               payload: bytes) -> None:
+        """A packet the publisher sent again: passed on only if it belongs in this
+        subscriber's stream (same incoming SSRC, not before its first packet, within
+        the history) and is missing from it. The relay's own NACK and any subscriber's
+        bring the same repair to every forward; the others have the packet already,
+        and one who joined after it never had a place for it."""
+        payload_type = self._payload_types.get(codec_name)
+        if (payload_type is None or self._first or ssrc != self._in_ssrc
+                or self._output is None):
+            return
+        sequence_number = (sequence_number + self._seq_offset) & 0xFFFF
+        if ((sequence_number - self._first_seq) & 0xFFFF >= 0x8000
+                or (self._last_seq - sequence_number) & 0xFFFF >= HISTORY_SIZE
+                or self._kept(sequence_number) is not None):
+            return
+        timestamp = (timestamp + self._ts_offset) & 0xFFFFFFFF
+        if self._writer is not None:
+            data = self._writer.write(marker, payload_type, sequence_number, timestamp,
+                                      self._ssrc, abs_send_time, audio_level) + payload
+        else:
+            data = self._serialize(marker, payload_type, sequence_number, timestamp,
+                                   abs_send_time, audio_level, payload)
+        self._history[sequence_number % HISTORY_SIZE] = data
+        self._resend(sequence_number, data)
+
+    def _kept(self, sequence_number: int) -> bytes | None:
+        kept = self._history[sequence_number % HISTORY_SIZE]
+        if kept is None or int.from_bytes(kept[2:4], "big") != sequence_number:
+            return None
+        return kept
+
+    def _resend(self, sequence_number: int, data: bytes) -> None:
+        """A packet of the history again, as RTX when the subscriber negotiated it."""
+        self._resent_at[sequence_number % HISTORY_SIZE] = time.monotonic()
+        packet = RtpPacket.parse(data, self._extensions)
+        rtx_payload_type = self._rtx_payload_types.get(packet.payload_type)
+        if rtx_payload_type is not None:
+            packet = wrap_rtx(packet, payload_type=rtx_payload_type,
+                              sequence_number=self._rtx_sequence, ssrc=self._rtx_ssrc)
+            self._rtx_sequence = (self._rtx_sequence + 1) & 0xFFFF
+        self.retransmitted += 1
+        self._output.send_rtp(packet.serialize(self._extensions))
+
     def _serialize(self, marker: int, payload_type: int, sequence_number: int,
                    timestamp: int, abs_send_time: bytes | None, audio_level: int | None,
                    payload: bytes) -> bytes:
@@ -187,6 +238,7 @@ class Forward:
             start_seq = self._last_seq + 1
             start_ts = self._last_ts + max(1, int(elapsed * self.source.clock_rate))
         self._in_ssrc = ssrc
+        self._first_seq = start_seq & 0xFFFF
         self._seq_offset = (start_seq - sequence_number) & 0xFFFF
         self._ts_offset = (start_ts - timestamp) & 0xFFFFFFFF
 
@@ -206,24 +258,21 @@ class Forward:
                 self.source.update_bitrate()
 
     def _answer_nack(self, lost: list[int]) -> None:
+        if self._output is None:
+            return
         missing_upstream = []
+        now = time.monotonic()
         for seq in lost:
-            kept = self._history[seq % HISTORY_SIZE]
-            if kept is None or int.from_bytes(kept[2:4], "big") != seq:
+            kept = self._kept(seq)
+            if kept is None:
                 missing_upstream.append((seq - self._seq_offset) & 0xFFFF)
-                continue
-            if self._output is None:
-                return
-            packet = RtpPacket.parse(kept, self._extensions)
-            rtx_payload_type = self._rtx_payload_types.get(packet.payload_type)
-            if rtx_payload_type is not None:
-                packet = wrap_rtx(packet, payload_type=rtx_payload_type,
-                                  sequence_number=self._rtx_sequence, ssrc=self._rtx_ssrc)
-                self._rtx_sequence = (self._rtx_sequence + 1) & 0xFFFF
-            self.retransmitted += 1
-            self._output.send_rtp(packet.serialize(self._extensions))
+            elif now - self._resent_at[seq % HISTORY_SIZE] >= RESEND_GUARD:
+                self._resend(seq, kept)
         if missing_upstream:
+            # The repair comes back through Source to repair(), for this subscriber
+            # and any other that misses the packet too.
             self.source.request_retransmission(missing_upstream)
+
     def _rewrite_sr(self, report: RtcpSrPacket) -> bool:
         """Give the subscriber the publisher's wall-clock mapping in its timestamps.
 

@@ -21,6 +21,16 @@ class Relay:
     def room_names(self) -> list[str]:
         return list(self._rooms)
 
+    def statistics(self) -> dict[str, int]:
+        """Rooms, published streams by kind, and packets received on them, for metrics."""
+        sources = [source for room in self._rooms.values() for source in room.sources()]
+        return {
+            "rooms": len(self._rooms),
+            "audio_streams": sum(source.kind == "audio" for source in sources),
+            "video_streams": sum(source.kind == "video" for source in sources),
+            "packets_received": sum(source.packets_received for source in sources),
+        }
+
     def room(self, name: str) -> RelayRoom:
         if name not in self._rooms:
             self._rooms[name] = RelayRoom(name, self._ice_servers, self._forget)

@@ -60,6 +60,7 @@ class Source:
         self.packets_received = 0
         self.keyframe_requests_sent = 0
         self.nacks_sent = 0
+        self.retransmissions_received = 0  # RTX packets from the publisher
         self.remb_sent: int | None = None
         self._output: hooks.RtpOutput | None = None
         self._rtcp_ssrc = rtcp_ssrc
@@ -137,9 +138,10 @@ class Source:
             ssrc = self._rtx_ssrcs.get(ssrc, self._media_ssrc)
             if repaired not in self._names or ssrc is None or end - offset < 2:
                 return
-            payload_type, name = repaired, self._names[repaired]
             sequence_number = (data[offset] << 8) | data[offset + 1]
-            offset += 2
+            self._repair(self._names[repaired], second >> 7, sequence_number, timestamp, ssrc,
+                         abs_send_time, audio_level, data[offset + 2:end])
+            return
         if ssrc != self._media_ssrc:
             self._media_ssrc = ssrc
             self.clock_rate = self._clock_rates[payload_type]
@@ -155,6 +157,20 @@ class Source:
                             abs_send_time, audio_level, payload)
         if self._keyframe_wanted:
             self._keyframe_arrived_or_due(name, payload)
+
+    def _repair(self, codec_name: str, marker: int, sequence_number: int, timestamp: int,
+                ssrc: int, abs_send_time: bytes | None, audio_level: int | None,
+                payload: bytes) -> None:
+        """A packet the publisher sent again, asked for by the relay or for one
+        subscriber: each forward decides whether it belongs in its stream."""
+        if ssrc != self._media_ssrc or self._stream is None:
+            return  # of a stream that has since restarted
+        self.packets_received += 1
+        self.retransmissions_received += 1
+        self._stream.add(sequence_number, timestamp, time.time())
+        for forward in self.forwards:
+            forward.repair(codec_name, marker, sequence_number, timestamp, ssrc,
+                           abs_send_time, audio_level, payload)
 
     def _keyframe_arrived_or_due(self, codec_name: str, payload: bytes) -> None:
         """While a keyframe is wanted (rare): one that starts now answers it; else a

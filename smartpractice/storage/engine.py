@@ -29,19 +29,30 @@ def _ensure_sqlite_folder(url: str) -> bool:
     return True
 
 
+# Under a crowd, a request waits at most this long for a pooled connection, and on SQLite
+# as long again for the write lock; then it is answered 503 with Retry-After
+# (errors.busy_database), not left hanging or answered 500.
+WAIT_SECONDS = 4
+
+
 def create_engine(url: str) -> AsyncEngine:
     if _ensure_sqlite_folder(url):
-        engine = create_async_engine(url, connect_args={"timeout": 15})
+        # SQLite writes one at a time whatever the pool; 15 connections let reads go on beside.
+        engine = create_async_engine(
+            url, connect_args={"timeout": WAIT_SECONDS}, pool_size=5, max_overflow=10, pool_timeout=WAIT_SECONDS
+        )
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
-    return create_async_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+    return create_async_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10, pool_timeout=WAIT_SECONDS)
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    """On every new connection: WAL lets readers go on while one writes; busy_timeout makes
+    a writer wait for the lock instead of failing at once with "database is locked"."""
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA busy_timeout=15000")
+    cursor.execute(f"PRAGMA busy_timeout={WAIT_SECONDS * 1000}")
     cursor.close()
 
 

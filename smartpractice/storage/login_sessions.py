@@ -5,10 +5,28 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import and_, bindparam, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from smartpractice.storage.tables import login_sessions
+from smartpractice.storage.practices import Membership, practice_from
+from smartpractice.storage.tables import login_sessions, memberships, practices, users
+from smartpractice.storage.users import User, user_from
+
+# Every logged-in page asks this first, so it is one statement, built once: the session,
+# its user and where they belong (a row per active membership).
+_SESSION_WITH_USER = (
+    select(
+        login_sessions,
+        *(column.label(f"user__{column.name}") for column in users.c),
+        *(column.label(f"practice__{column.name}") for column in practices.c),
+        memberships.c.role.label("membership_role"),
+    )
+    .outerjoin(users, users.c.id == login_sessions.c.user_id)
+    .outerjoin(memberships, and_(memberships.c.user_id == users.c.id, memberships.c.deactivated_at.is_(None)))
+    .outerjoin(practices, practices.c.id == memberships.c.practice_id)
+    .where(login_sessions.c.token_hash == bindparam("token_hash"))
+    .order_by(practices.c.name)
+)
 
 
 @dataclass(frozen=True)
@@ -66,6 +84,28 @@ async def session_by_hash(conn: AsyncConnection, token_hash: str) -> LoginSessio
     query = select(login_sessions).where(login_sessions.c.token_hash == token_hash)
     row = (await conn.execute(query)).first()
     return None if row is None else _session(row)
+
+
+@dataclass(frozen=True)
+class SessionOwner:
+    """Who a session belongs to: a user and their active memberships; None for a guest."""
+
+    user: User
+    memberships: tuple[Membership, ...]
+
+
+async def session_with_owner(conn: AsyncConnection, token_hash: str) -> tuple[LoginSession, SessionOwner | None] | None:
+    rows = (await conn.execute(_SESSION_WITH_USER, {"token_hash": token_hash})).all()
+    if not rows:
+        return None
+    first = rows[0]
+    if first.user__id is None:
+        return _session(first), None
+    owned = tuple(
+        Membership(practice_from(row._mapping, "practice__"), row.membership_role)
+        for row in rows if row.membership_role is not None
+    )
+    return _session(first), SessionOwner(user_from(first._mapping, "user__"), owned)
 
 
 async def sessions_of(conn: AsyncConnection, user_id: int) -> list[LoginSession]:

@@ -127,3 +127,9 @@ async def mark_stale_uncertain(conn: AsyncConnection, claimed_before: datetime) 
 async def status_counts(conn: AsyncConnection) -> dict[str, int]:
     rows = await conn.execute(select(mails.c.status, func.count()).group_by(mails.c.status))
     return {status: count for status, count in rows}
+
+
+async def overdue_count(conn: AsyncConnection, due_before: datetime) -> int:
+    query = select(func.count()).select_from(mails).where(
+        mails.c.status == "pending", mails.c.next_attempt_at < due_before)
+    return (await conn.execute(query)).scalar_one()

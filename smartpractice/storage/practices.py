@@ -32,9 +32,14 @@ class Membership:
 
 
 def practice_from_row(row) -> Practice:
+    return practice_from(row._mapping)
+
+
+def practice_from(values, prefix: str = "") -> Practice:
+    """A Practice from a row's mapping whose practice columns are named `prefix` + column name."""
     return Practice(
-        id=row.id, slug=row.slug, name=row.name,
-        confirmed=row.confirmed_at is not None, suspended=row.suspended_at is not None,
+        id=values[prefix + "id"], slug=values[prefix + "slug"], name=values[prefix + "name"],
+        confirmed=values[prefix + "confirmed_at"] is not None, suspended=values[prefix + "suspended_at"] is not None,
     )
 
 

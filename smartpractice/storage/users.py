@@ -32,19 +32,15 @@ class User:
 
 
 def _user(row) -> User:
-    return User(
-        id=row.id,
-        username=row.username,
-        email=row.email,
-        display_name=row.display_name,
-        password_hash=row.password_hash,
-        must_change_password=row.must_change_password,
-        initial_password_expires_at=row.initial_password_expires_at,
-        email_confirmed_at=row.email_confirmed_at,
-        language=row.language,
-        is_operator=row.is_operator,
-        pending_email=row.pending_email,
-    )
+    return user_from(row._mapping)
+
+
+def user_from(values, prefix: str = "") -> User:
+    """A User from a row's mapping whose user columns are named `prefix` + column name."""
+    return User(**{field: values[prefix + field] for field in _FIELDS})
+
+
+_FIELDS = tuple(User.__dataclass_fields__)
 
 
 async def insert_user(

@@ -21,7 +21,7 @@ async def account(request: web.Request) -> web.StreamResponse:
 
 async def account_page(
     request: web.Request, active: ActiveSession, *, email_error: str | None = None, new_email: str = "",
-    status: int = 200,
+    delete_error: str | None = None, status: int = 200,
 ) -> web.Response:
     """The account page; the email form comes back with its error and what was typed."""
     services = request.app[services_key]
@@ -31,6 +31,7 @@ async def account_page(
         "second_factor": await services.second_factors.is_enrolled(active.user.id),
         "email_error": email_error,
         "new_email": new_email,
+        "delete_error": delete_error,
     }
     return render(request, "account.html", context, status=status)
 

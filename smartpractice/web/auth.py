@@ -5,13 +5,18 @@ from __future__ import annotations
 from aiohttp import web
 
 from smartpractice.accounts.login import LoginFailed
-from smartpractice.keys import active_session_key, guest_session_key, services_key
+from smartpractice.errors import Busy
+from smartpractice.i18n import N_
+from smartpractice.keys import active_session_key, guest_session_key, services_key, translations_key
 from smartpractice.web.client import client_address
 from smartpractice.web.cookies import GUEST, SESSION, clear_cookie, read_cookie, set_cookie
 from smartpractice.web.csrf import renew_csrf
 from smartpractice.web.forms import field, read_form
+from smartpractice.web.metrics import count_login
 from smartpractice.web.responses import render, see_other, user_message
 from smartpractice.web.session import require_login, safe_next
+
+BUSY_MESSAGE = N_("Very many people are logging in right now. Please send the form again in a few seconds.")
 
 
 def login_page(request: web.Request, *, status: int = 200, **shown) -> web.Response:
@@ -51,8 +56,17 @@ async def login(request: web.Request) -> web.StreamResponse:
             user_agent=request.headers.get("User-Agent", ""),
         )
     except LoginFailed as error:
+        count_login(request, "password", ok=False)
         return login_page(request, status=error.status, identifier=identifier, error=user_message(request, error),
                           error_code=error.code, next=target or "")
+    except Busy as busy:
+        # Many logging in at once: the form again, filled in, asking to send it in a moment.
+        message = request[translations_key].gettext(BUSY_MESSAGE)
+        response = login_page(request, status=503, identifier=identifier, error=message, error_code="busy",
+                              next=target or "")
+        response.headers["Retry-After"] = str(busy.retry_after)
+        return response
+    count_login(request, "password", ok=True)
     if logged_in.second_factor == "verify":
         code_page = request.app.router["second_factor"].url_for()
         response = see_other(code_page.with_query(next=target) if target else code_page)

@@ -11,7 +11,7 @@ from smartpractice.keys import active_session_key, services_key
 from smartpractice.rooms import call_protocol
 from smartpractice.rooms.state import RoomsUnavailable
 from smartpractice.web.responses import render, see_other, user_message
-from smartpractice.web.rooms import seat_of, unavailable
+from smartpractice.web.rooms import alive_seconds, seat_of, unavailable
 from smartpractice.web.sockets import check_origin, refuse, run, sender
 
 
@@ -35,7 +35,7 @@ async def call_page(request: web.Request) -> web.StreamResponse:
         return unavailable(request, error)
     if not admitted:
         return see_other(request.app.router["waiting_room"].url_for(id=str(seat.consultation.id)))
-    context = {"seat": seat, "practice": None, "end": None}
+    context = {"seat": seat, "practice": None, "end": None, "alive_seconds": alive_seconds(request)}
     if seat.role == "clinician":
         # Staff see who is waiting (an interpreter, a relative) and can end the consultation.
         practice = context["practice"] = await services.practices.by_id(seat.consultation.practice_id)
@@ -61,7 +61,7 @@ async def call_socket(request: web.Request) -> web.StreamResponse:
         raise web.HTTPForbidden(reason="not admitted")
     active = request.get(active_session_key)
     name = seat.call_name or (active.user.display_name if seat.role == "clinician" else "")
-    return await run(request, call_protocol.MESSAGE_BYTES, services.calls.inbox(seat),
+    return await run(request, "call", call_protocol.MESSAGE_BYTES, services.calls.inbox(seat),
                      lambda socket: call_protocol.Connection(
                          seat=seat, name=name, calls=services.calls, waiting_room=services.waiting_room,
                          ice=services.ice_servers, send=sender(socket),

@@ -13,11 +13,13 @@ from smartpractice.accounts.tokens import LinkInvalid
 from smartpractice.errors import UserError
 from smartpractice.keys import guest_session_key, language_key, secret_key, services_key
 from smartpractice.onboarding.guest_access import GuestEntry, InvitationRef
+from smartpractice.submissions import AlreadySubmitted, new_token
 from smartpractice.web.auth import login_page
 from smartpractice.web.client import client_address
 from smartpractice.web.cookies import GUEST, SESSION, read_cookie, set_cookie
 from smartpractice.web.csrf import renew_csrf
 from smartpractice.web.forms import field, read_form
+from smartpractice.web.metrics import count_login
 from smartpractice.web.responses import render, see_other, user_message
 
 # What a refused TAN entry answers: too many from one connection, or a wrong/old TAN.
@@ -90,7 +92,7 @@ async def _invitation_page(request: web.Request, ref: InvitationRef, actions: di
     if error is None and guest is not None and guest.invitation_id == page.welcome.invitation.id:
         # Still signed in on this device: the mail's link leads straight back in.
         return see_other(_landing(request, page.welcome.invitation.consultation_id))
-    context = {"page": page, "error": error, "actions": actions,
+    context = {"page": page, "error": error, "actions": actions, "form_token": new_token(),
                "sent": error is None and request.query.get("sent") == "1"}
     return render(request, "invitation_login.html", context, status=status)
 
@@ -103,17 +105,23 @@ async def _enter(request: web.Request, ref: InvitationRef, actions: dict) -> web
             user_agent=request.headers.get("User-Agent", ""), language=request[language_key],
         )
     except LinkInvalid as error:
+        count_login(request, "tan", ok=False)
         return _closed(request, error)
     except UserError as error:
+        count_login(request, "tan", ok=False)
         return await _invitation_page(request, ref, actions, error=user_message(request, error), status=_status(error))
+    count_login(request, "tan", ok=True)
     return _signed_in(request, entry)
 
 
 async def _new_tan(request: web.Request, ref: InvitationRef, actions: dict, back) -> web.StreamResponse:
-    await read_form(request)
+    form = await read_form(request)
     try:
         await request.app[services_key].guest_access.send_new_tan(
-            ref, address=client_address(request), language=request[language_key])
+            ref, address=client_address(request), language=request[language_key],
+            form_token=field(form, "form_token", 64))
+    except AlreadySubmitted:
+        pass  # a second click or a reload: the first sending's mail is the one
     except LinkInvalid as error:
         return _closed(request, error)
     except UserError as error:
@@ -186,9 +194,11 @@ async def code_login(request: web.Request) -> web.StreamResponse:
             user_agent=request.headers.get("User-Agent", ""), language=request[language_key],
         )
     except UserError as error:
+        count_login(request, "tan", ok=False)
         status = 410 if isinstance(error, LinkInvalid) else _status(error)
         return login_page(request, status=status, code=code, tan=tan, tan_error=user_message(request, error),
                           tan_contact=error.params.get("contact", ""))
+    count_login(request, "tan", ok=True)
     return _signed_in(request, entry)
 
 

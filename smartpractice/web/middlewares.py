@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+import secrets
 
-from aiohttp import web
+from aiohttp import web, web_response
 
 from smartpractice.accounts.sessions import ActiveSession, GuestSession
+from smartpractice.errors import Busy, busy_database
 from smartpractice.i18n import DEFAULT_LANGUAGE, LANGUAGES, negotiate
 from smartpractice.keys import (
     active_session_key,
@@ -17,6 +19,7 @@ from smartpractice.keys import (
     settings_key,
     translations_key,
 )
+from smartpractice.logs import REQUEST_ID, request_id_key
 from smartpractice.web.api.errors import http_error_response
 from smartpractice.web.cookies import LANGUAGE, SESSION, read_cookie
 from smartpractice.web.responses import render
@@ -42,14 +45,15 @@ PERMISSIONS_POLICY = (
 # Routes a user with an initial password may still reach before choosing their own.
 OPEN_DURING_PASSWORD_CHANGE = frozenset(
     {"password", "password_submit", "logout", "logout_everywhere", "static", "privacy", "terms",
-     "cookies", "healthz", "language"}
+     "cookies", "healthz", "readyz", "metrics", "language"}
 )
 # Routes a session between password and second factor may reach.
 OPEN_DURING_SECOND_FACTOR = frozenset(
     {"second_factor", "second_factor_submit", "two_factor_setup", "two_factor_setup_submit", "logout",
-     "static", "privacy", "terms", "cookies", "healthz", "language"}
+     "static", "privacy", "terms", "cookies", "healthz", "readyz", "metrics", "language"}
 )
 SESSION_TOKEN_MAX = 64
+SERVER_NAME = "smartpractice"
 
 
 def _route_name(request: web.Request) -> str | None:
@@ -57,8 +61,27 @@ def _route_name(request: web.Request) -> str | None:
     return route.name if route else None
 
 
+def hide_server_version() -> None:
+    """aiohttp names itself and Python's version in `Server` on every response, its
+    parser's 400s included, and has no setting for it: the name it uses is replaced."""
+    web_response.SERVER_SOFTWARE = SERVER_NAME
+
+
+@web.middleware
+async def request_ids(request: web.Request, handler):
+    """Every request gets an id: in each of its log records and in `X-Request-Id`, so
+    that a user's report ("it failed at 10:02") can be matched with the log."""
+    request_id = secrets.token_hex(8)
+    request[request_id_key] = request_id
+    REQUEST_ID.set(request_id)
+    return await handler(request)
+
+
 async def security_headers(request: web.Request, response: web.StreamResponse) -> None:
     headers = response.headers
+    headers["Server"] = SERVER_NAME
+    if request_id_key in request:
+        headers["X-Request-Id"] = request[request_id_key]
     headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
     headers["X-Content-Type-Options"] = "nosniff"
     headers["X-Frame-Options"] = "DENY"
@@ -79,6 +102,14 @@ def _error_response(request: web.Request, status: int, reason: str) -> web.Strea
     return render(request, "error.html", {"status": status, "reason": reason}, status=status)
 
 
+def busy_page(request: web.Request, busy: Busy) -> web.StreamResponse:
+    """503 with Retry-After and a page that says to try again in a few seconds."""
+    log.warning("too busy for %s %s: %s", request.method, _route_name(request), busy.what)
+    response = _error_response(request, 503, "busy")
+    response.headers["Retry-After"] = str(busy.retry_after)
+    return response
+
+
 @web.middleware
 async def error_pages(request: web.Request, handler):
     """Every error gets a page that leaks nothing: no stack, no reason from inside."""
@@ -91,7 +122,12 @@ async def error_pages(request: web.Request, handler):
         if "Allow" in exc.headers:
             response.headers["Allow"] = exc.headers["Allow"]
         return response
-    except Exception:
+    except Busy as busy:
+        return busy_page(request, busy)
+    except Exception as error:
+        busy = busy_database(error)
+        if busy is not None:
+            return busy_page(request, busy)
         log.exception("unhandled error in route %s", _route_name(request))
         return _error_response(request, 500, "internal_error")
 
@@ -100,7 +136,7 @@ async def error_pages(request: web.Request, handler):
 async def request_context(request: web.Request, handler):
     """Resolve the login session and the language. Static files need neither; the API
     authenticates by key, never by cookie; the health check must not depend on sessions."""
-    if request.path.startswith(("/static/", "/api/", "/healthz")):
+    if request.path.startswith(("/static/", "/api/", "/healthz", "/readyz", "/metrics")):
         return await handler(request)
     token = read_cookie(request, SESSION)
     resumed = None

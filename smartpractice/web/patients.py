@@ -24,7 +24,8 @@ def _user_id(request: web.Request) -> int:
 async def patients(request: web.Request) -> web.StreamResponse:
     _, membership = await require_staff(request, request.match_info["slug"])
     listed = await request.app[services_key].patients.list(membership.practice)
-    return render(request, "patients.html", {"practice": membership.practice, "patients": listed})
+    return render(request, "patients.html", {"practice": membership.practice, "patients": listed,
+                                             "deleted": request.query.get("deleted") == "1"})
 
 
 async def new_form(request: web.Request) -> web.StreamResponse:
@@ -55,7 +56,8 @@ async def patient(request: web.Request) -> web.StreamResponse:
         found = await request.app[services_key].patients.find(membership.practice, _user_id(request))
     except PatientNotFound:
         raise web.HTTPNotFound() from None
-    context = {"practice": membership.practice, "patient": found, "error": None, "new_password": None}
+    context = {"practice": membership.practice, "patient": found, "error": None, "new_password": None,
+               "is_admin": membership.role == "admin"}
     return render(request, "patients_detail.html", context)
 
 
@@ -70,8 +72,9 @@ async def new_initial_password(request: web.Request) -> web.StreamResponse:
     except UserError as error:
         found = await patients_service.find(membership.practice, user_id)
         context = {"practice": membership.practice, "patient": found, "error": user_message(request, error),
-                   "new_password": None}
+                   "new_password": None, "is_admin": membership.role == "admin"}
         return render(request, "patients_detail.html", context, status=400)
     found = await patients_service.find(membership.practice, user_id)
-    context = {"practice": membership.practice, "patient": found, "error": None, "new_password": password}
+    context = {"practice": membership.practice, "patient": found, "error": None, "new_password": password,
+               "is_admin": membership.role == "admin"}
     return render(request, "patients_detail.html", context)

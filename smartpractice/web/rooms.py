@@ -70,14 +70,19 @@ async def waiting_page(request: web.Request) -> web.StreamResponse:
         "seat": seat,
         "zone": policy.time_zone,
         "opens_at": services.waiting_room.opens_at(seat, policy.join_window_minutes),
-        # Well inside the idle timeout, so an open waiting page keeps its session alive.
-        "alive_seconds": max(60, min(600, request.app[settings_key].session_idle_minutes * 60 // 3)),
+        "alive_seconds": alive_seconds(request),
     }
     return render(request, "waiting.html", context)
 
 
+def alive_seconds(request: web.Request) -> int:
+    """How often an open waiting or call page beats: well inside the idle timeout, so that
+    its session stays alive."""
+    return max(60, min(600, request.app[settings_key].session_idle_minutes * 60 // 3))
+
+
 async def alive(request: web.Request) -> web.StreamResponse:
-    """The open waiting page's beat: resuming the session (the middleware) marks it as in
+    """The open waiting or call page's beat: resuming the session (the middleware) marks it as in
     use, so it does not run out while someone waits. 401 once it has ended."""
     await seat_of(request)
     return web.Response(status=204)
@@ -89,7 +94,8 @@ async def participant_socket(request: web.Request) -> web.StreamResponse:
     seat = await seat_of(request)
     services = request.app[services_key]
     channels = (person_channel(seat.consultation.id, seat.key), consultation_channel(seat.consultation.id))
-    return await run(request, waiting_protocol.MESSAGE_BYTES, services.waiting_room.state.subscribe(*channels),
+    return await run(request, "waiting_patient", waiting_protocol.MESSAGE_BYTES,
+                     services.waiting_room.state.subscribe(*channels),
                      lambda socket: waiting_protocol.WaitingConnection(
                          seat=seat, room=services.waiting_room, consultations=services.consultations,
                          send=sender(socket), translate=functools.partial(user_message, request)))
@@ -103,7 +109,7 @@ async def staff_socket(request: web.Request) -> web.StreamResponse:
     active, membership = await require_staff(request, request.match_info["slug"])
     services = request.app[services_key]
     news = services.waiting_room.state.subscribe(practice_channel(membership.practice.id))
-    return await run(request, waiting_protocol.MESSAGE_BYTES, news,
+    return await run(request, "waiting_staff", waiting_protocol.MESSAGE_BYTES, news,
                      lambda socket: waiting_protocol.PracticeConnection(
                          practice_id=membership.practice.id, actor=active.user.id, room=services.waiting_room,
                          consultations=services.consultations, send=sender(socket),

@@ -18,10 +18,12 @@ from smartpractice.web import (
     guest,
     health,
     invitations,
+    metrics,
     operator,
     pages,
     password_reset,
     patients,
+    personal_data,
     practice,
     practice_settings,
     registration,
@@ -50,6 +52,8 @@ def setup_routes(app: web.Application) -> None:
     add("POST", "/logout/everywhere", auth.logout_everywhere, name="logout_everywhere")
     add("GET", "/account", account.account, name="account")
     add("POST", r"/account/sessions/{session_id:\d{1,18}}/end", account.end_session, name="session_end")
+    add("GET", "/account/data", personal_data.my_data, name="my_data")
+    add("POST", "/account/delete", personal_data.delete_account, name="account_delete")
     add("GET", "/account/password", account.password_form, name="password")
     add("POST", "/account/password", account.change_password, name="password_submit")
     add("POST", "/account/email", email_change.request_change, name="email_change")
@@ -71,6 +75,8 @@ def setup_routes(app: web.Application) -> None:
     add("GET", "/p/{slug}/patients/new", patients.new_form, name="patient_new")
     add("GET", "/p/{slug}/patients/{user_id}", patients.patient, name="patient")
     add("POST", "/p/{slug}/patients/{user_id}/initial-password", patients.new_initial_password, name="patient_initial_password")
+    add("GET", "/p/{slug}/patients/{user_id}/data", personal_data.patient_data, name="patient_data")
+    add("POST", "/p/{slug}/patients/{user_id}/delete", personal_data.delete_patient, name="patient_delete")
     add("GET", "/p/{slug}/registration", registration.page, name="registration")
     add("POST", "/p/{slug}/registration", registration.configure, name="registration_configure")
     add("POST", "/p/{slug}/registration/renew", registration.renew, name="registration_renew")
@@ -143,6 +149,8 @@ def setup_routes(app: web.Application) -> None:
     add("GET", "/terms", pages.terms, name="terms")
     add("GET", "/cookies", pages.cookies, name="cookies")
     add("GET", "/healthz", health.healthz, name="healthz")
+    add("GET", "/readyz", health.readyz, name="readyz")
+    add("GET", "/metrics", metrics.metrics, name="metrics")
     add("GET", "/api/v1/openapi.json", api_openapi.openapi, name="api_openapi")
     add("POST", "/api/v1/patients", api_patients.create, name="api_patient_create")
     add("GET", "/api/v1/patients/{id:[0-9]+}", api_patients.patient, name="api_patient")

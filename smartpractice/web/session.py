@@ -7,7 +7,7 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from smartpractice.accounts.sessions import ActiveSession
-from smartpractice.keys import active_session_key, services_key
+from smartpractice.keys import active_session_key
 from smartpractice.practices.practices import Membership
 
 
@@ -24,7 +24,7 @@ def require_login(request: web.Request) -> ActiveSession:
 async def require_membership(request: web.Request, slug: str) -> tuple[ActiveSession, Membership]:
     """The user's membership in the practice `slug`; 404 for practices they do not belong to."""
     active = require_login(request)
-    membership = await request.app[services_key].practices.membership_in(active.user.id, slug)
+    membership = active.membership_in(slug)
     if membership is None:
         raise web.HTTPNotFound()
     if membership.practice.suspended:

@@ -11,7 +11,7 @@ from typing import Protocol
 
 from aiohttp import WSMsgType, web
 
-from smartpractice.keys import settings_key
+from smartpractice.keys import draining_key, settings_key
 from smartpractice.rooms.protocol import CLOSE_TRY_AGAIN, error_message
 from smartpractice.rooms.state import RoomsUnavailable
 from smartpractice.web.responses import user_message
@@ -87,15 +87,25 @@ async def serve(socket: web.WebSocketResponse, connection: Connection, news: asy
         await asyncio.shield(connection.closed())
 
 
-async def run(request: web.Request, max_bytes: int, news: AbstractAsyncContextManager[asyncio.Queue[dict]],
+async def run(request: web.Request, kind: str, max_bytes: int,
+              news: AbstractAsyncContextManager[asyncio.Queue[dict]],
               connect: Callable[[web.WebSocketResponse], Connection]) -> web.WebSocketResponse:
     """Listen to the room first, then open the socket and serve it; a room state that
-    cannot be reached gets the socket refused (`refuse`) instead of a 500."""
+    cannot be reached gets the socket refused (`refuse`) instead of a 500. The socket is
+    counted by `kind` and, when the instance stops, closed with 1012 (draining.py)."""
+    draining = request.app[draining_key]
+    if draining.started:
+        # A request that was already on its way in when the stop began.
+        raise web.HTTPServiceUnavailable()
     async with contextlib.AsyncExitStack() as stack:
         try:
             inbox = await stack.enter_async_context(news)
         except RoomsUnavailable as error:
             return await refuse(request, max_bytes, error)
         socket = await open_socket(request, max_bytes)
-        await serve(socket, connect(socket), inbox)
+        draining.open(socket, kind)
+        try:
+            await serve(socket, connect(socket), inbox)
+        finally:
+            draining.closed(socket)
     return socket

@@ -6,6 +6,7 @@
 import { Chat } from "./chat.js";
 import { Connections } from "./connections.js";
 import { DeviceCheck } from "./device-check.js";
+import { keepAlive } from "./keepalive.js";
 import { LocalMedia } from "./media.js";
 import { CallProtocol } from "./protocol.js";
 import { Tiles } from "./tiles.js";
@@ -18,6 +19,7 @@ function start() {
   const T = JSON.parse($("call-text").textContent);
   const status = (text) => { $("status").textContent = text; };
   const reload = () => window.location.reload();
+  keepAlive({ url: root.dataset.alive, seconds: Number(root.dataset.aliveSeconds), csrf: root.dataset.csrf }, reload);
 
   if (!navigator.mediaDevices || !window.RTCPeerConnection) {
     $("device-error").textContent = T.device_failed;

@@ -6,6 +6,9 @@
 export const PROTOCOL_VERSION = 1;
 
 // After 1, 2, 4, 8 and then every 10 seconds: soon after a short drop, gently while offline.
+const RESTARTING = 1012;
+const RESTART_PAUSE = 100;
+
 export function reconnectPause(attempt) {
   return Math.min(500 * 2 ** attempt, 10000);
 }
@@ -38,6 +41,7 @@ export class CallProtocol {
 
   // Types: the server's messages "welcome", "participants", "description" (offer or answer),
   // "candidate", "relay-answer", "relay-sources" (the publishers), "mute", "chat",
+  // "public-key" and "wrapped-key" (end-to-end encryption),
   // "ice-servers" (the servers), "error"; the socket's fate "reconnecting", "replaced",
   // "ended", "outdated" (4002), "refused" (a handshake the owner judged refused); "fault"
   // (a listener threw or a frame was unreadable). Listeners run one after the other, and the
@@ -77,6 +81,9 @@ export class CallProtocol {
 
   sendMute({ audio, video }) { this.#send({ type: "mute", audio, video }); }
   sendChat(text) { this.#send({ type: "chat", text }); }
+  sendSealedChat(sealed) { this.#send({ type: "sealed_chat", sealed }); }
+  sendPublicKey(to, toSession, keys) { this.#send({ type: "e2ee_public", to, to_session: toSession, keys }); }
+  sendWrappedKey(to, toSession, keyId, wrapped) { this.#send({ type: "e2ee_key", to, to_session: toSession, key_id: keyId, wrapped }); }
   sendDescription(to, toSession, { type, sdp }) { this.#send({ type, to, to_session: toSession, sdp }); }
   sendCandidate(to, toSession, candidate) { this.#send({ type: "candidate", to, to_session: toSession, candidate }); }
   sendRelayOffer(purpose, sdp, receiveFrom) { this.#send({ type: "relay_offer", purpose, sdp, receive_from: receiveFrom }); }
@@ -121,6 +128,8 @@ export class CallProtocol {
       case "relay_sources": return this.#emit("relay-sources", message.publishers);
       case "mute": return this.#emit("mute", message);
       case "chat": return this.#emit("chat", message);
+      case "e2ee_public": return this.#emit("public-key", message);
+      case "e2ee_key": return this.#emit("wrapped-key", message);
       case "ice_servers":
         this.#useIceServers(message);
         return this.#emit("ice-servers", this.iceServers);
@@ -148,7 +157,9 @@ export class CallProtocol {
     // Refused before the upgrade (ended, no longer admitted, logged out): the page says why.
     if (!opened && await this.#refused()) { this.stop(); await this.#emit("refused"); return; }
     if (this.#stopped) return;
+    // 1012: the server is stopping and another one takes the call; at once, not after a pause.
+    const pause = code === RESTARTING && opened ? RESTART_PAUSE : reconnectPause(this.#attempts + 1);
     this.#attempts += 1;
-    this.#retry = this.#setTimeout(() => this.#connect(), reconnectPause(this.#attempts));
+    this.#retry = this.#setTimeout(() => this.#connect(), pause);
   }
 }

@@ -136,7 +136,7 @@ test("a message waits until the handlers of the one before it have finished, eve
 test("each message type reaches its own listeners, unknown types none", async () => {
   const { protocol, events, socket } = joined();
   const seen = [];
-  for (const type of ["participants", "description", "candidate", "relay-answer", "relay-sources", "mute", "chat"]) {
+  for (const type of ["participants", "description", "candidate", "relay-answer", "relay-sources", "mute", "chat", "public-key", "wrapped-key"]) {
     protocol.on(type, (value) => { seen.push([type, value]); });
   }
   const publishers = [{ id: "u4", kinds: ["audio"], generation: 1 }];
@@ -145,9 +145,11 @@ test("each message type reaches its own listeners, unknown types none", async ()
   socket().deliver({ type: "relay_answer", purpose: "publish", receive_from: [], sdp: "v=0" });
   socket().deliver({ type: "relay_sources", publishers });
   socket().deliver({ type: "mute", from: "u4", audio: false, video: true });
+  socket().deliver({ type: "e2ee_public", from: "u4", session: "s4", keys: null });
+  socket().deliver({ type: "e2ee_key", from: "u4", session: "s4", key_id: 7, wrapped: "AAAA" });
   socket().deliver({ type: "from_a_newer_server" });
   await settle();
-  assert.deepEqual(seen.map(([type]) => type), ["participants", "description", "relay-answer", "relay-sources", "mute"]);
+  assert.deepEqual(seen.map(([type]) => type), ["participants", "description", "relay-answer", "relay-sources", "mute", "public-key", "wrapped-key"]);
   assert.deepEqual(seen[3][1], publishers);
   assert.ok(!events.some((event) => event[0] === "fault"));
 });
@@ -176,6 +178,9 @@ test("sending helpers write the documented messages", () => {
   protocol.sendCandidate("u4", "s4", { candidate: "c1", sdpMid: "0", sdpMLineIndex: 0 });
   protocol.sendRelayOffer("receive", "v=0", ["u4"]);
   protocol.reportP2pFailed();
+  protocol.sendSealedChat("AAAA");
+  protocol.sendPublicKey("u4", "s4", { p256: "BA==" });
+  protocol.sendWrappedKey("u4", "s4", 7, "AAAA");
   assert.deepEqual(socket().sent.slice(1), [
     { type: "mute", audio: false, video: true },
     { type: "chat", text: "Hallo" },
@@ -183,6 +188,9 @@ test("sending helpers write the documented messages", () => {
     { type: "candidate", to: "u4", to_session: "s4", candidate: { candidate: "c1", sdpMid: "0", sdpMLineIndex: 0 } },
     { type: "relay_offer", purpose: "receive", sdp: "v=0", receive_from: ["u4"] },
     { type: "p2p_failed" },
+    { type: "sealed_chat", sealed: "AAAA" },
+    { type: "e2ee_public", to: "u4", to_session: "s4", keys: { p256: "BA==" } },
+    { type: "e2ee_key", to: "u4", to_session: "s4", key_id: 7, wrapped: "AAAA" },
   ]);
 });
 
@@ -221,6 +229,16 @@ test("a flood's close (1008) and an oversized frame's (1009) are reconnected aft
     timers.runAll();
     assert.equal(WebSocket.made.length, 2);
   }
+});
+
+test("a stopping server's close (1012) is reconnected at once", async () => {
+  const { WebSocket, timers, events, socket } = joined();
+  socket().drop(1012);
+  await settle();
+  assert.ok(timers.delays().includes(100) && !timers.delays().includes(1000), timers.delays());
+  assert.ok(events.includes("reconnecting"));
+  timers.runAll();
+  assert.equal(WebSocket.made.length, 2);
 });
 
 test("a handshake the page says was refused reloads instead of retrying", async () => {

@@ -11,7 +11,7 @@ import logging
 
 from aiohttp import web
 
-from smartpractice.errors import UserError
+from smartpractice.errors import Busy, UserError, busy_database
 from smartpractice.keys import services_key
 from smartpractice.web.api.request import api_practice_key
 
@@ -35,6 +35,7 @@ HTTP_CODES = {
     415: ("unsupported_media_type", "Send the request body as JSON with Content-Type: application/json."),
 }
 INTERNAL = ("internal_error", "Something went wrong on the server. The problem has been logged.")
+BUSY = ("busy", "The server is busy. Please try again after the seconds given in Retry-After.")
 MISSING_KEY = "Send an API key in the header `Authorization: Bearer <key>`."
 INVALID_KEY = "This API key is not valid, or it has been revoked."
 
@@ -100,7 +101,13 @@ async def api_errors(request: web.Request, handler):
         if "Allow" in exc.headers:
             response.headers["Allow"] = exc.headers["Allow"]
         return response
-    except Exception:
+    except Exception as error:
         route = request.match_info.route
+        busy = error if isinstance(error, Busy) else busy_database(error)
+        if busy is not None:
+            log.warning("too busy for API route %s: %s", route.name if route else None, busy.what)
+            response = error_response(503, *BUSY)
+            response.headers["Retry-After"] = str(busy.retry_after)
+            return response
         log.exception("unhandled error in API route %s", route.name if route else None)
         return error_response(500, *INTERNAL)

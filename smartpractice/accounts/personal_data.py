@@ -1,0 +1,98 @@
+"""A person's data rights (GDPR art. 15, 17, 20): a copy of what the service holds about
+them, as JSON, and its erasure, by the person or by a practice admin for a patient of the
+practice. Each erasure is audited; the entry keeps the fact, never the identity
+(docs/privacy-operations.md)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from smartpractice.audit import Audit
+from smartpractice.clock import Clock
+from smartpractice.errors import UserError
+from smartpractice.i18n import N_
+from smartpractice.storage import personal_data as store
+from smartpractice.storage import users as user_store
+from smartpractice.storage.practices import Practice
+from smartpractice.storage.users import User
+
+EXPORT_FORMAT = "smartpractice-personal-data/1"
+
+
+def _plain(value: object) -> object:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, list):
+        return [_plain(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    return value
+
+
+def _addresses(user: User) -> list[str]:
+    return sorted({address.lower() for address in (user.email, user.pending_email) if address})
+
+
+class NotDeletable(UserError):
+    pass
+
+
+class PersonalData:
+    def __init__(self, *, engine: AsyncEngine, clock: Clock, audit: Audit) -> None:
+        self._engine = engine
+        self._clock = clock
+        self._audit = audit
+
+    async def export(self, user: User, *, practice: Practice | None = None) -> dict:
+        """Everything about `user`, or (for a practice admin) what `practice` holds about them."""
+        practice_id = practice.id if practice else None
+        emails = _addresses(user)
+        async with self._engine.connect() as conn:
+            data = {
+                "format": EXPORT_FORMAT,
+                "exported_at": self._clock.now(),
+                "scope": practice.name if practice else "all",
+                "account": await store.account(conn, user.id),
+                "practices": await store.practices_of(conn, user.id, practice_id),
+                "consultations": await store.consultations_of(conn, user.id, emails, practice_id),
+                "invitations": await store.invitations_to(conn, emails, practice_id),
+                "call_attendances": await store.attendances_of(conn, user.id, practice_id),
+                "audit_entries": await store.audit_about(conn, user.id, practice_id),
+            }
+            if practice is None:
+                data["login_sessions"] = await store.sessions_of(conn, user.id)
+        return _plain(data)  # type: ignore[return-value]
+
+    async def delete_account(self, user: User, *, actor: int | None) -> None:
+        """Erase the person everywhere; ends their sessions (they go with the row)."""
+        if user.is_operator:
+            raise NotDeletable("operator_not_deletable",
+                               N_("The operator's account cannot be deleted here; create another operator first."))
+        async with self._engine.begin() as conn:
+            if any(membership["role"] != "patient" for membership in await store.practices_of(conn, user.id)):
+                # A practice must not lose its clinician or admin by a click of theirs.
+                raise NotDeletable("staff_not_deletable", N_(
+                    "Accounts of a practice's staff are removed by the practice's admin. Ask them, or leave "
+                    "the practice first."))
+            practice_ids = await store.practice_ids_of(conn, user.id)
+            await self._audit.record_in_each(conn, practice_ids, actor, "account_deleted", "user", user.id)
+            if not practice_ids:
+                await self._audit.record(conn, None, actor, "account_deleted", "user", user.id)
+            await store.erase(conn, user.id, _addresses(user))
+
+    async def delete_patient(self, practice: Practice, user_id: int, *, actor: int) -> bool:
+        """A practice admin erases a patient of the practice: the whole account when this is
+        their only practice, else what this practice holds about them. True: the account went."""
+        async with self._engine.begin() as conn:
+            user = await user_store.patient_of(conn, practice.id, user_id)
+            if user is None:
+                raise NotDeletable("patient_not_found", N_("There is no such patient in this practice."))
+            whole = await store.other_memberships(conn, user.id, practice.id) == 0
+            await self._audit.record(conn, practice.id, actor, "patient_deleted", "user", user.id)
+            if whole:
+                await store.erase(conn, user.id, _addresses(user))
+            else:
+                await store.erase_from_practice(conn, practice.id, user.id, _addresses(user))
+        return whole

@@ -1,0 +1,74 @@
+"""What /metrics reports, in Prometheus' text format (prometheus-client), for this
+instance. Labels hold routes, statuses and kinds only, never a person, practice or path."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
+
+# Pages answer in milliseconds, a login's password hash takes about a second.
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class _JobRuns(Collector):
+    """The job runner counts its runs itself (jobs/runner.py); this reads the count."""
+
+    def __init__(self) -> None:
+        self.runs: Mapping[str, int] = {}
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = CounterMetricFamily("smartpractice_job_runs", "Completed runs of each job on this instance", labels=["job"])
+        for job, count in sorted(self.runs.items()):
+            family.add_metric([job], count)
+        yield family
+
+
+class Metrics:
+    def __init__(self) -> None:
+        # A registry of its own: no module-level state, and one app's figures never mix with another's.
+        self.registry = registry = CollectorRegistry()
+        self.requests = Counter("smartpractice_http_requests", "HTTP requests answered, by route name and status",
+                                ["route", "method", "status"], registry=registry)
+        self.latency = Histogram("smartpractice_http_request_duration_seconds", "Time to answer a request, by route name",
+                                 ["route"], buckets=LATENCY_BUCKETS, registry=registry)
+        self.logins = Counter("smartpractice_logins", "Login attempts by kind (password, tan) and outcome (ok, refused)",
+                              ["kind", "outcome"], registry=registry)
+        self.open_sockets = Gauge("smartpractice_open_sockets", "Open WebSockets on this instance, by kind",
+                                  ["kind"], registry=registry)
+        self.calls = Gauge("smartpractice_calls", "Calls with a participant on this instance, by topology",
+                           ["topology"], registry=registry)
+        self.relay_rooms = Gauge("smartpractice_relay_rooms", "Calls the relay of this instance forwards",
+                                 registry=registry)
+        self.relay_streams = Gauge("smartpractice_relay_streams", "Streams published to the relay, by kind",
+                                   ["kind"], registry=registry)
+        self.relay_packets = Gauge("smartpractice_relay_packets_received",
+                                   "RTP packets the relay received on the streams it holds now", registry=registry)
+        self.mails = Gauge("smartpractice_mails", "Mails in the outbox, by status (shared by all instances)",
+                           ["status"], registry=registry)
+        self._job_runs = _JobRuns()
+        registry.register(self._job_runs)
+
+    def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
+        self.requests.labels(route, method, str(status)).inc()
+        self.latency.labels(route).observe(seconds)
+
+    def take_snapshot(self, *, sockets: Mapping[str, int], calls: Mapping[str, int], relay: Mapping[str, int],
+                      mails: Mapping[str, int], job_runs: Mapping[str, int]) -> None:
+        """Gauges are set from what is true at the scrape, so none can drift from the state."""
+        for kind in ("waiting_patient", "waiting_staff", "call"):
+            self.open_sockets.labels(kind).set(sockets.get(kind, 0))
+        for topology in ("p2p", "relay"):
+            self.calls.labels(topology).set(calls.get(topology, 0))
+        self.relay_rooms.set(relay.get("rooms", 0))
+        for kind in ("audio", "video"):
+            self.relay_streams.labels(kind).set(relay.get(f"{kind}_streams", 0))
+        self.relay_packets.set(relay.get("packets_received", 0))
+        for status in ("pending", "sending", "sent", "failed", "uncertain"):
+            self.mails.labels(status).set(mails.get(status, 0))
+        self._job_runs.runs = dict(job_runs)
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)

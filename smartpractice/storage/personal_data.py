@@ -1,0 +1,136 @@
+"""What the service holds about one person (GDPR art. 15 and 20), and its erasure (art. 17).
+`practice_id` narrows a query to one practice: what a practice admin may see or remove."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from smartpractice.storage.tables import (
+    attendances,
+    audit_log,
+    calls,
+    consultations,
+    invitations,
+    login_sessions,
+    mails,
+    memberships,
+    participants,
+    practices,
+    users,
+)
+
+
+def _rows(result) -> list[dict]:
+    return [dict(row._mapping) for row in result]
+
+
+def _in_practice(column, practice_id: int | None):
+    return column == practice_id if practice_id is not None else True
+
+
+async def account(conn: AsyncConnection, user_id: int) -> dict | None:
+    query = select(users.c.username, users.c.email, users.c.pending_email, users.c.display_name, users.c.language,
+                   users.c.date_of_birth, users.c.created_at, users.c.email_confirmed_at,
+                   users.c.password_changed_at).where(users.c.id == user_id)
+    row = (await conn.execute(query)).first()
+    return dict(row._mapping) if row else None
+
+
+async def practices_of(conn: AsyncConnection, user_id: int, practice_id: int | None = None) -> list[dict]:
+    query = (select(practices.c.name.label("practice"), memberships.c.role, memberships.c.created_at.label("since"),
+                    memberships.c.deactivated_at)
+             .join(practices, practices.c.id == memberships.c.practice_id)
+             .where(memberships.c.user_id == user_id, _in_practice(memberships.c.practice_id, practice_id))
+             .order_by(memberships.c.id))
+    return _rows(await conn.execute(query))
+
+
+async def consultations_of(conn: AsyncConnection, user_id: int, emails: Sequence[str],
+                           practice_id: int | None = None) -> list[dict]:
+    """As a patient with an account, or invited with a TAN to one of their addresses."""
+    invited = select(invitations.c.id).where(func.lower(invitations.c.email).in_(emails))
+    query = (select(consultations.c.id, practices.c.name.label("practice"), consultations.c.title,
+                    consultations.c.starts_at, consultations.c.duration_minutes, consultations.c.state)
+             .join(participants, participants.c.consultation_id == consultations.c.id)
+             .join(practices, practices.c.id == consultations.c.practice_id)
+             .where(or_(participants.c.user_id == user_id, participants.c.invitation_id.in_(invited)),
+                    _in_practice(consultations.c.practice_id, practice_id))
+             .order_by(consultations.c.starts_at))
+    return _rows(await conn.execute(query))
+
+
+async def invitations_to(conn: AsyncConnection, emails: Sequence[str], practice_id: int | None = None) -> list[dict]:
+    query = (select(practices.c.name.label("practice"), invitations.c.consultation_id, invitations.c.created_at,
+                    invitations.c.expires_at, invitations.c.tan_used_at)
+             .join(practices, practices.c.id == invitations.c.practice_id)
+             .where(func.lower(invitations.c.email).in_(emails), _in_practice(invitations.c.practice_id, practice_id))
+             .order_by(invitations.c.id))
+    return _rows(await conn.execute(query))
+
+
+async def attendances_of(conn: AsyncConnection, user_id: int, practice_id: int | None = None) -> list[dict]:
+    query = (select(calls.c.consultation_id, attendances.c.role, attendances.c.client_kind, attendances.c.joined_at,
+                    attendances.c.left_at)
+             .join(calls, calls.c.id == attendances.c.call_id)
+             .where(attendances.c.user_id == user_id, _in_practice(calls.c.practice_id, practice_id))
+             .order_by(attendances.c.joined_at))
+    return _rows(await conn.execute(query))
+
+
+async def sessions_of(conn: AsyncConnection, user_id: int) -> list[dict]:
+    query = (select(login_sessions.c.created_at, login_sessions.c.last_seen_at, login_sessions.c.user_agent)
+             .where(login_sessions.c.user_id == user_id).order_by(login_sessions.c.id))
+    return _rows(await conn.execute(query))
+
+
+def _about(user_id: int):
+    return or_(audit_log.c.actor_user_id == user_id,
+               and_(audit_log.c.object_kind == "user", audit_log.c.object_id == str(user_id)))
+
+
+async def audit_about(conn: AsyncConnection, user_id: int, practice_id: int | None = None) -> list[dict]:
+    query = (select(audit_log.c.created_at, practices.c.name.label("practice"), audit_log.c.action,
+                    audit_log.c.object_kind, audit_log.c.object_id,
+                    (audit_log.c.actor_user_id == user_id).label("by_them"))
+             .outerjoin(practices, practices.c.id == audit_log.c.practice_id)
+             .where(_about(user_id), _in_practice(audit_log.c.practice_id, practice_id))
+             .order_by(audit_log.c.id))
+    return _rows(await conn.execute(query))
+
+
+async def erase(conn: AsyncConnection, user_id: int, emails: Sequence[str]) -> None:
+    """The person's row and everything keyed to it (memberships, sessions, tokens, second
+    factor, participations: ON DELETE CASCADE), their TAN invitations and the mails to them.
+    Audit entries and attendances keep the fact: the foreign key is set NULL, and entries that
+    named the person as their object keep only a number that now points nowhere."""
+    await conn.execute(delete(mails).where(func.lower(mails.c.recipient).in_(emails)))
+    await conn.execute(delete(invitations).where(func.lower(invitations.c.email).in_(emails)))
+    await conn.execute(delete(users).where(users.c.id == user_id))
+
+
+async def erase_from_practice(conn: AsyncConnection, practice_id: int, user_id: int, emails: Sequence[str]) -> None:
+    """What one practice holds about a person who stays a patient of another practice."""
+    in_practice = select(consultations.c.id).where(consultations.c.practice_id == practice_id)
+    await conn.execute(delete(participants).where(participants.c.user_id == user_id,
+                                                  participants.c.consultation_id.in_(in_practice)))
+    await conn.execute(update(attendances).where(
+        attendances.c.user_id == user_id,
+        attendances.c.call_id.in_(select(calls.c.id).where(calls.c.practice_id == practice_id))).values(user_id=None))
+    await conn.execute(delete(invitations).where(invitations.c.practice_id == practice_id,
+                                                 func.lower(invitations.c.email).in_(emails)))
+    await conn.execute(delete(memberships).where(memberships.c.practice_id == practice_id,
+                                                 memberships.c.user_id == user_id))
+
+
+async def other_memberships(conn: AsyncConnection, user_id: int, practice_id: int) -> int:
+    query = select(func.count()).select_from(memberships).where(
+        memberships.c.user_id == user_id, memberships.c.practice_id != practice_id)
+    return (await conn.execute(query)).scalar_one()
+
+
+async def practice_ids_of(conn: AsyncConnection, user_id: int) -> list[int]:
+    query = select(memberships.c.practice_id).where(memberships.c.user_id == user_id)
+    return list((await conn.execute(query)).scalars())

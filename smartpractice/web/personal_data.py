@@ -1,0 +1,85 @@
+"""Data rights on the web: a person's copy of their data and the deletion of their
+account; a practice admin's copy and deletion of a patient (accounts/personal_data.py)."""
+
+from __future__ import annotations
+
+import json
+
+from aiohttp import web
+
+from smartpractice.errors import UserError
+from smartpractice.i18n import N_
+from smartpractice.keys import active_session_key, services_key
+from smartpractice.onboarding.patients import PatientNotFound
+from smartpractice.web.account import account_page
+from smartpractice.web.client import client_address
+from smartpractice.web.cookies import SESSION, clear_cookie
+from smartpractice.web.forms import field, read_form
+from smartpractice.web.responses import render, see_other, user_message
+from smartpractice.web.session import require_admin, require_login
+
+
+def _download(data: dict, name: str) -> web.Response:
+    body = json.dumps(data, ensure_ascii=False, indent=2)
+    return web.Response(text=body, content_type="application/json",
+                        headers={"Content-Disposition": f'attachment; filename="{name}.json"'})
+
+
+async def my_data(request: web.Request) -> web.StreamResponse:
+    active = require_login(request)
+    data = await request.app[services_key].personal_data.export(active.user)
+    return _download(data, "smartpractice-my-data")
+
+
+async def delete_account(request: web.Request) -> web.StreamResponse:
+    active = require_login(request)
+    services = request.app[services_key]
+    form = await read_form(request)
+    try:
+        if field(form, "confirm", 8) != "yes":
+            raise UserError("deletion_not_confirmed", N_("Please confirm that your account is to be deleted."))
+        await services.login.verify_current_password(active.user, field(form, "current_password", 4096),
+                                                     address=client_address(request))
+        await services.personal_data.delete_account(active.user, actor=active.user.id)
+    except UserError as error:
+        return await account_page(request, active, delete_error=user_message(request, error), status=400)
+    request[active_session_key] = None
+    response = render(request, "account_deleted.html")
+    clear_cookie(request, response, SESSION)
+    return response
+
+
+def _patient_id(request: web.Request) -> int:
+    raw = request.match_info["user_id"]
+    if not raw.isdigit() or len(raw) > 12:
+        raise web.HTTPNotFound()
+    return int(raw)
+
+
+async def patient_data(request: web.Request) -> web.StreamResponse:
+    _, membership = await require_admin(request, request.match_info["slug"])
+    services = request.app[services_key]
+    try:
+        found = await services.patients.find(membership.practice, _patient_id(request))
+    except PatientNotFound:
+        raise web.HTTPNotFound() from None
+    data = await services.personal_data.export(found.user, practice=membership.practice)
+    return _download(data, f"patient-{found.user.id}")
+
+
+async def delete_patient(request: web.Request) -> web.StreamResponse:
+    active, membership = await require_admin(request, request.match_info["slug"])
+    services = request.app[services_key]
+    user_id = _patient_id(request)
+    try:
+        found = await services.patients.find(membership.practice, user_id)
+    except PatientNotFound:
+        raise web.HTTPNotFound() from None
+    form = await read_form(request)
+    if field(form, "confirm", 8) != "yes":
+        context = {"practice": membership.practice, "patient": found, "new_password": None, "is_admin": True,
+                   "error": user_message(request, UserError(
+                       "deletion_not_confirmed", N_("Please confirm that the patient's data is to be deleted.")))}
+        return render(request, "patients_detail.html", context, status=400)
+    await services.personal_data.delete_patient(membership.practice, user_id, actor=active.user.id)
+    return see_other(request.app.router["patients"].url_for(slug=membership.practice.slug).with_query(deleted="1"))
