@@ -30,9 +30,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import glob
 import multiprocessing
 import os
+import signal
 import struct
+import subprocess
+import sys
+import tempfile
 import time
 from fractions import Fraction
 
@@ -45,6 +50,7 @@ from aiortc.sdp import SessionDescription
 
 from smartpractice.rtc import Relay, hooks
 from smartpractice.rtc.forwarding import IdleTrack
+from smartpractice.rtc.hooks import srtp
 from smartpractice.rtc.rtp_header import ABS_SEND_TIME, MID
 
 FPS = 30
@@ -101,7 +107,9 @@ async def _relay(conn, mode: str) -> None:  # noqa: ANN001
         message = await loop.run_in_executor(None, conn.recv)
         if message[0] == "cpu":
             times = os.times()
-            conn.send((times.user + times.system, time.monotonic()))
+            forwarded = sum(f.packets_sent for name in relay.room_names
+                            for source in relay.room(name).sources() for f in source.forwards)
+            conn.send((times.user + times.system, time.monotonic(), forwarded))
         elif message[0] == "stop":
             await relay.close()
             await asyncio.gather(*(pc.close() for pc in pcs))
@@ -135,8 +143,11 @@ class Publisher:
     def __init__(self, pc: RTCPeerConnection, answer: str, clip: list[list[bytes]]) -> None:
         transport = pc.getTransceivers()[0].sender.transport
         pair = transport.transport._connection._nominated[1]
-        self._protect = transport._tx_srtp.protect
-        self._sendto, self._address = pair.protocol.transport._sock.sendto, pair.remote_addr
+        self._socket = pair.protocol.transport._sock
+        self._session = transport._tx_srtp  # kept alive while its address is used
+        self._session_address = srtp.session_address(self._session)
+        self._sockaddr = srtp.sockaddr(*pair.remote_addr[:2])
+        self.unsent = 0
         self._ssrc, _ = hooks.sender_ssrcs(pc.getTransceivers()[0].sender)
         media = SessionDescription.parse(answer).media[0]
         self._payload_type = next(c.payloadType for c in media.rtp.codecs
@@ -163,7 +174,9 @@ class Publisher:
         for k, payload in enumerate(payloads):
             header = _HEADER.pack(0x90, ((k == last) << 7) | self._payload_type, sequence,
                                   timestamp, self._ssrc, 0xBEDE, len(extensions) >> 2)
-            self._sendto(self._protect(header + extensions + payload), self._address)
+            if srtp.send_rtp(self._socket.fileno(), self._session_address,
+                             header + extensions + payload, self._sockaddr) is not None:
+                self.unsent += 1
             sequence = (sequence + 1) & 0xFFFF
         self._sequence = sequence
         return len(payloads)
@@ -184,28 +197,25 @@ class Subscriber:
         transport = self._pc.getTransceivers()[0].receiver.transport
         for protocol in transport.transport._connection._protocols:
             protocol.transport.pause_reading()
-            # in place of the transport's reader: many datagrams per wake-up
-            loop._add_reader(protocol.transport._sock.fileno(), self._drain,
-                             protocol.transport._sock.recvfrom, protocol.datagram_received)
+            # in place of the transport's reader (and the relay's, which decrypts):
+            # every datagram waiting, with recvmmsg, not decrypted
+            fd = protocol.transport._sock.fileno()
+            loop._add_reader(fd, self._drain, fd, protocol.datagram_received)
 
-    def _drain(self, recvfrom, other) -> None:  # noqa: ANN001
-        while True:
-            try:
-                data, address = recvfrom(2048)
-            except (BlockingIOError, InterruptedError):
-                return
-            if len(data) > 12 and 127 < data[0] < 192 and not 191 < data[1] < 209:
-                self.packets += 1
-                self.frames += data[1] >> 7
-                sequence = (data[2] << 8) | data[3]
-                if self.highest is None:
-                    self.highest = sequence
-                else:
-                    delta = (sequence - self.highest) & 0xFFFF
-                    if delta < 0x8000:
-                        self.highest += delta
+    def _drain(self, fd: int, other) -> None:  # noqa: ANN001
+        for datagram in srtp.receive(fd, 0):
+            if datagram.__class__ is not bytes:
+                other(*datagram)
+                continue
+            self.packets += 1
+            self.frames += datagram[1] >> 7
+            sequence = (datagram[2] << 8) | datagram[3]
+            if self.highest is None:
+                self.highest = sequence
             else:
-                other(data, address)
+                delta = (sequence - self.highest) & 0xFFFF
+                if delta < 0x8000:
+                    self.highest += delta
 
     def snapshot(self) -> tuple[int, int, int]:
         return self.packets, self.frames, -1 if self.highest is None else self.highest
@@ -240,7 +250,7 @@ class Generator:
         await pc.setLocalDescription(await pc.createOffer())
         answer = await self._ask_relay("offer", room, name, pc.localDescription.sdp)
         await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
-        for _ in range(300):
+        for _ in range(3000):  # 150 s: a relay under callgrind is slow to connect
             if pc.connectionState == "connected":
                 return answer
             await asyncio.sleep(0.05)
@@ -316,7 +326,8 @@ class Generator:
                     publishing.result()  # raises what stopped the publishers
                 relay_cpu = await self._ask_relay("cpu")
                 lag, self.lag = self.lag, 0.0
-                self._conn.send((relay_cpu, self._snapshot(), lag, self.sent))
+                unsent = sum(p.unsent for p in self._publishers)
+                self._conn.send((relay_cpu, self._snapshot(), lag, self.sent, unsent))
             else:
                 publishing.cancel()
                 await self._ask_relay("stop")
@@ -338,17 +349,44 @@ def udp_receive_buffer_drops() -> int:
     return int(rows[1][rows[0].index("RcvbufErrors")])
 
 
+CALLGRIND_WRAPPER = """#!/bin/sh
+if [ -n "$RELAY_CALLGRIND_OUT" ]; then
+  exec valgrind -q --tool=callgrind --instr-atstart=no \\
+    --callgrind-out-file="$RELAY_CALLGRIND_OUT" "%s" "$@"
+fi
+exec "%s" "$@"
+"""
+
+
+def _callgrind_wrapper() -> str:
+    path = os.path.join(tempfile.mkdtemp(prefix="relay-callgrind-"), "python")
+    with open(path, "w") as wrapper:
+        wrapper.write(CALLGRIND_WRAPPER % (sys.executable, sys.executable))
+    os.chmod(path, 0o755)  # noqa: S103
+    return path
+
+
 class Session:
     """One relay process and one generator process, grown step by step."""
 
-    def __init__(self, mode: str, fanout: int, clip: list[list[bytes]]) -> None:
+    def __init__(self, mode: str, fanout: int, clip: list[list[bytes]],
+                 callgrind: str | None = None) -> None:
         context = multiprocessing.get_context("spawn")
         relay_end, relay_child = context.Pipe()
         self._conn, child = context.Pipe()
-        self._relay = context.Process(target=relay_process, args=(relay_child, mode))
+        self._relay = context.Process(target=relay_process, args=(relay_child, mode),
+                                      daemon=True)
         self._generator = context.Process(target=generator_process,
-                                          args=(child, relay_end, clip))
+                                          args=(child, relay_end, clip), daemon=True)
+        self._callgrind = callgrind
+        if callgrind:
+            # The relay alone runs under valgrind (see CALLGRIND_WRAPPER).
+            context.set_executable(_callgrind_wrapper())
+            os.environ["RELAY_CALLGRIND_OUT"] = callgrind
         self._relay.start()
+        if callgrind:
+            context.set_executable(sys.executable)
+            os.environ.pop("RELAY_CALLGRIND_OUT")
         self._generator.start()
         self.fanout = fanout
 
@@ -360,12 +398,29 @@ class Session:
         self._ask("grow", streams // self.fanout, self.fanout)
         time.sleep(SETTLE)
 
+    def _callgrind_control(self, option: str) -> None:
+        subprocess.run(["callgrind_control", option, str(self._relay.pid)], check=True,  # noqa: S603, S607
+                       capture_output=True)
+
     def measure(self, seconds: float) -> dict[str, float]:
+        if self._callgrind:
+            self._callgrind_control("--instr=on")
+            self._callgrind_control("--zero")
         drops = udp_receive_buffer_drops()
-        (relay_cpu0, relay_t0), (subs0, gen_cpu0, gen_t0), _, sent0 = self._ask("snapshot")
+        (relay_cpu0, relay_t0, forwarded0), (subs0, gen_cpu0, gen_t0), _, sent0, unsent0 = self._ask(
+            "snapshot")
         time.sleep(seconds)
-        (relay_cpu1, relay_t1), (subs1, gen_cpu1, gen_t1), lag, sent1 = self._ask("snapshot")
+        (relay_cpu1, relay_t1, forwarded1), (subs1, gen_cpu1, gen_t1), lag, sent1, unsent1 = self._ask(
+            "snapshot")
         window = gen_t1 - gen_t0
+        instructions = 0
+        if self._callgrind:
+            self._callgrind_control("--dump")
+            self._callgrind_control("--instr=off")
+            dumps = sorted(glob.glob(self._callgrind + ".*"), key=os.path.getmtime)
+            with open(dumps[-1]) as dump:
+                instructions = next(int(line.split()[1]) for line in dump
+                                    if line.startswith("totals:"))
         packets = expected = 0
         frame_rates = []
         for (p1, f1, h1), (p0, f0, h0) in zip(subs1, subs0, strict=False):
@@ -386,8 +441,10 @@ class Session:
             "sent_rate": (sent1 - sent0) / window,
             "delivered_rate": packets / window,
             "lag": lag,
+            "unsent": unsent1 - unsent0,
             "udp_drops": udp_receive_buffer_drops() - drops,
             "load": os.getloadavg()[0],
+            "instructions": instructions / max(forwarded1 - forwarded0, 1),
         }
 
     def close(self) -> None:
@@ -402,6 +459,8 @@ def verdict(r: dict[str, float]) -> tuple[str, str]:
         return "invalid", "the generator cost as much per packet as the relay"
     if r["lag"] > 1 / FPS:
         return "invalid", f"the generator sent frames up to {r['lag'] * 1000:.0f} ms late"
+    if r["unsent"]:
+        return "invalid", f"the generator's sockets did not take {r['unsent']} packets"
     if r["generator_share"] > 0.9:
         return "invalid", "the generator used more than 0.9 of its core"
     if r["min_fps"] < MIN_FPS or r["loss"] > MAX_LOSS:
@@ -447,11 +506,32 @@ def search(mode: str, fanout: int, steps: list[int], clip: list[list[bytes]],
         session.close()
 
 
+def count_instructions(mode: str, fanout: int, steps: list[int], clip: list[list[bytes]],
+                       window: float, out: str) -> None:
+    """The relay under callgrind: instructions per delivered packet at each step, the
+    same on a busy machine as on a quiet one (for comparing changes; the relay runs
+    some 50 times slower, so keep the steps small and read nothing else into them)."""
+    session = Session(mode, fanout, clip, callgrind=out)
+    try:
+        for streams in steps:
+            session.grow(streams)
+            r = session.measure(window)
+            print(f"{mode} {'1:1' if fanout == 1 else f'fan-out {fanout}'} {streams} streams "
+                  f"under callgrind: {r['instructions']:,.0f} relay instructions per forwarded "
+                  f"packet ({r['delivered_rate']:.0f} packets/s delivered, slowest stream "
+                  f"{r['min_fps']:.1f} fps, loss {r['loss']:.2%})", flush=True)
+    finally:
+        session.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="coarser steps, shorter windows")
     parser.add_argument("--only", help="e.g. packet:1 or stock:1; default: every search")
     parser.add_argument("--steps", help="comma-separated stream counts for --only")
+    parser.add_argument("--callgrind", metavar="FILE",
+                        help="with --only and --steps: the relay under valgrind's callgrind, "
+                             "printing instructions per packet (dumps to FILE.*)")
     args = parser.parse_args()
     plan = QUICK if args.quick else FULL
     searches = plan["searches"]
@@ -460,6 +540,8 @@ def main() -> None:
         steps = args.steps or next((s for m, f, s in searches if (m, f) == (mode, int(fanout))),
                                    None)
         searches = [(mode, int(fanout), steps)]
+    # Stopped by a signal, exit normally: the relay and generator processes go too.
+    signal.signal(signal.SIGTERM, lambda *args: sys.exit(1))
     if os.cpu_count() < 2:
         raise SystemExit("needs two CPUs: one for the relay, one for the load generator")
     os.sched_setaffinity(0, {GENERATOR_CPU})
@@ -471,6 +553,11 @@ def main() -> None:
           f"{packets / len(clip) * FPS:.0f} packets/s per stream; {os.cpu_count()} CPUs, relay "
           f"on CPU {RELAY_CPU}, generator on CPU {GENERATOR_CPU}; pass: >= {MIN_FPS} fps "
           f"and <= {MAX_LOSS:.1%} loss; load average {os.getloadavg()}", flush=True)
+    if args.callgrind:
+        mode, fanout, steps = searches[0]
+        count_instructions(mode, fanout, [int(s) for s in steps.split(",")], clip,
+                           plan["window"], args.callgrind)
+        return
     ceilings = {}
     for mode, fanout, steps in searches:
         ceilings[mode, fanout] = search(mode, fanout, [int(s) for s in steps.split(",")], clip,
