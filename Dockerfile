@@ -11,7 +11,12 @@ RUN useradd --system --uid 10001 --user-group --home-dir /app --shell /usr/sbin/
 WORKDIR /app
 COPY . /app
 # Editable install: the server reads templates/ and static/ from beside the package.
-RUN pip install --no-cache-dir -e .
+# gcc builds the relay's C module (smartpractice/rtc/_datagrams.c) and goes again.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends gcc libc6-dev \
+    && pip install --no-cache-dir -e . \
+    && apt-get purge -y --auto-remove gcc libc6-dev \
+    && rm -rf /var/lib/apt/lists/*
 
 ENV SMARTPRACTICE_DATA_DIR=/data \
     SMARTPRACTICE_HOST=0.0.0.0
