@@ -10,11 +10,12 @@ RUN useradd --system --uid 10001 --user-group --home-dir /app --shell /usr/sbin/
 
 WORKDIR /app
 COPY . /app
-# Editable install: the server reads templates/ and static/ from beside the package.
+# A regular install: templates, static files, catalogs and migrations are inside the
+# package (tests/test_wheel.py), so the image needs nothing of the source tree at run time.
 # gcc builds the relay's C module (smartpractice/rtc/_datagrams.c) and goes again.
 RUN apt-get update \
     && apt-get install -y --no-install-recommends gcc libc6-dev \
-    && pip install --no-cache-dir -e . \
+    && pip install --no-cache-dir . \
     && apt-get purge -y --auto-remove gcc libc6-dev \
     && rm -rf /var/lib/apt/lists/*
 

@@ -28,6 +28,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 import aiohttp
+import argon2
 import seeding
 
 SERVER_CORE, CLIENT_CORE = 0, 1
@@ -115,12 +116,27 @@ async def rush(base: str, people: seeding.People, clients: int, seconds: float) 
     return tally
 
 
+def hash_time(count: int = 10) -> str:
+    """The production hash's cost on this machine, on one core as the server pays it."""
+    hasher = argon2.PasswordHasher()
+    walls, cpus = [], []
+    for _ in range(count + 1):
+        wall, cpu = time.perf_counter(), time.process_time()  # process: argon2's lanes are threads
+        hasher.hash(seeding.PASSWORD)
+        walls.append(time.perf_counter() - wall)
+        cpus.append(time.process_time() - cpu)
+    return (f"argon2id t={hasher.time_cost}, {hasher.memory_cost // 1024} MiB, p={hasher.parallelism} on one core: "
+            f"median {statistics.median(walls[1:]) * 1000:.0f} ms per hash, "
+            f"{statistics.median(cpus[1:]) * 1000:.0f} ms CPU ({count} hashes)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--database-url", help="default: SQLite in a temporary folder")
     parser.add_argument("--duration", type=float, default=60, help="seconds of rush (default 60)")
     parser.add_argument("--clients", type=int, default=200, help="concurrent clients (default 200)")
     args = parser.parse_args()
+    print("$ python", " ".join(sys.argv), flush=True)
     with tempfile.TemporaryDirectory(prefix="logins-bench-") as folder:
         data = Path(folder)
         url = args.database_url or f"sqlite+aiosqlite:///{data / 'bench.sqlite3'}"
@@ -130,6 +146,8 @@ def main() -> None:
             seeding.server_environment(data, url, port, TRUSTED_PROXIES="127.0.0.1"), port, core=SERVER_CORE, log_path=data / "server.log"
         )
         try:
+            os.sched_setaffinity(0, {SERVER_CORE})
+            print(hash_time(), flush=True)
             os.sched_setaffinity(0, {CLIENT_CORE})
             print(f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}, database {url.split(':')[0]}, "
                   f"server on core {SERVER_CORE}, {args.clients} clients on core {CLIENT_CORE}, "

@@ -82,8 +82,11 @@ def measure(name: str, process, url: str, *, cookie: str | None, args) -> None:
     figures, load_cpu, command = wrk(url, cookie=cookie, seconds=args.duration, connections=args.connections)
     server_cpu = (seeding.cpu_seconds(process.pid) - before) / (time.monotonic() - started)
     shown = " ".join("Cookie: sp_session=…" if part.startswith("Cookie") else part for part in command)
+    # On a shared machine the server may not get its whole core: requests per CPU-second
+    # says what a core it had to itself would serve, requests/s what it served.
     print(f"{name:<20} {figures['rps']:8.0f} requests/s  p50 {figures['p50']:6.2f} ms  p99 {figures['p99']:6.2f} ms  "
-          f"server CPU {server_cpu:.2f} core, wrk CPU {load_cpu:.2f} core, non-2xx/3xx {figures['bad']}, "
+          f"server CPU {server_cpu:.2f} core ({figures['rps'] / server_cpu:.0f} requests per CPU-second), "
+          f"wrk CPU {load_cpu:.2f} core, non-2xx/3xx {figures['bad']}, "
           f"socket errors {figures['socket_errors']}, load {seeding.load_average()}", flush=True)
     print(f"{'':<20} $ {shown}", flush=True)
 
@@ -94,6 +97,7 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=10, help="seconds per page (default 10)")
     parser.add_argument("--connections", type=int, default=32, help="wrk connections (default 32)")
     args = parser.parse_args()
+    print("$ python", " ".join(sys.argv), flush=True)
     if not shutil.which("wrk"):
         raise SystemExit("needs wrk: apt-get install wrk")
     if len(os.sched_getaffinity(0)) < 2:

@@ -3,22 +3,36 @@ turns them into re-shown forms, pages and API errors."""
 
 from __future__ import annotations
 
+import gettext
 import random
+from typing import cast
 
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 
 class UserError(Exception):
-    """`code` is stable (the API returns it); `message` is a catalog msgid with %(name)s params."""
+    """`code` is stable (the API returns it); `message` is a catalog msgid with %(name)s
+    params, or a (singular, plural) pair marked with NP_ whose form the parameter named
+    `number` chooses ("1 Minute", "5 Minuten")."""
 
     status = 400
 
-    def __init__(self, code: str, message: str, **params: object) -> None:
+    def __init__(self, code: str, message: str | tuple[str, str], *, number: str = "", **params: object) -> None:
         super().__init__(code)
         self.code = code
         self.message = message
+        self.number = number
         self.params = params
+
+    def text(self, translations: gettext.NullTranslations | None = None) -> str:
+        """The message in the catalog's language (English, the msgids, without one), filled in."""
+        translations = translations or gettext.NullTranslations()
+        if isinstance(self.message, tuple):
+            chosen = translations.ngettext(*self.message, cast(int, self.params[self.number]))
+        else:
+            chosen = translations.gettext(self.message)
+        return chosen % self.params if self.params else chosen
 
 
 class Busy(Exception):

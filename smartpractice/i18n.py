@@ -24,6 +24,12 @@ def N_(message: str) -> str:
     return message
 
 
+def NP_(singular: str, plural: str) -> tuple[str, str]:  # noqa: N802 - gettext's marker style
+    """Mark a msgid and its plural for extraction (keyword NP_:1,2); the count chooses the
+    form where it is shown (UserError's `number`)."""
+    return singular, plural
+
+
 class Catalogs:
     def __init__(self) -> None:
         self._translations: dict[str, gettext.NullTranslations] = {"en": gettext.NullTranslations()}

@@ -46,6 +46,15 @@ class Metrics:
                                    ["kind"], registry=registry)
         self.relay_packets = Gauge("smartpractice_relay_packets_received",
                                    "RTP packets the relay received on the streams it holds now", registry=registry)
+        self.relay_repairs = Gauge("smartpractice_relay_repairs_received",
+                                   "Packets publishers sent the relay again (RTX) on the streams it holds now",
+                                   registry=registry)
+        self.relay_resent = Gauge("smartpractice_relay_packets_resent",
+                                  "Packets the relay sent subscribers again (NACK answers, repairs) on the streams it "
+                                  "holds now", registry=registry)
+        self.relay_keyframe_requests = Gauge("smartpractice_relay_keyframe_requests",
+                                             "Keyframe requests (PLI) the relay sent publishers on the streams it holds now",
+                                             registry=registry)
         self.mails = Gauge("smartpractice_mails", "Mails in the outbox, by status (shared by all instances)",
                            ["status"], registry=registry)
         self._job_runs = _JobRuns()
@@ -66,6 +75,9 @@ class Metrics:
         for kind in ("audio", "video"):
             self.relay_streams.labels(kind).set(relay.get(f"{kind}_streams", 0))
         self.relay_packets.set(relay.get("packets_received", 0))
+        self.relay_repairs.set(relay.get("repairs_received", 0))
+        self.relay_resent.set(relay.get("packets_resent", 0))
+        self.relay_keyframe_requests.set(relay.get("keyframe_requests", 0))
         for status in ("pending", "sending", "sent", "failed", "uncertain"):
             self.mails.labels(status).set(mails.get(status, 0))
         self._job_runs.runs = dict(job_runs)

@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from smartpractice.accounts.administration import AccountAdministration
 from smartpractice.accounts.email_changes import EmailChanges
 from smartpractice.accounts.login import Login
 from smartpractice.accounts.password_resets import PasswordResets
@@ -26,6 +27,7 @@ from smartpractice.i18n import Catalogs
 from smartpractice.links import Links
 from smartpractice.mail.compose import MailComposer
 from smartpractice.mail.outbox import Outbox
+from smartpractice.mail.queue import MailQueue
 from smartpractice.onboarding.confirmations import Confirmations
 from smartpractice.onboarding.guest_access import GuestAccess
 from smartpractice.onboarding.invitations import Invitations
@@ -87,6 +89,8 @@ class Services:
     offer_requests: OfferRequests
     operator: Operator
     personal_data: PersonalData
+    administration: AccountAdministration
+    mail_queue: MailQueue
 
 
 def build_services(
@@ -146,6 +150,7 @@ def build_services(
         relay=Relay(ice_servers=ice_servers.for_relay()),
     )
     room_state.on_expired(calls.announcer(waiting_room))
+    personal_data = PersonalData(engine=engine, clock=clock, audit=audit)
     return Services(
         clock=clock,
         passwords=passwords,
@@ -202,5 +207,8 @@ def build_services(
             engine=engine, clock=clock, outbox=outbox, throttle=throttle, operator_email=settings.operator_email
         ),
         operator=Operator(engine=engine, clock=clock, users=users, audit=audit),
-        personal_data=PersonalData(engine=engine, clock=clock, audit=audit),
+        personal_data=personal_data,
+        administration=AccountAdministration(engine=engine, users=users, sessions=sessions, throttle=throttle,
+                                             audit=audit, personal_data=personal_data),
+        mail_queue=MailQueue(engine=engine, clock=clock, audit=audit, outbox=outbox),
     )

@@ -43,6 +43,10 @@ def _outdated() -> UserError:
     )
 
 
+class KeyReused(Exception):
+    """An Idempotency-Key came again with a different request."""
+
+
 @dataclass(frozen=True)
 class Once:
     """A form's one-time token and who sent it: tokens of two people never meet. `owner`:
@@ -52,24 +56,54 @@ class Once:
     token: str
 
     @property
-    def key(self) -> str:
-        return hashlib.sha256(f"{self.owner}:{self.token}".encode()).hexdigest()
+    def keys(self) -> tuple[str, ...]:
+        return (hashlib.sha256(f"{self.owner}:{self.token}".encode()).hexdigest(),)
+
+    def check(self) -> None:
+        if not TOKEN.fullmatch(self.token):
+            raise _outdated()
 
 
-async def claim(conn: AsyncConnection, once: Once | None, now: datetime) -> None:
+@dataclass(frozen=True)
+class Idempotent:
+    """An API request's Idempotency-Key (IETF draft-ietf-httpapi-idempotency-key-header)
+    and a fingerprint of what the request asks. Two rows: the key, and the key with this
+    fingerprint. The same key with the same request leads to what the first request made;
+    with another request the second row is missing, and claim raises KeyReused."""
+
+    practice_id: int
+    token: str  # the header's value, checked where it entered
+    fingerprint: str
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        base = f"api:{self.practice_id}:{self.token}"
+        return (hashlib.sha256(base.encode()).hexdigest(),
+                hashlib.sha256(f"{base}:{self.fingerprint}".encode()).hexdigest())
+
+    def check(self) -> None:
+        pass
+
+
+async def claim(conn: AsyncConnection, once: Once | Idempotent | None, now: datetime) -> None:
     """Take the token first thing in the caller's transaction (None: not a form, nothing to take)."""
     if once is None:
         return
-    if not TOKEN.fullmatch(once.token):
-        raise _outdated()
-    if not await store.claim(conn, once.key, now):
-        made = await store.made_by(conn, once.key)
+    once.check()
+    first, *rest = once.keys
+    if not await store.claim(conn, first, now):
+        made = await store.made_by(conn, first)
         if made is None:
             raise _outdated()
+        if rest and await store.made_by(conn, rest[0]) is None:
+            raise KeyReused()
         raise AlreadySubmitted(*made)
+    for key in rest:
+        await store.claim(conn, key, now)
 
 
-async def settle(conn: AsyncConnection, once: Once | None, kind: str, object_id: int) -> None:
+async def settle(conn: AsyncConnection, once: Once | Idempotent | None, kind: str, object_id: int) -> None:
     """Record what this sending made, in the same transaction as the claim."""
     if once is not None:
-        await store.settle(conn, once.key, kind, object_id)
+        for key in once.keys:
+            await store.settle(conn, key, kind, object_id)

@@ -33,6 +33,7 @@ from tests.helpers import (
     make_settings,
     second_browser,
 )
+from tests.networks import call_across_nat, coturn, internet  # noqa: F401 - fixtures of the network tests
 
 TEST_DATABASE_URL = os.environ.get("SMARTPRACTICE_TEST_DATABASE_URL", "")
 

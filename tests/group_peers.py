@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import math
 import re
@@ -25,7 +26,6 @@ from pathlib import Path
 import aiohttp
 import av
 from aiortc import (
-    AudioStreamTrack,
     MediaStreamTrack,
     RTCBundlePolicy,
     RTCConfiguration,
@@ -35,8 +35,13 @@ from aiortc import (
 from aiortc.mediastreams import MediaStreamError
 from av import AudioFrame, VideoFrame
 
-FPS = 15
+# A light load for the machine, not the browsers' 30 fps and 20 ms: what the relay does
+# with a packet does not depend on the rate, and six processes of this fit two cores.
+FPS = 10
 VIDEO_CLOCK = Fraction(1, 90000)
+OPUS_PACKET = 0.06  # seconds
+OPUS_SAMPLES = 2880  # 60 ms at 48 kHz
+AUDIO_CLOCK = Fraction(1, 48000)
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -55,26 +60,40 @@ class OnRequestCamera(MediaStreamTrack):
     Each participant's camera has its own picture size, so a receiver can tell whose
     video arrived on an m-line. `hold()` keeps the camera from sending (its frames are
     still encoded and thrown away, so the first one sent afterwards is no keyframe), and
-    `lose_requests` makes it ignore that many requests, as if they were lost on the way."""
+    `lose_requests` makes it ignore that many requests, as if they were lost on the way.
+    `resize()` puts a shared screen in the camera's place."""
 
     kind = "video"
 
-    def __init__(self, width: int, height: int) -> None:
+    def __init__(self, width: int, height: int, fps: int = FPS) -> None:
         super().__init__()
-        self.width, self.height = width, height
+        self.fps = fps
         self.keyframes_sent = 0
         self.requests = 0
+        self.resizes = 0
         self.lose_requests = 0
         self.released = True
         self._wanted = False
         self._index = 0
         self._start: float | None = None
-        self._codec = av.CodecContext.create("libvpx", "w")
-        self._codec.width, self._codec.height = width, height
-        self._codec.pix_fmt = "yuv420p"
-        self._codec.bit_rate = 150_000
-        self._codec.gop_size = 1_000_000  # no periodic keyframes
-        self._codec.options = {"deadline": "realtime", "lag-in-frames": "0", "cpu-used": "-8"}
+        self._codec = self._encoder(width, height)
+
+    @staticmethod
+    def _encoder(width: int, height: int) -> av.CodecContext:
+        codec = av.CodecContext.create("libvpx", "w")
+        codec.width, codec.height = width, height
+        codec.pix_fmt = "yuv420p"
+        codec.bit_rate = 150_000
+        codec.gop_size = 1_000_000  # no periodic keyframes
+        codec.options = {"deadline": "realtime", "lag-in-frames": "0", "cpu-used": "-8"}
+        return codec
+
+    def resize(self, width: int, height: int) -> None:
+        """Another picture size on the same sender, as when the browser shares the screen
+        (static/call/media.js replaces the camera's track, without renegotiation): a new
+        encoder, which starts with a keyframe nobody asked for."""
+        self._codec = self._encoder(width, height)
+        self.resizes += 1
 
     def hold(self) -> None:
         self.released = False
@@ -94,17 +113,17 @@ class OnRequestCamera(MediaStreamTrack):
         # aiortc calls _send_keyframe on a PLI or FIR (as tests/test_relay.py also uses).
         sender._send_keyframe = self.request_keyframe
 
-    def _encode(self, index: int, keyframe: bool) -> tuple[bytes, bool]:
-        frame = VideoFrame(width=self.width, height=self.height)
+    def _encode(self, codec: av.CodecContext, index: int, keyframe: bool) -> tuple[bytes, bool]:
+        frame = VideoFrame(width=codec.width, height=codec.height)
         # A pattern that moves, so that delta frames carry something.
         row = bytes((x + 4 * index) % 256 for x in range(frame.planes[0].line_size))
-        frame.planes[0].update(row * self.height)
+        frame.planes[0].update(row * codec.height)
         for plane in frame.planes[1:]:
             plane.update(bytes([128]) * plane.buffer_size)
-        frame.pts, frame.time_base = index * 90000 // FPS, VIDEO_CLOCK
+        frame.pts, frame.time_base = index * 90000 // self.fps, VIDEO_CLOCK
         if keyframe:
             frame.pict_type = av.video.frame.PictureType.I
-        packets = self._codec.encode(frame)
+        packets = codec.encode(frame)
         return b"".join(bytes(p) for p in packets), any(p.is_keyframe for p in packets)
 
     async def recv(self) -> av.Packet:
@@ -112,36 +131,58 @@ class OnRequestCamera(MediaStreamTrack):
         while True:
             if self._start is None:
                 self._start = time.monotonic()
-            await asyncio.sleep(max(0.0, self._start + self._index / FPS - time.monotonic()))
+            await asyncio.sleep(max(0.0, self._start + self._index / self.fps - time.monotonic()))
             index, self._index = self._index, self._index + 1
             keyframe, self._wanted = self._wanted, False
-            data, is_keyframe = await loop.run_in_executor(None, self._encode, index, keyframe)
+            data, is_keyframe = await loop.run_in_executor(None, self._encode, self._codec, index, keyframe)
             if data and self.released:
                 break
         self.keyframes_sent += is_keyframe
         packet = av.Packet(data)
-        packet.pts, packet.time_base = index * 90000 // FPS, VIDEO_CLOCK
+        packet.pts, packet.time_base = index * 90000 // self.fps, VIDEO_CLOCK
         return packet
 
 
-class ToneMicrophone(AudioStreamTrack):
-    """A microphone that plays a steady tone: Opus then carries tens of kilobits a second,
-    as with a voice, where silence would be a few bytes a packet."""
+class ToneMicrophone(MediaStreamTrack):
+    """A microphone that plays a steady tone in Opus packets of 60 ms, encoded once per
+    process and repeated: a third of the packets (and decodes) of the browsers' 20 ms at a
+    voice's bitrate, so that six participants, each decoding five others, fit two cores."""
 
-    def __init__(self, frequency: float = 440.0) -> None:
+    kind = "audio"
+
+    def __init__(self) -> None:
         super().__init__()
-        self._frequency = frequency
-        self._sample = 0
+        self._packets = _tone_packets()
+        self._index = 0
+        self._start: float | None = None
 
-    async def recv(self) -> AudioFrame:
-        frame = await super().recv()
-        samples = frame.samples
-        start, self._sample = self._sample, self._sample + samples
-        step = 2 * math.pi * self._frequency / frame.sample_rate
-        tone = b"".join(int(8000 * math.sin(step * (start + n))).to_bytes(2, "little", signed=True)
-                        for n in range(samples))
-        frame.planes[0].update(tone)  # aiortc's AudioStreamTrack: mono, signed 16 bit
-        return frame
+    async def recv(self) -> av.Packet:
+        if self._start is None:
+            self._start = time.monotonic()
+        await asyncio.sleep(max(0.0, self._start + self._index * OPUS_PACKET - time.monotonic()))
+        index, self._index = self._index, self._index + 1
+        packet = av.Packet(self._packets[index % len(self._packets)])
+        packet.pts, packet.time_base = index * OPUS_SAMPLES, AUDIO_CLOCK
+        return packet
+
+
+@functools.cache
+def _tone_packets() -> tuple[bytes, ...]:
+    """One second of a 450 Hz tone (27 whole periods per packet), as Opus packets of 60 ms."""
+    codec = av.CodecContext.create("libopus", "w")
+    codec.sample_rate, codec.layout, codec.format = 48000, "mono", "s16"
+    codec.bit_rate = 32000
+    codec.options = {"frame_duration": "60", "application": "voip"}
+    step = 2 * math.pi * 450 / 48000
+    tone = b"".join(int(8000 * math.sin(step * n)).to_bytes(2, "little", signed=True)
+                    for n in range(OPUS_SAMPLES))
+    packets = []
+    for index in range(round(1 / OPUS_PACKET) + 3):
+        frame = AudioFrame(format="s16", layout="mono", samples=OPUS_SAMPLES)
+        frame.planes[0].update(tone)
+        frame.sample_rate, frame.pts, frame.time_base = 48000, index * OPUS_SAMPLES, AUDIO_CLOCK
+        packets += [bytes(p) for p in codec.encode(frame)]
+    return tuple(packets[-round(1 / OPUS_PACKET):])  # past the encoder's start
 
 
 class Endpoint:
@@ -155,17 +196,19 @@ class Endpoint:
         self.layout: list[tuple[str, str]] = []
         self.decoded: dict[str, int] = {}  # "publisher video" -> frames decoded
         self.size_seen: dict[str, list[int]] = {}  # publisher -> latest picture size
-        self.first_frames: list[float] = []  # per receive connection and publisher
+        # (publisher, receive offer, first decoded video frame) per receive connection, on
+        # the machine-wide monotonic clock (the same in every process)
+        self.first_frames: list[tuple[str, float, float]] = []
         self._readers: list[asyncio.Task[None]] = []
         self._offered = 0.0
 
-    async def publish(self, audio: bool, video: bool, size: list[int], hold: bool = False) -> dict:
+    async def publish(self, audio: bool, video: bool, size: list[int], hold: bool = False, fps: int = FPS) -> dict:
         await self._close_publisher()
         pc = self.publisher = connection()
         if audio:
             pc.addTransceiver(ToneMicrophone(), direction="sendonly")
         if video:
-            self.camera = OnRequestCamera(*size)
+            self.camera = OnRequestCamera(*size, fps=fps)
             if hold:
                 self.camera.hold()
             self.camera.attach_to(pc.addTransceiver(self.camera, direction="sendonly").sender)
@@ -200,7 +243,7 @@ class Endpoint:
         with contextlib.suppress(MediaStreamError):
             frame = await track.recv()
             if kind == "video":
-                self.first_frames.append(time.monotonic() - started)
+                self.first_frames.append((publisher, started, time.monotonic()))
             while True:
                 self.decoded[key] = self.decoded.get(key, 0) + 1
                 if kind == "video":
@@ -228,6 +271,10 @@ class Endpoint:
         self.camera.lose_requests = lose_requests
         return {}
 
+    async def share_screen(self, size: list[int]) -> dict:
+        self.camera.resize(*size)
+        return {}
+
     async def drop(self) -> dict:
         """The network goes away: both connections end without a word to the relay."""
         await self._close_publisher()
@@ -237,7 +284,8 @@ class Endpoint:
     async def counts(self) -> dict:
         camera = self.camera
         return {"decoded": self.decoded, "size_seen": self.size_seen, "first_frames": self.first_frames,
-                "camera": {"requests": camera.requests, "keyframes": camera.keyframes_sent} if camera else None}
+                "camera": {"requests": camera.requests, "keyframes": camera.keyframes_sent,
+                           "resizes": camera.resizes} if camera else None}
 
 
 class CallClient:
@@ -376,6 +424,7 @@ class RemoteMember:
         self._process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "tests.group_peers", *arguments, cwd=ROOT, limit=1 << 22,
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+        await self.ask("counts")  # started up (imports take seconds on a loaded machine)
 
     async def ask(self, do: str, **arguments) -> dict:  # noqa: ANN003
         process = self._process
@@ -440,7 +489,9 @@ class GroupCall:
     """The participants of one relay room (smartpractice.rtc.RelayRoom), joining,
     leaving and reconnecting as the signalling makes browsers do."""
 
-    def __init__(self, room) -> None:  # noqa: ANN001 - smartpractice.rtc.RelayRoom
+    def __init__(self, room, *, fps: int = FPS) -> None:  # noqa: ANN001 - smartpractice.rtc.RelayRoom
+        """`fps`: the cameras' frame rate (a browser's is 30; the tests' lighter default fits six)."""
+        self.fps = fps
         self.room = room
         self.members: dict[str, RemoteMember] = {}
         self.counts: dict[str, dict] = {}
@@ -449,18 +500,29 @@ class GroupCall:
     async def join(self, name: str, *, audio: bool = True, video: bool = True,
                    hold_camera: bool = False) -> RemoteMember:
         """`hold_camera`: the camera sends nothing until `set_camera(release=True)`."""
-        [member] = await self._arrive([name], audio=audio, video=video)
-        await self._publish(member, hold=hold_camera)
-        await self.settle()
+        [member] = await self.arrive([name], audio=audio, video=video)
+        await self.enter([member], hold_camera=hold_camera)
         return member
+
+    async def join_together(self, names: list[str]) -> None:
+        """People who are all there when the call moves to the relay: each publishes camera
+        and microphone, then each receives all the others on one receive connection."""
+        await self.enter(await self.arrive(names))
+
+    async def enter(self, members: list[RemoteMember], *, hold_camera: bool = False) -> None:
+        """Participants whose processes run connect: each publishes, then everyone whose
+        list of publishers changed receives anew."""
+        await asyncio.gather(*(self._publish(member, hold=hold_camera) for member in members))
+        await self.settle()
 
     async def watchers_join(self, names: list[str]) -> None:
         """People without camera and microphone who join one right after the other (their
         processes are started first, so only their connections take time)."""
-        for member in await self._arrive(names, audio=False, video=False):
+        for member in await self.arrive(names, audio=False, video=False):
             await self._receive(member)
 
-    async def _arrive(self, names: list[str], *, audio: bool, video: bool) -> list[RemoteMember]:
+    async def arrive(self, names: list[str], *, audio: bool = True, video: bool = True) -> list[RemoteMember]:
+        """Start the participants' processes; they connect on `enter`."""
         members = []
         for name in names:
             self._index += 1
@@ -476,6 +538,12 @@ class GroupCall:
         await member.stop()
         await self.settle()
 
+    async def share_screen(self, name: str, size: tuple[int, int]) -> None:
+        """The participant shares the screen (or stops sharing) in the camera's place."""
+        member = self.members[name]
+        await member.ask("share_screen", size=list(size))
+        member.size = size
+
     async def reconnect(self, name: str) -> None:
         """The participant's network went away and came back: both connections are gone
         without a goodbye, and fresh ones attach (replacing the old ones on the relay)."""
@@ -487,13 +555,12 @@ class GroupCall:
 
     async def settle(self) -> None:
         """Everyone whose list of publishers changed makes a new receive connection."""
-        for member in list(self.members.values()):
-            await self._receive(member)
+        await asyncio.gather(*(self._receive(member) for member in list(self.members.values())))
 
     async def _publish(self, member: RemoteMember, hold: bool = False) -> None:
         if not member.kinds:
             return  # neither camera nor microphone: receives only
-        offer = await member.ask("publish", audio=member.audio, video=member.video, size=list(member.size),
+        offer = await member.ask("publish", audio=member.audio, video=member.video, size=list(member.size), fps=self.fps,
                                  hold=hold)
         answer = await self.room.attach(member.name, offer["offer"], receive_from=[])
         await member.ask("published", answer=answer)
@@ -520,8 +587,7 @@ class GroupCall:
         await member.ask("received", answer=answer)
 
     async def close(self) -> None:
-        for member in self.members.values():
-            await member.stop()
+        await asyncio.gather(*(member.stop() for member in self.members.values()))
 
     def expected(self) -> list[tuple[str, str, str]]:
         """(receiver, publisher, kind) for every track everyone should get."""
@@ -571,8 +637,10 @@ class GroupCall:
                  if k == "video" and self.counts[r]["size_seen"][p] != list(self.members[p].size)]
         assert not wrong, "\n".join(wrong)
 
-    def first_frames(self) -> list[float]:
-        return sorted(s for counts in self.counts.values() for s in counts["first_frames"])
+    def first_frames(self) -> list[tuple[float, str, str]]:
+        """(seconds, receiver, publisher) of every receive connection so far, quickest first."""
+        return sorted((first - offered, receiver, publisher) for receiver, counts in self.counts.items()
+                      for publisher, offered, first in counts["first_frames"])
 
 
 if __name__ == "__main__":

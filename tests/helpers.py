@@ -39,7 +39,7 @@ from smartpractice.storage import practices as practice_store
 from smartpractice.storage import second_factors as factor_store
 from smartpractice.storage import users as user_store
 from smartpractice.storage.practices import Practice
-from smartpractice.storage.tables import practices, users
+from smartpractice.storage.tables import metadata, practices, users
 
 PASSWORD = "amber-violin-harbour-77"
 CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -389,3 +389,16 @@ async def consultation_at_lindenhof(live_server, *, invitees=(), relay_policy: s
                                                           invitees=list(invitees))).consultation
     await services.waiting_room.state.admit(practice.id, consultation.id, f"u{erika}")
     return app, practice, consultation, str(live_server.make_url("")).rstrip("/")
+
+
+# What the database still holds
+
+async def traces_of(engine, *needles: str) -> list[str]:
+    """Every row of every table that mentions one of `needles` (case-insensitive)."""
+    found = []
+    async with engine.connect() as conn:
+        for table in metadata.sorted_tables:
+            for row in await conn.execute(select(table)):
+                text = " ".join(str(value) for value in row).lower()
+                found += [f"{table.name}: {row}" for needle in needles if needle.lower() in text]
+    return found

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
-from tests.helpers import add_member
+from tests.helpers import add_member, mail_settled
 
 
 def bearer(key: str) -> dict[str, str]:
@@ -61,3 +62,47 @@ async def test_bad_starts_and_foreign_ids_get_clear_errors(client, services, app
     foreign_patient = await client.post(f"/api/v1/consultations/{own['id']}/participants", headers=auth,
                                         json={"patient_id": patient})
     assert (await foreign_patient.json())["code"] == "patient_unknown"
+
+
+async def test_an_idempotency_key_makes_one_invitation_and_one_mail(client, services, app, smtp, practice):
+    """Practice software retries after a lost answer: the same key and request answer what
+    the first made; the same key with another request is refused; nothing is sent twice."""
+    auth = bearer((await services.api_keys.create(practice, "Praxissoftware")).key)
+    body = {"email": "gast@example.org", "display_name": "Gabi Gast", "language": "de"}
+    key = {**auth, "Idempotency-Key": "9f1c2d7e-0b5a-4c1e-8d3f-2a6b7c8d9e0f"}
+    first = await client.post("/api/v1/invitations", headers=key, json=body)
+    again = await client.post("/api/v1/invitations", headers=key, json=dict(reversed(body.items())))
+    assert first.status == again.status == 201
+    assert first.headers["Location"] == again.headers["Location"]
+    assert (await first.json())["id"] == (await again.json())["id"]
+    assert "Idempotent-Replayed" not in first.headers and again.headers["Idempotent-Replayed"] == "true"
+    other = await client.post("/api/v1/invitations", headers=key, json={**body, "email": "jemand@example.org"})
+    assert other.status == 422
+    assert await other.json() == {"code": "idempotency_key_reused", "field": "Idempotency-Key",
+                                  "message": (await other.json())["message"]}
+    await mail_settled(app)
+    assert [m["To"] for m in smtp.messages] == ["gast@example.org"]
+    assert len(await services.invitations.list(practice.id)) == 1
+
+    # Keys belong to one practice: another practice's software may use the same string.
+    see = (await services.practices.create("Praxis am See", admin_email="see@example.org", admin_username="see")).practice
+    theirs = {**bearer((await services.api_keys.create(see, "See")).key), "Idempotency-Key": key["Idempotency-Key"]}
+    assert (await client.post("/api/v1/invitations", headers=theirs, json=body)).status == 201
+    for bad in ("", "a" * 256, "mit leerzeichen", "ümlaut"):
+        refused = await client.post("/api/v1/invitations", headers={**auth, "Idempotency-Key": bad}, json=body)
+        assert refused.status == 400 and (await refused.json())["field"] == "Idempotency-Key", bad
+
+
+async def test_an_idempotency_key_sent_twice_at_once_makes_one_consultation(client, services, app, smtp, practice, clinician):
+    auth = bearer((await services.api_keys.create(practice, "Praxissoftware")).key)
+    start = (services.clock.now() + timedelta(days=2)).replace(microsecond=0).isoformat()
+    body = {"starts_at": start, "duration_minutes": 20, "clinician_id": clinician.user_id}
+    key = {**auth, "Idempotency-Key": "termin-4711"}
+    answers = await asyncio.gather(*(client.post("/api/v1/consultations", headers=key, json=body) for _ in range(2)))
+    assert [answer.status for answer in answers] == [201, 201]
+    assert len({(await answer.json())["id"] for answer in answers}) == 1
+    assert sorted(answer.headers.get("Idempotent-Replayed", "") for answer in answers) == ["", "true"]
+    moved = await client.post("/api/v1/consultations", headers=key, json={**body, "duration_minutes": 30})
+    assert moved.status == 422 and (await moved.json())["code"] == "idempotency_key_reused"
+    day = await (await client.get(f"/api/v1/consultations?day={start[:10]}", headers=auth)).json()
+    assert len(day["consultations"]) == 1

@@ -9,10 +9,12 @@ from __future__ import annotations
 import asyncio
 import re
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import unused_port
+from icalendar import Calendar
 from sqlalchemy import func, select
 
 from smartpractice.keys import engine_key, services_key
@@ -33,6 +35,13 @@ pytestmark = needs_chromium
 
 PHONE = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True}
 DESKTOP = {"viewport": {"width": 1280, "height": 800}}
+
+
+# The device check works: the own camera's picture plays and the microphone's level moves.
+PREVIEW_AND_LEVEL = """() => {
+  const video = document.getElementById("preview");
+  return video.getVideoPlaybackQuality().totalVideoFrames > 10 && document.getElementById("mic-level").value > 0;
+}"""
 
 
 def tan_of(message) -> str:
@@ -226,6 +235,17 @@ async def test_an_early_visit_then_entry_on_the_day(clocked_server, browser, smt
     await early.goto(link)
     assert "Dienstag, 1. Dezember 2026, 14:16 Uhr" in await early.inner_text("#appointment")
     assert "UTC" not in await early.inner_text("main")
+    # Days ahead, the guest tries camera and microphone and puts the date in the calendar.
+    async with early.expect_popup() as opened:
+        await early.click("#try-devices a")
+    check = await opened.value
+    await check.wait_for_selector("#device-check[data-state=ready]")
+    await check.wait_for_function(PREVIEW_AND_LEVEL, timeout=15_000)
+    async with early.expect_download() as downloaded:
+        await early.click("#add-to-calendar")
+    saved = Path(await (await downloaded.value).path())
+    entry = Calendar.from_ical(await asyncio.to_thread(saved.read_bytes))
+    assert entry.walk("VEVENT")[0].decoded("dtstart") == datetime(2026, 12, 1, 13, 16, tzinfo=UTC)
     await early.context.close()
 
     clock.current = datetime(2026, 12, 1, 13, 5, tzinfo=UTC)

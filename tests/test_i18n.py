@@ -7,7 +7,8 @@ from pathlib import Path
 from babel.messages.extract import extract_from_dir
 from babel.messages.pofile import read_po
 
-from smartpractice.i18n import LOCALE_DIR, negotiate
+from smartpractice.errors import UserError
+from smartpractice.i18n import LOCALE_DIR, NP_, Catalogs, negotiate
 from tests.helpers import csrf_token, log_in
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,14 +60,21 @@ def used_messages() -> set[str]:
     method_map = [("smartpractice/**.py", "python"), ("templates/**.html", "jinja2"), ("templates/**.txt", "jinja2")]
     options = {pattern: {"extensions": "jinja2.ext.i18n"} for pattern in ("templates/**.html", "templates/**.txt")}
     found = extract_from_dir(
-        ROOT, method_map, options_map=options, keywords={"_": None, "gettext": None, "ngettext": (1, 2), "N_": None}
+        ROOT, method_map, options_map=options, keywords={"_": None, "gettext": None, "ngettext": (1, 2), "N_": None, "NP_": (1, 2)}
     )
     return {message if isinstance(message, str) else message[0] for _, _, message, _, _ in found}
 
 
 def german_catalog() -> dict[str, str]:
+    """msgid (a plural's singular) → its German text; a plural counts as translated only
+    with every form."""
     with (LOCALE_DIR / "de" / "LC_MESSAGES" / "messages.po").open("rb") as handle:
-        return {message.id: message.string for message in read_po(handle) if message.id}
+        catalog = read_po(handle)
+    return {
+        message.id[0] if message.pluralizable else message.id:
+            ("" if not all(message.string) else message.string[0]) if message.pluralizable else message.string
+        for message in catalog if message.id
+    }
 
 
 def test_every_message_has_a_german_translation():
@@ -78,3 +86,19 @@ def test_every_message_has_a_german_translation():
 
 def test_the_catalog_holds_no_message_that_nothing_shows():
     assert sorted(set(german_catalog()) - used_messages()) == []
+
+
+def test_a_count_chooses_the_plural_form_in_both_languages():
+    # "Es bleiben 1 Versuche" was what a guest read: the count now picks the form.
+    german, english = Catalogs().get("de"), Catalogs().get("en")
+    wrong = lambda left: UserError("tan_wrong", NP_("This TAN is not correct. %(left)d more try is left.",  # noqa: E731
+                                                    "This TAN is not correct. %(left)d more tries are left."),
+                                   number="left", left=left)
+    assert wrong(1).text(german) == "Diese TAN ist nicht richtig. Sie haben noch einen Versuch."
+    assert wrong(4).text(german) == "Diese TAN ist nicht richtig. Sie haben noch 4 Versuche."
+    assert wrong(1).text(english) == wrong(1).text() == "This TAN is not correct. 1 more try is left."
+    assert wrong(4).text() == "This TAN is not correct. 4 more tries are left."
+    locked = UserError("login_locked", NP_("Too many failed attempts. Please try again in %(minutes)d minute.",
+                                           "Too many failed attempts. Please try again in %(minutes)d minutes."),
+                       number="minutes", minutes=1)
+    assert locked.text(german).endswith("in 1 Minute erneut.")

@@ -65,7 +65,7 @@ async def test_five_wrong_tans_lock_and_reissue_gives_a_new_working_tan(client, 
     await invite(client, practice)
     [first] = await smtp.wait_for(1)
     old_link, old_tan = mail_link(first), tan_in(first)
-    for left in ("4 tries are left", "3 tries are left", "2 tries are left", "One more try is left"):
+    for left in ("4 more tries are left", "3 more tries are left", "2 more tries are left", "1 more try is left"):
         wrong = await post_form(other_browser, old_link, {"tan": "0000 0000"}, headers=EN)
         assert left in await wrong.text()
     locked = await post_form(other_browser, old_link, {"tan": "0000 0000"}, headers=EN)

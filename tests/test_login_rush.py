@@ -46,9 +46,9 @@ def hasher():
     gated.release.set()
 
 
-async def start(aiohttp_client, settings, clock, hasher, *, queue: int):
+async def start(aiohttp_client, settings, clock, hasher, *, queue: int, wait_seconds: int = 30):
     """The app with one hashing slot, `queue` places behind it, a patient and an admin."""
-    passwords = Passwords(concurrency=1, queue=queue, wait_seconds=30, hasher=hasher)
+    passwords = Passwords(concurrency=1, queue=queue, wait_seconds=wait_seconds, hasher=hasher)
     client = await aiohttp_client(create_app(settings, clock=clock, passwords=passwords))
     services = client.app[services_key]
     created = await services.practices.create("Praxis am Markt", admin_email="chef@example.org", admin_username="chef")
@@ -86,6 +86,18 @@ async def test_a_login_beyond_the_queue_gets_the_form_again_with_retry_after(aio
     logged_in = await post_form(client, "/login", {"identifier": "paula", "password": PASSWORD})
     assert logged_in.status == 303
     assert logged_in.headers["Location"] == "/"
+
+
+async def test_a_login_that_waited_past_the_budget_is_not_counted_either(aiohttp_client, settings, clock, hasher):
+    client, _ = await start(aiohttp_client, settings, clock, hasher, queue=1, wait_seconds=1)
+    held = await hold_the_slot(client, hasher)
+    for _ in range(7):  # queued, then given up after about a second: more than the lockout allows
+        busy = await post_form(client, "/login", {"identifier": "paula", "password": PASSWORD})
+        assert busy.status == 503
+        assert "Gerade melden sich sehr viele Menschen an" in await busy.text()
+    hasher.release.set()
+    await held
+    assert (await post_form(client, "/login", {"identifier": "paula", "password": PASSWORD})).status == 303
 
 
 async def test_the_busy_page_is_in_english_for_english_browsers(aiohttp_client, settings, clock, hasher):

@@ -71,7 +71,9 @@ async def test_every_metric_is_there_from_the_start(client):
     samples = await scrape(client)
     names = {name for name, _ in samples}
     for name in ("smartpractice_open_sockets", "smartpractice_calls", "smartpractice_relay_rooms",
-                 "smartpractice_relay_streams", "smartpractice_relay_packets_received", "smartpractice_mails"):
+                 "smartpractice_relay_streams", "smartpractice_relay_packets_received",
+                 "smartpractice_relay_repairs_received", "smartpractice_relay_packets_resent",
+                 "smartpractice_relay_keyframe_requests", "smartpractice_mails"):
         assert name in names, name
     assert value(samples, "smartpractice_open_sockets", kind="call") == 0
     assert value(samples, "smartpractice_mails", status="pending") == 0

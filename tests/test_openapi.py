@@ -120,6 +120,11 @@ async def test_every_documented_answer_is_given_and_matches_its_schema(client, s
         )
         await contract.check(response, "post", path)
 
+    async def key_reused(path: str, first: dict, other: dict) -> None:
+        once = auth | {"Idempotency-Key": f"key-for-{path}"}
+        await contract.check(await client.post(path, json=first, headers=once), "post", path)
+        await contract.check(await client.post(path, json=other, headers=once), "post", path)
+
     async def reads(template: str, suffix: str, found_id: int, method: str = "get") -> None:
         def call(item_id, headers):
             path = template.replace("{id}", str(item_id)) + suffix
@@ -142,6 +147,7 @@ async def test_every_documented_answer_is_given_and_matches_its_schema(client, s
     invitation = await contract.check(
         await client.post("/api/v1/invitations", json={"email": "gast@example.org"}, headers=auth), "post", "/api/v1/invitations")
     await post_errors("/api/v1/invitations", {"email": "gast@example.org"}, {"email": "gast@example.org", "tan": "1"})
+    await key_reused("/api/v1/invitations", {"email": "gast@example.org"}, {"email": "jemand@example.org"})
     await reads("/api/v1/invitations/{id}", "", invitation["id"])
     await reads("/api/v1/invitations/{id}", "/revoke", invitation["id"], method="post")
 
@@ -154,6 +160,7 @@ async def test_every_documented_answer_is_given_and_matches_its_schema(client, s
     day = f"{consultations}?day={tomorrow.date().isoformat()}"
     listed = await contract.check(await client.get(day, headers=auth), "get", consultations)
     assert [c["id"] for c in listed["consultations"]] == [consultation["id"]]
+    await key_reused(consultations, planned, {**planned, "title": "Befund"})
     await contract.check(await client.get(consultations + "?day=tomorrow", headers=auth), "get", consultations)
     await contract.check(await client.get(day), "get", consultations)
     await reads("/api/v1/consultations/{id}", "", consultation["id"])

@@ -10,8 +10,8 @@ import pytest
 from sqlalchemy import insert, select
 
 from smartpractice.scheduling.consultations import Appointment
-from smartpractice.storage.tables import attendances, audit_log, calls, metadata
-from tests.helpers import PASSWORD, add_member, log_in, post_form, second_browser
+from smartpractice.storage.tables import attendances, audit_log, calls
+from tests.helpers import PASSWORD, add_member, log_in, post_form, second_browser, traces_of
 
 
 @pytest.fixture
@@ -32,17 +32,6 @@ async def erika(app, services, engine, clock, practice, clinician) -> int:
 async def admin(app, practice):
     await add_member(app, practice, "admin", "anna-admin")
     return "anna-admin"
-
-
-async def traces_of(engine, *needles: str) -> list[str]:
-    """Every row of every table that mentions one of `needles` (case-insensitive)."""
-    found = []
-    async with engine.connect() as conn:
-        for table in metadata.sorted_tables:
-            for row in await conn.execute(select(table)):
-                text = " ".join(str(value) for value in row).lower()
-                found += [f"{table.name}: {row}" for needle in needles if needle.lower() in text]
-    return found
 
 
 async def audit_of(engine, user_id: int) -> list[tuple]:

@@ -96,7 +96,7 @@ def slow_publisher() -> Peer:
 
 
 @pytest.fixture
-async def room():
+async def relay_room():
     relay = Relay()
     peers: list[Peer] = []
 
@@ -106,7 +106,7 @@ async def room():
         return peer
 
     try:
-        yield relay.room("consultation-3"), join
+        yield relay, join
     finally:
         for peer in peers:
             await peer.close()
@@ -117,11 +117,12 @@ def video_source(room):  # noqa: ANN001, ANN201 - RelayRoom -> Source
     return next(s for s in room.participant("pub").sources if s.kind == "video")
 
 
-async def test_a_packet_lost_before_the_relay_reaches_each_subscriber_once(room):
+async def test_a_packet_lost_before_the_relay_reaches_each_subscriber_once(relay_room):
     """Lost between publisher and relay: every subscriber missed it. The publisher answers
     each NACK twice (the relay's and the subscribers'), and still each subscriber gets
     exactly one copy."""
-    room, join = room
+    relay, join = relay_room
+    room = relay.room("consultation-3")
     pub = await join(slow_publisher(), "pub")
     tap = PublisherTap(pub)
     subscribers = {name: await join(subscriber(), name) for name in ("sub1", "sub2")}
@@ -138,12 +139,15 @@ async def test_a_packet_lost_before_the_relay_reaches_each_subscriber_once(room)
     assert {name: c.of(lost) for name, c in copies.items()} == {"sub1": 1, "sub2": 1}
     for forward in source.forwards:
         assert forward.retransmitted >= 1, forward.subscriber_id
+    figures = relay.statistics()
+    assert figures["repairs_received"] >= 2 and figures["packets_resent"] >= 2, figures
 
 
-async def test_a_repair_goes_to_no_one_who_has_the_packet_or_joined_after_it(room):
+async def test_a_repair_goes_to_no_one_who_has_the_packet_or_joined_after_it(relay_room):
     """The publisher sends a packet again that sub1 received and that went out before sub2
     joined: the relay takes it in and passes it to neither."""
-    room, join = room
+    relay, join = relay_room
+    room = relay.room("consultation-3")
     pub = await join(slow_publisher(), "pub")
     tap = PublisherTap(pub)
     sub1 = await join(subscriber(), "sub1")

@@ -10,6 +10,7 @@ import contextlib
 from datetime import UTC, datetime, timedelta
 
 from aiohttp import ClientSession, CookieJar
+from icalendar import Calendar
 from sqlalchemy import func, select, update
 
 from smartpractice.onboarding.invitations import Invitee
@@ -113,7 +114,7 @@ async def test_five_wrong_tans_lock_the_code_in_use(client, other_browser, servi
         await conn.execute(update(practices).where(practices.c.id == practice.id).values(contact="030 1234567"))
     message = await invited(client, smtp, practice)
     code = code_in(message)
-    for expected in ("Es bleiben 4 Versuche.", "Es bleiben 3 Versuche.", "Es bleiben 2 Versuche.", "Sie haben noch einen Versuch."):
+    for expected in ("Sie haben noch 4 Versuche.", "Sie haben noch 3 Versuche.", "Sie haben noch 2 Versuche.", "Sie haben noch einen Versuch."):
         wrong = await post_form(other_browser, "/login/tan", {"code": code, "tan": "0000 0000"}, headers=DE)
         assert wrong.status == 401 and expected in await wrong.text(), expected
     locked = await post_form(other_browser, "/login/tan", {"code": code, "tan": "0000 0000"}, headers=DE)
@@ -298,6 +299,19 @@ async def test_an_early_visit_shows_the_local_time_and_uses_nothing_up(client, o
     assert "Ihr Termin: Dienstag, 1. Dezember 2026, 14:16 Uhr" in page
     assert "Das Wartezimmer öffnet am Dienstag, 1. Dezember 2026, 14:01 Uhr" in page
     assert "UTC" not in page and "Europe/Berlin" not in page
+    # "Add to calendar": the entry the mail carried (same UID), as a file to keep; and
+    # the device check, on a page of its own.
+    assert f'href="{mail_link(message)}/calendar.ics"' in page and 'href="/device-check"' in page
+    download = await other_browser.get(mail_link(message) + "/calendar.ics")
+    assert download.status == 200 and download.headers["Content-Type"] == "text/calendar; charset=utf-8"
+    entry = Calendar.from_ical(await download.read())
+    [event] = entry.walk("VEVENT")
+    assert str(entry["method"]) == "PUBLISH" and str(event["summary"]) == "Videosprechstunde bei Praxis am Markt"
+    assert event.decoded("dtstart") == datetime(2026, 12, 1, 13, 16, tzinfo=UTC)
+    [attached] = [part for part in message.iter_attachments() if part.get_content_type() == "text/calendar"]
+    assert str(event["uid"]) == str(Calendar.from_ical(attached.get_content()).walk("VEVENT")[0]["uid"])
+    check = await (await other_browser.get("/device-check", headers=DE)).text()
+    assert "Kamera und Mikrofon prüfen" in check and 'id="preview"' in check
     assert await state(engine) == before
     [view] = await services.invitations.list(practice.id)
     assert view.state == "pending"

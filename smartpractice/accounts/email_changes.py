@@ -25,7 +25,7 @@ from smartpractice.accounts.users import EMAIL
 from smartpractice.audit import Audit
 from smartpractice.clock import Clock
 from smartpractice.errors import UserError
-from smartpractice.i18n import N_
+from smartpractice.i18n import N_, NP_
 from smartpractice.mail.outbox import Outbox
 from smartpractice.storage import users as user_store
 from smartpractice.storage.practices import staff_practice_ids
@@ -93,8 +93,9 @@ class EmailChanges:
         if locked_until is not None:
             raise UserError(
                 "email_change_locked",
-                N_("You asked for too many changes of your email address. Please try again in %(minutes)d minutes."),
-                minutes=minutes_left(locked_until, now),
+                NP_("You asked for too many changes of your email address. Please try again in %(minutes)d minute.",
+                    "You asked for too many changes of your email address. Please try again in %(minutes)d minutes."),
+                number="minutes", minutes=minutes_left(locked_until, now),
             )
 
     async def _record_request(self, conn: AsyncConnection, user: User, new_email: str) -> None:

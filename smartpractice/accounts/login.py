@@ -15,7 +15,7 @@ from smartpractice.accounts.throttle import ACCOUNT_POLICY, ADDRESS_POLICY, Logi
 from smartpractice.audit import Audit
 from smartpractice.clock import Clock
 from smartpractice.errors import Busy, UserError
-from smartpractice.i18n import N_
+from smartpractice.i18n import N_, NP_
 from smartpractice.storage import login_sessions as session_store
 from smartpractice.storage import practices as practice_store
 from smartpractice.storage import second_factors as factor_store
@@ -34,8 +34,9 @@ def _wrong() -> LoginFailed:
 def _locked(remaining: timedelta) -> LoginFailed:
     return LoginFailed(
         "login_locked",
-        N_("Too many failed attempts. Please try again in %(minutes)d minutes."),
-        minutes=max(1, math.ceil(remaining.total_seconds() / 60)),
+        NP_("Too many failed attempts. Please try again in %(minutes)d minute.",
+            "Too many failed attempts. Please try again in %(minutes)d minutes."),
+        number="minutes", minutes=max(1, math.ceil(remaining.total_seconds() / 60)),
     )
 
 
@@ -98,11 +99,12 @@ class Login:
         self._audit = audit
 
     async def log_in(self, identifier: str, password: str, *, address: str, user_agent: str) -> LoggedIn:
+        self._passwords.check_room()
         identifier = identifier.strip()
         now = self._clock.now()
         async with self._engine.begin() as conn:
             user = await user_store.user_by_login(conn, identifier) if identifier else None
-            account_key = self._throttle.account_key(user and user.id, identifier)
+            account_key = self._throttle.account_key(user.id if user else None, identifier)
             address_key = self._throttle.address_key(address)
             limits = [(account_key, ACCOUNT_POLICY), (address_key, ADDRESS_POLICY)]
             locked_until = await self._throttle.admit(conn, limits, now)
@@ -183,7 +185,8 @@ class Login:
         if locked_until is not None:
             raise _locked(locked_until - now)
         async with self._not_counted_if_busy(account_key, address_key):
-            verified = bool(user.password_hash) and await self._passwords.verify(user.password_hash, password)
+            hashed = user.password_hash
+            verified = bool(hashed) and await self._passwords.verify(hashed or "", password)
         if not verified:
             raise UserError("current_password_wrong", N_("Your current password is not correct."))
         async with self._engine.begin() as conn:

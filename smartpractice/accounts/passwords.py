@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import re
 import secrets
 import threading
+import time
 import unicodedata
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -25,6 +27,7 @@ MIN_STRENGTH = 3
 # zxcvbn refuses longer input; 72 characters are plenty to judge by.
 STRENGTH_SAMPLE = 72
 GENERATED_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"
+MIN_WAIT_SECONDS = 0.5
 # Linux nice value of the hashing threads (0 is normal, 19 the lowest priority).
 HASHING_NICENESS = 5
 
@@ -86,15 +89,16 @@ def generate_password() -> str:
 
 class Passwords:
     """argon2id hashing off the event loop: at most `concurrency` hashes at once, at most
-    `queue` more waiting, none waiting longer than `wait_seconds`. Beyond that the request
-    is told to come back (Busy) instead of piling up; a request whose client has left (its
-    handler is cancelled) takes its hash out of the queue.
+    `queue` more waiting, and none waiting longer than would let it finish within
+    `wait_seconds` (judged by how long hashes took lately). Beyond that the request is told
+    to come back (Busy) instead of piling up; a request whose client has left (its handler
+    is cancelled) takes its hash out of the queue.
 
     A hand-made executor around concurrent.futures because asyncio.to_thread queues without
     bound and cannot take back work that has not started."""
 
     def __init__(
-        self, *, concurrency: int, queue: int = 16, wait_seconds: float = 4.0,
+        self, *, concurrency: int, queue: int = 16, wait_seconds: float = 5.0,
         hasher: argon2.PasswordHasher | None = None,
     ) -> None:
         # argon2-cffi's defaults are the production parameters (docs/security.md).
@@ -102,8 +106,10 @@ class Passwords:
         self._executor = ThreadPoolExecutor(
             max_workers=concurrency, thread_name_prefix="argon2", initializer=_behind_the_event_loop
         )
+        self._concurrency = concurrency
         self._most = concurrency + queue
         self._wait = wait_seconds
+        self._recent = 0.0  # seconds a hash took lately, a moving average
         self._pending = 0
         self._dummy_hash: str | None = None
 
@@ -133,14 +139,22 @@ class Passwords:
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
-    async def _run(self, function, *args):
-        if self._pending >= self._most:
+    def check_room(self) -> None:
+        """Raise Busy if a hash asked for now could not be done within the budget: callers
+        ask first, so a crowd is answered before it costs a database write."""
+        ahead = self._pending - self._concurrency + 1  # jobs to finish before a new one starts
+        expected = (math.ceil(ahead / self._concurrency) if ahead > 0 else 0) * self._recent + self._recent
+        if self._pending >= self._most or (ahead > 0 and expected > self._wait):
             raise Busy("password_hashing")
+
+    async def _run(self, function, *args):
+        self.check_room()
         self._pending += 1
-        job = self._executor.submit(function, *args)
+        job = self._executor.submit(self._timed, function, *args)
         result = asyncio.wrap_future(job)
         try:
-            done, _ = await asyncio.wait({result}, timeout=self._wait)
+            # A machine slower than the budget still gets a free worker a moment to start.
+            done, _ = await asyncio.wait({result}, timeout=max(MIN_WAIT_SECONDS, self._wait - self._recent))
             # cancel() only succeeds for a job no thread has started: that one is dropped.
             if not done and job.cancel():
                 raise Busy("password_hashing")
@@ -150,6 +164,14 @@ class Passwords:
             raise
         finally:
             self._pending -= 1
+
+    def _timed(self, function, *args):
+        started = time.monotonic()
+        try:
+            return function(*args)
+        finally:
+            # Written from a worker thread: a lost update only blurs the average.
+            self._recent = 0.7 * self._recent + 0.3 * (time.monotonic() - started)
 
     def _verify(self, password_hash: str, password: str) -> bool:
         try:

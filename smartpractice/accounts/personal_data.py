@@ -5,7 +5,7 @@ practice. Each erasure is audited; the entry keeps the fact, never the identity
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -65,13 +65,15 @@ class PersonalData:
                 data["login_sessions"] = await store.sessions_of(conn, user.id)
         return _plain(data)  # type: ignore[return-value]
 
-    async def delete_account(self, user: User, *, actor: int | None) -> None:
-        """Erase the person everywhere; ends their sessions (they go with the row)."""
+    async def delete_account(self, user: User, *, actor: int | None, staff_too: bool = False) -> None:
+        """Erase the person everywhere; ends their sessions (they go with the row). Staff
+        accounts only with `staff_too` (the operator's command)."""
         if user.is_operator:
             raise NotDeletable("operator_not_deletable",
                                N_("The operator's account cannot be deleted here; create another operator first."))
         async with self._engine.begin() as conn:
-            if any(membership["role"] != "patient" for membership in await store.practices_of(conn, user.id)):
+            roles = {membership["role"] for membership in await store.practices_of(conn, user.id)}
+            if not staff_too and roles - {"patient"}:
                 # A practice must not lose its clinician or admin by a click of theirs.
                 raise NotDeletable("staff_not_deletable", N_(
                     "Accounts of a practice's staff are removed by the practice's admin. Ask them, or leave "
@@ -81,6 +83,23 @@ class PersonalData:
             if not practice_ids:
                 await self._audit.record(conn, None, actor, "account_deleted", "user", user.id)
             await store.erase(conn, user.id, _addresses(user))
+
+    async def delete_practice(self, practice: Practice, *, notice: timedelta) -> int:
+        """The operator deletes a practice once it has been suspended for the notice period:
+        the practice, everything it held, and the accounts of people who belonged only to it.
+        A site-wide audit entry keeps the fact. Returns how many accounts went with it."""
+        async with self._engine.begin() as conn:
+            suspended_at = await store.suspended_since(conn, practice.id)
+            if suspended_at is None or self._clock.now() - suspended_at < notice:
+                raise NotDeletable("practice_not_due", N_(
+                    "A practice can be deleted once it has been suspended for %(days)d days."), days=notice.days)
+            sole = await store.sole_members(conn, practice.id)
+            await self._audit.record(conn, None, None, "practice_deleted", "practice", practice.id)
+            for user_id, emails in sole:
+                await self._audit.record(conn, None, None, "account_deleted", "user", user_id)
+                await store.erase(conn, user_id, emails)
+            await store.delete_practice(conn, practice.id)
+        return len(sole)
 
     async def delete_patient(self, practice: Practice, user_id: int, *, actor: int) -> bool:
         """A practice admin erases a patient of the practice: the whole account when this is

@@ -27,7 +27,7 @@ from smartpractice.accounts.throttle import (
 from smartpractice.audit import Audit
 from smartpractice.clock import Clock
 from smartpractice.errors import UserError
-from smartpractice.i18n import N_
+from smartpractice.i18n import N_, NP_
 from smartpractice.mail.outbox import Outbox
 from smartpractice.storage import second_factors as store
 from smartpractice.storage.practices import staff_practice_ids
@@ -192,8 +192,9 @@ class SecondFactors:
         if locked_until is not None:
             raise UserError(
                 "second_factor_locked",
-                N_("Too many wrong codes. Please try again in %(minutes)d minutes."),
-                minutes=minutes_left(locked_until, now),
+                NP_("Too many wrong codes. Please try again in %(minutes)d minute.",
+                    "Too many wrong codes. Please try again in %(minutes)d minutes."),
+                number="minutes", minutes=minutes_left(locked_until, now),
             )
 
     async def _succeeded(self, conn: AsyncConnection, user: User, address: str) -> None:

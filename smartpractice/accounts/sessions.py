@@ -6,6 +6,7 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any, cast
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -86,7 +87,7 @@ class Sessions:
             now=now,
             expires_at=expires_at or now + self.maximum,
             user_agent=user_agent[:200],
-            **{"user_id": None, **owner},
+            **cast("dict[str, Any]", {"user_id": None, **owner}),
         )
         return token
 
@@ -113,6 +114,8 @@ class Sessions:
         return None if owner is None else ActiveSession(session, owner.user, owner.memberships)
 
     async def _guest(self, conn: AsyncConnection, session: LoginSession, now) -> GuestSession | None:
+        if session.invitation_id is None:
+            return None
         invitation = await invitation_by_id(conn, session.invitation_id)
         if invitation is None or invitation.revoked_at or invitation.expires_at <= now:
             await store.delete_session(conn, session.id)

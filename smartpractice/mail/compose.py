@@ -13,7 +13,7 @@ import jinja2
 
 from smartpractice.i18n import Catalogs
 
-TEMPLATES = Path(__file__).resolve().parents[2] / "templates" / "mail"
+TEMPLATES = Path(__file__).parents[1] / "templates" / "mail"
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,7 @@ def _environment(autoescape: bool) -> jinja2.Environment:
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
-    environment.install_gettext_callables(_gettext, _ngettext, newstyle=True)
+    environment.install_gettext_callables(_gettext, _ngettext, newstyle=True)  # type: ignore[attr-defined]  # jinja2.ext.i18n adds it
     return environment
 
 
@@ -60,6 +60,7 @@ class MailComposer:
                 "service_name": self._service_name, **context}
         text_template = self._text.get_template(f"{kind}.txt")
         text = text_template.render(full)
-        subject = str(text_template.make_module(full).subject).strip()
+        # Each mail template sets `subject`, a module attribute mypy cannot see.
+        subject = str(getattr(text_template.make_module(full), "subject")).strip()  # noqa: B009
         html = self._html.get_template(f"{kind}.html").render(full)
         return ComposedMail(subject=subject, text=text, html=html)

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from smartpractice.clock import Clock
 from smartpractice.config import Settings
+from smartpractice.errors import busy_database
 from smartpractice.storage import mails as store
 from smartpractice.storage.mails import Mail
 
@@ -124,8 +125,11 @@ class MailSender:
                     await self.release_stale()
                     stale_released = True
                 found, sent = await self._send_due()
-            except Exception:
-                log.exception("mail sender round failed; trying again")
+            except Exception as error:
+                if busy_database(error) is None:
+                    log.exception("mail sender round failed; trying again")
+                else:  # a crowd holds the database: expected, and the next round tries again
+                    log.warning("mail sender round found the database busy; trying again")
                 found, sent = None, 0
             if found == 0:
                 self._last_idle_round = this_round

@@ -28,7 +28,7 @@ from smartpractice.accounts.tokens import LinkInvalid, hash_token
 from smartpractice.audit import Audit
 from smartpractice.clock import Clock
 from smartpractice.errors import UserError
-from smartpractice.i18n import N_
+from smartpractice.i18n import N_, NP_
 from smartpractice.links import Links
 from smartpractice.mail.outbox import Outbox
 from smartpractice.onboarding.invitations import MAX_TAN_FAILURES, GuestWelcome, view_of
@@ -172,9 +172,9 @@ class GuestAccess:
             await store.lock(conn, invitation.id, self._clock.now())
             await self._audit.record(conn, invitation.practice_id, None, "invitation_locked", "invitation", invitation.id)
             return self._locked(found)
-        if left == 1:
-            return UserError("tan_wrong", N_("This TAN is not correct. One more try is left."), left=left)
-        return UserError("tan_wrong", N_("This TAN is not correct. %(left)d tries are left."), left=left)
+        return UserError("tan_wrong", NP_("This TAN is not correct. %(left)d more try is left.",
+                                          "This TAN is not correct. %(left)d more tries are left."),
+                         number="left", left=left)
 
     async def send_new_tan(self, ref: InvitationRef, *, address: str, language: str, form_token: str) -> InvitationPage:
         """A new TAN by mail to the invited address; the one before stops working. The

@@ -213,6 +213,7 @@ class Invitations:
         link_url = self._links.url("invitation_login", token=link)
         zone = (await policy_of(conn, invitation.practice_id)).time_zone
         language = invitation.language
+        when: str | None
         if mail is not None:
             when = mail.when(language)
         else:

@@ -74,7 +74,7 @@ class Patients:
                     username=username,
                     email=email,
                     display_name=display_name,
-                    password=password or generated,
+                    password=password or generated or "",
                     staff=False,
                     context=(practice.name,),
                     language=language,

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from smartpractice.audit import Audit
 from smartpractice.config import Plan
 from smartpractice.errors import UserError
-from smartpractice.i18n import N_
+from smartpractice.i18n import N_, NP_
 from smartpractice.storage import practice_settings as store
 from smartpractice.storage import staff as staff_store
 from smartpractice.storage.practices import Practice
@@ -68,10 +68,13 @@ class Plans:
         if usage.used + reserved >= usage.seats:
             raise UserError(
                 "seats_exhausted",
-                N_("All %(seats)d clinician seats of your plan are taken. An admin can book more seats "
-                   "under “Plan and seats” (up to %(ceiling)d; for more, please ask the operator of the "
-                   "service), or deactivate a clinician who no longer works here."),
-                seats=usage.seats, ceiling=usage.max_seats,
+                NP_("The %(seats)d clinician seat of your plan is taken. An admin can book more seats "
+                    "under “Plan and seats” (up to %(ceiling)d; for more, please ask the operator of the "
+                    "service), or deactivate a clinician who no longer works here.",
+                    "All %(seats)d clinician seats of your plan are taken. An admin can book more seats "
+                    "under “Plan and seats” (up to %(ceiling)d; for more, please ask the operator of the "
+                    "service), or deactivate a clinician who no longer works here."),
+                number="seats", seats=usage.seats, ceiling=usage.max_seats,
             )
 
     async def book_seats(self, practice: Practice, seats: int, *, actor: int) -> None:

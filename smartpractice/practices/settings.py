@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import zoneinfo
 from dataclasses import replace
+from typing import Any, cast
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -29,7 +30,7 @@ def _number(typed: str, code: str, message: str, low: int, high: int, **params: 
     except ValueError:
         value = None
     if value is None or not low <= value <= high:
-        raise UserError(code, message, low=low, high=high, **params)
+        raise UserError(code, message, **cast("dict[str, Any]", {"low": low, "high": high, **params}))
     return value
 
 

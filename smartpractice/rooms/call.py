@@ -235,9 +235,9 @@ class Calls:
             for practice_id in expired.practices:
                 await room.announce(practice_id)
             for cid in expired.calls:
-                practice_id = await room.practice_of(cid)
-                if practice_id is not None:
-                    await self._announce(cid, practice_id)
+                owner = await room.practice_of(cid)
+                if owner is not None:
+                    await self._announce(cid, owner)
 
         return announce
 

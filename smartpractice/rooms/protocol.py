@@ -10,13 +10,13 @@ from __future__ import annotations
 import json
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 
 from smartpractice.errors import UserError
 from smartpractice.i18n import N_
 
 Field = Callable[[object], bool]
-Schema = dict[str, dict[str, Field]]
+Schema = Mapping[str, Mapping[str, Field]]
 Send = Callable[[dict], Awaitable[None]]
 Translate = Callable[[UserError], str]
 

@@ -31,6 +31,7 @@ from redis.asyncio.client import PubSub
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import RedisError
+from redis.typing import EncodableT
 
 from smartpractice.rooms import redis_scripts
 from smartpractice.rooms.state import (
@@ -149,7 +150,9 @@ class RedisRoomState:
         people_key = self._key("waiting", practice_id)
         with self._guard():
             async with self._redis.pipeline(transaction=True) as pipe:
-                people, tabs = await pipe.hgetall(people_key).hgetall(people_key + ":tabs").execute()
+                pipe.hgetall(people_key)
+                pipe.hgetall(people_key + ":tabs")
+                people, tabs = await pipe.execute()
         connections: dict[str, int] = {}
         for field, count in tabs.items():
             slot = field.decode().rpartition("|")[0]
@@ -332,18 +335,19 @@ class RedisRoomState:
     async def _reap(self) -> Expired:
         practices: set[int] = set()
         calls: set[int] = set()
-        for member in await self._redis.smembers(self._key("instances")):
-            if member.decode() == self.instance:
+        for raw in await self._redis.smembers(self._key("instances")):
+            member = raw.decode() if isinstance(raw, bytes) else raw
+            if member == self.instance:
                 continue
-            if await self._redis.exists(self._key("instance", member.decode())):
+            if await self._redis.exists(self._key("instance", member)):
                 continue
             lost_practices, lost_calls = await self._scripts["REAP"](
-                args=[self._p, member.decode(), self._grace_ms])
+                args=[self._p, member, self._grace_ms])
             practices.update(int(p) for p in lost_practices)
             calls.update(int(c) for c in lost_calls)
             if lost_practices or lost_calls:
                 logger.warning("room state: instance %s is gone; what it held expired in %d waiting lists and "
-                               "%d calls", member.decode(), len(lost_practices), len(lost_calls))
+                               "%d calls", member, len(lost_practices), len(lost_calls))
         calls.update(int(c) for c in await self._scripts["SWEEP"](args=[self._p]))
         return Expired(tuple(sorted(practices)), tuple(sorted(calls)))
 
@@ -359,7 +363,7 @@ class RedisRoomState:
     def _key(self, *parts: object) -> str:
         return ":".join((self._p, *(str(part) for part in parts)))
 
-    async def _run(self, script: str, *args: object) -> object:
+    async def _run(self, script: str, *args: EncodableT) -> object:
         with self._guard():
             return await self._scripts[script](args=[self._p, *args])
 

@@ -12,7 +12,7 @@ import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol, cast
 
 from smartpractice.errors import UserError
 from smartpractice.i18n import N_
@@ -166,7 +166,7 @@ class InMemoryRoomState:
         known = peers.get(key)
         if known is None or known.session != session:
             return False
-        peers[key] = replace(known, **changes)
+        peers[key] = replace(known, **cast("dict[str, Any]", changes))
         return True
 
     async def leave_call(self, consultation_id: int, key: str, session: str) -> bool:

@@ -22,13 +22,19 @@ class Relay:
         return list(self._rooms)
 
     def statistics(self) -> dict[str, int]:
-        """Rooms, published streams by kind, and packets received on them, for metrics."""
+        """Rooms, published streams by kind, and what passed on them, for metrics:
+        packets received, repairs (RTX) received, packets resent to subscribers, and
+        keyframe requests sent to publishers."""
         sources = [source for room in self._rooms.values() for source in room.sources()]
         return {
             "rooms": len(self._rooms),
             "audio_streams": sum(source.kind == "audio" for source in sources),
             "video_streams": sum(source.kind == "video" for source in sources),
             "packets_received": sum(source.packets_received for source in sources),
+            "repairs_received": sum(source.retransmissions_received for source in sources),
+            "packets_resent": sum(forward.retransmitted for source in sources
+                                  for forward in source.forwards),
+            "keyframe_requests": sum(source.keyframe_requests_sent for source in sources),
         }
 
     def room(self, name: str) -> RelayRoom:

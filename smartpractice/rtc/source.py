@@ -31,16 +31,10 @@ from aiortc.rtp import (
 
 from . import hooks
 from .forwarding import Forward
-from .keyframes import is_vp8_keyframe_start, needs_keyframe_gate
+from .keyframes import KeyframeRequests
 from .rtp_header import ABS_SEND_TIME, AUDIO_LEVEL
 from .statistics import IncomingStream
 
-# RFC 4585 leaves the rate to the application; one PLI per source per interval
-# keeps a room of subscribers joining at once from flooding the publisher. A request
-# that comes sooner is deferred to the end of the interval, never dropped, and a
-# subscriber still waiting for a keyframe then is asked for again (a lost PLI, or a
-# publisher that was not sending yet).
-KEYFRAME_REQUEST_INTERVAL = 0.5
 REMB_INTERVAL = 1.0
 
 _HEADER = Struct("!BBHLL")
@@ -58,7 +52,6 @@ class Source:
         self.clock_mapping: tuple[int, int] | None = None
         self._last_report: tuple[int, float] | None = None  # (LSR, arrival)
         self.packets_received = 0
-        self.keyframe_requests_sent = 0
         self.nacks_sent = 0
         self.retransmissions_received = 0  # RTX packets from the publisher
         self.remb_sent: int | None = None
@@ -73,15 +66,16 @@ class Source:
         self._media_ssrc: int | None = None
         self._codec_name: str | None = None
         self._stream: IncomingStream | None = None
-        self._last_keyframe_request = -KEYFRAME_REQUEST_INTERVAL
-        # A keyframe someone asked for that has not been requested or seen since.
-        self._keyframe_wanted = False
-        self._keyframe_timer: asyncio.TimerHandle | None = None
+        self._keyframes = KeyframeRequests(self)
         self._last_remb = -REMB_INTERVAL
         self._reports: asyncio.Task[None] | None = None
         self.receiver = receiver
         hooks.take_over_receiver_raw(receiver, self._handle_rtp, self._handle_rtcp,
                                      self._configure)
+
+    @property
+    def keyframe_requests_sent(self) -> int:
+        return self._keyframes.sent
 
     @property
     def codec_name(self) -> str | None:
@@ -155,8 +149,9 @@ class Source:
         for forward in self.forwards:
             forward.forward(name, marker, sequence_number, timestamp, ssrc,
                             abs_send_time, audio_level, payload)
-        if self._keyframe_wanted:
-            self._keyframe_arrived_or_due(name, payload)
+        keyframes = self._keyframes
+        if keyframes.watching:
+            keyframes.watch(name, payload)
 
     def _repair(self, codec_name: str, marker: int, sequence_number: int, timestamp: int,
                 ssrc: int, abs_send_time: bytes | None, audio_level: int | None,
@@ -171,14 +166,6 @@ class Source:
         for forward in self.forwards:
             forward.repair(codec_name, marker, sequence_number, timestamp, ssrc,
                            abs_send_time, audio_level, payload)
-
-    def _keyframe_arrived_or_due(self, codec_name: str, payload: bytes) -> None:
-        """While a keyframe is wanted (rare): one that starts now answers it; else a
-        request that had to wait for the source's first packet goes out."""
-        if needs_keyframe_gate(codec_name) and is_vp8_keyframe_start(payload):
-            self._keyframe_wanted = False
-        elif self._keyframe_timer is None:
-            self._schedule_keyframe_request()
 
     def _read_extensions(self, data: bytes, profile: int, start: int,
                          stop: int) -> tuple[bytes | None, int | None]:
@@ -218,41 +205,21 @@ class Source:
             self._last_report = ((info.ntp_timestamp >> 16) & 0xFFFFFFFF, time.monotonic())
 
     def request_keyframe(self) -> None:
-        """Ask the publisher for a keyframe: at once, or when the throttle interval
-        (or, before the source's first packet, that packet) allows. Never dropped."""
-        self._keyframe_wanted = True
-        if self._keyframe_timer is None:
-            self._schedule_keyframe_request()
+        """Ask the publisher for a keyframe, throttled and never dropped (keyframes.py)."""
+        self._keyframes.request()
 
     @property
     def waiting_for_keyframe(self) -> list[Forward]:
         """Subscribers that get nothing until the next keyframe."""
         return [f for f in self.forwards if f.waiting_for_keyframe]
 
-    def _schedule_keyframe_request(self) -> None:
+    def send_keyframe_request(self) -> bool:
+        """A PLI to the publisher now; False before its first packet (no SSRC to name)."""
         if self._media_ssrc is None:
-            return  # the first packet schedules it (_keyframe_arrived_or_due)
-        delay = self._last_keyframe_request + KEYFRAME_REQUEST_INTERVAL - time.monotonic()
-        if delay <= 0:
-            self._keyframe_due()
-        else:
-            self._keyframe_timer = asyncio.get_running_loop().call_later(delay,
-                                                                         self._keyframe_due)
-
-    def _keyframe_due(self) -> None:
-        self._keyframe_timer = None
-        waiting = self.waiting_for_keyframe
-        if not (self._keyframe_wanted or waiting) or self._media_ssrc is None:
-            return
-        self._keyframe_wanted = False
-        self._last_keyframe_request = time.monotonic()
-        self.keyframe_requests_sent += 1
+            return False
         self._send(RtcpPsfbPacket(fmt=RTCP_PSFB_PLI, ssrc=self._rtcp_ssrc,
                                   media_ssrc=self._media_ssrc))
-        if waiting:
-            # Asked again after the interval unless the keyframe has come by then.
-            self._keyframe_timer = asyncio.get_running_loop().call_later(
-                KEYFRAME_REQUEST_INTERVAL, self._keyframe_due)
+        return True
 
     def request_retransmission(self, sequence_numbers: list[int]) -> None:
         if self._media_ssrc is None or not sequence_numbers:
@@ -303,9 +270,7 @@ class Source:
             self._output.send_rtcp(bytes(packet))
 
     async def close(self) -> None:
-        if self._keyframe_timer is not None:
-            self._keyframe_timer.cancel()
-            self._keyframe_timer = None
+        self._keyframes.close()
         if self._reports is not None:
             self._reports.cancel()
             with contextlib.suppress(asyncio.CancelledError):

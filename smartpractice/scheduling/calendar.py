@@ -24,12 +24,15 @@ class CalendarEntry:
     url: str | None
 
 
-def calendar_file(entry: CalendarEntry, *, now: datetime, cancelled: bool = False) -> str:
+def calendar_file(entry: CalendarEntry, *, now: datetime, cancelled: bool = False, published: bool = False) -> str:
+    """`published`: a file the guest downloads to add to their calendar (PUBLISH, no reply
+    expected) rather than the invitation a mail carries (REQUEST); the same UID, so either
+    updates the entry the other made."""
     consultation = entry.consultation
     calendar = Calendar()
     calendar.add("prodid", "-//smartpractice//video consultations//DE")
     calendar.add("version", "2.0")
-    calendar.add("method", "CANCEL" if cancelled else "REQUEST")
+    calendar.add("method", "CANCEL" if cancelled else "PUBLISH" if published else "REQUEST")
     event = Event()
     event.add("uid", consultation.uid)
     event.add("sequence", consultation.sequence)

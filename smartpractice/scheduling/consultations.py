@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from email.utils import parseaddr
@@ -12,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from smartpractice.audit import Audit
 from smartpractice.clock import Clock
 from smartpractice.errors import UserError
-from smartpractice.i18n import N_, Catalogs
+from smartpractice.i18n import N_, NP_, Catalogs
 from smartpractice.links import Links
 from smartpractice.mail.outbox import Outbox
 from smartpractice.onboarding.invitations import Invitations, Invitee, NewInvitation
@@ -27,8 +28,8 @@ from smartpractice.storage.consultations import Participant, SchedulingPolicy
 from smartpractice.storage.invitations import set_expiry_of_consultation
 from smartpractice.storage.practices import Practice, role_in
 from smartpractice.storage.reminders import forget_reminders_of
-from smartpractice.storage.tables import STAFF_ROLES
-from smartpractice.submissions import Once, claim, settle
+from smartpractice.storage.tables import STAFF_ROLES, ConsultationState
+from smartpractice.submissions import Idempotent, Once, claim, settle
 from smartpractice.times import day_bounds, spoken
 
 # Longer than any retention period, so the list shows all the purge has left.
@@ -100,12 +101,12 @@ class _MailFacts:
     def when(self, language: str) -> str:
         return spoken(self.consultation.starts_at, self.zone, language)
 
-    def calendar(self, email: str, language: str, url: str | None) -> str:
+    def calendar(self, email: str, language: str, url: str | None, *, published: bool = False) -> str:
         summary = self.catalogs.get(language).gettext("Video consultation with %(practice)s") % {
             "practice": self.practice
         }
         entry = CalendarEntry(self.consultation, summary, self.practice, self.organizer, email, url)
-        return calendar_file(entry, now=self.now, cancelled=self.cancelled)
+        return calendar_file(entry, now=self.now, cancelled=self.cancelled, published=published)
 
 
 class Consultations:
@@ -129,8 +130,8 @@ class Consultations:
 
     async def schedule(
         self, practice: Practice, clinician_id: int | None, plan: Appointment, *,
-        patient_ids: list[int] = (), invitees: list[Invitee] = (), actor: int | None = None,
-        once: Once | None = None,
+        patient_ids: Sequence[int] = (), invitees: Sequence[Invitee] = (), actor: int | None = None,
+        once: Once | Idempotent | None = None,
     ) -> Scheduled:
         """`actor` is the staff member for the audit log; None for practice software. A
         form's `once` token makes a second sending raise AlreadySubmitted instead."""
@@ -146,7 +147,7 @@ class Consultations:
 
     async def invite_now(
         self, practice: Practice, clinician_id: int | None, invitee: Invitee, *, actor: int | None = None,
-        once: Once | None = None,
+        once: Once | Idempotent | None = None,
     ) -> NewInvitation:
         """An invitation without a planned time: an instant consultation with the inviting
         clinician (None: practice software; then every clinician's list shows the guest),
@@ -179,7 +180,7 @@ class Consultations:
 
     async def add_participants(
         self, practice: Practice, consultation_id: int, invited_by: int | None, *,
-        patient_ids: list[int] = (), invitees: list[Invitee] = (), once: Once | None = None,
+        patient_ids: Sequence[int] = (), invitees: Sequence[Invitee] = (), once: Once | None = None,
     ) -> Scheduled:
         async with self._engine.begin() as conn:
             await claim(conn, once, self._clock.now())
@@ -198,8 +199,9 @@ class Consultations:
         if len(present) + len(patient_ids) + len(invitees) > policy.max_participants:
             raise UserError(
                 "too_many_participants",
-                N_("A consultation can have at most %(count)d participants besides the clinician."),
-                count=policy.max_participants,
+                NP_("A consultation can have at most %(count)d participant besides the clinician.",
+                    "A consultation can have at most %(count)d participants besides the clinician."),
+                number="count", count=policy.max_participants,
             )
         facts = self._facts(consultation, practice.name, policy)
         now = self._clock.now()
@@ -285,6 +287,16 @@ class Consultations:
                             practice: str) -> None:
         facts = self._facts(consultation, practice, await store.policy_of(conn, consultation.practice_id))
         await self._mail(conn, "consultation_reminder", participant, facts, with_calendar=False)
+
+    async def calendar_for_guest(self, consultation_id: int, practice: str, email: str, language: str) -> str | None:
+        """The calendar file a guest adds from their invitation's page: the entry their
+        invitation mail carried. None once the consultation is over or cancelled."""
+        async with self._engine.connect() as conn:
+            consultation = await store.consultation_by_id(conn, consultation_id)
+            if consultation is None or consultation.state in (ConsultationState.ENDED, ConsultationState.CANCELLED):
+                return None
+            policy = await store.policy_of(conn, consultation.practice_id)
+        return self._facts(consultation, practice, policy).calendar(email, language, None, published=True)
 
     async def get(self, practice_id: int, consultation_id: int) -> ConsultationView:
         async with self._engine.connect() as conn:

@@ -53,6 +53,9 @@ class Reminders:
                 await store.record(conn, candidate.participant_id, due, self._clock.now())
                 consultation = await consultation_store.consultation_by_id(conn, candidate.consultation_id)
                 participant = await consultation_store.participant(conn, candidate.participant_id)
+                # Both were read by the candidates' query; nothing deletes them within this
+                # transaction but the purge, which skips what is still ahead.
+                assert consultation is not None and participant is not None
                 await self._consultations.mail_reminder(
                     conn, consultation, participant, await practice_name(conn, candidate.practice_id)
                 )

@@ -9,6 +9,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from smartpractice.storage.practices import Practice, practice_by_slug
+from smartpractice.storage.rows import new_id
 from smartpractice.storage.tables import api_keys, practices
 
 
@@ -43,7 +44,7 @@ async def insert_key(
             practice_id=practice_id, name=name, prefix=prefix, key_hash=key_hash, created_at=now
         )
     )
-    return result.inserted_primary_key[0]
+    return new_id(result)
 
 
 async def key_by_hash(conn: AsyncConnection, key_hash: str) -> tuple[ApiKey, Practice] | None:

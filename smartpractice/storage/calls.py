@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from smartpractice.storage.rows import new_id
 from smartpractice.storage.tables import ConsultationState, attendances, calls, consultations
 
 
@@ -32,7 +33,7 @@ async def start_call(conn: AsyncConnection, practice_id: int, consultation_id: i
     result = await conn.execute(
         insert(calls).values(practice_id=practice_id, consultation_id=consultation_id, started_at=now)
     )
-    return result.inserted_primary_key[0]
+    return new_id(result)
 
 
 async def end_call(conn: AsyncConnection, consultation_id: int, now: datetime) -> None:
@@ -54,7 +55,7 @@ async def add_attendance(
             client_kind=client_kind, joined_at=now,
         )
     )
-    return result.inserted_primary_key[0]
+    return new_id(result)
 
 
 async def end_attendance(conn: AsyncConnection, attendance_id: int, now: datetime) -> None:

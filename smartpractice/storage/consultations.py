@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from smartpractice.storage.rows import new_id
 from smartpractice.storage.tables import (
     ConsultationState,
     consultations,
@@ -91,7 +92,7 @@ async def insert_consultation(
     conn: AsyncConnection,
     *,
     practice_id: int,
-    clinician_id: int,
+    clinician_id: int | None,
     title: str,
     starts_at: datetime,
     duration_minutes: int,
@@ -112,7 +113,7 @@ async def insert_consultation(
             updated_at=now,
         )
     )
-    return result.inserted_primary_key[0]
+    return new_id(result)
 
 
 async def consultation_of(conn: AsyncConnection, practice_id: int, consultation_id: int) -> Consultation | None:
@@ -208,7 +209,7 @@ async def insert_participant(
             consultation_id=consultation_id, user_id=user_id, invitation_id=invitation_id, created_at=now
         )
     )
-    return result.inserted_primary_key[0]
+    return new_id(result)
 
 
 def _participants():

@@ -8,6 +8,7 @@ from datetime import datetime
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from smartpractice.storage.rows import new_id
 from smartpractice.storage.tables import invitations, login_sessions, practices, users
 
 
@@ -86,7 +87,7 @@ async def insert_invitation(
             code=code,
         )
     )
-    return result.inserted_primary_key[0]
+    return new_id(result)
 
 
 async def invitation_of(conn: AsyncConnection, practice_id: int, invitation_id: int) -> Invitation | None:

@@ -9,6 +9,7 @@ from sqlalchemy import and_, bindparam, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from smartpractice.storage.practices import Membership, practice_from
+from smartpractice.storage.rows import new_id
 from smartpractice.storage.tables import login_sessions, memberships, practices, users
 from smartpractice.storage.users import User, user_from
 
@@ -77,7 +78,7 @@ async def insert_session(
             needs_second_factor=needs_second_factor,
         )
     )
-    return result.inserted_primary_key[0]
+    return new_id(result)
 
 
 async def session_by_hash(conn: AsyncConnection, token_hash: str) -> LoginSession | None:

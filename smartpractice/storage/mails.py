@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import and_, func, insert, select, update
+from sqlalchemy import and_, func, insert, select, true, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from smartpractice.storage.rows import new_id
 from smartpractice.storage.tables import mails
 
 
@@ -52,7 +53,7 @@ async def insert_mail(
             calendar=calendar,
         )
     )
-    return result.inserted_primary_key[0]
+    return new_id(result)
 
 
 async def due_ids(conn: AsyncConnection, now: datetime, limit: int) -> list[int]:
@@ -133,3 +134,31 @@ async def overdue_count(conn: AsyncConnection, due_before: datetime) -> int:
     query = select(func.count()).select_from(mails).where(
         mails.c.status == "pending", mails.c.next_attempt_at < due_before)
     return (await conn.execute(query)).scalar_one()
+
+
+@dataclass(frozen=True)
+class QueuedMail:
+    id: int
+    kind: str
+    status: str
+    attempts: int
+    created_at: datetime
+    next_attempt_at: datetime
+    last_error: str | None
+
+
+async def listing(conn: AsyncConnection, statuses: tuple[str, ...], limit: int | None,
+                  mail_id: int | None = None) -> list[QueuedMail]:
+    query = (select(mails.c.id, mails.c.kind, mails.c.status, mails.c.attempts, mails.c.created_at,
+                    mails.c.next_attempt_at, mails.c.last_error)
+             .where(mails.c.status.in_(statuses), mails.c.id == mail_id if mail_id is not None else true())
+             .order_by(mails.c.id.desc()).limit(limit))
+    return [QueuedMail(**row._mapping) for row in await conn.execute(query)]
+
+
+async def due_now(conn: AsyncConnection, mail_ids: list[int] | None, now: datetime) -> int:
+    """Pending mails waiting out their back-off are tried at once (SMTP works again)."""
+    condition = mails.c.status == "pending"
+    if mail_ids is not None:
+        condition = and_(condition, mails.c.id.in_(mail_ids))
+    return (await conn.execute(update(mails).where(condition).values(next_attempt_at=now))).rowcount

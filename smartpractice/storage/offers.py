@@ -8,6 +8,7 @@ from datetime import datetime
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from smartpractice.storage.rows import new_id
 from smartpractice.storage.tables import offer_requests
 
 
@@ -24,7 +25,7 @@ class OfferRequest:
 
 async def insert_request(conn: AsyncConnection, *, now: datetime, **values: str) -> int:
     result = await conn.execute(insert(offer_requests).values(created_at=now, **values))
-    return result.inserted_primary_key[0]
+    return new_id(result)
 
 
 async def recent_requests(conn: AsyncConnection, limit: int) -> list[OfferRequest]:

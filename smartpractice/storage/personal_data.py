@@ -4,8 +4,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 
-from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy import and_, delete, func, or_, select, true, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from smartpractice.storage.tables import (
@@ -28,7 +29,7 @@ def _rows(result) -> list[dict]:
 
 
 def _in_practice(column, practice_id: int | None):
-    return column == practice_id if practice_id is not None else True
+    return column == practice_id if practice_id is not None else true()
 
 
 async def account(conn: AsyncConnection, user_id: int) -> dict | None:
@@ -134,3 +135,25 @@ async def other_memberships(conn: AsyncConnection, user_id: int, practice_id: in
 async def practice_ids_of(conn: AsyncConnection, user_id: int) -> list[int]:
     query = select(memberships.c.practice_id).where(memberships.c.user_id == user_id)
     return list((await conn.execute(query)).scalars())
+
+
+async def sole_members(conn: AsyncConnection, practice_id: int) -> list[tuple[int, list[str]]]:
+    """Members of the practice who belong to no other one (and are not the operator), with
+    their addresses: deleting the practice deletes them."""
+    others = select(memberships.c.user_id).where(memberships.c.practice_id != practice_id)
+    query = (select(users.c.id, users.c.email, users.c.pending_email)
+             .join(memberships, memberships.c.user_id == users.c.id)
+             .where(memberships.c.practice_id == practice_id, users.c.id.not_in(others),
+                    users.c.is_operator.is_(False)))
+    return [(row.id, sorted({a.lower() for a in (row.email, row.pending_email) if a}))
+            for row in await conn.execute(query)]
+
+
+async def delete_practice(conn: AsyncConnection, practice_id: int) -> None:
+    """The practice and what hangs off it (ON DELETE CASCADE): memberships, consultations,
+    invitations, calls, settings, API keys, its own audit entries."""
+    await conn.execute(delete(practices).where(practices.c.id == practice_id))
+
+
+async def suspended_since(conn: AsyncConnection, practice_id: int) -> datetime | None:
+    return (await conn.execute(select(practices.c.suspended_at).where(practices.c.id == practice_id))).scalar()

@@ -8,6 +8,7 @@ from datetime import datetime
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from smartpractice.storage.rows import new_id
 from smartpractice.storage.tables import STAFF_ROLES, memberships, practices
 
 
@@ -50,7 +51,7 @@ async def insert_practice(
     result = await conn.execute(
         insert(practices).values(slug=slug, name=name, created_at=now, confirmed_at=now if confirmed else None, **details)
     )
-    return Practice(id=result.inserted_primary_key[0], slug=slug, name=name, confirmed=confirmed)
+    return Practice(id=new_id(result), slug=slug, name=name, confirmed=confirmed)
 
 
 async def practice_by_id(conn: AsyncConnection, practice_id: int) -> Practice | None:

@@ -76,3 +76,9 @@ async def use_recovery_code(conn: AsyncConnection, user_id: int, code_hmac: str,
 async def unused_recovery_codes(conn: AsyncConnection, user_id: int) -> int:
     query = select(func.count()).where(recovery_codes.c.user_id == user_id, recovery_codes.c.used_at.is_(None))
     return (await conn.execute(query)).scalar_one()
+
+
+async def remove(conn: AsyncConnection, user_id: int) -> bool:
+    """The app and the recovery codes go; at the next login the user sets up a new app."""
+    await conn.execute(delete(recovery_codes).where(recovery_codes.c.user_id == user_id))
+    return (await conn.execute(delete(second_factors).where(second_factors.c.user_id == user_id))).rowcount > 0

@@ -8,6 +8,7 @@ from datetime import datetime
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from smartpractice.storage.rows import new_id
 from smartpractice.storage.tables import practices, staff_invitations
 
 
@@ -47,7 +48,7 @@ async def insert_invitation(
             created_at=now, expires_at=expires_at,
         )
     )
-    return result.inserted_primary_key[0]
+    return new_id(result)
 
 
 async def by_token_hash(conn: AsyncConnection, token_hash: str) -> StaffInvitation | None:

@@ -9,6 +9,7 @@ from sqlalchemy import insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from smartpractice.i18n import DEFAULT_LANGUAGE
+from smartpractice.storage.rows import new_id
 from smartpractice.storage.tables import memberships, users
 
 
@@ -72,7 +73,7 @@ async def insert_user(
             created_at=now,
         )
     )
-    return result.inserted_primary_key[0]
+    return new_id(result)
 
 
 async def user_by_id(conn: AsyncConnection, user_id: int) -> User | None:

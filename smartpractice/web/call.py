@@ -35,10 +35,12 @@ async def call_page(request: web.Request) -> web.StreamResponse:
         return unavailable(request, error)
     if not admitted:
         return see_other(request.app.router["waiting_room"].url_for(id=str(seat.consultation.id)))
-    context = {"seat": seat, "practice": None, "end": None, "alive_seconds": alive_seconds(request)}
+    context: dict[str, object] = {"seat": seat, "practice": None, "end": None, "alive_seconds": alive_seconds(request)}
     if seat.role == "clinician":
         # Staff see who is waiting (an interpreter, a relative) and can end the consultation.
         practice = context["practice"] = await services.practices.by_id(seat.consultation.practice_id)
+        if practice is None:
+            raise web.HTTPNotFound()
         context["end"] = request.app.router["consultation_end"].url_for(slug=practice.slug, id=str(seat.consultation.id))
     return render(request, "call.html", context)
 
@@ -60,7 +62,7 @@ async def call_socket(request: web.Request) -> web.StreamResponse:
     if not admitted:
         raise web.HTTPForbidden(reason="not admitted")
     active = request.get(active_session_key)
-    name = seat.call_name or (active.user.display_name if seat.role == "clinician" else "")
+    name = seat.call_name or (active.user.display_name if seat.role == "clinician" and active else "")
     return await run(request, "call", call_protocol.MESSAGE_BYTES, services.calls.inbox(seat),
                      lambda socket: call_protocol.Connection(
                          seat=seat, name=name, calls=services.calls, waiting_room=services.waiting_room,

@@ -133,7 +133,8 @@ def _link(request: web.Request) -> tuple[InvitationRef, dict]:
     token = request.match_info["token"]
     router = request.app.router
     actions = {"tan": router["invitation_login_submit"].url_for(token=token),
-               "new_tan": router["invitation_new_tan"].url_for(token=token)}
+               "new_tan": router["invitation_new_tan"].url_for(token=token),
+               "calendar": router["invitation_calendar"].url_for(token=token)}
     return InvitationRef(link=token), actions
 
 
@@ -154,6 +155,30 @@ async def tan_form(request: web.Request) -> web.StreamResponse:
 async def tan_login(request: web.Request) -> web.StreamResponse:
     ref, actions = _link(request)
     return await _enter(request, ref, actions)
+
+
+async def calendar(request: web.Request) -> web.StreamResponse:
+    """"Add to calendar" on the invitation's page: uses nothing up, as the page does not."""
+    ref, _ = _link(request)
+    services = request.app[services_key]
+    try:
+        page = await services.guest_access.page(ref, language=request[language_key])
+    except UserError as closed:
+        return _closed(request, closed)
+    invitation = page.welcome.invitation
+    entry = None
+    if invitation.consultation_id is not None:
+        entry = await services.consultations.calendar_for_guest(
+            invitation.consultation_id, page.welcome.practice, invitation.email, request[language_key])
+    if entry is None:
+        raise web.HTTPNotFound()
+    return web.Response(text=entry, content_type="text/calendar", charset="utf-8",
+                        headers={"Content-Disposition": 'attachment; filename="videosprechstunde.ics"'})
+
+
+async def device_check(request: web.Request) -> web.StreamResponse:
+    """Camera, microphone and speaker tried out before the day, with no consultation."""
+    return render(request, "device_check.html", {})
 
 
 async def new_tan(request: web.Request) -> web.StreamResponse:

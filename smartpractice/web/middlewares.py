@@ -42,9 +42,10 @@ PERMISSIONS_POLICY = (
     "camera=(self), microphone=(self), display-capture=(self), speaker-selection=(self), "
     "geolocation=(), payment=(), usb=(), interest-cohort=()"
 )
-# Routes a user with an initial password may still reach before choosing their own.
+# Routes a user with an initial password may still reach before choosing their own. The
+# second factor comes first: staff whose password the operator reset keep their app.
 OPEN_DURING_PASSWORD_CHANGE = frozenset(
-    {"password", "password_submit", "logout", "logout_everywhere", "static", "privacy", "terms",
+    {"password", "password_submit", "second_factor", "second_factor_submit", "logout", "logout_everywhere", "static", "privacy", "terms",
      "cookies", "healthz", "readyz", "metrics", "language"}
 )
 # Routes a session between password and second factor may reach.
@@ -125,9 +126,9 @@ async def error_pages(request: web.Request, handler):
     except Busy as busy:
         return busy_page(request, busy)
     except Exception as error:
-        busy = busy_database(error)
-        if busy is not None:
-            return busy_page(request, busy)
+        found = busy_database(error)
+        if found is not None:
+            return busy_page(request, found)
         log.exception("unhandled error in route %s", _route_name(request))
         return _error_response(request, 500, "internal_error")
 

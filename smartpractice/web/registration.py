@@ -30,6 +30,7 @@ async def _link(request: web.Request):
     _, membership = await require_staff(request, request.match_info["slug"])
     services = request.app[services_key]
     options = await services.registrations.options(membership.practice)
+    assert options.code is not None, "options() makes the code the first time"
     return membership, options, services.links.url("register", code=options.code)
 
 

@@ -21,7 +21,8 @@ from smartpractice.keys import (
 from smartpractice.times import local, spoken
 from smartpractice.web.csrf import csrf_token, send_nonce
 
-TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
+# Inside the package, so that a wheel carries them (a link to the top-level folder in the repository).
+TEMPLATES = Path(__file__).parents[1] / "templates"
 
 
 @jinja2.pass_context
@@ -88,7 +89,7 @@ def setup_templates(app: web.Application) -> None:
         auto_reload=False,
     )
     # For templates rendered without render()'s context (macros imported without it).
-    environment.install_gettext_callables(_gettext, _ngettext, newstyle=True)
+    environment.install_gettext_callables(_gettext, _ngettext, newstyle=True)  # type: ignore[attr-defined]  # jinja2.ext.i18n adds it
     environment.globals["url"] = _url_builder(app.router)
     environment.filters["local"] = local
     # A time as people say it, in the practice's zone: "Dienstag, 1. Dezember 2026, 14:16 Uhr".
@@ -112,7 +113,7 @@ def _url_builder(router: web.UrlDispatcher):
 
 def user_message(request: web.Request, error: UserError) -> str:
     """A UserError's message in the request's language, its parameters filled in."""
-    return request[translations_key].gettext(error.message) % error.params
+    return error.text(request[translations_key])
 
 
 def see_other(location) -> web.Response:

@@ -37,7 +37,7 @@ from smartpractice.web.api import invitations as api_invitations
 from smartpractice.web.api import openapi as api_openapi
 from smartpractice.web.api import patients as api_patients
 
-STATIC = Path(__file__).resolve().parents[2] / "static"
+STATIC = Path(__file__).parents[1] / "static"
 
 
 def setup_routes(app: web.Application) -> None:
@@ -113,6 +113,8 @@ def setup_routes(app: web.Application) -> None:
     add("GET", "/invitation/{token}", guest.tan_form, name="invitation_login")
     add("POST", "/invitation/{token}", guest.tan_login, name="invitation_login_submit")
     add("POST", "/invitation/{token}/new-tan", guest.new_tan, name="invitation_new_tan")
+    add("GET", "/invitation/{token}/calendar.ics", guest.calendar, name="invitation_calendar")
+    add("GET", "/device-check", guest.device_check, name="device_check")
     add("GET", "/guest", guest.guest_page, name="guest")
     add("GET", "/guest/tan", guest.resume_form, name="guest_tan")
     add("POST", "/guest/tan", guest.resume_login, name="guest_tan_submit")

@@ -17,9 +17,11 @@ from smartpractice.scheduling.consultations import (
     ConsultationNotFound,
     ConsultationView,
 )
+from smartpractice.submissions import AlreadySubmitted, KeyReused
 from smartpractice.times import parse_day
 from smartpractice.web.api.body import Integer, Text, read_body
 from smartpractice.web.api.errors import ApiError
+from smartpractice.web.api.idempotency import idempotency, key_reused, replayed
 from smartpractice.web.api.request import MAX_ID, api_practice, path_id
 from smartpractice.web.api.responses import created, timestamp
 
@@ -94,7 +96,13 @@ async def create(request: web.Request) -> web.StreamResponse:
     clinician = body.get("clinician_id")
     if clinician is not None and not await services.consultations.is_staff(practice.id, clinician):
         raise UserError("clinician_unknown", N_("This clinician does not belong to the practice."))
-    scheduled = await services.consultations.schedule(practice, clinician, plan)
+    try:
+        scheduled = await services.consultations.schedule(practice, clinician, plan, once=idempotency(request, body))
+    except KeyReused:
+        raise key_reused() from None
+    except AlreadySubmitted as first:
+        return replayed(created(request, "api_consultation", first.object_id,
+                                consultation_json(await _view(request, first.object_id))))
     return created(request, "api_consultation", scheduled.consultation.id,
                    consultation_json(await _view(request, scheduled.consultation.id)))
 
@@ -136,7 +144,7 @@ async def add_participant(request: web.Request) -> web.StreamResponse:
         )
     except ConsultationNotFound:
         raise web.HTTPNotFound() from None
-    payload = {"consultation": consultation_json(await _view(request, consultation_id))}
+    payload: dict[str, object] = {"consultation": consultation_json(await _view(request, consultation_id))}
     # As for invitations: a TAN is returned only when the practice hands TANs over itself.
     handed_over = [new.tan for new in added.invitations if not new.tan_in_mail]
     if handed_over:

@@ -67,8 +67,7 @@ def http_error_response(status: int) -> web.Response:
 
 def user_error(error: UserError) -> ApiError:
     # API messages are English: the English catalog is the msgid itself.
-    message = error.message % error.params if error.params else error.message
-    return ApiError(409 if error.code in CONFLICTS else 400, error.code, message)
+    return ApiError(409 if error.code in CONFLICTS else 400, error.code, error.text())
 
 
 async def _authenticate(request: web.Request) -> None:

@@ -7,7 +7,9 @@ from aiohttp import web
 from smartpractice.i18n import LANGUAGES
 from smartpractice.keys import services_key
 from smartpractice.onboarding.invitations import Invitee
+from smartpractice.submissions import AlreadySubmitted, KeyReused
 from smartpractice.web.api.body import Text, read_body
+from smartpractice.web.api.idempotency import idempotency, key_reused, replayed
 from smartpractice.web.api.request import api_practice, path_id
 from smartpractice.web.api.responses import created, timestamp
 
@@ -37,10 +39,20 @@ async def create(request: web.Request) -> web.StreamResponse:
     """An invitation without a planned time: an instant consultation without a clinician,
     so every clinician of the practice sees the guest arrive in the waiting room."""
     body = await read_body(request, FIELDS)
-    new = await request.app[services_key].consultations.invite_now(
-        api_practice(request), None,
-        Invitee.parse(body["email"], body.get("display_name", ""), body.get("language", "de")),
-    )
+    services = request.app[services_key]
+    try:
+        new = await services.consultations.invite_now(
+            api_practice(request), None,
+            Invitee.parse(body["email"], body.get("display_name", ""), body.get("language", "de")),
+            once=idempotency(request, body),
+        )
+    except KeyReused:
+        raise key_reused() from None
+    except AlreadySubmitted as first:
+        # The TAN (if it was returned) is not kept, so the replay cannot show it again;
+        # the practice can send the invitation again for a new one.
+        view = await services.invitations.get(api_practice(request).id, first.object_id)
+        return replayed(created(request, "api_invitation", first.object_id, invitation_json(view)))
     payload = invitation_json(new.invitation)
     # A TAN that went out by mail stays there: returning it would put both factors in
     # one more place. Otherwise the practice software must pass it on itself.

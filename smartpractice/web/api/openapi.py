@@ -136,9 +136,10 @@ RESPONSES = {
                      "or the patient already takes part (`participant_present`).",
     "TooLarge": "The body is larger than the server accepts (`body_too_large`).",
     "UnsupportedMediaType": "The body is not sent as application/json (`unsupported_media_type`).",
+    "KeyReused": "This Idempotency-Key came with a different request before (`idempotency_key_reused`).",
 }
 STATUS = {"InvalidInput": "400", "Unauthorized": "401", "NotFound": "404", "Conflict": "409", "StateConflict": "409",
-          "TooLarge": "413", "UnsupportedMediaType": "415"}
+          "TooLarge": "413", "UnsupportedMediaType": "415", "KeyReused": "422"}
 
 
 def _errors(*names: str) -> dict:
@@ -193,8 +194,8 @@ def document(request: web.Request) -> dict:
             path("api_invitation_create"): {"post": _operation(
                 "Invite someone by email to log in with a TAN, without an account", "createInvitation",
                 {**_success("201", "The new invitation.", "CreatedInvitation"),
-                 **_errors("InvalidInput", "TooLarge", "UnsupportedMediaType")},
-                body="NewInvitation",
+                 **_errors("InvalidInput", "TooLarge", "UnsupportedMediaType", "KeyReused")},
+                body="NewInvitation", parameters=("IdempotencyKey",),
             )},
             path("api_invitation"): {"get": _operation(
                 "An invitation of the practice and its state", "getInvitation",
@@ -210,8 +211,8 @@ def document(request: web.Request) -> dict:
                 "post": _operation(
                     "Schedule a consultation; add participants with the participants operation", "createConsultation",
                     {**_success("201", "The new consultation.", "Consultation"),
-                     **_errors("InvalidInput", "TooLarge", "UnsupportedMediaType")},
-                    body="NewConsultation",
+                     **_errors("InvalidInput", "TooLarge", "UnsupportedMediaType", "KeyReused")},
+                    body="NewConsultation", parameters=("IdempotencyKey",),
                 ),
                 "get": _operation(
                     "The consultations of one day in the practice's time zone", "listConsultations",
@@ -247,6 +248,13 @@ def document(request: web.Request) -> dict:
                 "Id": {
                     "name": "id", "in": "path", "required": True,
                     "schema": {"type": "integer", "minimum": 1, "maximum": MAX_ID},
+                },
+                "IdempotencyKey": {
+                    "name": "Idempotency-Key", "in": "header", "required": False,
+                    "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[!-~]+$"},
+                    "description": "Any unique string, such as a UUID: the same key with the same request "
+                                   "answers what the first one made (marked `Idempotent-Replayed: true`); "
+                                   "with another request it is refused. Kept for a day.",
                 },
                 "Day": {
                     "name": "day", "in": "query", "required": True,
