@@ -56,7 +56,6 @@ from smartpractice.web.routes import setup_routes
 log = logging.getLogger(__name__)
 
 
-
 async def prepare_database(settings: Settings) -> None:
     """Upgrade where allowed, then refuse to go on with a schema the code does not match."""
     if settings.auto_migrate == "always" or (settings.auto_migrate == "sqlite" and settings.is_sqlite):

@@ -16,8 +16,10 @@ from aiohttp.http_exceptions import HttpProcessingError
 REQUEST_ID: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
 # The same id on the request, for the access logger, which runs outside the handler's context.
 request_id_key = web.RequestKey("request_id", str)
+# The practice a request acted in (a practice page, an API key), for the access line.
+practice_id_key = web.RequestKey("practice_id", int)
 # What a JSON record may carry besides its message: set with `extra=`, never personal data.
-FIELDS = ("method", "route", "status", "duration_ms")
+FIELDS = ("method", "route", "status", "duration_ms", "practice_id")
 
 
 class AccessLogger(AbstractAccessLogger):
@@ -34,11 +36,11 @@ class AccessLogger(AbstractAccessLogger):
         resource = route.resource if route is not None else None
         pattern = resource.canonical if resource is not None else "(unmatched)"
         request_id = request.get(request_id_key, "")
-        self.logger.info(
-            "%s %s %d %.1fms", request.method, pattern, response.status, time * 1000,
-            extra={"method": request.method, "route": pattern, "status": response.status,
-                   "duration_ms": round(time * 1000, 1), "request_id": request_id},
-        )
+        extra = {"method": request.method, "route": pattern, "status": response.status,
+                 "duration_ms": round(time * 1000, 1), "request_id": request_id}
+        if practice_id_key in request:
+            extra["practice_id"] = request[practice_id_key]
+        self.logger.info("%s %s %d %.1fms", request.method, pattern, response.status, time * 1000, extra=extra)
 
 
 class RefusedRequests(logging.Filter):

@@ -306,6 +306,7 @@ class CallClient:
         self._receiving = ""
         self._pending: str | None = None  # receive_from of the receive offer out
         self._next: list[dict] | None = None
+        self._told: set[tuple[str, str]] = set()
 
     async def run(self) -> None:
         jar = aiohttp.CookieJar(unsafe=True)
@@ -333,6 +334,13 @@ class CallClient:
             self.me = message["id"]
         elif kind == "participants":
             self.names = {p["id"]: p["name"] for p in message["participants"]}
+            # aiortc has no encoded transforms: like such a browser, it tells each newcomer
+            # (docs/e2ee.md), and where the practice allows it the call runs without.
+            for p in message["participants"]:
+                if p["id"] != self.me and (p["id"], p["session"]) not in self._told:
+                    self._told.add((p["id"], p["session"]))
+                    await self._socket.send_json({"type": "e2ee_public", "to": p["id"], "to_session": p["session"],
+                                                  "keys": None})
             if message["topology"] == "relay" and not self._published:
                 self._published = True
                 offer = await self.endpoint.publish(audio=True, video=True, size=[176, 144])

@@ -374,14 +374,15 @@ async def logged_in(browser, base: str, username: str, app: web.Application | No
 
 # Calls
 
-async def consultation_at_lindenhof(live_server, *, invitees=(), relay_policy: str = "p2p"):
+async def consultation_at_lindenhof(live_server, *, invitees=(), relay_policy: str = "p2p", e2ee_policy: str = "require"):
     """Dr. Sommer's consultation with Erika, who is already admitted: (app, practice,
     consultation, base URL)."""
     app = live_server.app
     services = app[services_key]
     practice = (await services.practices.create("Praxis Lindenhof", admin_email="linde@example.org", admin_username="linde")).practice
     async with app[engine_key].begin() as conn:
-        await conn.execute(update(practices).where(practices.c.id == practice.id).values(relay_policy=relay_policy))
+        await conn.execute(update(practices).where(practices.c.id == practice.id).values(relay_policy=relay_policy,
+                                                                                     e2ee_policy=e2ee_policy))
     doctor_id = await add_member(app, practice, "clinician", "dr-sommer")
     erika = await add_member(app, practice, "patient", "erika")
     plan = Appointment.parse("Kontrolle", services.clock.now() + timedelta(minutes=5), 20, now=services.clock.now())

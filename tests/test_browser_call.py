@@ -12,6 +12,17 @@ from playwright.async_api import async_playwright, expect
 
 from smartpractice.keys import services_key
 from smartpractice.onboarding.invitations import Invitee
+from tests.call_pages import (
+    DOCTOR,
+    FIRST_FRAMES,
+    GUEST,
+    PATIENT,
+    assert_first_frames_within,
+    assert_relayed,
+    both_in_call,
+    enter_call,
+    until_every_tile_plays,
+)
 from tests.group_peers import CallParticipant
 from tests.helpers import (
     CHROMIUM,
@@ -26,173 +37,6 @@ from tests.helpers import (
 
 pytestmark = needs_chromium
 
-# What a page shows of each other participant: per tile, the video track in it and the
-# frames its connection decoded for that track, the audio track and its bytes received
-# (inbound-rtp stats, matched by track id), and how long after its connection's answer
-# the track's first frame was decoded (FIRST_FRAMES). Also the candidate pairs in use
-# ("host" on both ends and the other browser's port: peer to peer; the relay's: relayed).
-TILES = """async () => {
-  const inbound = new Map(), pairs = [];
-  for (const pc of window.smartpracticeCall.connections()) {
-    const stats = await pc.getStats();
-    stats.forEach((s) => {
-      if (s.type === "inbound-rtp" && s.trackIdentifier) inbound.set(s.trackIdentifier, s);
-      if (s.type === "transport" && s.selectedCandidatePairId) {
-        const pair = stats.get(s.selectedCandidatePairId);
-        const local = stats.get(pair.localCandidateId), remote = stats.get(pair.remoteCandidateId);
-        pairs.push({local: local.port, remote: remote.port});
-      }
-    });
-  }
-  const firstFrames = new Map((window.smartpracticeFirstFrames || []).map((f) => [f.track, f.seconds]));
-  const tiles = [...document.querySelectorAll(".tile[data-peer]")].map((figure) => {
-    const stream = figure.querySelector("video").srcObject;
-    const live = (kind) => (stream ? stream.getTracks() : []).find((t) => t.kind === kind && t.readyState === "live");
-    const video = live("video"), audio = live("audio");
-    const videoStats = video && inbound.get(video.id), audioStats = audio && inbound.get(audio.id);
-    return {
-      peer: figure.dataset.peer, name: figure.querySelector(".name").textContent,
-      video: video ? {track: video.id, count: videoStats ? videoStats.framesDecoded || 0 : 0,
-                      first: firstFrames.get(video.id)} : null,
-      audio: audio ? {track: audio.id, count: audioStats ? audioStats.bytesReceived || 0 : 0} : null,
-    };
-  });
-  return {tiles, pairs};
-}"""
-
-# Added to every call page before its scripts run: for each connection that gets an answer,
-# the seconds from that answer to the first decoded frame of each video track it receives.
-FIRST_FRAMES = """(() => {
-  if (window.smartpracticeFirstFrames) return;
-  const found = window.smartpracticeFirstFrames = [];
-  const apply = RTCPeerConnection.prototype.setRemoteDescription;
-  RTCPeerConnection.prototype.setRemoteDescription = async function (description, ...rest) {
-    const result = await apply.call(this, description, ...rest);
-    if (description && description.type === "answer" && !this.firstFramesWatched) {
-      this.firstFramesWatched = true;
-      const pc = this, since = performance.now(), seen = new Set();
-      const poll = async () => {
-        const videos = pc.getReceivers().filter((r) => r.track.kind === "video").length;
-        if (pc.connectionState === "closed" || seen.size >= videos || performance.now() - since > 30000) return;
-        (await pc.getStats()).forEach((s) => {
-          if (s.type === "inbound-rtp" && s.kind === "video" && s.framesDecoded > 0 && !seen.has(s.trackIdentifier)) {
-            seen.add(s.trackIdentifier);
-            found.push({track: s.trackIdentifier, seconds: (performance.now() - since) / 1000});
-          }
-        });
-        setTimeout(poll, 50);
-      };
-      poll();
-    }
-    return result;
-  };
-})()"""
-
-# How much must arrive, per tile, within the window: a few seconds of video and sound.
-VIDEO_FRAMES = 30
-AUDIO_BYTES = 4000
-
-
-async def tiles(page) -> dict:
-    return await page.evaluate(TILES)
-
-
-def _progress(before: dict | None, now: dict | None) -> int:
-    """What a track gained since `before`; a new track (a new connection) counts from zero."""
-    if now is None:
-        return 0
-    if before is None or before["track"] != now["track"]:
-        return now["count"]
-    return now["count"] - before["count"]
-
-
-async def until_every_tile_plays(pages: dict[str, object], *, also: tuple[str, ...] = (),
-                                 without: dict[str, tuple[str, ...]] | None = None,
-                                 within: float = 45.0) -> dict[str, dict]:
-    """On every page (by the name of the person at it), each other person's tile decodes
-    video frames that keep coming and receives audio bytes that keep coming, until both grew
-    by VIDEO_FRAMES and AUDIO_BYTES. `also` names people in the call without a page here
-    (aiortc participants); `without` names what a person does not send ("video", "audio").
-    Else the assertion names each page, person and track that fell short. Returns what each
-    page showed at the end."""
-    without = without or {}
-    expected = [(viewer, other, kind) for viewer in pages for other in (*pages, *also) if other != viewer
-                for kind in ("video", "audio") if kind not in without.get(other, ())]
-    need = {"video": VIDEO_FRAMES, "audio": AUDIO_BYTES}
-
-    def by_name(shown: dict) -> dict[str, dict]:
-        return {tile["name"]: tile for tile in shown["tiles"]}
-
-    first = {viewer: by_name(await tiles(page)) for viewer, page in pages.items()}
-    deadline = asyncio.get_running_loop().time() + within
-    while True:
-        shown = {viewer: await tiles(page) for viewer, page in pages.items()}
-        now = {viewer: by_name(result) for viewer, result in shown.items()}
-        short = []
-        for viewer, other, kind in expected:
-            tile = now[viewer].get(other)
-            gained = _progress(first[viewer].get(other, {}).get(kind), tile and tile[kind])
-            if gained < need[kind]:
-                short.append((viewer, other, kind, tile, gained))
-        if not short:
-            return shown
-        if asyncio.get_running_loop().time() > deadline:
-            break
-        await asyncio.sleep(0.5)
-    lines = []
-    for viewer, other, kind, tile, gained in short:
-        unit = "video frames decoded" if kind == "video" else "audio bytes received"
-        if tile is None:
-            lines.append(f"{viewer}'s page has no tile for {other} (tiles: {sorted(now[viewer])})")
-        elif tile[kind] is None:
-            lines.append(f"{viewer}'s page: {other}'s tile has no {kind} track")
-        else:
-            lines.append(f"{viewer}'s page: {other}'s {kind} gained {gained} {unit} in {within:.0f} s "
-                         f"(needs {need[kind]}; track {tile[kind]['track'][:8]})")
-    raise AssertionError("\n".join(lines))
-
-
-def first_frame_seconds(shown: dict[str, dict]) -> dict[tuple[str, str], float | None]:
-    """Per (page, other person): seconds from the answer of the connection that carries the
-    person's video to its first decoded frame."""
-    return {(viewer, tile["name"]): tile["video"] and tile["video"]["first"]
-            for viewer, result in shown.items() for tile in result["tiles"]}
-
-
-def assert_first_frames_within(shown: dict[str, dict], seconds: float) -> list[float]:
-    latencies = first_frame_seconds(shown)
-    late = {key: value for key, value in latencies.items() if value is None or value >= seconds}
-    assert not late, f"first frame not within {seconds} s of the answer: {late}"
-    return sorted(latencies.values())
-
-
-async def enter_call(page, base: str, consultation_id: int) -> None:
-    await page.context.add_init_script(FIRST_FRAMES)  # (a second copy does nothing)
-    await page.goto(f"{base}/c/{consultation_id}/call")
-    await page.wait_for_selector("#call[data-state=ready]")
-    await page.click("#join")
-    await page.wait_for_selector("#call[data-state=in_call]")
-
-
-async def both_in_call(browser, app, base: str, consultation_id: int):
-    """Dr. Sommer and Erika log in and join the call: their pages and page errors."""
-    doctor, doctor_errors = await logged_in(browser, base, "dr-sommer", app)
-    patient, patient_errors = await logged_in(browser, base, "erika")
-    await enter_call(doctor, base, consultation_id)
-    await enter_call(patient, base, consultation_id)
-    return doctor, patient, doctor_errors, patient_errors
-
-
-DOCTOR, PATIENT, GUEST = "Dr Sommer", "Erika", "Gabi Gast"
-
-
-def assert_relayed(shown: dict[str, dict]) -> None:
-    """Two connections on each page (sending, receiving), both to the relay, none to
-    another browser."""
-    browser_ports = {pair["local"] for result in shown.values() for pair in result["pairs"]}
-    for viewer, result in shown.items():
-        assert len(result["pairs"]) == 2, (viewer, result["pairs"])
-        assert not {pair["remote"] for pair in result["pairs"]} & browser_ports, viewer
 
 
 async def test_two_people_see_and_hear_each_other_peer_to_peer_and_after_a_drop(live_server, browser):
@@ -307,8 +151,10 @@ async def test_four_people_through_the_relay_in_and_out_in_any_order(live_server
     """Three browsers and an aiortc participant in a process of its own, speaking the same
     signalling (a fourth browser does not fit two cores): everyone sees and hears everyone,
     tile by tile; the patient drops and comes back, Paul leaves first, then Oma, and the two
-    left go back to peer to peer."""
-    app, practice, consultation, base = await consultation_at_lindenhof(live_server)
+    left go back to peer to peer. The aiortc participant cannot encrypt end to end; the
+    practice lets it in, and while it is there every page says the call has transport
+    encryption only."""
+    app, practice, consultation, base = await consultation_at_lindenhof(live_server, e2ee_policy="allow_transport")
     services = app[services_key]
     paul, oma = (await add_member(app, practice, "patient", "paul"),
                  await add_member(app, practice, "patient", "oma"))
@@ -331,6 +177,9 @@ async def test_four_people_through_the_relay_in_and_out_in_any_order(live_server
         shown = await until_every_tile_plays(pages, also=("Oma",))
         await aiortc.until_receiving([DOCTOR, PATIENT, "Paul"])
         assert_relayed(shown)
+        for page in pages.values():
+            await expect(page.locator("#e2ee")).to_have_attribute("data-mode", "transport")
+            await expect(page.locator("#e2ee-mode")).to_contain_text("Nur Transportverschlüsselung")
         print(f"first frames with four (s): {assert_first_frames_within(shown, 5.0)}")
 
         # The patient's connection drops, and she comes back.
@@ -354,6 +203,7 @@ async def test_four_people_through_the_relay_in_and_out_in_any_order(live_server
         await aiortc.leave()
         for page in pages.values():
             await page.wait_for_selector("#call[data-topology=p2p]")
+            await page.wait_for_selector("#e2ee[data-mode=e2ee]")
         await until_every_tile_plays(pages)
     finally:
         await aiortc.stop()

@@ -15,7 +15,7 @@ from aiohttp import ClientSession
 
 from smartpractice import logs
 from smartpractice.logs import AccessLogger, JsonFormatter, RefusedRequests
-from tests.helpers import make_app, make_settings
+from tests.helpers import log_in, make_app, make_settings
 
 
 @pytest.fixture
@@ -107,3 +107,13 @@ async def test_the_server_header_names_no_versions(server):
     assert b" 400 " in answer.split(b"\r\n")[0]
     assert b"Server: smartpractice\r\n" in answer
     assert b"aiohttp" not in answer and b"Python" not in answer
+
+
+async def test_an_access_line_names_the_practice_a_page_acted_in(aiohttp_client, server, json_log, practice, clinician):
+    client = await aiohttp_client(server)
+    await log_in(client, "dr-berg")
+    response = await client.get(f"/p/{practice.slug}/patients")
+    assert response.status == 200
+    [line] = [entry for entry in json_log() if entry.get("request_id") == response.headers["X-Request-Id"]]
+    assert line["practice_id"] == practice.id and line["route"] == "/p/{slug}/patients"
+    assert practice.slug not in json.dumps(line)

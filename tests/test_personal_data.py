@@ -141,3 +141,24 @@ async def test_only_the_admin_may_export_or_delete_a_patient(client, erika, clin
     assert (await client.get(f"/p/{practice.slug}/patients/{erika}/data")).status == 404
     assert (await post_form(client, f"/p/{practice.slug}/patients/{erika}/delete", {"confirm": "yes"})).status == 404
     assert await traces_of(engine, "erika")
+
+
+async def test_a_clinician_downloads_their_data_with_the_consultations_they_hold(client, erika, practice):
+    await log_in(client, "dr-berg")
+    data = await (await client.get("/account/data")).json()
+    assert data["account"]["username"] == "dr-berg"
+    assert [(p["practice"], p["role"]) for p in data["practices"]] == [(practice.name, "clinician")]
+    assert data["consultations"] == []
+    [held] = data["consultations_held"]
+    assert held["title"] == "Kontrolle" and held["practice"] == practice.name
+
+
+async def test_the_same_data_as_a_readable_page_in_german(client, erika, practice):
+    await log_in(client, "erika")
+    page = await client.get("/account/data?view=page")
+    assert page.status == 200 and page.content_type == "text/html"
+    text = await page.text()
+    for heading in ("<h2>Konto</h2>", "<h2>Praxen</h2>", "<h2>Sprechstunden</h2>", "<h2>Gespräche, an denen Sie teilnahmen</h2>"):
+        assert heading in text, heading
+    assert "<th>Benutzername</th>" in text and "<td>erika@example.org</td>" in text
+    assert "<td>Kontrolle</td>" in text and f"<td>{practice.name}</td>" in text

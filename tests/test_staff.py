@@ -108,11 +108,15 @@ async def test_settings_are_saved_and_bad_values_reshown(client, services, pract
     form = {"name": "Praxis am Markt", "contact": "030 1234", "address": "Markt 1, Berlin",
             "time_zone": "Europe/Berlin", "consultation_minutes": "20", "join_window_minutes": "5",
             "max_participants": "3", "tan_delivery": "clinician", "relay_policy": "relay",
-            "self_registration": "on", "retention_days": "30"}
+            "e2ee_policy": "allow_transport", "self_registration": "on", "retention_days": "30"}
     saved = await post_form(client, f"/p/{practice.slug}/settings", form)
     assert saved.status == 303
     stored = await services.practice_configuration.get(practice.id)
     assert (stored.consultation_minutes, stored.relay_policy, stored.retention_days) == (20, "relay", 30)
+    assert stored.e2ee_policy == "allow_transport"
+    refused = await post_form(client, f"/p/{practice.slug}/settings", {**form, "e2ee_policy": "none"})
+    assert refused.status == 400
+    assert (await services.practice_configuration.get(practice.id)).e2ee_policy == "allow_transport"
     bad = await post_form(client, f"/p/{practice.slug}/settings", {**form, "retention_days": "365", "contact": "neu"},
                           headers={"Accept-Language": "en"})
     page = await bad.text()

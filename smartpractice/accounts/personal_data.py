@@ -57,6 +57,7 @@ class PersonalData:
                 "account": await store.account(conn, user.id),
                 "practices": await store.practices_of(conn, user.id, practice_id),
                 "consultations": await store.consultations_of(conn, user.id, emails, practice_id),
+                "consultations_held": await store.consultations_held(conn, user.id, practice_id),
                 "invitations": await store.invitations_to(conn, emails, practice_id),
                 "call_attendances": await store.attendances_of(conn, user.id, practice_id),
                 "audit_entries": await store.audit_about(conn, user.id, practice_id),

@@ -107,8 +107,9 @@ def serve(host: str | None, port: int | None, demo: bool) -> None:
             # A client that leaves stops its request: a queued password hash is dropped, a
             # transaction rolled back (as in the tests, which aiohttp's test server runs so).
             handler_cancellation=True,
-            # Requests in hand when SIGTERM comes get this long; the app's cleanup gets what is left.
-            shutdown_timeout=settings.stop_seconds,
+            # Requests in hand when SIGTERM comes get the stop's budget but two seconds, which
+            # the mail sender and the jobs get (draining.py: at least one each).
+            shutdown_timeout=max(1, settings.stop_seconds - 2),
             print=lambda text: log.info(text.strip()),
         )
     except SchemaOutOfDate as error:

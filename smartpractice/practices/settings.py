@@ -17,10 +17,13 @@ from smartpractice.storage.practice_settings import PracticeSettings
 # Where a TAN goes: into the invitation mail, or only to the clinician, who passes it on
 # another way.
 TAN_DELIVERIES = ("mail", "clinician")
+# "p2p": peer to peer first, the relay only when needed; "relay": always the relay.
 RELAY_POLICIES = ("p2p", "relay")
+# A browser without encoded transforms: refused, or let in with transport encryption only.
+E2EE_POLICIES = ("require", "allow_transport")
 # Beyond a handful, a video consultation turns into a conference the relay is not sized for.
 MAX_PARTICIPANTS = 8
-TEXT_FIELDS = ("name", "contact", "address", "time_zone", "tan_delivery", "relay_policy")
+TEXT_FIELDS = ("name", "contact", "address", "time_zone", "tan_delivery", "relay_policy", "e2ee_policy")
 NUMBER_FIELDS = ("consultation_minutes", "join_window_minutes", "max_participants", "retention_days")
 
 
@@ -54,7 +57,8 @@ class PracticeConfiguration:
             raise UserError("contact_invalid", N_("Contact and address are too long."))
         if typed["time_zone"] not in self._time_zones:
             raise UserError("time_zone_invalid", N_("Please choose a time zone from the list."))
-        if typed["tan_delivery"] not in TAN_DELIVERIES or typed["relay_policy"] not in RELAY_POLICIES:
+        if (typed["tan_delivery"] not in TAN_DELIVERIES or typed["relay_policy"] not in RELAY_POLICIES
+                or typed["e2ee_policy"] not in E2EE_POLICIES):
             raise UserError("choice_invalid", N_("Please choose one of the offered options."))
         retention = None
         if typed["retention_days"].strip():
@@ -84,6 +88,7 @@ class PracticeConfiguration:
             ),
             tan_delivery=typed["tan_delivery"],
             relay_policy=typed["relay_policy"],
+            e2ee_policy=typed["e2ee_policy"],
             self_registration=self_registration,
             retention_days=retention,
         )

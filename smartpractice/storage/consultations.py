@@ -29,6 +29,7 @@ class SchedulingPolicy:
     join_window_minutes: int
     max_participants: int
     relay_policy: str  # "p2p": peer to peer for two; "relay": always through the relay
+    e2ee_policy: str  # "require" or "allow_transport" (docs/e2ee.md)
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,7 @@ async def policy_of(conn: AsyncConnection, practice_id: int) -> SchedulingPolicy
                 practices.c.join_window_minutes,
                 practices.c.max_participants,
                 practices.c.relay_policy,
+                practices.c.e2ee_policy,
             ).where(practices.c.id == practice_id)
         )
     ).one()

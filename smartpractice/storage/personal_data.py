@@ -63,6 +63,16 @@ async def consultations_of(conn: AsyncConnection, user_id: int, emails: Sequence
     return _rows(await conn.execute(query))
 
 
+async def consultations_held(conn: AsyncConnection, user_id: int, practice_id: int | None = None) -> list[dict]:
+    """Those a clinician holds."""
+    query = (select(consultations.c.id, practices.c.name.label("practice"), consultations.c.title,
+                    consultations.c.starts_at, consultations.c.duration_minutes, consultations.c.state)
+             .join(practices, practices.c.id == consultations.c.practice_id)
+             .where(consultations.c.clinician_id == user_id, _in_practice(consultations.c.practice_id, practice_id))
+             .order_by(consultations.c.starts_at))
+    return _rows(await conn.execute(query))
+
+
 async def invitations_to(conn: AsyncConnection, emails: Sequence[str], practice_id: int | None = None) -> list[dict]:
     query = (select(practices.c.name.label("practice"), invitations.c.consultation_id, invitations.c.created_at,
                     invitations.c.expires_at, invitations.c.tan_used_at)

@@ -22,6 +22,7 @@ class PracticeSettings:
     max_participants: int
     tan_delivery: str
     relay_policy: str
+    e2ee_policy: str
     self_registration: bool
     retention_days: int | None
 

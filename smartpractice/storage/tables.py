@@ -72,14 +72,14 @@ practices = Table(
     Column("consultation_minutes", Integer, nullable=False, server_default="15"),
     # How long before the start a participant may enter the waiting room.
     Column("join_window_minutes", Integer, nullable=False, server_default="15"),
-    # Participants besides the clinician.
-    Column("max_participants", Integer, nullable=False, server_default="4"),
+    Column("max_participants", Integer, nullable=False, server_default="4"),  # besides the clinician
     # Practice administration (issue 7): who the practice is, its policy, its plan.
     Column("kind", String(32), nullable=False, server_default="single"),
     Column("address", String(500), nullable=False, server_default=""),
     Column("contact", String(254), nullable=False, server_default=""),
-    # "p2p": peer to peer first, the relay only when needed; "relay": always the relay.
+    # Choices in practices/settings.py: RELAY_POLICIES, E2EE_POLICIES (docs/e2ee.md).
     Column("relay_policy", String(16), nullable=False, server_default="p2p"),
+    Column("e2ee_policy", String(16), nullable=False, server_default="require"),
     # NULL: the site's retention period; a practice may only shorten it.
     Column("retention_days", Integer, nullable=True),
     Column("seats", Integer, nullable=False, server_default="1"),

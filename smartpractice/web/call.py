@@ -35,7 +35,9 @@ async def call_page(request: web.Request) -> web.StreamResponse:
         return unavailable(request, error)
     if not admitted:
         return see_other(request.app.router["waiting_room"].url_for(id=str(seat.consultation.id)))
-    context: dict[str, object] = {"seat": seat, "practice": None, "end": None, "alive_seconds": alive_seconds(request)}
+    policy = await services.consultations.policy(seat.consultation.practice_id)
+    context: dict[str, object] = {"seat": seat, "practice": None, "end": None, "alive_seconds": alive_seconds(request),
+                                  "e2ee_policy": policy.e2ee_policy}
     if seat.role == "clinician":
         # Staff see who is waiting (an interpreter, a relative) and can end the consultation.
         practice = context["practice"] = await services.practices.by_id(seat.consultation.practice_id)

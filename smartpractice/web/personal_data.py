@@ -25,10 +25,37 @@ def _download(data: dict, name: str) -> web.Response:
                         headers={"Content-Disposition": f'attachment; filename="{name}.json"'})
 
 
+# What the readable copy calls each part and each field; the JSON keeps the field names.
+SECTIONS = {
+    "account": N_("Account"), "practices": N_("Practices"), "consultations": N_("Consultations"),
+    "consultations_held": N_("Consultations you hold"), "invitations": N_("Invitations"),
+    "call_attendances": N_("Calls you attended"), "login_sessions": N_("Where you are logged in"),
+    "audit_entries": N_("Audit entries about you"),
+}
+FIELDS = {
+    "username": N_("User name"), "email": N_("Email address"), "pending_email": N_("New email address"),
+    "display_name": N_("Name"), "language": N_("Language"), "date_of_birth": N_("Date of birth"),
+    "created_at": N_("Created"), "email_confirmed_at": N_("Email confirmed"),
+    "password_changed_at": N_("Password changed"), "practice": N_("Practice"), "role": N_("Role"),
+    "since": N_("Since"), "deactivated_at": N_("Deactivated"), "id": N_("Number"), "title": N_("Title"),
+    "starts_at": N_("Start"), "duration_minutes": N_("Minutes"), "state": N_("State"),
+    "consultation_id": N_("Consultation"), "expires_at": N_("Valid until"), "tan_used_at": N_("TAN used"),
+    "client_kind": N_("Device"), "joined_at": N_("Joined"), "left_at": N_("Left"),
+    "last_seen_at": N_("Last active"), "user_agent": N_("Browser"), "action": N_("Action"),
+    "object_kind": N_("Object"), "object_id": N_("Object number"), "by_them": N_("By you"),
+}
+
+
 async def my_data(request: web.Request) -> web.StreamResponse:
+    """JSON to download (art. 20), or with ?view=page the same as a readable page (art. 15)."""
     active = require_login(request)
     data = await request.app[services_key].personal_data.export(active.user)
-    return _download(data, "smartpractice-my-data")
+    if request.query.get("view") != "page":
+        return _download(data, "smartpractice-my-data")
+    sections = [(SECTIONS[key], [data[key]] if key == "account" else data[key])
+                for key in SECTIONS if key in data]
+    return render(request, "my_data.html", {"sections": sections, "fields": FIELDS,
+                                            "exported_at": data["exported_at"]})
 
 
 async def delete_account(request: web.Request) -> web.StreamResponse:

@@ -8,6 +8,7 @@ from aiohttp import web
 
 from smartpractice.accounts.sessions import ActiveSession
 from smartpractice.keys import active_session_key
+from smartpractice.logs import practice_id_key
 from smartpractice.practices.practices import Membership
 
 
@@ -27,6 +28,7 @@ async def require_membership(request: web.Request, slug: str) -> tuple[ActiveSes
     membership = active.membership_in(slug)
     if membership is None:
         raise web.HTTPNotFound()
+    request[practice_id_key] = membership.practice.id
     if membership.practice.suspended:
         raise web.HTTPForbidden(reason="practice suspended")
     return active, membership

@@ -6,6 +6,7 @@
 import { Chat } from "./chat.js";
 import { Connections } from "./connections.js";
 import { DeviceCheck } from "./device-check.js";
+import { Encryption, encodedTransformsAvailable } from "./encryption.js";
 import { keepAlive } from "./keepalive.js";
 import { LocalMedia } from "./media.js";
 import { CallProtocol } from "./protocol.js";
@@ -28,6 +29,15 @@ function start() {
     return;
   }
 
+  const allowTransport = root.dataset.e2ee === "allow_transport";
+  if (!encodedTransformsAvailable() && !allowTransport) {
+    // The practice wants every call end-to-end encrypted; this browser cannot.
+    $("device-error").textContent = T.e2ee_unsupported;
+    $("device-error").hidden = false;
+    $("join").disabled = true;
+    return;
+  }
+
   const media = new LocalMedia();
   const devices = new DeviceCheck(media, T);
   const tiles = new Tiles($("tiles"), T);
@@ -45,7 +55,9 @@ function start() {
       if (state === "connected") connectedStatus();
     },
   });
-  const chat = new Chat(T, { send: (text) => protocol.sendChat(text), me: () => protocol.me });
+  const encryption = new Encryption({ signals: protocol, allowTransport, onChange: showEncryption });
+  const ready = encryption.start();
+  const chat = new Chat(T, { send: (text) => sendChat(text).catch(console.error), me: () => protocol.me });
   let quality = null;
 
   async function refused() {
@@ -59,8 +71,34 @@ function start() {
     }
   }
 
+  async function sendChat(text) {
+    const message = await encryption.outgoingChat(text);
+    if (!message) status(T.e2ee_chat_wait);
+    else if (message.sealed) protocol.sendSealedChat(message.sealed);
+    else protocol.sendChat(message.text);
+  }
+
+  async function showChat(message) {
+    const text = await encryption.incomingChat(message);
+    chat.show({ ...message, text: text === null ? T.e2ee_chat_unreadable : text });
+  }
+
+  // Always in sight: whether the call is end-to-end encrypted, and the code to compare.
+  function showEncryption({ code, changed }) {
+    const e2ee = encryption.mode === "e2ee";
+    $("e2ee").dataset.mode = encryption.mode;
+    $("e2ee-mode").textContent = e2ee ? T.e2ee_on : T.e2ee_transport;
+    $("e2ee-code").textContent = e2ee ? code || T.e2ee_code_waiting : "";
+    $("e2ee-compare").hidden = !e2ee || !code;
+    if (changed) {
+      $("e2ee-notice").textContent = T.e2ee_code_changed;
+      $("e2ee-notice").hidden = false;
+    }
+  }
+
   protocol
     .on("welcome", () => {
+      encryption.reset();
       connections.reset();
       root.dataset.state = "in_call";
       protocol.sendMute(media.muteState());
@@ -72,15 +110,17 @@ function start() {
       connectedStatus();
       root.dataset.topology = message.topology;
       $("topology").textContent = T[message.topology];
-      connections.participants(message);
+      return encryption.participants(message.participants, protocol.me).then(() => connections.participants(message));
     })
+    .on("public-key", (message) => encryption.publicKey(message))
+    .on("wrapped-key", (message) => encryption.wrappedKey(message))
     .on("description", (message) => connections.description(message))
     .on("candidate", (message) => connections.candidate(message))
     .on("relay-answer", (message) => connections.relayAnswer(message))
     .on("relay-sources", (publishers) => connections.relaySources(publishers))
     .on("ice-servers", (iceServers) => connections.useIceServers(iceServers))
     .on("mute", (message) => tiles.showMute(message))
-    .on("chat", (message) => chat.show(message))
+    .on("chat", (message) => showChat(message))
     .on("error", (message) => {
       if (message.code.startsWith("consultation_")) { reload(); return; }
       // A signal to someone who just left is a harmless race, not news for the user.
@@ -156,7 +196,9 @@ function start() {
     $("left").hidden = false;
   }
 
-  function join() {
+  async function join() {
+    await ready;
+    showEncryption({ code: encryption.code, changed: false });
     $("device-check").hidden = true;
     $("join").hidden = true;
     $("stage").hidden = false;
@@ -166,7 +208,7 @@ function start() {
     quality = setInterval(() => measureQuality().catch(() => {}), 2000);
   }
 
-  $("join").addEventListener("click", join);
+  $("join").addEventListener("click", () => join().catch(console.error));
   $("toggle-devices").addEventListener("click", () => {
     $("device-check").hidden = !$("device-check").hidden;
     $("toggle-devices").setAttribute("aria-expanded", String(!$("device-check").hidden));
@@ -187,7 +229,9 @@ function start() {
   $("toggle-screen").addEventListener("click", () => toggleScreen().catch(console.error));
   $("hang-up").addEventListener("click", () => hangUp(true));
   // For diagnostics in the browser's console (and the browser tests): the live connections.
-  window.smartpracticeCall = { connections: () => connections.all(), topology: () => connections.topology };
+  window.smartpracticeCall = {
+    connections: () => connections.all(), topology: () => connections.topology, encryption: () => encryption.state(),
+  };
 
   devices.open().then(() => { showOwnVideo(); root.dataset.state = "ready"; }).catch(console.error);
 }

@@ -37,24 +37,37 @@ test("every sender and every receiver passes the frame hook once", async () => {
     constructor(configuration) { this.configuration = configuration; made.push(this); }
     addEventListener(type, listener) { (this.#listeners[type] ||= []).push(listener); }
     fire(type, event) { for (const listener of this.#listeners[type] || []) listener(event); }
-    addTrack(track) { return { kind: "addTrack", track }; }
-    addTransceiver(trackOrKind, init) {
-      return { sender: { kind: "transceiver", track: trackOrKind, init }, receiver: { of: trackOrKind } };
+    transceivers = [];
+    addTrack(track) {
+      const sender = { kind: "addTrack", track };
+      this.transceivers.push({ sender });
+      return sender;
     }
+    addTransceiver(trackOrKind, init) {
+      const transceiver = { sender: { kind: "transceiver", track: trackOrKind, init }, receiver: { of: trackOrKind } };
+      this.transceivers.push(transceiver);
+      return transceiver;
+    }
+    getTransceivers() { return this.transceivers; }
   };
   try {
     const { newPeerConnection, receiveKind, sendTrack, transformFrames } = await import("../../static/call/peer-connection.js");
     const seen = [];
-    transformFrames({ sender: (sender) => seen.push(["sender", sender]), receiver: (receiver) => seen.push(["receiver", receiver]) });
+    const transceivers = [];
+    transformFrames({
+      sender: (sender, transceiver) => { seen.push(["sender", sender]); transceivers.push(transceiver); },
+      receiver: (receiver, transceiver) => { seen.push(["receiver", receiver]); transceivers.push(transceiver); },
+    }, { encodedInsertableStreams: true });
     const servers = [{ urls: ["stun:x"] }];
     const pc = newPeerConnection(servers);
-    assert.deepEqual(made[0].configuration, { iceServers: servers });
+    assert.deepEqual(made[0].configuration, { iceServers: servers, encodedInsertableStreams: true });
     const direct = sendTrack(pc, "camera", "stream");
     const relayed = sendTrack(pc, "microphone", "stream", "sendonly");
     const transceiver = receiveKind(pc, "video");
-    pc.fire("track", { receiver: transceiver.receiver });
-    pc.fire("track", { receiver: transceiver.receiver }); // a second stream on the same receiver
+    pc.fire("track", { receiver: transceiver.receiver, transceiver });
+    pc.fire("track", { receiver: transceiver.receiver, transceiver }); // a second stream on the same receiver
     assert.deepEqual(seen, [["sender", direct], ["sender", relayed], ["receiver", transceiver.receiver]]);
+    assert.deepEqual(transceivers.map((t) => t.sender), [direct, relayed, transceiver.sender]);
     assert.deepEqual(relayed.init, { direction: "sendonly", streams: ["stream"] });
   } finally {
     delete globalThis.RTCPeerConnection;

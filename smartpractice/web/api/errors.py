@@ -13,6 +13,7 @@ from aiohttp import web
 
 from smartpractice.errors import Busy, UserError, busy_database
 from smartpractice.keys import services_key
+from smartpractice.logs import practice_id_key
 from smartpractice.web.api.request import api_practice_key
 
 log = logging.getLogger(__name__)
@@ -78,6 +79,7 @@ async def _authenticate(request: web.Request) -> None:
     if practice is None:
         raise ApiError(401, "unauthorized", INVALID_KEY)
     request[api_practice_key] = practice
+    request[practice_id_key] = practice.id
 
 
 @web.middleware

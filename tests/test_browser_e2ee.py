@@ -1,0 +1,178 @@
+"""End-to-end encrypted calls between headless Chromium browsers (docs/e2ee.md): every tile
+decodes what its sender encrypted, peer to peer and through the relay; every page shows the
+same code; a newcomer decodes from its join on; after a leave the frames carry a new key id;
+chat passes the server as ciphertext; and a public key swapped on the server makes the codes
+differ and leaves that participant's tiles dark without breaking the page."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import re
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, x25519
+from playwright.async_api import expect
+
+from smartpractice.keys import services_key
+from smartpractice.rooms import call_protocol
+from smartpractice.rooms.call import Calls
+from tests.call_pages import (
+    DOCTOR,
+    PATIENT,
+    both_in_call,
+    enter_call,
+    tiles,
+    until_every_tile_plays,
+)
+from tests.helpers import add_member, consultation_at_lindenhof, logged_in, needs_chromium
+
+pytestmark = needs_chromium
+
+CODE = re.compile(r"^\d{5} \d{5} \d{5} \d{5}$")
+
+
+async def encryption(page) -> dict:
+    return await page.evaluate("() => window.smartpracticeCall.encryption()")
+
+
+async def receiving(page) -> dict[str, dict]:
+    """Per tile (by name) and kind: the transform of the track shown there (key id of the
+    latest frame, frames opened, frames that failed)."""
+    state, shown = await encryption(page), await tiles(page)
+    by_track = {t["track"]: t for t in state["transforms"] if t["side"] == "receive"}
+    return {tile["name"]: {kind: by_track.get(tile[kind]["track"]) if tile[kind] else None for kind in ("video", "audio")}
+            for tile in shown["tiles"]}
+
+
+async def assert_encrypted_with_one_code(pages: dict[str, object]) -> str:
+    codes = {}
+    for name, page in pages.items():
+        await expect(page.locator("#e2ee")).to_have_attribute("data-mode", "e2ee")
+        await expect(page.locator("#e2ee-mode")).to_have_text("Ende-zu-Ende-verschlüsselt")
+        await expect(page.locator("#e2ee-code")).to_have_text(CODE, timeout=15_000)
+        codes[name] = await page.inner_text("#e2ee-code")
+    assert len(set(codes.values())) == 1, codes
+    return next(iter(codes.values()))
+
+
+async def assert_every_tile_decrypts(pages: dict[str, object]) -> dict[str, dict]:
+    """Each tile's tracks come through a transform that opened frames of that very sender."""
+    seen = {}
+    for viewer, page in pages.items():
+        seen[viewer] = await receiving(page)
+        sending = {name: (await encryption(other))["sendingKeyId"] for name, other in pages.items()}
+        for sender, kinds in seen[viewer].items():
+            for kind, transform in kinds.items():
+                assert transform and transform["frames"] > 0, f"{viewer}'s page: {sender}'s {kind} opened nothing"
+                if sender in sending:
+                    assert transform["keyId"] is not None, (viewer, sender, kind)
+    return seen
+
+
+async def test_two_people_peer_to_peer_encrypt_compare_codes_and_chat_in_ciphertext(live_server, browser, monkeypatch):
+    passed: list[dict] = []
+    chat = Calls.chat
+
+    async def recording(self, seat, name, **content):  # noqa: ANN001, ANN003
+        passed.append(content)
+        await chat(self, seat, name, **content)
+
+    monkeypatch.setattr(Calls, "chat", recording)
+    app, _, consultation, base = await consultation_at_lindenhof(live_server)
+    doctor, patient, doctor_errors, patient_errors = await both_in_call(browser, app, base, consultation.id)
+    pages = {DOCTOR: doctor, PATIENT: patient}
+    await until_every_tile_plays(pages)
+    await assert_encrypted_with_one_code(pages)
+    await assert_every_tile_decrypts(pages)
+    await expect(doctor.locator("#e2ee-compare")).to_be_visible()
+
+    await patient.click("#toggle-chat")
+    await patient.fill("#chat-text", "Die Tabletten helfen.")
+    await patient.press("#chat-text", "Enter")
+    await doctor.click("#toggle-chat")
+    await doctor.wait_for_selector("#chat-log li:has-text('Die Tabletten helfen.')")
+    [message] = passed
+    assert message.get("text") is None and "Tabletten" not in base64.b64decode(message["sealed"]).decode("latin1")
+    assert doctor_errors == patient_errors == []
+
+
+async def test_through_the_relay_a_newcomer_decodes_and_a_leave_changes_the_keys(live_server, browser):
+    app, practice, consultation, base = await consultation_at_lindenhof(live_server, relay_policy="relay")
+    services = app[services_key]
+    paul = await add_member(app, practice, "patient", "paul")
+    await services.consultations.add_participants(practice, consultation.id, None, patient_ids=[paul])
+    await services.waiting_room.state.admit(practice.id, consultation.id, f"u{paul}")
+    doctor, patient, doctor_errors, patient_errors = await both_in_call(browser, app, base, consultation.id)
+    pages = {DOCTOR: doctor, PATIENT: patient}
+    await until_every_tile_plays(pages)
+    two = await assert_encrypted_with_one_code(pages)
+
+    third, third_errors = await logged_in(browser, base, "paul")
+    await enter_call(third, base, consultation.id)
+    pages["Paul"] = third
+    for page in pages.values():
+        await page.wait_for_selector("#call[data-topology=relay]")
+    await until_every_tile_plays(pages)
+    three = await assert_encrypted_with_one_code(pages)
+    assert three != two
+    await expect(doctor.locator("#e2ee-notice")).to_contain_text("Sicherheitscode hat sich geändert")
+    before = await assert_every_tile_decrypts(pages)
+    paul_had = {t["keyId"] for kinds in before["Paul"].values() for t in kinds.values()}
+
+    await third.click("#hang-up")
+    del pages["Paul"]
+    for page in pages.values():
+        await expect(page.locator(".tile[data-peer]")).to_have_count(1, timeout=30_000)
+    # The frames each page receives carry a key made after Paul left.
+    async with asyncio.timeout(20):
+        while True:
+            now = {viewer: await receiving(page) for viewer, page in pages.items()}
+            ids = {(viewer, sender, kind): t["keyId"] for viewer, shown in now.items()
+                   for sender, kinds in shown.items() for kind, t in kinds.items() if t}
+            old = {key: value for key, value in ids.items()
+                   if value == before[key[0]][key[1]][key[2]]["keyId"] or value in paul_had}
+            if len(ids) == 4 and not old:
+                break
+            await asyncio.sleep(0.5)
+    await until_every_tile_plays(pages)
+    assert await assert_encrypted_with_one_code(pages) == two  # the same two people, the same keys
+    assert doctor_errors == patient_errors == third_errors == []
+
+
+def _stranger_keys() -> dict:
+    p256 = ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(
+        serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
+    raw = x25519.X25519PrivateKey.generate().public_key().public_bytes(
+        serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return {"p256": base64.b64encode(p256).decode(), "x25519": base64.b64encode(raw).decode()}
+
+
+async def test_a_public_key_swapped_by_the_server_shows_in_the_codes_and_stays_unreadable(
+        live_server, browser, monkeypatch):
+    passed_on = call_protocol.Connection._on_e2ee_public
+    stranger = _stranger_keys()
+
+    async def swapping(self, message):  # noqa: ANN001 - a server that lies about Erika's keys
+        if self.name == PATIENT and message["keys"]:
+            message = {**message, "keys": stranger}
+        await passed_on(self, message)
+
+    monkeypatch.setattr(call_protocol.Connection, "_on_e2ee_public", swapping)
+    app, _, consultation, base = await consultation_at_lindenhof(live_server)
+    doctor, patient, doctor_errors, patient_errors = await both_in_call(browser, app, base, consultation.id)
+    for page in (doctor, patient):
+        await expect(page.locator("#e2ee-code")).to_have_text(CODE, timeout=15_000)
+    assert await doctor.inner_text("#e2ee-code") != await patient.inner_text("#e2ee-code")
+
+    await asyncio.sleep(8)  # media flows (packets arrive) but nothing opens
+    for viewer, page, other in ((DOCTOR, doctor, PATIENT), (PATIENT, patient, DOCTOR)):
+        [tile] = (await tiles(page))["tiles"]
+        assert tile["audio"]["count"] > 0, f"{viewer}'s page receives no packets at all"
+        assert tile["video"]["count"] == 0, f"{viewer}'s page decoded {other}'s video"
+        for kind, transform in (await receiving(page))[other].items():
+            assert transform["frames"] == 0 and transform["failed"] > 0, (viewer, kind, transform)
+    # The page still works: the chat opens and the controls answer.
+    await doctor.click("#toggle-chat")
+    await expect(doctor.locator("#chat")).to_be_visible()
+    assert doctor_errors == patient_errors == []
