@@ -1,6 +1,6 @@
 """First decoded video frame through the relay, after admission and after the switch to it.
 
-    python benchmarks/first_frame.py                     # 12 trials of each, about 3 minutes
+    python benchmarks/first_frame.py                     # 10 trials of each, 1 to 4 minutes
     python benchmarks/first_frame.py --trials 20 --people 4
 
 Participants are aiortc peers, each in its own process, connected as the browser client
@@ -15,7 +15,8 @@ browser's do. The relay runs in this process.
 - switch: `--people` participants whose processes run (their call is peer to peer) all
   move to the relay at once (a third person joining, or the direct path failing), each
   with fresh connections. Measured: from the moment of the switch to each one's first
-  decoded frame of each other one.
+  decoded frame of each other one. Then their relay connections end, and the next trial
+  switches the same processes again.
 
 A trial whose frames do not all arrive within --within seconds counts as failed and makes
 the run INVALID. The relay's own share, from a receive connection coming up to the first
@@ -97,12 +98,12 @@ async def admissions(trials: int, people: int, fps: int, within: float) -> Sampl
 
 
 async def switches(trials: int, people: int, fps: int, within: float) -> Samples:
+    relay = Relay()
+    call = GroupCall(relay.room("benchmark-switch-0"), fps=fps)
     samples = Samples()
-    for trial in range(trials):
-        relay = Relay()
-        call = GroupCall(relay.room(f"benchmark-switch-{trial}"), fps=fps)
-        try:
-            members = await call.arrive([f"p{i}" for i in range(people)])
+    try:
+        members = await call.arrive([f"p{i}" for i in range(people)])
+        for trial in range(trials):
             since = time.monotonic()
             await call.enter(members)
             results = await asyncio.gather(*(first_frames(call, m, since, within) for m in members),
@@ -113,10 +114,22 @@ async def switches(trials: int, people: int, fps: int, within: float) -> Samples
                 else:
                     samples.first_frames += result
                     samples.keyframe_waits += keyframe_waits(call, member)
-        finally:
-            await call.close()
-            await relay.close()
+            await back_to_peer_to_peer(call, relay, f"benchmark-switch-{trial + 1}")
+    finally:
+        await call.close()
+        await relay.close()
     return samples
+
+
+async def back_to_peer_to_peer(call: GroupCall, relay: Relay, room: str) -> None:
+    """Everyone's relay connections end (their processes, like open pages, stay), so the
+    next switch starts from nothing on the relay again."""
+    for member in call.members.values():
+        await member.ask("drop")
+        member.receiving = ""
+    for connection in call.room.participant_ids:
+        await call.room.detach(connection)
+    call.room = relay.room(room)
 
 
 def p95(values: list[float]) -> float:
@@ -140,7 +153,7 @@ def load() -> str:
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--trials", type=int, default=12)
+    parser.add_argument("--trials", type=int, default=10)
     parser.add_argument("--people", type=int, default=3, help="in the call before an admission; moving to the relay")
     parser.add_argument("--fps", type=int, default=30, help="the cameras' frame rate")
     parser.add_argument("--within", type=float, default=15.0, help="seconds a trial may take to see every frame")

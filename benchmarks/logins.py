@@ -151,7 +151,8 @@ def main() -> None:
             os.sched_setaffinity(0, {CLIENT_CORE})
             print(f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}, database {url.split(':')[0]}, "
                   f"server on core {SERVER_CORE}, {args.clients} clients on core {CLIENT_CORE}, "
-                  f"{args.duration:.0f} s, load {seeding.load_average()}", flush=True)
+                  f"{args.duration:.0f} s, niceness {os.environ.get('SMARTPRACTICE_BENCH_NICE', '0')}, "
+                  f"load {seeding.load_average()}", flush=True)
             server_before, clients_before = seeding.cpu_seconds(server.pid), time.process_time()
             started = time.monotonic()
             tally = asyncio.run(rush(f"http://127.0.0.1:{port}", people, args.clients, args.duration))

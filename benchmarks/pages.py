@@ -110,7 +110,8 @@ def main() -> None:
                    for role, name in (("clinician", people.clinician), ("admin", people.admin))}
         print(f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}, database {url.split(':')[0]}, "
               f"server and hello-world on core {SERVER_CORE}, wrk on core {LOAD_CORE}, "
-              f"{args.connections} connections, {args.duration} s per page, load {seeding.load_average()}", flush=True)
+              f"{args.connections} connections, {args.duration} s per page, "
+              f"niceness {os.environ.get('SMARTPRACTICE_BENCH_NICE', '0')}, load {seeding.load_average()}", flush=True)
 
         port = seeding.free_port()
         hello = subprocess.Popen([sys.executable, "-c", HELLO, str(port)], preexec_fn=seeding.pinned(SERVER_CORE))

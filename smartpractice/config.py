@@ -67,7 +67,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("MAX_BODY_KB", "1024", "Largest request body accepted, in KiB; larger requests get 413."),
     Setting("PASSWORD_HASH_CONCURRENCY", "2", "How many password hashes may be computed at once (each takes 64 MiB and a core)."),
     Setting("PASSWORD_HASH_QUEUE", "16", "How many password hashes may wait for a free place; a login, registration or password change beyond them is asked to try again in a few seconds (503 with Retry-After)."),
-    Setting("PASSWORD_HASH_WAIT_SECONDS", "5", "Seconds within which a password check should be done, waiting for a free place included: one that could not start in time (judged by how long recent hashes took) is asked to try again in a few seconds."),
+    Setting("PASSWORD_HASH_WAIT_SECONDS", "4", "Seconds within which a password check should be done, waiting for a free place included: one that could not start in time (judged by how long recent hashes took) is asked to try again in a few seconds."),
     Setting("STUN_URLS", "", "Comma-separated STUN servers for browsers and the relay, e.g. `stun:turn.example.org:3478`. Empty: no STUN server is asked (no public default); peers use their host candidates and TURN."),
     Setting("TURN_URLS", "", "Comma-separated TURN servers handed to browsers, e.g. `turn:turn.example.org:3478?transport=udp,turns:turn.example.org:5349?transport=tcp`. Needs `TURN_SECRET`."),
     Setting("TURN_SECRET", "", "The `static-auth-secret` of coturn (`use-auth-secret`): each participant gets a TURN user name and password minted from it, valid for `TURN_TTL_SECONDS`."),

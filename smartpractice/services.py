@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from smartpractice.accounts.administration import AccountAdministration
+from smartpractice.accounts.devices import DeviceCookies
 from smartpractice.accounts.email_changes import EmailChanges
 from smartpractice.accounts.login import Login
 from smartpractice.accounts.password_resets import PasswordResets
@@ -137,7 +138,8 @@ def build_services(
         audit=audit, mail_from=settings.mail_from, tan_grace=timedelta(minutes=settings.tan_grace_minutes),
     )
     login = Login(
-        engine=engine, clock=clock, passwords=passwords, sessions=sessions, throttle=throttle, audit=audit
+        engine=engine, clock=clock, passwords=passwords, sessions=sessions, throttle=throttle,
+        devices=DeviceCookies(secret=secret), audit=audit,
     )
     room_state = room_state or InMemoryRoomState()
     ice_servers = IceServers(settings=settings, clock=clock)

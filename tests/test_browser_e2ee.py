@@ -10,6 +10,10 @@ import asyncio
 import base64
 import re
 
+import av
+import pytest
+from aiortc.codecs.vpx import Vp8Decoder, vp8_depayload
+from aiortc.jitterbuffer import JitterFrame
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, x25519
 from playwright.async_api import expect
@@ -17,6 +21,8 @@ from playwright.async_api import expect
 from smartpractice.keys import services_key
 from smartpractice.rooms import call_protocol
 from smartpractice.rooms.call import Calls
+from smartpractice.rtc.forwarding import Forward
+from smartpractice.rtc.keyframes import is_vp8_keyframe_start
 from tests.call_pages import (
     DOCTOR,
     PATIENT,
@@ -38,10 +44,12 @@ async def encryption(page) -> dict:
 
 async def receiving(page) -> dict[str, dict]:
     """Per tile (by name) and kind: the transform of the track shown there (key id of the
-    latest frame, frames opened, frames that failed)."""
+    latest frame, whose key opened it, frames opened, frames that failed), with the tile's
+    participant id as `peer`."""
     state, shown = await encryption(page), await tiles(page)
     by_track = {t["track"]: t for t in state["transforms"] if t["side"] == "receive"}
-    return {tile["name"]: {kind: by_track.get(tile[kind]["track"]) if tile[kind] else None for kind in ("video", "audio")}
+    return {tile["name"]: {kind: by_track.get(tile[kind]["track"]) and {**by_track[tile[kind]["track"]], "peer": tile["peer"]}
+                           if tile[kind] else None for kind in ("video", "audio")}
             for tile in shown["tiles"]}
 
 
@@ -65,6 +73,8 @@ async def assert_every_tile_decrypts(pages: dict[str, object]) -> dict[str, dict
         for sender, kinds in seen[viewer].items():
             for kind, transform in kinds.items():
                 assert transform and transform["frames"] > 0, f"{viewer}'s page: {sender}'s {kind} opened nothing"
+                # Opened with that very sender's key, and only frames of that sender are let in.
+                assert transform["from"] == transform["expected"] == transform["peer"], (viewer, sender, kind, transform)
                 if sender in sending:
                     assert transform["keyId"] is not None, (viewer, sender, kind)
     return seen
@@ -176,3 +186,94 @@ async def test_a_public_key_swapped_by_the_server_shows_in_the_codes_and_stays_u
     await doctor.click("#toggle-chat")
     await expect(doctor.locator("#chat")).to_be_visible()
     assert doctor_errors == patient_errors == []
+
+
+# A browser without encoded transforms (as Chromium before 86 or WebKitGTK would be).
+NO_TRANSFORMS = """(() => {
+  delete window.RTCRtpScriptTransform;
+  delete RTCRtpSender.prototype.createEncodedStreams;
+  delete RTCRtpReceiver.prototype.createEncodedStreams;
+})()"""
+
+
+def decoded_frames(packets: list[tuple]) -> dict[int, dict[str, int]]:
+    """Per publisher (SSRC), the frames reassembled from the relay's VP8 packets from the
+    first keyframe on: how many end in the end-to-end format byte (0xE1) and how many do not,
+    and of each, how many aiortc's VP8 decoder turned into a picture."""
+    frames: dict[int, dict[int, list]] = {}
+    for ssrc, sequence, timestamp, marker, payload in packets:
+        frames.setdefault(ssrc, {}).setdefault(timestamp, []).append((sequence, marker, payload))
+    result = {}
+    for ssrc, by_time in frames.items():
+        decoder, started = Vp8Decoder(), False
+        counts = {"sealed": 0, "plain": 0, "sealed_pictures": 0, "plain_pictures": 0}
+        for timestamp in sorted(by_time):
+            parts = sorted(by_time[timestamp])
+            complete = parts[-1][1] and all(b[0] - a[0] == 1 for a, b in zip(parts, parts[1:], strict=False))
+            started = started or (complete and is_vp8_keyframe_start(parts[0][2]))
+            if not (started and complete):
+                continue
+            data = b"".join(vp8_depayload(payload) for _, _, payload in parts)
+            kind = "sealed" if data[-1] == 0xE1 else "plain"
+            try:
+                shown = decoder.decode(JitterFrame(data=data, timestamp=timestamp))
+            except av.FFmpegError:  # libvpx refuses what it cannot read
+                shown = []
+            counts[kind] += 1
+            counts[kind + "_pictures"] += bool(shown)
+        result[ssrc] = counts
+    return result
+
+
+@pytest.mark.parametrize("transforms", [True, False], ids=["encrypted", "transport_only"])
+async def test_the_relay_forwards_video_its_own_decoder_cannot_read(live_server, browser, monkeypatch, transforms):
+    """The relay's forwarded VP8 payloads, recorded on the server: end to end encrypted,
+    aiortc's decoder makes no picture of any frame; with a browser that cannot encrypt (the
+    practice allows it), every page says so and the same decoder reads the frames."""
+    packets: list[tuple] = []
+    forward = Forward.forward
+
+    def recording(self, codec_name, marker, sequence_number, timestamp, ssrc, *rest):  # noqa: ANN001, ANN002
+        if codec_name.lower() == "vp8" and len(packets) < 20000:
+            packets.append((ssrc, sequence_number, timestamp, marker, rest[-1]))
+        forward(self, codec_name, marker, sequence_number, timestamp, ssrc, *rest)
+
+    monkeypatch.setattr(Forward, "forward", recording)
+    app, _, consultation, base = await consultation_at_lindenhof(
+        live_server, relay_policy="relay", e2ee_policy="require" if transforms else "allow_transport")
+    doctor, doctor_errors = await logged_in(browser, base, "dr-sommer", app)
+    patient, patient_errors = await logged_in(browser, base, "erika")
+    if not transforms:
+        await patient.context.add_init_script(NO_TRANSFORMS)
+    await enter_call(doctor, base, consultation.id)
+    await enter_call(patient, base, consultation.id)
+    pages = {DOCTOR: doctor, PATIENT: patient}
+    await until_every_tile_plays(pages)
+    mode = "e2ee" if transforms else "transport"
+    for page in pages.values():
+        await expect(page.locator("#e2ee")).to_have_attribute("data-mode", mode)
+    await asyncio.sleep(3)
+
+    found = decoded_frames(list(packets))
+    print(f"relay's VP8 frames per publisher ({'encrypted' if transforms else 'transport only'}): {found}")
+    # (A publisher whose connection to the relay was replaced shows under a second SSRC.)
+    kind = "sealed" if transforms else "plain"
+    assert len([c for c in found.values() if c[kind] >= 20]) >= 2, f"video of both publishers: {found}"
+    for ssrc, counts in found.items():
+        if transforms:
+            assert counts["plain"] == 0, (ssrc, counts)
+            assert counts["sealed_pictures"] == 0, f"SSRC {ssrc}: the relay's decoder read encrypted frames: {counts}"
+        elif counts["plain"] >= 20:
+            # Once the call knows one browser cannot encrypt, nobody does (a keyframe starts it).
+            assert counts["plain_pictures"] >= counts["plain"] - 2, (ssrc, counts)
+    assert doctor_errors == patient_errors == []
+
+
+async def test_a_browser_without_encoded_transforms_is_refused_by_default(live_server, browser):
+    app, _, consultation, base = await consultation_at_lindenhof(live_server)
+    patient, errors = await logged_in(browser, base, "erika")
+    await patient.context.add_init_script(NO_TRANSFORMS)
+    await patient.goto(f"{base}/c/{consultation.id}/call")
+    await expect(patient.locator("#device-error")).to_contain_text("Chrome, Edge, Firefox oder Safari")
+    await expect(patient.locator("#join")).to_be_disabled()
+    assert errors == []

@@ -126,10 +126,11 @@ async def test_on_a_phone_the_other_person_comes_first_and_the_controls_stay_on_
     layout = await patient.evaluate(LAYOUT)
     [other] = [tile for tile in layout["tiles"] if not tile["own"]]
     width = layout["viewport"]["width"]
-    # The doctor's video: at the top, the screen's width, most of its height.
+    # The doctor's video: the first video, under only the title, the security code and the
+    # status (docs/signalling.md), the screen's width and most of its height.
     assert other["name"] == "Dr Sommer"
     video = other["box"]
-    assert video["y"] < 80 and video["width"] >= width - 16 and video["height"] >= 0.5 * height, video
+    assert video["y"] < 0.3 * height and video["width"] >= width - 16 and video["height"] >= 0.5 * height, video
     # The own preview: small, over the doctor's video.
     assert inside(layout["own"], video) and area(layout["own"]) < 0.15 * area(video), (layout["own"], video)
     assert_controls_on_the_first_screen(layout, above=video["y"] + video["height"])

@@ -234,3 +234,31 @@ async def test_the_server_sends_due_reminders_by_itself(aiohttp_client, tmp_path
     clock.current = start - timedelta(minutes=9)
     [_, reminder] = await smtp.wait_for(2)
     assert reminder["Subject"] == "Erinnerung: Videosprechstunde bei Praxis Uhr"
+
+
+async def test_an_overlapping_consultation_is_flagged_on_its_page(client, services, clock, practice, clinician):
+    clock.current = BEFORE_SPRING
+    at = datetime(2026, 3, 30, 8, 0, tzinfo=UTC)  # 10:00 in Berlin
+
+    async def plan(title: str, start: datetime, minutes: int = 20) -> int:
+        scheduled = await services.consultations.schedule(
+            practice, clinician.user_id, Appointment.parse(title, start, minutes, now=clock.now()))
+        return scheduled.consultation.id
+
+    first = await plan("Befund", at)
+    second = await plan("Kontrolle", at + timedelta(minutes=10))
+    after = await plan("Später", at + timedelta(minutes=30))
+    cancelled = await plan("Abgesagt", at + timedelta(minutes=30))
+    await services.consultations.cancel(practice, cancelled)
+    await log_in(client, "dr-berg")
+
+    async def overlaps(consultation_id: int) -> list[str]:
+        page = await (await client.get(f"/p/{practice.slug}/consultations/{consultation_id}", headers=EN)).text()
+        warning = re.search(r'<div class="error" id="overlap".*?</div>', page, re.S)
+        return re.findall(r"/consultations/(\d+)\"", warning.group(0)) if warning else []
+
+    assert await overlaps(first) == [str(second)]
+    assert await overlaps(second) == [str(first)]
+    page = await (await client.get(f"/p/{practice.slug}/consultations/{first}", headers=EN)).text()
+    assert "Monday, March 30, 2026, 10:10 AM" in page  # the other one's start, in the practice's zone
+    assert await overlaps(after) == []  # starts as the second ends; the cancelled one does not count

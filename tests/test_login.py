@@ -20,6 +20,7 @@ from tests.helpers import (
     make_app,
     make_settings,
     post_form,
+    second_browser,
 )
 
 WRONG = "The user name, email address or password is wrong."
@@ -199,3 +200,36 @@ async def test_behind_a_proxy_range_each_forwarded_client_has_its_own_limit(aioh
     other = await post_form(behind, "/login", {"identifier": "dr-weiss", "password": PASSWORD},
                             headers={"X-Forwarded-For": "203.0.113.9, 10.200.0.1"})
     assert other.status == 303
+
+
+async def test_a_stranger_cannot_lock_the_owner_out_of_her_own_browser(aiohttp_client, tmp_path, database_url,
+                                                                       clock, app, practice):
+    """OWASP's device cookies: the patient's own phone has logged in before; a stranger
+    elsewhere who tries six passwords for her user name just before her appointment locks
+    out browsers the account does not know, not her phone."""
+    await add_member(app, practice, "patient", "erika")
+    settings = make_settings(tmp_path, database_url, TRUSTED_PROXIES="127.0.0.0/8")
+    behind = await aiohttp_client(make_app(settings, clock=clock))
+    owner, stranger = {"X-Forwarded-For": "203.0.113.9"}, {"X-Forwarded-For": "198.51.100.7"}
+    first = await post_form(behind, "/login", {"identifier": "erika", "password": PASSWORD}, headers=owner)
+    assert first.status == 303 and "sp_device" in first.cookies
+    await post_form(behind, "/logout", {}, headers=owner)
+
+    async with second_browser(behind) as attacker:
+        for _ in range(6):
+            await post_form(attacker, "/login", {"identifier": "erika", "password": "wrong-password-123"},
+                            headers=stranger)
+        refused = await post_form(attacker, "/login", {"identifier": "erika", "password": PASSWORD}, headers=stranger)
+        assert refused.status == 401 and "Zu viele fehlgeschlagene Versuche" in await refused.text()
+    # Her phone, which logged in before, gets in at once.
+    again = await post_form(behind, "/login", {"identifier": "erika", "password": PASSWORD}, headers=owner)
+    assert again.status == 303 and again.headers["Location"] == "/"
+    # A browser she never used is held like the stranger's (for the lock's 15 minutes).
+    async with second_browser(behind) as new_phone:
+        held = await post_form(new_phone, "/login", {"identifier": "erika", "password": PASSWORD}, headers=owner)
+        assert held.status == 401
+    # Her own browser's wrong passwords still count, against that browser.
+    await post_form(behind, "/logout", {}, headers=owner)
+    for _ in range(6):
+        await post_form(behind, "/login", {"identifier": "erika", "password": "wrong-password-123"}, headers=owner)
+    assert (await post_form(behind, "/login", {"identifier": "erika", "password": PASSWORD}, headers=owner)).status == 401

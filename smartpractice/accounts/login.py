@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from smartpractice.accounts.devices import DeviceCookies
 from smartpractice.accounts.passwords import Passwords
 from smartpractice.accounts.sessions import Sessions
 from smartpractice.accounts.throttle import ACCOUNT_POLICY, ADDRESS_POLICY, LoginThrottle
@@ -78,6 +79,8 @@ class LoggedIn:
     token: str
     # None: logged in; "verify": a code is still needed; "enrol": an app must be set up first.
     second_factor: str | None = None
+    # The browser's device cookie, now naming this account (accounts/devices.py).
+    device: str = ""
 
 
 class Login:
@@ -89,8 +92,10 @@ class Login:
         passwords: Passwords,
         sessions: Sessions,
         throttle: LoginThrottle,
+        devices: DeviceCookies,
         audit: Audit,
     ) -> None:
+        self._devices = devices
         self._engine = engine
         self._clock = clock
         self._passwords = passwords
@@ -98,13 +103,19 @@ class Login:
         self._throttle = throttle
         self._audit = audit
 
-    async def log_in(self, identifier: str, password: str, *, address: str, user_agent: str) -> LoggedIn:
+    async def log_in(self, identifier: str, password: str, *, address: str, user_agent: str,
+                     device: str | None = None) -> LoggedIn:
+        """`device`: the browser's device cookie. From a browser that logged in to this
+        account before, failures count against that browser, not the account, so that a
+        stranger's guesses cannot lock the owner out."""
         self._passwords.check_room()
         identifier = identifier.strip()
         now = self._clock.now()
         async with self._engine.begin() as conn:
             user = await user_store.user_by_login(conn, identifier) if identifier else None
-            account_key = self._throttle.account_key(user.id if user else None, identifier)
+            known = self._devices.device_of(user.id, device) if user else None
+            account_key = (f"device:{user.id}:{known}" if user and known
+                           else self._throttle.account_key(user.id if user else None, identifier))
             address_key = self._throttle.address_key(address)
             limits = [(account_key, ACCOUNT_POLICY), (address_key, ADDRESS_POLICY)]
             locked_until = await self._throttle.admit(conn, limits, now)
@@ -151,7 +162,7 @@ class Login:
                 )
         if refusal is not None:
             raise refusal
-        return LoggedIn(user, token, second_factor)
+        return LoggedIn(user, token, second_factor, self._devices.issue(user.id, device))
 
     @contextlib.asynccontextmanager
     async def _not_counted_if_busy(self, account_key: str, address_key: str):

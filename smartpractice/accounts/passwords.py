@@ -98,7 +98,7 @@ class Passwords:
     bound and cannot take back work that has not started."""
 
     def __init__(
-        self, *, concurrency: int, queue: int = 16, wait_seconds: float = 5.0,
+        self, *, concurrency: int, queue: int = 16, wait_seconds: float = 4.0,
         hasher: argon2.PasswordHasher | None = None,
     ) -> None:
         # argon2-cffi's defaults are the production parameters (docs/security.md).
@@ -170,8 +170,10 @@ class Passwords:
         try:
             return function(*args)
         finally:
-            # Written from a worker thread: a lost update only blurs the average.
-            self._recent = 0.7 * self._recent + 0.3 * (time.monotonic() - started)
+            # Written from a worker thread: a lost update only blurs the average. The first
+            # hash (the dummy one, at start-up) sets it.
+            took = time.monotonic() - started
+            self._recent = 0.7 * self._recent + 0.3 * took if self._recent else took
 
     def _verify(self, password_hash: str, password: str) -> bool:
         try:

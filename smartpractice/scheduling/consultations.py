@@ -37,6 +37,7 @@ RECORDS_DAYS = 100
 SHORTEST_MINUTES = 5
 HORIZON_DAYS = 731
 LONGEST_MINUTES = store.MAX_DURATION_HOURS * 60
+OPEN_STATES = (ConsultationState.SCHEDULED, ConsultationState.RUNNING)
 
 
 class ConsultationNotFound(LookupError):
@@ -77,6 +78,8 @@ class ConsultationView:
     consultation: Consultation
     participants: list[Participant]
     policy: SchedulingPolicy
+    # Other planned or running consultations of the same clinician at the same time.
+    overlaps: tuple[Consultation, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -293,7 +296,7 @@ class Consultations:
         invitation mail carried. None once the consultation is over or cancelled."""
         async with self._engine.connect() as conn:
             consultation = await store.consultation_by_id(conn, consultation_id)
-            if consultation is None or consultation.state in (ConsultationState.ENDED, ConsultationState.CANCELLED):
+            if consultation is None or consultation.state not in OPEN_STATES:
                 return None
             policy = await store.policy_of(conn, consultation.practice_id)
         return self._facts(consultation, practice, policy).calendar(email, language, None, published=True)
@@ -305,8 +308,22 @@ class Consultations:
                 raise ConsultationNotFound(consultation_id)
             return ConsultationView(
                 consultation, await store.participants_of(conn, consultation_id),
-                await store.policy_of(conn, practice_id),
+                await store.policy_of(conn, practice_id), await self._overlaps(conn, consultation),
             )
+
+    @staticmethod
+    async def _overlaps(conn: AsyncConnection, consultation: Consultation) -> tuple[Consultation, ...]:
+        """What else the clinician holds while this one runs: a warning, not a refusal (a
+        short call may well fit beside another)."""
+        if consultation.clinician_id is None or consultation.state not in OPEN_STATES:
+            return ()
+        # One that began up to the longest duration earlier may still run.
+        earlier = consultation.starts_at - timedelta(minutes=LONGEST_MINUTES)
+        nearby = await store.consultations_between(conn, consultation.practice_id, earlier, consultation.ends_at,
+                                                   clinician_id=consultation.clinician_id)
+        return tuple(other for other in nearby
+                     if other.id != consultation.id and other.state in OPEN_STATES
+                     and other.ends_at > consultation.starts_at)
 
     async def day_views(self, practice_id: int, day: date) -> list[ConsultationView]:
         """A day's consultations with their participants, in three queries."""

@@ -9,7 +9,15 @@ from smartpractice.errors import Busy
 from smartpractice.i18n import N_
 from smartpractice.keys import active_session_key, guest_session_key, services_key, translations_key
 from smartpractice.web.client import client_address
-from smartpractice.web.cookies import GUEST, SESSION, clear_cookie, read_cookie, set_cookie
+from smartpractice.web.cookies import (
+    DEVICE,
+    DEVICE_DAYS,
+    GUEST,
+    SESSION,
+    clear_cookie,
+    read_cookie,
+    set_cookie,
+)
 from smartpractice.web.csrf import renew_csrf
 from smartpractice.web.forms import field, read_form
 from smartpractice.web.metrics import count_login
@@ -54,6 +62,7 @@ async def login(request: web.Request) -> web.StreamResponse:
             password,
             address=client_address(request),
             user_agent=request.headers.get("User-Agent", ""),
+            device=read_cookie(request, DEVICE),
         )
     except LoginFailed as error:
         count_login(request, "password", ok=False)
@@ -74,6 +83,7 @@ async def login(request: web.Request) -> web.StreamResponse:
         # Staff who still have to set up an app are led there by the second-factor gate.
         response = see_other(target or request.app.router["home"].url_for())
     set_cookie(request, response, SESSION, logged_in.token)
+    set_cookie(request, response, DEVICE, logged_in.device, max_age=DEVICE_DAYS * 24 * 3600)
     renew_csrf(request, response)
     return response
 

@@ -15,6 +15,10 @@ LANGUAGE = "sp_lang"
 GUEST = "sp_guest"
 # TANs the clinician passes on, from a form's POST to the page it leads to (web/handover.py).
 HANDOVER = "sp_handover"
+# Accounts this browser has logged in to, signed (accounts/devices.py): their owners are
+# not locked out by strangers' wrong passwords.
+DEVICE = "sp_device"
+DEVICE_DAYS = 365
 
 
 def cookie_name(settings: Settings, base: str) -> str:

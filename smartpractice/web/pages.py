@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from smartpractice.keys import settings_key
-from smartpractice.web.cookies import CSRF, GUEST, HANDOVER, LANGUAGE, SESSION, cookie_name
+from smartpractice.web.cookies import CSRF, DEVICE, GUEST, HANDOVER, LANGUAGE, SESSION, cookie_name
 from smartpractice.web.responses import render
 
 
@@ -19,5 +19,5 @@ async def terms(request: web.Request) -> web.StreamResponse:
 
 async def cookies(request: web.Request) -> web.StreamResponse:
     settings = request.app[settings_key]
-    names = {base: cookie_name(settings, base) for base in (SESSION, CSRF, LANGUAGE, GUEST, HANDOVER)}
+    names = {base: cookie_name(settings, base) for base in (SESSION, CSRF, LANGUAGE, GUEST, HANDOVER, DEVICE)}
     return render(request, "cookies.html", {"names": names})
