@@ -44,10 +44,12 @@ async def encryption(page) -> dict:
 
 async def receiving(page) -> dict[str, dict]:
     """Per tile (by name) and kind: the transform of the track shown there (key id of the
-    latest frame, frames opened, frames that failed)."""
+    latest frame, whose key opened it, frames opened, frames that failed), with the tile's
+    participant id as `peer`."""
     state, shown = await encryption(page), await tiles(page)
     by_track = {t["track"]: t for t in state["transforms"] if t["side"] == "receive"}
-    return {tile["name"]: {kind: by_track.get(tile[kind]["track"]) if tile[kind] else None for kind in ("video", "audio")}
+    return {tile["name"]: {kind: by_track.get(tile[kind]["track"]) and {**by_track[tile[kind]["track"]], "peer": tile["peer"]}
+                           if tile[kind] else None for kind in ("video", "audio")}
             for tile in shown["tiles"]}
 
 
@@ -71,6 +73,8 @@ async def assert_every_tile_decrypts(pages: dict[str, object]) -> dict[str, dict
         for sender, kinds in seen[viewer].items():
             for kind, transform in kinds.items():
                 assert transform and transform["frames"] > 0, f"{viewer}'s page: {sender}'s {kind} opened nothing"
+                # Opened with that very sender's key, and only frames of that sender are let in.
+                assert transform["from"] == transform["expected"] == transform["peer"], (viewer, sender, kind, transform)
                 if sender in sending:
                     assert transform["keyId"] is not None, (viewer, sender, kind)
     return seen

@@ -10,6 +10,7 @@ let sending = null;
 const receiving = new Map();
 const transforms = new Map();
 const senders = new Map();
+const expected = new Map();
 
 // After a change of key or mode the receivers could not use what came before: a keyframe
 // lets them start over at once instead of waiting until they ask for one.
@@ -36,6 +37,7 @@ async function receive(frame, controller, seen) {
   if (!encrypt || !frame.data.byteLength) { controller.enqueue(frame); return; }
   const found = readFrame(frame.data);
   const entry = found && receiving.get(found.keyId);
+  if (entry && seen.expected && entry.from !== seen.expected) { seen.failed += 1; return; }
   if (found) seen.keyId = found.keyId;
   try {
     if (!entry) throw new Error("no key for this frame");
@@ -50,14 +52,14 @@ async function receive(frame, controller, seen) {
 }
 
 function pipe(readable, writable, { side, kind, id }) {
-  const seen = { side, kind, keyId: null, from: null, frames: 0, failed: 0, refused: 0 };
+  const seen = { side, kind, keyId: null, from: null, expected: expected.get(id) || null, frames: 0, failed: 0, refused: 0 };
   transforms.set(id, seen);
   const step = side === "send" ? send : receive;
   readable
     .pipeThrough(new TransformStream({ transform: (frame, controller) => step(frame, controller, seen) }))
     .pipeTo(writable)
     .catch(() => {}) // the connection closed
-    .finally(() => { transforms.delete(id); senders.delete(id); });
+    .finally(() => { transforms.delete(id); senders.delete(id); expected.delete(id); });
 }
 
 self.addEventListener("rtctransform", (event) => {
@@ -72,6 +74,11 @@ self.addEventListener("message", ({ data }) => {
     case "send-key": sending = { keyId: data.keyId, key: data.key }; keyframes(); break;
     case "receive-key": receiving.set(data.keyId, { from: data.from, key: data.key }); break;
     case "drop-key": receiving.delete(data.keyId); break;
+    case "expect":
+      // The page may know whose a receiver is before or after its frames start.
+      expected.set(data.id, data.from);
+      if (transforms.has(data.id)) transforms.get(data.id).expected = data.from;
+      break;
     case "streams": pipe(data.readable, data.writable, data.options); break;
     case "report": self.postMessage({ type: "report", transforms: Object.fromEntries(transforms) }); break;
     default: break;

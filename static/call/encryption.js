@@ -73,6 +73,15 @@ export class Encryption {
 
   reset() { if (this.#keys) this.#keys.reset(); }
 
+  // The tile that shows `track` is `peer`'s: its frames must be sealed with `peer`'s keys,
+  // so a relay cannot pass one person's frames off as another's.
+  expect(track, peer) {
+    if (!this.#worker) return;
+    for (const [id, endpoint] of this.#endpoints) {
+      if (endpoint.side === "receive" && endpoint.track === track.id) this.#worker.postMessage({ type: "expect", id, from: peer });
+    }
+  }
+
   async participants(list, me) {
     const present = new Set(list.map((p) => p.id));
     for (const id of this.#plain) if (!present.has(id)) this.#plain.delete(id);

@@ -44,19 +44,22 @@ function start() {
   const scheme = window.location.protocol === "https:" ? "wss://" : "ws://";
   const protocol = new CallProtocol(scheme + window.location.host + root.dataset.socket, { refused });
   let others = [];
+  const encryption = new Encryption({ signals: protocol, allowTransport, onChange: showEncryption });
+  const ready = encryption.start();
   const connectedStatus = () => status(others.length ? T.in_call : T.alone);
   const connections = new Connections({
     signals: protocol,
     media,
-    onTrack: (peer, track) => tiles.showTrack(peer, track, devices.speaker),
+    onTrack: (peer, track) => {
+      encryption.expect(track, peer);
+      tiles.showTrack(peer, track, devices.speaker);
+    },
     onPeerState: (peer, state) => tiles.setState(peer, state),
     onRelayState: (state) => {
       if (state === "disconnected") status(T.reconnecting);
       if (state === "connected") connectedStatus();
     },
   });
-  const encryption = new Encryption({ signals: protocol, allowTransport, onChange: showEncryption });
-  const ready = encryption.start();
   const chat = new Chat(T, { send: (text) => sendChat(text).catch(console.error), me: () => protocol.me });
   let quality = null;
 
