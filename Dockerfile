@@ -12,7 +12,12 @@ WORKDIR /app
 COPY . /app
 # A regular install: templates, static files, catalogs and migrations are inside the
 # package (tests/test_wheel.py), so the image needs nothing of the source tree at run time.
-RUN pip install --no-cache-dir .
+# gcc builds the relay's C module (smartpractice/rtc/_datagrams.c) and goes again.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends gcc libc6-dev \
+    && pip install --no-cache-dir . \
+    && apt-get purge -y --auto-remove gcc libc6-dev \
+    && rm -rf /var/lib/apt/lists/*
 
 ENV SMARTPRACTICE_DATA_DIR=/data \
     SMARTPRACTICE_HOST=0.0.0.0

@@ -1,20 +1,28 @@
-"""Relay benchmark: aiortc's stock MediaRelay against the packet-forwarding relay.
+"""Relay benchmark: how many streams one relay core carries, found by raising the load.
 
-    python benchmarks/relay.py                      # all four runs, about two minutes
-    python benchmarks/relay.py --modes packet --fanouts 1 --packet-streams 60
+    python benchmarks/relay.py            # packet relay 1:1 and fan-out 4, stock 1:1; < 10 min
+    python benchmarks/relay.py --quick    # coarser steps and shorter windows; about 4 min
 
-Publishers send a pre-encoded 640x480 VP8 clip (about 1 Mbit/s, 30 fps, a keyframe
-every 2 s) to the relay, each in its own room with 1 or 4 subscribers that count
-packets and frames but never decode; a run of S streams has S / fan-out publishers.
-The relay runs in one child process, the publishers and subscribers in
---client-processes others (rooms dealt round-robin), so the clients' CPU does not
-share an interpreter with the relay. The relay's CPU time (all threads, so the
-stock relay's encoder threads count; user and system, so the kernel's UDP work
-for its sockets counts) is measured over a window after a warm-up.
-Streams per core = forwarded streams / relay CPU share in the window, meaningful only
-when every stream flowed at full rate (a run where one fell below 90 % of the frame
-rate is marked INVALID). The relay loop's longest stall, and how much of it the relay
-was actually running, tell a busy relay from one the machine did not schedule.
+The relay runs in a child process pinned to CPU 0, the load generator in another pinned
+to CPU 1. For each relay and fan-out the generator adds rooms (one publisher and 1 or 4
+subscribers each) step by step and measures every step over a window: the step passes
+when every subscriber got at least 29 fps and loss was at most 0.5 %. The ceiling is the
+last step that passed before one failed twice in a row; the step after it is printed too.
+
+The generator's peers are aiortc peer connections, so ICE, DTLS and the SRTP keys are
+the real thing, but once connected their media bypasses aiortc: publishers send a
+pre-encoded, pre-packetized 640x480 VP8 clip (about 1 Mbit/s, 30 fps, a keyframe every
+2 s, with the mid and abs-send-time header extensions a browser sends) as SRTP straight
+to their socket; subscribers read their socket themselves and count packets, frames
+(marker bits) and sequence gaps from the clear RTP header, without decrypting. That keeps
+the generator cheaper per packet than the relay, which is checked: a step where the
+generator used as much CPU per forwarded packet as the relay, fell behind its schedule,
+or ran out of CPU is INVALID and ends that search; no ceiling, ratio or per-core figure
+is printed from it.
+
+Relay CPU is the relay process's user + system time (all threads: the stock relay's
+decoder and encoder threads count, as does the kernel's UDP work for its sockets);
+µs/packet is that CPU over the packets subscribers received in the window.
 Not a test.
 """
 
@@ -22,27 +30,48 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
+import glob
 import multiprocessing
 import os
+import signal
+import struct
+import subprocess
+import sys
+import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from fractions import Fraction
 
+import aioice.ice
 import av
-from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc.codecs.vpx import Vp8Encoder
 from aiortc.contrib.media import MediaRelay
+from aiortc.sdp import SessionDescription
 
 from smartpractice.rtc import Relay, hooks
+from smartpractice.rtc.forwarding import IdleTrack
+from smartpractice.rtc.hooks import srtp
+from smartpractice.rtc.rtp_header import ABS_SEND_TIME, MID
 
 FPS = 30
 WIDTH, HEIGHT = 640, 480
 BITRATE = 1_000_000
 CONFIG = RTCConfiguration(iceServers=[])
+RELAY_CPU, GENERATOR_CPU = 0, 1
+MIN_FPS, MAX_LOSS = 29.0, 0.005
+SETTLE = 3.0  # after a step's connections are up: every subscriber has had a keyframe
+
+FULL = {"window": 6.0, "searches": [("packet", 1, "50,100,150,200,250,300,350,400,500"),
+                                    ("packet", 4, "100,200,300,400,500,600,800"),
+                                    ("stock", 1, "1,2,3,4,6,8,10")]}
+QUICK = {"window": 4.0, "searches": [("packet", 1, "100,200,300,400"),
+                                     ("packet", 4, "200,400,600,800"),
+                                     ("stock", 1, "2,4,6,8")]}
 
 
-def encode_clip(frames: int = 2 * FPS) -> list[bytes]:
-    """VP8 frames of a moving pattern with some noise, so the encoder spends its bits."""
+def encode_clip(frames: int = 2 * FPS) -> list[list[bytes]]:
+    """VP8 frames of a moving pattern with some noise, packetized as aiortc would:
+    per frame, its RTP payloads."""
     codec = av.CodecContext.create("libvpx", "w")
     codec.width, codec.height, codec.pix_fmt = WIDTH, HEIGHT, "yuv420p"
     codec.bit_rate, codec.time_base, codec.gop_size = BITRATE, Fraction(1, FPS), frames
@@ -58,137 +87,260 @@ def encode_clip(frames: int = 2 * FPS) -> list[bytes]:
         frame.planes[1].update(bytes([128 + i % 64]) * frame.planes[1].buffer_size)
         frame.planes[2].update(bytes([128]) * frame.planes[2].buffer_size)
         frame.pts = i
-        encoded += [bytes(p) for p in codec.encode(frame)]
-    encoded += [bytes(p) for p in codec.encode(None)]
-    return encoded
+        encoded += codec.encode(frame)
+    encoded += codec.encode(None)
+    packer = Vp8Encoder()
+    return [packer.pack(packet)[0] for packet in encoded]
 
 
-class ClipTrack(MediaStreamTrack):
-    """Hands aiortc's sender encoded frames: it only packetizes them."""
+# --- the relay process -------------------------------------------------------------
 
-    kind = "video"
-
-    def __init__(self, clip: list[bytes]) -> None:
-        super().__init__()
-        self._clip, self._index, self._start = clip, 0, None
-
-    async def recv(self) -> av.Packet:
-        self._start = self._start or time.monotonic()
-        delay = self._start + self._index / FPS - time.monotonic()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        packet = av.Packet(self._clip[self._index % len(self._clip)])
-        packet.pts, packet.time_base = self._index * 3000, Fraction(1, 90000)
-        self._index += 1
-        return packet
+def relay_process(conn, mode: str) -> None:  # noqa: ANN001
+    os.sched_setaffinity(0, {RELAY_CPU})  # threads started later inherit it
+    asyncio.run(_relay(conn, mode))
 
 
-class Counter:
-    """A subscriber's view of one stream: packets, frames (marker bits), losses."""
-
-    def __init__(self) -> None:
-        self.packets = self.frames = 0
-        self.first: int | None = None
-        self.highest: int | None = None  # extended sequence number
-
-    def on_rtp(self, data: bytes) -> None:
-        """One decrypted packet, read from its fixed header as the relay does."""
-        sequence_number = (data[2] << 8) | data[3]
-        self.packets += 1
-        self.frames += data[1] >> 7  # marker bit
-        if self.highest is None:
-            self.first = self.highest = sequence_number
-        else:
-            delta = (sequence_number - self.highest) & 0xFFFF
-            if delta < 0x8000:
-                self.highest += delta
-
-    def snapshot(self) -> tuple[int, int, int, int]:
-        """(packets, frames, highest, first); before the first packet the stream
-        "starts" just before it arrives."""
-        if self.highest is None:
-            return 0, 0, -1, 0
-        return self.packets, self.frames, self.highest, self.first
-
-
-async def nothing(*args: object) -> None:
-    return None
-
-
-def serve(mode: str, conn, relay_loop: str) -> None:  # noqa: ANN001
-    if relay_loop == "uvloop":
-        import uvloop  # not a project dependency: for comparison only
-
-        uvloop.run(_serve(mode, conn))
-    else:
-        asyncio.run(_serve(mode, conn))
-
-
-class Stalls:
-    """The relay loop's longest stall and garbage collection pause since the last
-    reading: packets wait in the kernel meanwhile, and are dropped when a
-    socket's buffer fills."""
-
-    def __init__(self) -> None:
-        self.loop = self.busy = self.gc = 0.0
-        self._gc_start = 0.0
-        gc.callbacks.append(self._collecting)
-
-    def _collecting(self, phase: str, info: dict) -> None:
-        if phase == "start":
-            self._gc_start = time.perf_counter()
-        else:
-            self.gc = max(self.gc, time.perf_counter() - self._gc_start)
-
-    async def watch(self) -> None:
-        while True:
-            start, cpu = time.perf_counter(), time.thread_time()
-            await asyncio.sleep(0.005)
-            stall = time.perf_counter() - start - 0.005
-            if stall > self.loop:
-                # CPU the loop's thread used meanwhile: near the stall, the relay was
-                # busy; near zero, the machine did not run it.
-                self.loop, self.busy = stall, time.thread_time() - cpu
-
-    def read(self) -> tuple[float, float, float]:
-        readings = self.loop, self.busy, self.gc
-        self.loop = self.busy = self.gc = 0.0
-        return readings
-
-
-async def _serve(mode: str, conn) -> None:  # noqa: ANN001
+async def _relay(conn, mode: str) -> None:  # noqa: ANN001
     loop = asyncio.get_running_loop()
     relay, stock, pcs, tracks = Relay(), MediaRelay(), [], {}
-    stalls = Stalls()
-    watcher = asyncio.ensure_future(stalls.watch())
     while True:
         message = await loop.run_in_executor(None, conn.recv)
         if message[0] == "cpu":
             times = os.times()
-            received = sum(source.packets_received for name in relay.room_names
-                           for source in relay.room(name).sources())
-            conn.send((times.user + times.system, times.system, received, time.monotonic(),
-                       *stalls.read()))
-            continue
-        if message[0] == "stop":
-            watcher.cancel()
+            forwarded = sum(f.packets_sent for name in relay.room_names
+                            for source in relay.room(name).sources() for f in source.forwards)
+            conn.send((times.user + times.system, time.monotonic(), forwarded))
+        elif message[0] == "stop":
             await relay.close()
             await asyncio.gather(*(pc.close() for pc in pcs))
             conn.send(None)
             return
-        role, room, participant, offer = message
-        if mode == "packet":
+        elif mode == "packet":
+            _, room, participant, offer = message
             conn.send(await relay.room(room).attach(participant, offer))
-            continue
-        pc = RTCPeerConnection(CONFIG)
-        pcs.append(pc)
-        pc.on("track", lambda track, room=room: tracks.setdefault(room, track))
-        await pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
-        if role == "subscribe":
-            pc.addTrack(stock.subscribe(tracks[room]))
-        await pc.setLocalDescription(await pc.createAnswer())
-        conn.send(pc.localDescription.sdp)
+        else:
+            _, room, participant, offer = message
+            pc = RTCPeerConnection(CONFIG)
+            pcs.append(pc)
+            pc.on("track", lambda track, room=room: tracks.setdefault(room, track))
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
+            if participant.startswith("sub"):
+                pc.addTrack(stock.subscribe(tracks[room]))
+            await pc.setLocalDescription(await pc.createAnswer())
+            conn.send(pc.localDescription.sdp)
 
+
+# --- the load generator -------------------------------------------------------------
+
+_HEADER = struct.Struct("!BBHLLHH")
+
+
+
+
+class Publisher:
+    """Sends the clip as SRTP on its own socket, bypassing aiortc's sender."""
+
+    def __init__(self, pc: RTCPeerConnection, answer: str, clip: list[list[bytes]]) -> None:
+        transport = pc.getTransceivers()[0].sender.transport
+        pair = transport.transport._connection._nominated[1]
+        self._socket = pair.protocol.transport._sock
+        self._session = transport._tx_srtp  # kept alive while its address is used
+        self._session_address = srtp.session_address(self._session)
+        self._sockaddr = srtp.sockaddr(*pair.remote_addr[:2])
+        self.unsent = 0
+        self._ssrc, _ = hooks.sender_ssrcs(pc.getTransceivers()[0].sender)
+        media = SessionDescription.parse(answer).media[0]
+        self._payload_type = next(c.payloadType for c in media.rtp.codecs
+                                  if c.mimeType.lower() == "video/vp8")
+        ids = {e.uri: e.id for e in media.rtp.headerExtensions}
+        mid = media.rtp.muxId.encode()
+        self._mid = bytes([(ids[MID] << 4) | (len(mid) - 1)]) + mid
+        self._abs_send_time_id = ids[ABS_SEND_TIME]
+        self._clip = clip
+        self._sequence = self._ssrc & 0x7FFF
+        self._index = 0
+        self.due = 0.0
+
+    def send_frame(self) -> int:
+        payloads = self._clip[self._index % len(self._clip)]
+        timestamp = (self._index * 90000 // FPS) & 0xFFFFFFFF
+        self._index += 1
+        # abs-send-time: 6.18 fixed-point seconds (24 bits)
+        abs_send_time = (int(time.monotonic() * (1 << 18)) & 0xFFFFFF).to_bytes(3, "big")
+        extensions = self._mid + bytes([(self._abs_send_time_id << 4) | 2]) + abs_send_time
+        extensions += b"\0" * (-len(extensions) % 4)
+        last = len(payloads) - 1
+        sequence = self._sequence
+        for k, payload in enumerate(payloads):
+            header = _HEADER.pack(0x90, ((k == last) << 7) | self._payload_type, sequence,
+                                  timestamp, self._ssrc, 0xBEDE, len(extensions) >> 2)
+            if srtp.send_rtp(self._socket.fileno(), self._session_address,
+                             header + extensions + payload, self._sockaddr) is not None:
+                self.unsent += 1
+            sequence = (sequence + 1) & 0xFFFF
+        self._sequence = sequence
+        return len(payloads)
+
+
+class Subscriber:
+    """Reads its socket itself: RTP is counted from the clear header, the rest (STUN
+    consent checks, RTCP, DTLS) goes to aioice and aiortc as usual."""
+
+    def __init__(self, pc: RTCPeerConnection) -> None:
+        self._pc = pc
+        self.packets = self.frames = 0
+        self.highest: int | None = None  # extended sequence number
+
+    def take_over(self, loop: asyncio.AbstractEventLoop) -> None:
+        # Every socket of the connection: the relay may send on a pair other than the
+        # one this side nominated last (IPv4 and IPv6 both succeed here).
+        transport = self._pc.getTransceivers()[0].receiver.transport
+        for protocol in transport.transport._connection._protocols:
+            protocol.transport.pause_reading()
+            # in place of the transport's reader (and the relay's, which decrypts):
+            # every datagram waiting, with recvmmsg, not decrypted
+            fd = protocol.transport._sock.fileno()
+            loop._add_reader(fd, self._drain, fd, protocol.datagram_received)
+
+    def _drain(self, fd: int, other) -> None:  # noqa: ANN001
+        for datagram in srtp.receive(fd, 0):
+            if datagram.__class__ is not bytes:
+                other(*datagram)
+                continue
+            self.packets += 1
+            self.frames += datagram[1] >> 7
+            sequence = (datagram[2] << 8) | datagram[3]
+            if self.highest is None:
+                self.highest = sequence
+            else:
+                delta = (sequence - self.highest) & 0xFFFF
+                if delta < 0x8000:
+                    self.highest += delta
+
+    def snapshot(self) -> tuple[int, int, int]:
+        return self.packets, self.frames, -1 if self.highest is None else self.highest
+
+
+def generator_process(conn, relay_conn, clip: list[list[bytes]]) -> None:  # noqa: ANN001
+    os.sched_setaffinity(0, {GENERATOR_CPU})
+    # The generator's own consent checks (one try, 0.5 s) expired while a long step was
+    # being connected on a loaded machine, closing its sockets; its peers' lifetime is
+    # not what is measured. The relay's consent checks are unchanged.
+    aioice.ice.CONSENT_FAILURES = 1_000_000
+    asyncio.run(Generator(conn, relay_conn, clip).run())
+
+
+class Generator:
+    def __init__(self, conn, relay_conn, clip: list[list[bytes]]) -> None:  # noqa: ANN001
+        self._conn, self._relay_conn, self._clip = conn, relay_conn, clip
+        self._publishers: list[Publisher] = []
+        self._subscribers: list[Subscriber] = []
+        self._pcs: list[RTCPeerConnection] = []
+        self._relay_lock = asyncio.Lock()
+        self._rooms = 0
+        self.lag = 0.0  # how late the latest frame went out, at most, since the last reading
+        self.sent = 0
+
+    async def _ask_relay(self, *message: object):  # noqa: ANN202
+        async with self._relay_lock:
+            self._relay_conn.send(message)
+            return await asyncio.get_running_loop().run_in_executor(None, self._relay_conn.recv)
+
+    async def _connect(self, pc: RTCPeerConnection, room: str, name: str) -> str:
+        await pc.setLocalDescription(await pc.createOffer())
+        answer = await self._ask_relay("offer", room, name, pc.localDescription.sdp)
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
+        for _ in range(3000):  # 150 s: a relay under callgrind is slow to connect
+            if pc.connectionState == "connected":
+                return answer
+            await asyncio.sleep(0.05)
+        raise RuntimeError(f"{name} did not connect to the relay: {pc.connectionState}")
+
+    async def _add_room(self, fanout: int) -> None:
+        room = f"room-{self._rooms}"
+        self._rooms += 1
+        pc = RTCPeerConnection(CONFIG)
+        self._pcs.append(pc)
+        pc.addTransceiver(IdleTrack("video"), direction="sendonly")
+        publisher = Publisher(pc, await self._connect(pc, room, "pub"), self._clip)
+        subscribers = []
+        for j in range(fanout):
+            pc = RTCPeerConnection(CONFIG)
+            self._pcs.append(pc)
+            transceiver = pc.addTransceiver("video", direction="recvonly")
+            # No decoder thread: the subscriber only counts (Subscriber._drain).
+            hooks.take_over_receiver_raw(transceiver.receiver, lambda data: None,
+                                         _nothing, lambda parameters: None)
+            subscribers.append(Subscriber(pc))
+            await self._connect(pc, room, f"sub-{j}")
+        loop = asyncio.get_running_loop()
+        for subscriber in subscribers:
+            subscriber.take_over(loop)
+        self._subscribers += subscribers
+        publisher.due = time.monotonic()
+        self._publishers.append(publisher)
+
+    async def _grow(self, rooms: int, fanout: int) -> None:
+        pending = [self._add_room(fanout) for _ in range(rooms - len(self._publishers))]
+        for start in range(0, len(pending), 8):
+            await asyncio.gather(*pending[start:start + 8])
+        # Publishers spread evenly over a frame interval, as independent cameras are.
+        now = time.monotonic()
+        count = len(self._publishers)
+        for i, publisher in enumerate(self._publishers):
+            publisher.due = now + i / count / FPS
+
+    async def _publish(self) -> None:
+        period = 1 / FPS
+        turn = 0
+        while True:
+            publishers = self._publishers
+            if publishers:
+                now = time.monotonic()
+                for _ in range(len(publishers)):
+                    publisher = publishers[turn % len(publishers)]
+                    if publisher.due > now:
+                        break
+                    self.lag = max(self.lag, now - publisher.due)
+                    self.sent += publisher.send_frame()
+                    publisher.due += period
+                    turn += 1
+            await asyncio.sleep(0.002)
+
+    def _snapshot(self) -> tuple[list[tuple[int, int, int]], float, float]:
+        times = os.times()
+        return ([s.snapshot() for s in self._subscribers], times.user + times.system,
+                time.monotonic())
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        publishing = asyncio.ensure_future(self._publish())
+        while True:
+            message = await loop.run_in_executor(None, self._conn.recv)
+            if message[0] == "grow":
+                _, rooms, fanout = message
+                await self._grow(rooms, fanout)
+                self._conn.send(None)
+            elif message[0] == "snapshot":
+                if publishing.done():
+                    publishing.result()  # raises what stopped the publishers
+                relay_cpu = await self._ask_relay("cpu")
+                lag, self.lag = self.lag, 0.0
+                unsent = sum(p.unsent for p in self._publishers)
+                self._conn.send((relay_cpu, self._snapshot(), lag, self.sent, unsent))
+            else:
+                publishing.cancel()
+                await self._ask_relay("stop")
+                await asyncio.gather(*(pc.close() for pc in self._pcs))
+                self._conn.send(None)
+                return
+
+
+async def _nothing(*args: object) -> None:
+    return None
+
+
+# --- the search ---------------------------------------------------------------------
 
 def udp_receive_buffer_drops() -> int:
     """Datagrams the kernel dropped, machine-wide, because a socket's buffer was full."""
@@ -197,183 +349,224 @@ def udp_receive_buffer_drops() -> int:
     return int(rows[1][rows[0].index("RcvbufErrors")])
 
 
-def clients(conn, mode: str, rooms: list[int], fanout: int, clip: list[bytes]) -> None:  # noqa: ANN001
-    asyncio.run(_clients(conn, rooms, fanout, clip))
+CALLGRIND_WRAPPER = """#!/bin/sh
+if [ -n "$RELAY_CALLGRIND_OUT" ]; then
+  exec valgrind -q --tool=callgrind --instr-atstart=no \\
+    --callgrind-out-file="$RELAY_CALLGRIND_OUT" "%s" "$@"
+fi
+exec "%s" "$@"
+"""
 
 
-async def _clients(conn, rooms: list[int], fanout: int, clip: list[bytes]) -> None:  # noqa: ANN001
-    """Publishers and subscribers of some rooms; offers go to the relay via the parent."""
-    loop = asyncio.get_running_loop()
-
-    async def connect(pc: RTCPeerConnection, role: str, room: str, name: str) -> None:
-        await pc.setLocalDescription(await pc.createOffer())
-        conn.send(("offer", role, room, name, pc.localDescription.sdp))
-        answer = await loop.run_in_executor(None, conn.recv)
-        await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
-
-    pcs, counters = [], []
-    for i in rooms:
-        pc = RTCPeerConnection(CONFIG)
-        pc.addTransceiver(ClipTrack(clip), direction="sendonly")
-        pcs.append(pc)
-        await connect(pc, "publish", f"room-{i}", f"pub-{i}")
-        for j in range(fanout):
-            pc = RTCPeerConnection(CONFIG)
-            transceiver = pc.addTransceiver("video", direction="recvonly")
-            counter = Counter()
-            # The subscriber must not decode either: count packets in place of it.
-            hooks.take_over_receiver_raw(transceiver.receiver, counter.on_rtp, nothing,
-                                         lambda p: None)
-            pcs.append(pc)
-            counters.append(counter)
-            await connect(pc, "subscribe", f"room-{i}", f"sub-{i}-{j}")
-    conn.send(("ready",))
-    while True:
-        message = await loop.run_in_executor(None, conn.recv)
-        if message[0] == "snapshot":
-            conn.send(([c.snapshot() for c in counters], time.process_time(), time.monotonic()))
-        else:
-            await asyncio.gather(*(pc.close() for pc in pcs))
-            conn.send(None)
-            return
+def _callgrind_wrapper() -> str:
+    path = os.path.join(tempfile.mkdtemp(prefix="relay-callgrind-"), "python")
+    with open(path, "w") as wrapper:
+        wrapper.write(CALLGRIND_WRAPPER % (sys.executable, sys.executable))
+    os.chmod(path, 0o755)  # noqa: S103
+    return path
 
 
-async def run(mode: str, streams: int, fanout: int, clip: list[bytes], warmup: float,
-              seconds: float, client_processes: int, relay_loop: str) -> dict[str, float]:
-    loop = asyncio.get_running_loop()
-    pool = ThreadPoolExecutor(max_workers=client_processes + 2)
-    context = multiprocessing.get_context("spawn")
-    relay_conn, child = context.Pipe()
-    relay_process = context.Process(target=serve, args=(mode, child, relay_loop))
-    relay_process.start()
-    publishers = streams // fanout
-    workers = []
-    for k in range(client_processes):
-        rooms = list(range(k, publishers, client_processes))
-        if rooms:
-            conn, child = context.Pipe()
-            process = context.Process(target=clients, args=(child, mode, rooms, fanout, clip))
-            process.start()
-            workers.append((conn, process))
-    relay_lock = asyncio.Lock()
+class Session:
+    """One relay process and one generator process, grown step by step."""
 
-    async def ask(conn, *message: object):  # noqa: ANN001, ANN202
-        conn.send(message)
-        return await loop.run_in_executor(pool, conn.recv)
+    def __init__(self, mode: str, fanout: int, clip: list[list[bytes]],
+                 callgrind: str | None = None) -> None:
+        context = multiprocessing.get_context("spawn")
+        relay_end, relay_child = context.Pipe()
+        self._conn, child = context.Pipe()
+        self._relay = context.Process(target=relay_process, args=(relay_child, mode),
+                                      daemon=True)
+        self._generator = context.Process(target=generator_process,
+                                          args=(child, relay_end, clip), daemon=True)
+        self._callgrind = callgrind
+        if callgrind:
+            # The relay alone runs under valgrind (see CALLGRIND_WRAPPER).
+            context.set_executable(_callgrind_wrapper())
+            os.environ["RELAY_CALLGRIND_OUT"] = callgrind
+        self._relay.start()
+        if callgrind:
+            context.set_executable(sys.executable)
+            os.environ.pop("RELAY_CALLGRIND_OUT")
+        self._generator.start()
+        self.fanout = fanout
 
-    async def ask_relay(*message: object):  # noqa: ANN202
-        async with relay_lock:
-            return await ask(relay_conn, *message)
+    def _ask(self, *message: object):  # noqa: ANN202
+        self._conn.send(message)
+        return self._conn.recv()
 
-    async def signal(conn) -> None:  # noqa: ANN001
-        while (message := await loop.run_in_executor(pool, conn.recv))[0] == "offer":
-            conn.send(await ask_relay(*message[1:]))
+    def grow(self, streams: int) -> None:
+        self._ask("grow", streams // self.fanout, self.fanout)
+        time.sleep(SETTLE)
 
-    async def snapshot():  # noqa: ANN202
-        # Each process stamps its own figures (CLOCK_MONOTONIC is machine-wide), so
-        # a reply that is slow to come back under load does not skew the rates.
-        return await asyncio.gather(ask_relay("cpu"),
-                                    *(ask(conn, "snapshot") for conn, _ in workers))
+    def _callgrind_control(self, option: str) -> None:
+        subprocess.run(["callgrind_control", option, str(self._relay.pid)], check=True,  # noqa: S603, S607
+                       capture_output=True)
 
-    await asyncio.gather(*(signal(conn) for conn, _ in workers))
-    await asyncio.sleep(warmup)
-    drops_before = udp_receive_buffer_drops()
-    relay_before, *clients_before = await snapshot()
-    await asyncio.sleep(seconds)
-    relay_after, *clients_after = await snapshot()
-    drops = udp_receive_buffer_drops() - drops_before
-    load = os.getloadavg()[0]
-    await asyncio.gather(*(ask(conn, "stop") for conn, _ in workers))
-    await ask_relay("stop")
-    for _, process in workers:
-        process.join()
-    relay_process.join()
-    pool.shutdown()
+    def measure(self, seconds: float) -> dict[str, float]:
+        if self._callgrind:
+            self._callgrind_control("--instr=on")
+            self._callgrind_control("--zero")
+        drops = udp_receive_buffer_drops()
+        (relay_cpu0, relay_t0, forwarded0), (subs0, gen_cpu0, gen_t0), _, sent0, unsent0 = self._ask(
+            "snapshot")
+        time.sleep(seconds)
+        (relay_cpu1, relay_t1, forwarded1), (subs1, gen_cpu1, gen_t1), lag, sent1, unsent1 = self._ask(
+            "snapshot")
+        window = gen_t1 - gen_t0
+        instructions = 0
+        if self._callgrind:
+            self._callgrind_control("--dump")
+            self._callgrind_control("--instr=off")
+            dumps = sorted(glob.glob(self._callgrind + ".*"), key=os.path.getmtime)
+            with open(dumps[-1]) as dump:
+                instructions = next(int(line.split()[1]) for line in dump
+                                    if line.startswith("totals:"))
+        packets = expected = 0
+        frame_rates = []
+        for (p1, f1, h1), (p0, f0, h0) in zip(subs1, subs0, strict=False):
+            packets += p1 - p0
+            frame_rates.append((f1 - f0) / window)
+            expected += h1 - h0 if h0 >= 0 else p1 - p0
+        packets = max(packets, 1)
+        relay_share = (relay_cpu1 - relay_cpu0) / (relay_t1 - relay_t0)
+        generator_share = (gen_cpu1 - gen_cpu0) / window
+        return {
+            "relay_share": relay_share,
+            "relay_us": relay_share * window / packets * 1e6,
+            "generator_share": generator_share,
+            "generator_us": generator_share * window / packets * 1e6,
+            "fps": sum(frame_rates) / len(frame_rates),
+            "min_fps": min(frame_rates),
+            "loss": 1 - packets / expected if expected > 0 else 1.0,
+            "sent_rate": (sent1 - sent0) / window,
+            "delivered_rate": packets / window,
+            "lag": lag,
+            "unsent": unsent1 - unsent0,
+            "udp_drops": udp_receive_buffer_drops() - drops,
+            "load": os.getloadavg()[0],
+            "instructions": instructions / max(forwarded1 - forwarded0, 1),
+        }
 
-    def rate(after: float, before: float, t_after: float, t_before: float) -> float:
-        return (after - before) / (t_after - t_before)
+    def close(self) -> None:
+        self._ask("stop")
+        self._generator.join()
+        self._relay.join()
 
-    relay_time = relay_after[3], relay_before[3]
-    cpu_share = rate(relay_after[0], relay_before[0], *relay_time)
-    packet_rate = frame_rate = expected_rate = client_cpu = 0.0
-    stream_frame_rates = []
-    for (after, cpu_after, t_after), (before, cpu_before, t_before) in zip(
-            clients_after, clients_before, strict=True):
-        client_cpu += rate(cpu_after, cpu_before, t_after, t_before)
-        for a, b in zip(after, before, strict=True):
-            packet_rate += rate(a[0], b[0], t_after, t_before)
-            stream_frame_rates.append(rate(a[1], b[1], t_after, t_before))
-            if a[2] >= 0:  # a stream that has not started yet expects nothing
-                expected_rate += rate(a[2], b[2] if b[2] >= 0 else a[3] - 1, t_after, t_before)
-    frame_rate = sum(stream_frame_rates)
-    return {
-        "streams": streams,
-        "relay_cpu_share": cpu_share,
-        "relay_system_share": rate(relay_after[1], relay_before[1], *relay_time),
-        "us_per_packet": cpu_share / max(packet_rate, 1e-9) * 1e6,
-        "streams_per_core": streams / cpu_share if cpu_share else float("inf"),
-        "fps": frame_rate / streams,
-        "min_fps": min(stream_frame_rates),
-        "loss": 1 - packet_rate / expected_rate if expected_rate else 1.0,
-        # Packets the relay got from publishers against what subscribers should have
-        # got: splits the loss into up- and downstream.
-        "relay_in": (rate(relay_after[2], relay_before[2], *relay_time)
-                     / (expected_rate / fanout) if expected_rate else 0.0),
-        "udp_drops": drops,
-        "loop_stall": relay_after[4],
-        "stall_busy": relay_after[5],
-        "gc_pause": relay_after[6],
-        "client_cpu_share": client_cpu,
-        "load": load,
-    }
+
+def verdict(r: dict[str, float]) -> tuple[str, str]:
+    """('invalid' | 'fail' | 'pass', why)."""
+    if r["generator_us"] >= r["relay_us"]:
+        return "invalid", "the generator cost as much per packet as the relay"
+    if r["lag"] > 1 / FPS:
+        return "invalid", f"the generator sent frames up to {r['lag'] * 1000:.0f} ms late"
+    if r["unsent"]:
+        return "invalid", f"the generator's sockets did not take {r['unsent']} packets"
+    if r["generator_share"] > 0.9:
+        return "invalid", "the generator used more than 0.9 of its core"
+    if r["min_fps"] < MIN_FPS or r["loss"] > MAX_LOSS:
+        return "fail", f"slowest stream {r['min_fps']:.1f} fps, loss {r['loss']:.2%}"
+    return "pass", ""
+
+
+def search(mode: str, fanout: int, steps: list[int], clip: list[list[bytes]],
+           window: float) -> int | None:
+    """The largest step that passed before one failed (twice in a row), or None."""
+    label = f"{mode:6} {'1:1' if fanout == 1 else f'fan-out {fanout}'}"
+    session = Session(mode, fanout, clip)
+    ceiling = None
+    try:
+        for streams in steps:
+            session.grow(streams)
+            for _attempt in (1, 2):
+                r = session.measure(window)
+                result, why = verdict(r)
+                print(f"{label} {streams:4} streams: relay {r['relay_share']:.2f} core "
+                      f"{r['relay_us']:6.1f} µs/packet | generator {r['generator_share']:.2f} "
+                      f"core {r['generator_us']:5.1f} µs/packet, frames up to "
+                      f"{r['lag'] * 1000:.0f} ms late | {r['fps']:4.1f} fps (slowest "
+                      f"{r['min_fps']:4.1f}), loss {r['loss']:.2%}, {r['sent_rate']:.0f} "
+                      f"packets/s sent, {r['delivered_rate']:.0f} delivered, UDP buffer drops "
+                      f"{r['udp_drops']}, load {r['load']:.2f} | {result.upper()}"
+                      + (f": {why}" if why else ""), flush=True)
+                if result != "fail":
+                    break
+            if result == "invalid":
+                print(f"{label}: search ended at {streams} streams by an INVALID step; "
+                      f"no ceiling above {ceiling or 0} streams is claimed", flush=True)
+                return ceiling
+            if result == "fail":
+                print(f"{label}: ceiling {ceiling or 'below ' + str(steps[0])} streams on "
+                      f"one core (failed at {streams})", flush=True)
+                return ceiling
+            ceiling = streams
+        print(f"{label}: at least {ceiling} streams on one core (the last step; "
+              "the search found no failure)", flush=True)
+        return None
+    finally:
+        session.close()
+
+
+def count_instructions(mode: str, fanout: int, steps: list[int], clip: list[list[bytes]],
+                       window: float, out: str) -> None:
+    """The relay under callgrind: instructions per delivered packet at each step, the
+    same on a busy machine as on a quiet one (for comparing changes; the relay runs
+    some 50 times slower, so keep the steps small and read nothing else into them)."""
+    session = Session(mode, fanout, clip, callgrind=out)
+    try:
+        for streams in steps:
+            session.grow(streams)
+            r = session.measure(window)
+            print(f"{mode} {'1:1' if fanout == 1 else f'fan-out {fanout}'} {streams} streams "
+                  f"under callgrind: {r['instructions']:,.0f} relay instructions per forwarded "
+                  f"packet ({r['delivered_rate']:.0f} packets/s delivered, slowest stream "
+                  f"{r['min_fps']:.1f} fps, loss {r['loss']:.2%})", flush=True)
+    finally:
+        session.close()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--stock-streams", type=int, default=4,
-                        help="forwarded streams per stock run (rounded to the fan-out)")
-    parser.add_argument("--packet-streams", type=int, default=60,
-                        help="forwarded streams per packet-relay run")
-    parser.add_argument("--client-processes", type=int, default=2)
-    parser.add_argument("--relay-loop", choices=("asyncio", "uvloop"), default="asyncio",
-                        help="event loop of the relay process (uvloop must be installed)")
-    parser.add_argument("--warmup", type=float, default=5.0)
-    parser.add_argument("--seconds", type=float, default=15.0)
-    parser.add_argument("--modes", default="stock,packet", help="comma-separated")
-    parser.add_argument("--fanouts", default="1,4", help="comma-separated")
+    parser.add_argument("--quick", action="store_true", help="coarser steps, shorter windows")
+    parser.add_argument("--only", help="e.g. packet:1 or stock:1; default: every search")
+    parser.add_argument("--steps", help="comma-separated stream counts for --only")
+    parser.add_argument("--callgrind", metavar="FILE",
+                        help="with --only and --steps: the relay under valgrind's callgrind, "
+                             "printing instructions per packet (dumps to FILE.*)")
     args = parser.parse_args()
+    plan = QUICK if args.quick else FULL
+    searches = plan["searches"]
+    if args.only:
+        mode, fanout = args.only.split(":")
+        steps = args.steps or next((s for m, f, s in searches if (m, f) == (mode, int(fanout))),
+                                   None)
+        searches = [(mode, int(fanout), steps)]
+    # Stopped by a signal, exit normally: the relay and generator processes go too.
+    signal.signal(signal.SIGTERM, lambda *args: sys.exit(1))
+    if os.cpu_count() < 2:
+        raise SystemExit("needs two CPUs: one for the relay, one for the load generator")
+    os.sched_setaffinity(0, {GENERATOR_CPU})
+    started = time.monotonic()
     clip = encode_clip()
-    clip_rate = sum(map(len, clip)) * 8 / (len(clip) / FPS) / 1e6
-    print(f"clip: {len(clip)} VP8 frames {WIDTH}x{HEIGHT} at {FPS} fps, {clip_rate:.2f} Mbit/s; "
-          f"{os.cpu_count()} CPUs; clients in {args.client_processes} processes; "
-          f"relay on {args.relay_loop}")
-    results = {}
-    modes = args.modes.split(",")
-    fanouts = [int(f) for f in args.fanouts.split(",")]
-    streams_of = {"stock": args.stock_streams, "packet": args.packet_streams}
-    for mode in modes:
-        for fanout in fanouts:
-            streams = max(fanout, streams_of[mode] // fanout * fanout)
-            r = asyncio.run(run(mode, streams, fanout, clip, args.warmup, args.seconds,
-                                args.client_processes, args.relay_loop))
-            results[mode, fanout] = r
-            print(f"{mode:6} fan-out {fanout}: {r['streams']:3} streams, relay CPU "
-                  f"{r['relay_cpu_share']:.2f} core ({r['relay_system_share']:.2f} system), "
-                  f"{r['us_per_packet']:6.1f} µs/packet, "
-                  f"{r['streams_per_core']:6.1f} streams/core, {r['fps']:4.1f} fps delivered "
-                  f"(slowest stream {r['min_fps']:4.1f}), loss {r['loss']:.2%}"
-                  + (f" (relay got {r['relay_in']:.2%})" if mode == "packet" else "")
-                  + f", UDP buffer drops {r['udp_drops']}, relay loop stalled up to "
-                  f"{r['loop_stall'] * 1000:.0f} ms (busy {r['stall_busy'] * 1000:.0f} ms of it; "
-                  f"longest GC {r['gc_pause'] * 1000:.0f} ms), "
-                  f"clients {r['client_cpu_share']:.2f} core, load {r['load']:.1f}", flush=True)
-            if r["min_fps"] < 0.9 * FPS:
-                # Streams per core assumes every stream flowed at its full rate.
-                print(f"  INVALID: a stream delivered {r['min_fps']:.1f} fps; "
-                      "the machine could not carry this load", flush=True)
-    for fanout in fanouts if len(modes) == 2 else ():
-        ratio = results["packet", fanout]["streams_per_core"] / results["stock", fanout]["streams_per_core"]
-        print(f"fan-out {fanout}: packet relay / stock MediaRelay = {ratio:.1f}x streams per core")
+    packets = sum(map(len, clip))
+    rate = sum(len(p) for frame in clip for p in frame) * 8 / (len(clip) / FPS) / 1e6
+    print(f"clip: {len(clip)} VP8 frames {WIDTH}x{HEIGHT} at {FPS} fps, {rate:.2f} Mbit/s, "
+          f"{packets / len(clip) * FPS:.0f} packets/s per stream; {os.cpu_count()} CPUs, relay "
+          f"on CPU {RELAY_CPU}, generator on CPU {GENERATOR_CPU}; pass: >= {MIN_FPS} fps "
+          f"and <= {MAX_LOSS:.1%} loss; load average {os.getloadavg()}", flush=True)
+    if args.callgrind:
+        mode, fanout, steps = searches[0]
+        count_instructions(mode, fanout, [int(s) for s in steps.split(",")], clip,
+                           plan["window"], args.callgrind)
+        return
+    ceilings = {}
+    for mode, fanout, steps in searches:
+        ceilings[mode, fanout] = search(mode, fanout, [int(s) for s in steps.split(",")], clip,
+                                        plan["window"])
+    packet, stock = ceilings.get(("packet", 1)), ceilings.get(("stock", 1))
+    if packet and stock:
+        print(f"1:1 ceilings: packet relay {packet} / stock MediaRelay {stock} streams = "
+              f"{packet / stock:.0f}x")
+    print(f"{time.monotonic() - started:.0f} s; load average {os.getloadavg()}")
 
 
 if __name__ == "__main__":

@@ -53,6 +53,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("OPERATOR_CONTACT", "", "Contact for data-protection questions (email address or phone), shown on the privacy page."),
     Setting("OPERATOR_EMAIL", "", "Address that gets the public contact form's offer requests. Empty: they are only stored and listed on the operator's page."),
     Setting("PRICE_TABLE", "single:39:1:25,group:69:3:22,mvz:149:10:18,therapy:29:1:19", "Plans as `kind:monthly base price in euros:clinician seats included:price per further seat`, comma-separated. The pricing page and sign-up offer these kinds."),
+    Setting("VAT_PERCENT", "19", "Value-added tax on the prices of PRICE_TABLE, in percent; 0 if none is charged (a small business)."),
+    Setting("PRICES_INCLUDE_VAT", "no", "`yes`: the prices of PRICE_TABLE include VAT_PERCENT; `no`: VAT is added to them. The pricing page says which."),
     Setting("SELF_SERVICE_SEATS", "10", "Most clinician seats a practice admin may book without the operator; the operator can allow a practice more."),
     Setting("MAIL_FROM", "smartpractice <noreply@localhost>", "Sender address of every mail."),
     Setting("RETENTION_DAYS", "90", "Days after which session metadata, expired tokens and audit entries are deleted; at most 92."),
@@ -181,6 +183,8 @@ class Settings:
     operator_contact: str
     operator_email: str
     price_table: tuple[Plan, ...]
+    vat_percent: int
+    prices_include_vat: bool
     self_service_seats: int
     mail_from: str
     retention_days: int
@@ -254,6 +258,8 @@ class Settings:
             operator_contact=raw["OPERATOR_CONTACT"],
             operator_email=raw["OPERATOR_EMAIL"].strip(),
             price_table=parse_price_table(raw["PRICE_TABLE"]),
+            vat_percent=_int(raw["VAT_PERCENT"], "VAT_PERCENT", 0, 100),
+            prices_include_vat=_choice(raw["PRICES_INCLUDE_VAT"], "PRICES_INCLUDE_VAT", ("yes", "no")) == "yes",
             self_service_seats=_int(raw["SELF_SERVICE_SEATS"], "SELF_SERVICE_SEATS", 1, 10_000),
             mail_from=raw["MAIL_FROM"],
             retention_days=retention,

@@ -31,7 +31,9 @@ from aiortc import (
     RTCConfiguration,
     RTCPeerConnection,
     RTCSessionDescription,
+    rtcrtpreceiver,
 )
+from aiortc.jitterbuffer import JitterBuffer
 from aiortc.mediastreams import MediaStreamError
 from av import AudioFrame, VideoFrame
 
@@ -183,6 +185,17 @@ def _tone_packets() -> tuple[bytes, ...]:
         frame.sample_rate, frame.pts, frame.time_base = 48000, index * OPUS_SAMPLES, AUDIO_CLOCK
         packets += [bytes(p) for p in codec.encode(frame)]
     return tuple(packets[-round(1 / OPUS_PACKET):])  # past the encoder's start
+
+
+class BrowserLikeJitterBuffer(JitterBuffer):
+    """aiortc's receiver waits for a lost video packet until 512 later ones have come (over a
+    minute at the harness's frame rates) before it gives up on it and asks for a keyframe; a
+    browser gives up within about a second. Under heavy load a lost packet whose repair is
+    lost too stalled a participant's video for the rest of a test. 32 packets hold any
+    frame the harness's cameras make."""
+
+    def __init__(self, capacity: int, prefetch: int = 0, is_video: bool = False) -> None:
+        super().__init__(min(capacity, 32) if is_video else capacity, prefetch, is_video)
 
 
 class Endpoint:
@@ -387,6 +400,7 @@ async def serve(arguments: list[str]) -> None:
     """One participant's process: a JSON command per line on stdin, a JSON answer per line
     on stdout; the end of stdin ends it. With arguments (base URL, consultation, user name,
     password) it is also a CallClient of that call."""
+    rtcrtpreceiver.JitterBuffer = BrowserLikeJitterBuffer  # this process stands in for a browser
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=1 << 22)
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)

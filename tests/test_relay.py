@@ -293,6 +293,26 @@ def test_a_router_that_needs_more_than_the_ssrc_fails_loudly(monkeypatch: pytest
         Relay()
 
 
+def test_a_changed_libsrtp_binding_fails_loudly(fresh_hook_check):
+    """The compiled datagram path calls pylibsrtp's libsrtp by address: with the
+    addresses swapped, as a changed binding could leave them, no Relay is made."""
+    from pylibsrtp._binding import ffi, lib
+
+    from smartpractice.rtc import _datagrams
+
+    protect, unprotect = (int(ffi.cast("uintptr_t", ffi.addressof(lib, name)))
+                          for name in ("srtp_protect", "srtp_unprotect"))
+    _datagrams.set_srtp_functions(unprotect, protect)
+    try:
+        with pytest.raises(hooks.HookMismatch, match="does not unprotect in pylibsrtp.*"
+                                                     "does not unprotect through"):
+            Relay()
+    finally:
+        _datagrams.set_srtp_functions(protect, unprotect)
+    hooks.hook_problems.cache_clear()
+    Relay()
+
+
 def test_the_guard_runs_once_per_process(monkeypatch: pytest.MonkeyPatch, fresh_hook_check):
     built = []
     stock = guard._fresh_transceiver

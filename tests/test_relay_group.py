@@ -57,10 +57,10 @@ async def test_everyone_in_a_group_sees_and_hears_everyone_else(group, size):
     first = group.first_frames()
     assert len(first) == size * (size - 1)
     # From each receive offer to its first decoded frame of each publisher: a generous
-    # bound for a loaded machine (six people took 9 to 11 s at load average 26; the figure
-    # itself is measured by benchmarks/first_frame.py).
+    # bound for a loaded machine (six people took up to 16.5 s at load average 33 to 43; the
+    # figure itself is measured by benchmarks/first_frame.py).
     slow = [f"{receiver} saw {publisher} after {seconds:.1f} s" for seconds, receiver, publisher in first
-            if seconds >= 20.0]
+            if seconds >= 30.0]
     assert not slow, "\n".join(slow)
     seconds = [s for s, _, _ in first]
     print(f"first frame after a receive offer, {len(first)} times: median {statistics.median(seconds):.2f} s, "

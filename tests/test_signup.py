@@ -89,6 +89,17 @@ async def test_pricing_page_is_computed_from_the_price_table(aiohttp_client, tmp
     assert "Group practice" not in page
 
 
+async def test_the_pricing_page_says_whether_vat_is_included(aiohttp_client, tmp_path, database_url):
+    cases = {("19", "no"): "Alle Preise pro Monat, zuzüglich 19 % Umsatzsteuer.",
+             ("7", "yes"): "Alle Preise pro Monat, inklusive 7 % Umsatzsteuer.",
+             ("0", "no"): "Auf diese Preise wird keine Umsatzsteuer erhoben."}
+    for (percent, included), said in cases.items():
+        settings = make_settings(tmp_path, database_url, VAT_PERCENT=percent, PRICES_INCLUDE_VAT=included)
+        client = await aiohttp_client(make_app(settings))
+        page = await (await client.get("/pricing", headers={"Accept-Language": "de"})).text()
+        assert f'<p id="vat">{said}</p>' in page, percent
+
+
 async def test_contact_form_is_stored_and_mailed_to_the_operator(aiohttp_client, tmp_path, database_url, smtp):
     settings = make_settings(
         tmp_path, database_url, OPERATOR_EMAIL="sales@example.org", SMTP_HOST="127.0.0.1",

@@ -7,6 +7,8 @@ plain integers: those take an RtpPacket, which the relay no longer builds.
 
 from __future__ import annotations
 
+from collections import deque
+
 from aiortc.rtp import RTP_HISTORY_SIZE, clamp_packets_lost
 
 
@@ -19,6 +21,10 @@ class IncomingStream:
         # Missing sequence numbers within the last RTP_HISTORY_SIZE, or None
         # when losses are not repaired (audio).
         self.missing: set[int] | None = set() if track_losses else None
+        # The same sequence numbers in the order they went missing, which is also the
+        # order they expire in: pruning looks at the oldest only. Scanning the whole set
+        # per packet (as aiortc does) cost most of the relay's time once losses began.
+        self._missing_order: deque[int] = deque()
         self._clock_rate = clock_rate
         self._jitter_q4 = 0
         self._last_arrival = 0
@@ -53,15 +59,16 @@ class IncomingStream:
         self._last_timestamp = timestamp
         if missing is None:
             return False
-        if missing:
-            # Older than the history is beyond repair; NACKs would only grow.
-            for old in [s for s in missing
-                        if (sequence_number - s) & 0xFFFF > RTP_HISTORY_SIZE]:
-                missing.discard(old)
+        order = self._missing_order
+        # Older than the history is beyond repair; NACKs would only grow.
+        while order and (sequence_number - order[0]) & 0xFFFF > RTP_HISTORY_SIZE:
+            missing.discard(order.popleft())
         if ahead == 1:
             return False
-        missing.update((max_seq + skipped) & 0xFFFF
-                       for skipped in range(max(1, ahead - RTP_HISTORY_SIZE), ahead))
+        skipped = [(max_seq + n) & 0xFFFF
+                   for n in range(max(1, ahead - RTP_HISTORY_SIZE), ahead)]
+        missing.update(skipped)
+        order.extend(skipped)
         return True
 
     def fraction_lost(self) -> int:

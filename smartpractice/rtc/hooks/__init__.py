@@ -18,6 +18,7 @@ from aiortc.rtcdtlstransport import RTCDtlsTransport, State
 from aiortc.rtcrtpparameters import RTCRtpReceiveParameters, RTCRtpSendParameters
 from aiortc.rtp import AnyRtcpPacket, HeaderExtensionsMap, RtcpSrPacket, RtpPacket
 
+from . import srtp
 from .guard import AIORTC_VERSION as AIORTC_VERSION
 from .guard import HookMismatch as HookMismatch
 from .guard import RoutedPacket
@@ -78,10 +79,11 @@ class RtpInput:
 
     aiortc queues every datagram for the DTLS transport's reader task, which
     decrypts, parses into an RtpPacket and awaits a chain of coroutines; per
-    forwarded packet that was most of the relay's CPU. Here aioice's
-    ``data_received`` is replaced on the one ICE connection: RTP is decrypted and
-    handed to its receiver's handler synchronously, while DTLS and RTCP go to the
-    queue as before. Installed once per transport; receivers add themselves.
+    forwarded packet that was most of the relay's CPU. Here the ICE connection's
+    sockets are read by the relay itself when they become readable: every datagram
+    waiting (recvmmsg, SRTP decrypted in C, srtp.py), RTP handed to its receiver's
+    handler synchronously, DTLS and RTCP queued for aiortc and STUN passed to aioice
+    as before. Installed once per transport; receivers add themselves.
     """
 
     def __init__(self, transport: RTCDtlsTransport) -> None:
@@ -89,15 +91,15 @@ class RtpInput:
         self._router = transport._rtp_router
         self._handlers: dict[object, RawRtpHandler] = {}
         self._by_ssrc: dict[int, RawRtpHandler] = {}
+        self._session: object = None  # the pylibsrtp session self._session_address is of
+        self._session_address = 0
         self.failed = 0  # packets a handler raised on
         connection = transport.transport._connection
         self._queue_put = connection._queue.put_nowait
         connection.data_received = self._data_received
-        # aioice tries to parse every datagram as STUN before passing it on;
-        # by its first byte (RFC 7983) RTP and RTCP never are. ICE has finished
-        # gathering when receivers start, so these are all the sockets there are.
+        # ICE has finished gathering when receivers start: these are all the sockets.
         for protocol in connection._protocols:
-            protocol.datagram_received = self._demultiplexer(protocol)
+            self._read_itself(protocol)
 
     @classmethod
     def of(cls, transport: RTCDtlsTransport) -> RtpInput:
@@ -114,29 +116,58 @@ class RtpInput:
         self._handlers.pop(receiver, None)
         self._by_ssrc.clear()
 
-    def _demultiplexer(self, protocol) -> Callable[[bytes, tuple], None]:  # noqa: ANN001
-        stun = protocol.datagram_received
-        component = protocol.local_candidate.component
-        media = self._data_received
+    def _read_itself(self, protocol) -> None:  # noqa: ANN001
+        """In place of asyncio's datagram transport, which reads one datagram per turn
+        of the event loop (a turn costs about as much as forwarding a packet) and hands
+        it to aioice, which tries to parse it as STUN first."""
+        transport = protocol.transport
+        sock, loop = transport._sock, transport._loop
+        stun, component = protocol.datagram_received, protocol.local_candidate.component
+        receive, media, dispatch = srtp.receive, self._data_received, self._dispatch
+        fd = sock.fileno()
 
-        def datagram_received(data: bytes, addr: tuple) -> None:
-            if data and 127 < data[0] < 192:
-                media(data, component)
-            else:
-                stun(data, addr)
-        return datagram_received
+        def read() -> None:
+            session = self._transport._rx_srtp
+            if session is not self._session:
+                self._session, self._session_address = session, srtp.session_address(session)
+            try:
+                datagrams = receive(fd, self._session_address)
+            except OSError as error:
+                protocol.error_received(error)
+                return
+            decrypted = self._session_address != 0
+            for datagram in datagrams:
+                if datagram.__class__ is bytes:  # RTP
+                    if decrypted:
+                        dispatch(datagram)
+                    else:  # before the keys: the stock way
+                        media(datagram, component)
+                    continue
+                data, address = datagram
+                # RFC 7983: 128-191 is RTP or RTCP; STUN starts with 0 or 1.
+                if data and 127 < data[0] < 192:
+                    media(data, component)
+                else:
+                    stun(data, address)
+
+        transport.pause_reading()
+        loop._add_reader(fd, read)  # removed again when the transport closes
 
     def _data_received(self, data: bytes, component: int) -> None:
-        # RFC 7983: 128-191 is RTP or RTCP; RTCP packet types are 192-208 (as is_rtcp).
-        srtp = self._transport._rx_srtp
-        if (srtp is None or len(data) < 12 or not 127 < data[0] < 192
+        # RTCP packet types are 192-208 (as is_rtcp); RTP before the keys are known
+        # and RTCP go the stock way.
+        session = self._transport._rx_srtp
+        if (session is None or len(data) < 12 or not 127 < data[0] < 192
                 or 191 < data[1] < 209):
             self._queue_put((data, component))
             return
         try:
-            data = srtp.unprotect(data)
+            data = session.unprotect(data)
         except pylibsrtp.Error:
             return
+        self._dispatch(data)
+
+    def _dispatch(self, data: bytes) -> None:
         ssrc = int.from_bytes(data[8:12], "big")
         handler = self._by_ssrc.get(ssrc)
         if handler is None:
@@ -159,14 +190,19 @@ class RtpInput:
 class RtpOutput:
     """Sends RTP and RTCP on a DTLS transport synchronously: SRTP protection and
     the datagram written to the nominated ICE pair's socket, as
-    ``RTCDtlsTransport._send_rtp`` does, without its three coroutine layers."""
+    ``RTCDtlsTransport._send_rtp`` does, without its three coroutine layers; RTP
+    in C (srtp.py), without asyncio's datagram transport."""
 
     def __init__(self, transport: RTCDtlsTransport) -> None:
         self._transport = transport
         self._nominated = transport.transport._connection._nominated
         self._pair = None
+        self._socket = None
         self._sendto: Callable[[bytes, tuple[str, int]], None] | None = None
         self._address: tuple[str, int] | None = None
+        self._sockaddr: bytes | None = None  # the same address for srtp.send_rtp
+        self._session: object = None
+        self._session_address = 0
 
     @property
     def connected(self) -> bool:
@@ -180,7 +216,17 @@ class RtpOutput:
         if pair is not self._pair:
             if not self._use(pair):
                 return
-        self._sendto(transport._tx_srtp.protect(data), self._address)
+        session = transport._tx_srtp
+        if self._sockaddr is None:
+            self._sendto(session.protect(data), self._address)
+            return
+        if session is not self._session:
+            self._session, self._session_address = session, srtp.session_address(session)
+        # fileno() is -1 once the socket is closed: never a number reused meanwhile.
+        unsent = srtp.send_rtp(self._socket.fileno(), self._session_address, data,
+                               self._sockaddr)
+        if unsent is not None:  # a full buffer, an ICMP error: asyncio's way
+            self._sendto(unsent, self._address)
 
     def send_rtcp(self, data: bytes) -> None:
         transport = self._transport
@@ -193,11 +239,16 @@ class RtpOutput:
         self._sendto(transport._tx_srtp.protect_rtcp(data), self._address)
 
     def _use(self, pair) -> bool:  # noqa: ANN001
-        socket = getattr(pair, "protocol", None)
-        socket = getattr(socket, "transport", None)
-        if socket is None:
+        transport = getattr(pair, "protocol", None)
+        transport = getattr(transport, "transport", None)
+        if transport is None:
             return False
-        self._pair, self._sendto, self._address = pair, socket.sendto, pair.remote_addr
+        self._pair, self._address = pair, pair.remote_addr
+        self._sendto, self._socket = transport.sendto, transport._sock
+        try:
+            self._sockaddr = srtp.sockaddr(*pair.remote_addr[:2])
+        except ValueError:  # an IPv6 address with a zone: asyncio resolves it
+            self._sockaddr = None
         return True
 
 

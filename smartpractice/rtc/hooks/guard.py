@@ -20,6 +20,8 @@ from aiortc.rtcrtpparameters import (
 )
 from aiortc.rtp import HeaderExtensionsMap
 
+from . import srtp
+
 # Must equal the pin in pyproject.toml: the hooks below were written against it.
 AIORTC_VERSION = "1.16.0"
 
@@ -137,6 +139,7 @@ def find_problems(transceiver: RTCRtpTransceiver) -> list[str]:
             if not expect.holds(value):
                 problems.append(f"{label}.{name} is no longer {expect.description}")
 
+    problems += srtp.problems()
     check("RTCRtpTransceiver", transceiver)
     check("RTCRtpReceiver", transceiver.receiver)
     check("RTCRtpSender", transceiver.sender)
