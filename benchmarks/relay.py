@@ -64,6 +64,7 @@ SETTLE = 3.0  # after a step's connections are up: every subscriber has had a ke
 FULL = {"window": 6.0, "searches": [("packet", 1, "50,100,150,200,250,300,350,400,500"),
                                     ("packet", 4, "100,200,300,400,500,600,800"),
                                     ("stock", 1, "1,2,3,4,6,8,10")]}
+MAX_LAG = 3 / FPS
 QUICK = {"window": 4.0, "searches": [("packet", 1, "100,200,300,400"),
                                      ("packet", 4, "200,400,600,800"),
                                      ("stock", 1, "2,4,6,8")]}
@@ -457,7 +458,10 @@ def verdict(r: dict[str, float]) -> tuple[str, str]:
     """('invalid' | 'fail' | 'pass', why)."""
     if r["generator_us"] >= r["relay_us"]:
         return "invalid", "the generator cost as much per packet as the relay"
-    if r["lag"] > 1 / FPS:
+    # A frame a few milliseconds past its slot is scheduling jitter on a Python event loop
+    # (40 ms seen on an idle machine) that subscribers' frame rates absorb; a generator that
+    # falls three frames behind no longer offers the load the step claims.
+    if r["lag"] > MAX_LAG:
         return "invalid", f"the generator sent frames up to {r['lag'] * 1000:.0f} ms late"
     if r["unsent"]:
         return "invalid", f"the generator's sockets did not take {r['unsent']} packets"
