@@ -155,12 +155,8 @@ class Forward:
             self._rebase(ssrc, sequence_number, timestamp)
         sequence_number = (sequence_number + self._seq_offset) & 0xFFFF
         timestamp = (timestamp + self._ts_offset) & 0xFFFFFFFF
-        if self._writer is not None:
-            data = self._writer.write(marker, payload_type, sequence_number, timestamp,
-                                      self._ssrc, abs_send_time, audio_level) + payload
-        else:
-            data = self._serialize(marker, payload_type, sequence_number, timestamp,
-                                   abs_send_time, audio_level, payload)
+        data = self._packet(marker, payload_type, sequence_number, timestamp,
+                            abs_send_time, audio_level, payload)
         self._history[sequence_number % HISTORY_SIZE] = data
         self._last_seq = sequence_number
         self._last_ts = timestamp
@@ -187,14 +183,18 @@ class Forward:
                 or self._kept(sequence_number) is not None):
             return
         timestamp = (timestamp + self._ts_offset) & 0xFFFFFFFF
-        if self._writer is not None:
-            data = self._writer.write(marker, payload_type, sequence_number, timestamp,
-                                      self._ssrc, abs_send_time, audio_level) + payload
-        else:
-            data = self._serialize(marker, payload_type, sequence_number, timestamp,
-                                   abs_send_time, audio_level, payload)
+        data = self._packet(marker, payload_type, sequence_number, timestamp,
+                            abs_send_time, audio_level, payload)
         self._history[sequence_number % HISTORY_SIZE] = data
         self._resend(sequence_number, data)
+
+    def _packet(self, marker: int, payload_type: int, sequence_number: int, timestamp: int,
+                abs_send_time: bytes | None, audio_level: int | None, payload: bytes) -> bytes:
+        if self._writer is not None:
+            return self._writer.write(marker, payload_type, sequence_number, timestamp,
+                                      self._ssrc, abs_send_time, audio_level) + payload
+        return self._serialize(marker, payload_type, sequence_number, timestamp,
+                               abs_send_time, audio_level, payload)
 
     def _kept(self, sequence_number: int) -> bytes | None:
         kept = self._history[sequence_number % HISTORY_SIZE]
