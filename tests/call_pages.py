@@ -178,3 +178,26 @@ def assert_relayed(shown: dict[str, dict]) -> None:
     for viewer, result in shown.items():
         assert len(result["pairs"]) == 2, (viewer, result["pairs"])
         assert not {pair["remote"] for pair in result["pairs"]} & browser_ports, viewer
+
+
+async def a_patient_without_camera_sees_and_hears(refusing, browser, base: str, app, consultation,
+                                                   relay_policy: str) -> None:
+    """A patient whose browser refused camera and microphone joins anyway and sees and hears
+    the clinician, whose page shows her tile without video or audio."""
+    from tests.helpers import logged_in
+
+    patient, errors = await logged_in(refusing, base, "erika")
+    await patient.context.add_init_script(FIRST_FRAMES)
+    await patient.goto(f"{base}/c/{consultation.id}/call")
+    await patient.wait_for_selector("#device-error:not([hidden])")
+    assert "nicht verwenden" in await patient.inner_text("#device-error")
+    await patient.click("#join")
+    await patient.wait_for_selector("#call[data-state=in_call]")
+    doctor, doctor_errors = await logged_in(browser, base, "dr-sommer", app)
+    await enter_call(doctor, base, consultation.id)
+    shown = await until_every_tile_plays({DOCTOR: doctor, PATIENT: patient},
+                                         without={PATIENT: ("video", "audio")})
+    assert await patient.get_attribute("#call", "data-topology") == relay_policy
+    [erika_tile] = shown[DOCTOR]["tiles"]
+    assert erika_tile["video"] is None and erika_tile["audio"] is None
+    assert errors == doctor_errors == []

@@ -17,6 +17,7 @@ from tests.call_pages import (
     FIRST_FRAMES,
     GUEST,
     PATIENT,
+    a_patient_without_camera_sees_and_hears,
     assert_first_frames_within,
     assert_relayed,
     both_in_call,
@@ -239,21 +240,7 @@ async def test_the_device_check_says_so_when_camera_and_microphone_are_refused(l
     async with async_playwright() as playwright:
         refusing = await playwright.chromium.launch(executable_path=CHROMIUM, args=flags)
         try:
-            patient, errors = await logged_in(refusing, base, "erika")
-            await patient.context.add_init_script(FIRST_FRAMES)
-            await patient.goto(f"{base}/c/{consultation.id}/call")
-            await patient.wait_for_selector("#device-error:not([hidden])")
-            assert "nicht verwenden" in await patient.inner_text("#device-error")
-            # Joining without camera and microphone still works: to see and hear the others.
-            await patient.click("#join")
-            await patient.wait_for_selector("#call[data-state=in_call]")
-            doctor, doctor_errors = await logged_in(browser, base, "dr-sommer", app)
-            await enter_call(doctor, base, consultation.id)
-            shown = await until_every_tile_plays({DOCTOR: doctor, PATIENT: patient},
-                                                 without={PATIENT: ("video", "audio")})
-            assert await patient.get_attribute("#call", "data-topology") == relay_policy
-            [erika_tile] = shown[DOCTOR]["tiles"]
-            assert erika_tile["video"] is None and erika_tile["audio"] is None
-            assert errors == doctor_errors == []
+            await a_patient_without_camera_sees_and_hears(refusing, browser, base, app,
+                                                          consultation, relay_policy)
         finally:
             await refusing.close()

@@ -16,6 +16,7 @@ from tests.call_pages import (
     FIRST_FRAMES,
     GUEST,
     PATIENT,
+    a_patient_without_camera_sees_and_hears,
     assert_relayed,
     enter_call,
     until_every_tile_plays,
@@ -134,21 +135,8 @@ async def test_a_firefox_patient_who_refused_the_camera_sees_and_hears_the_clini
     with end-of-candidates; the relay learns the address from Firefox's checks instead."""
     app, _, consultation, base = await consultation_at_lindenhof(live_server, relay_policy=relay_policy)
     async with Firefox.launched(REFUSING_PREFS) as refusing:
-        patient, errors = await logged_in(refusing, base, "erika")
-        await patient.context.add_init_script(FIRST_FRAMES)
-        await patient.goto(f"{base}/c/{consultation.id}/call")
-        await patient.wait_for_selector("#device-error:not([hidden])")
-        assert "nicht verwenden" in await patient.inner_text("#device-error")
-        await patient.click("#join")
-        await patient.wait_for_selector("#call[data-state=in_call]")
-        doctor, doctor_errors = await logged_in(browser, base, "dr-sommer", app)
-        await enter_call(doctor, base, consultation.id)
-        shown = await until_every_tile_plays({DOCTOR: doctor, PATIENT: patient},
-                                             without={PATIENT: ("video", "audio")})
-        assert await patient.get_attribute("#call", "data-topology") == relay_policy
-        [erika_tile] = shown[DOCTOR]["tiles"]
-        assert erika_tile["video"] is None and erika_tile["audio"] is None
-        assert errors == doctor_errors == []
+        await a_patient_without_camera_sees_and_hears(refusing, browser, base, app, consultation,
+                                                      relay_policy)
 
 
 # What Debian's WebKitGTK lacks (no WebRTC at all), and what a browser without camera
