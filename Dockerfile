@@ -1,4 +1,6 @@
-FROM python:3.11-slim
+# An exact Python and Debian release, as the compose file's images: `3.11-slim` would follow
+# every patch release and the next Debian without a change here.
+FROM python:3.11.14-slim-trixie
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \

@@ -38,12 +38,13 @@ HELLO = textwrap.dedent("""
 SERVER_CORE, LOAD_CORE = 0, 1
 
 
-def wrk(url: str, *, cookie: str | None, seconds: int, connections: int) -> tuple[dict, float, list[str]]:
+def wrk(url: str, *, cookie: str | None, seconds: int, connections: int,
+        core: int = LOAD_CORE) -> tuple[dict, float, list[str]]:
     command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", url]
     if cookie:
         command[-1:-1] = ["-H", f"Cookie: sp_session={cookie}"]
     started = time.monotonic()
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, preexec_fn=seeding.pinned(LOAD_CORE))
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, preexec_fn=seeding.pinned(core))
     output = process.stdout.read()
     _, status, usage = os.wait4(process.pid, 0)
     if status:

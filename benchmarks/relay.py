@@ -2,6 +2,8 @@
 
     python benchmarks/relay.py            # packet relay 1:1 and fan-out 4, stock 1:1; < 10 min
     python benchmarks/relay.py --quick    # coarser steps and shorter windows; about 4 min
+    python benchmarks/relay.py --payload both   # each packet search with plain VP8 frames,
+                                                # then end-to-end encrypted ones, same steps
 
 The relay runs in a child process pinned to CPU 0, the load generator in another pinned
 to CPU 1. For each relay and fan-out the generator adds rooms (one publisher and 1 or 4
@@ -19,6 +21,15 @@ the generator cheaper per packet than the relay, which is checked: a step where 
 generator used as much CPU per forwarded packet as the relay, fell behind its schedule,
 or ran out of CPU is INVALID and ends that search; no ceiling, ratio or per-core figure
 is printed from it.
+
+With `--payload e2ee` the clip's frames are in the end-to-end encrypted format of
+docs/e2ee.md (version 2): the header (a keyframe's first ten bytes, a delta frame's first
+three, bytes 1 and 2 of each 0xFF 0xFF), random bytes for the two hidden bytes, the
+ciphertext and tag, a random IV, key id, header length and 0xE2, so 36 bytes longer,
+packetized as before. The relay must forward them as it forwards plain VP8 (it never
+opens a frame; its keyframe test reads the clear first byte); `both` runs each packet
+search twice and compares the ceilings. The stock MediaRelay decodes, so it runs with plain
+frames only.
 
 Relay CPU is the relay process's user + system time (all threads: the stock relay's
 decoder and encoder threads count, as does the kernel's UDP work for its sockets);
@@ -70,9 +81,23 @@ QUICK = {"window": 4.0, "searches": [("packet", 1, "100,200,300,400"),
                                      ("stock", 1, "2,4,6,8")]}
 
 
-def encode_clip(frames: int = 2 * FPS) -> list[list[bytes]]:
+E2EE_TRAILER = 16 + 12 + 4 + 2  # tag, IV, key id, clear count and format byte
+
+
+def sealed_like(frame: bytes, key_id: bytes) -> bytes:
+    """A VP8 frame as end-to-end encryption sends it (docs/e2ee.md, version 2): the same
+    header with 0xFF 0xFF for bytes 1 and 2, random bytes where the ciphertext (with the two
+    hidden bytes), tag and IV go, the key id, the header length and 0xE2."""
+    clear = 10 if not frame[0] & 0x01 else 3  # P bit 0: a keyframe
+    clear = min(clear, len(frame))
+    hidden = 2 if clear >= 3 else 0
+    header = frame[:1] + b"\xff" * hidden + frame[1 + hidden:clear]
+    return header + os.urandom(hidden + len(frame) - clear + 16 + 12) + key_id + bytes([clear, 0xE2])
+
+
+def encode_clip(frames: int = 2 * FPS, payload: str = "plain") -> list[list[bytes]]:
     """VP8 frames of a moving pattern with some noise, packetized as aiortc would:
-    per frame, its RTP payloads."""
+    per frame, its RTP payloads; `payload` "e2ee": each frame sealed_like."""
     codec = av.CodecContext.create("libvpx", "w")
     codec.width, codec.height, codec.pix_fmt = WIDTH, HEIGHT, "yuv420p"
     codec.bit_rate, codec.time_base, codec.gop_size = BITRATE, Fraction(1, FPS), frames
@@ -90,8 +115,11 @@ def encode_clip(frames: int = 2 * FPS) -> list[list[bytes]]:
         frame.pts = i
         encoded += codec.encode(frame)
     encoded += codec.encode(None)
-    packer = Vp8Encoder()
-    return [packer.pack(packet)[0] for packet in encoded]
+    key_id = os.urandom(4)
+    frames_bytes = [bytes(packet) for packet in encoded]
+    if payload == "e2ee":
+        frames_bytes = [sealed_like(frame, key_id) for frame in frames_bytes]
+    return [Vp8Encoder._packetize(frame, i % (1 << 15)) for i, frame in enumerate(frames_bytes)]  # noqa: SLF001
 
 
 # --- the relay process -------------------------------------------------------------
@@ -134,6 +162,10 @@ async def _relay(conn, mode: str) -> None:  # noqa: ANN001
 # --- the load generator -------------------------------------------------------------
 
 _HEADER = struct.Struct("!BBHLLHH")
+
+
+class RelayRefused(Exception):
+    """The relay answered an offer with an error instead of an SDP answer."""
 
 
 
@@ -250,6 +282,8 @@ class Generator:
     async def _connect(self, pc: RTCPeerConnection, room: str, name: str) -> str:
         await pc.setLocalDescription(await pc.createOffer())
         answer = await self._ask_relay("offer", room, name, pc.localDescription.sdp)
+        if not isinstance(answer, str):
+            raise RelayRefused(f"the relay refused {room}/{name}: {answer}")
         await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
         for _ in range(3000):  # 150 s: a relay under callgrind is slow to connect
             if pc.connectionState == "connected":
@@ -320,7 +354,11 @@ class Generator:
             message = await loop.run_in_executor(None, self._conn.recv)
             if message[0] == "grow":
                 _, rooms, fanout = message
-                await self._grow(rooms, fanout)
+                try:
+                    await self._grow(rooms, fanout)
+                except RelayRefused as refused:
+                    self._conn.send(str(refused))
+                    continue
                 self._conn.send(None)
             elif message[0] == "snapshot":
                 if publishing.done():
@@ -396,7 +434,9 @@ class Session:
         return self._conn.recv()
 
     def grow(self, streams: int) -> None:
-        self._ask("grow", streams // self.fanout, self.fanout)
+        refused = self._ask("grow", streams // self.fanout, self.fanout)
+        if refused is not None:
+            raise RelayRefused(refused)
         time.sleep(SETTLE)
 
     def _callgrind_control(self, option: str) -> None:
@@ -473,9 +513,11 @@ def verdict(r: dict[str, float]) -> tuple[str, str]:
 
 
 def search(mode: str, fanout: int, steps: list[int], clip: list[list[bytes]],
-           window: float) -> int | None:
-    """The largest step that passed before one failed (twice in a row), or None."""
+           window: float, payload: str = "plain") -> int | str | None:
+    """The largest step that passed before one failed (twice in a row); "all" when every
+    step passed; None when none did or an INVALID step ended the search first."""
     label = f"{mode:6} {'1:1' if fanout == 1 else f'fan-out {fanout}'}"
+    label += " e2ee" if payload == "e2ee" else ""
     session = Session(mode, fanout, clip)
     ceiling = None
     try:
@@ -497,7 +539,7 @@ def search(mode: str, fanout: int, steps: list[int], clip: list[list[bytes]],
             if result == "invalid":
                 print(f"{label}: search ended at {streams} streams by an INVALID step; "
                       f"no ceiling above {ceiling or 0} streams is claimed", flush=True)
-                return ceiling
+                return None
             if result == "fail":
                 print(f"{label}: ceiling {ceiling or 'below ' + str(steps[0])} streams on "
                       f"one core (failed at {streams})", flush=True)
@@ -505,7 +547,7 @@ def search(mode: str, fanout: int, steps: list[int], clip: list[list[bytes]],
             ceiling = streams
         print(f"{label}: at least {ceiling} streams on one core (the last step; "
               "the search found no failure)", flush=True)
-        return None
+        return "all"
     finally:
         session.close()
 
@@ -533,6 +575,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="coarser steps, shorter windows")
     parser.add_argument("--only", help="e.g. packet:1 or stock:1; default: every search")
     parser.add_argument("--steps", help="comma-separated stream counts for --only")
+    parser.add_argument("--payload", choices=("plain", "e2ee", "both"), default="plain",
+                        help="VP8 frames as they are, end-to-end encrypted (docs/e2ee.md), or "
+                             "each packet search with both, one after the other")
     parser.add_argument("--callgrind", metavar="FILE",
                         help="with --only and --steps: the relay under valgrind's callgrind, "
                              "printing instructions per packet (dumps to FILE.*)")
@@ -550,7 +595,9 @@ def main() -> None:
         raise SystemExit("needs two CPUs: one for the relay, one for the load generator")
     os.sched_setaffinity(0, {GENERATOR_CPU})
     started = time.monotonic()
-    clip = encode_clip()
+    print("command: " + " ".join([os.path.basename(sys.executable), *sys.argv]), flush=True)
+    clips = {payload: encode_clip(payload=payload) for payload in ("plain", "e2ee")}
+    clip = clips["e2ee" if args.payload == "e2ee" else "plain"]
     packets = sum(map(len, clip))
     rate = sum(len(p) for frame in clip for p in frame) * 8 / (len(clip) / FPS) / 1e6
     print(f"clip: {len(clip)} VP8 frames {WIDTH}x{HEIGHT} at {FPS} fps, {rate:.2f} Mbit/s, "
@@ -562,15 +609,36 @@ def main() -> None:
         count_instructions(mode, fanout, [int(s) for s in steps.split(",")], clip,
                            plan["window"], args.callgrind)
         return
-    ceilings = {}
+    ceilings: dict[tuple[str, int, str], int | str | None] = {}
     for mode, fanout, steps in searches:
-        ceilings[mode, fanout] = search(mode, fanout, [int(s) for s in steps.split(",")], clip,
-                                        plan["window"])
-    packet, stock = ceilings.get(("packet", 1)), ceilings.get(("stock", 1))
-    if packet and stock:
+        payloads = ["plain", "e2ee"] if args.payload == "both" and mode == "packet" else [
+            "plain" if mode == "stock" or args.payload == "both" else args.payload]
+        for payload in payloads:
+            ceilings[mode, fanout, payload] = search(mode, fanout, [int(s) for s in steps.split(",")],
+                                                     clips[payload], plan["window"], payload)
+        if len(payloads) == 2:
+            compare_payloads(mode, fanout, ceilings[mode, fanout, "plain"], ceilings[mode, fanout, "e2ee"])
+    packet, stock = ceilings.get(("packet", 1, "plain")), ceilings.get(("stock", 1, "plain"))
+    if isinstance(packet, int) and isinstance(stock, int):
         print(f"1:1 ceilings: packet relay {packet} / stock MediaRelay {stock} streams = "
               f"{packet / stock:.0f}x")
     print(f"{time.monotonic() - started:.0f} s; load average {os.getloadavg()}")
+
+
+def compare_payloads(mode: str, fanout: int, plain: int | str | None, e2ee: int | str | None) -> None:
+    """Encrypted payloads lose no throughput when their search got as far as the plain one."""
+    label = f"{mode} {'1:1' if fanout == 1 else f'fan-out {fanout}'}"
+    if plain is None or e2ee is None:
+        print(f"{label} plain vs e2ee: INVALID (a search ended without a ceiling: plain {plain}, "
+              f"e2ee {e2ee}); nothing compared", flush=True)
+        return
+    def reach(ceiling: int | str) -> float:
+        return float("inf") if ceiling == "all" else float(ceiling)
+
+    same = reach(e2ee) >= reach(plain)
+    print(f"{label} plain vs e2ee: ceiling {plain} / {e2ee} streams (\"all\": every step passed) | "
+          + ("PASS: no lost throughput" if same else "FAIL: encrypted payloads carried fewer streams"),
+          flush=True)
 
 
 if __name__ == "__main__":

@@ -48,18 +48,24 @@ def server_environment(data_dir: Path, database_url: str, port: int, **extra: st
         "SMARTPRACTICE_BASE_URL": f"http://127.0.0.1:{port}",
         "SMARTPRACTICE_PURGE_INTERVAL_MINUTES": "0",
         "SMARTPRACTICE_HOUSEKEEPING_SECONDS": "0",
+        # `serve` refuses to start without who runs it (docs/configuration.md, "The operator").
+        "SMARTPRACTICE_OPERATOR_NAME": "Benchmark",
+        "SMARTPRACTICE_OPERATOR_ADDRESS": "Beispielweg 1, 12345 Berlin",
+        "SMARTPRACTICE_OPERATOR_CONTACT": "bench@example.org",
         **{f"SMARTPRACTICE_{name}": value for name, value in extra.items()},
     }
 
 
-def pinned(core: int):
-    """A preexec_fn that keeps a child process on one core, at the niceness of
-    SMARTPRACTICE_BENCH_NICE if set: on a machine others are loading, a negative one (as
-    root) gives the measured processes their core nearly to themselves, as on a quiet one."""
+def pinned(core: int | None):
+    """A preexec_fn that keeps a child process on one core (None: where the kernel puts it),
+    at the niceness of SMARTPRACTICE_BENCH_NICE if set: on a machine others are loading, a
+    negative one (as root) gives the measured processes their core nearly to themselves, as
+    on a quiet one."""
     niceness = int(os.environ.get("SMARTPRACTICE_BENCH_NICE", "0"))
 
     def pin() -> None:
-        os.sched_setaffinity(0, {core})
+        if core is not None:
+            os.sched_setaffinity(0, {core})
         if niceness:
             os.setpriority(os.PRIO_PROCESS, 0, niceness)
             # With autogroup scheduling the kernel first shares the CPU between sessions and

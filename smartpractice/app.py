@@ -26,6 +26,7 @@ from smartpractice.keys import (
     jobs_key,
     mail_sender_key,
     metrics_key,
+    relays_key,
     room_state_key,
     secret_key,
     services_key,
@@ -34,9 +35,11 @@ from smartpractice.keys import (
 from smartpractice.mail.sender import MailSender
 from smartpractice.metrics import Metrics
 from smartpractice.rooms import redis_state
+from smartpractice.rooms.memory_lease import MemoryRoomsLease
+from smartpractice.rooms.relay_routing import WorkerRelays
 from smartpractice.rooms.state import InMemoryRoomState
 from smartpractice.services import Services, build_services
-from smartpractice.storage.engine import check_schema, create_engine, upgrade
+from smartpractice.storage.engine import check_schema, create_engine, create_loop_reader, upgrade
 from smartpractice.web.api.errors import api_errors
 from smartpractice.web.csrf import csrf_protection
 from smartpractice.web.links import RouterLinks
@@ -52,6 +55,7 @@ from smartpractice.web.middlewares import (
 )
 from smartpractice.web.responses import setup_templates
 from smartpractice.web.routes import setup_routes
+from smartpractice.web.web_app import setup_web_app
 
 log = logging.getLogger(__name__)
 
@@ -71,17 +75,20 @@ async def _database(app: web.Application, *, passwords: Passwords | None) -> Asy
     settings = app[settings_key]
     await prepare_database(settings)
     app[engine_key] = engine = create_engine(settings.database_url)
+    reader = create_loop_reader(settings.database_url)
     app[services_key] = services = build_services(
         engine=engine, settings=settings, clock=app[clock_key], secret=app[secret_key],
         catalogs=app[catalogs_key], links=RouterLinks(router=app.router, base_url=settings.base_url),
         passwords=passwords,
-        room_state=app[room_state_key],
+        room_state=app[room_state_key], relays=app.get(relays_key), reader=reader,
     )
     # The dummy hash answers unknown users; made now, the first of them waits no longer.
     await services.passwords.verify_dummy("")
     yield
     await services.calls.close()
     await engine.dispose()
+    if reader is not None:
+        reader.dispose()
     if passwords is None:  # the app's own hasher; one handed in belongs to the caller
         services.passwords.close()
 
@@ -98,6 +105,10 @@ async def _room_state(app: web.Application) -> AsyncIterator[None]:
     state = redis_state.RedisRoomState(client, prefix=settings.redis_prefix, name=redis_state.where(settings.redis_url))
     app[room_state_key] = state
     await state.start()
+    if settings.relay_workers:
+        # Closed with the calls (services.calls.close), before the room state goes.
+        app[relays_key] = relays = WorkerRelays(client, state, prefix=settings.redis_prefix)
+        await relays.start()
     try:
         yield
     finally:
@@ -105,17 +116,23 @@ async def _room_state(app: web.Application) -> AsyncIterator[None]:
         await client.aclose()
 
 
+async def _rooms_lease(app: web.Application) -> AsyncIterator[None]:
+    """Without Redis, this instance holds the database's waiting rooms and calls alone
+    (rooms/memory_lease.py): taken before any work starts, given up at the stop."""
+    lease = MemoryRoomsLease(engine=app[engine_key], clock=app[clock_key])
+    await lease.take()
+    yield
+    await lease.release()
+
+
 async def _mail_sender(app: web.Application) -> AsyncIterator[None]:
     services = app[services_key]
     sender = app[mail_sender_key] = MailSender(
         engine=app[engine_key], clock=services.clock, settings=app[settings_key], wake=services.outbox.wake
     )
-    task = asyncio.create_task(sender.run(), name="mail sender")
+    sender.start()
     yield
-    sender.stop()
-    # wait_for cancels the task if the mail in hand takes longer than the stop allows.
-    with contextlib.suppress(TimeoutError, asyncio.CancelledError):
-        await asyncio.wait_for(task, app[draining_key].left())
+    await sender.finish(app[draining_key].left())
 
 
 async def _housekeeping(services: Services) -> None:
@@ -145,9 +162,12 @@ async def _jobs(app: web.Application) -> AsyncIterator[None]:
 
 
 def create_app(
-    settings: Settings, *, clock: Clock | None = None, passwords: Passwords | None = None
+    settings: Settings, *, clock: Clock | None = None, passwords: Passwords | None = None,
+    sole_instance: bool = False,
 ) -> web.Application:
-    """`clock` and `passwords` replace the real ones; tests freeze time and hash cheaply."""
+    """`clock` and `passwords` replace the real ones; tests freeze time and hash cheaply.
+    `sole_instance` (what `serve` asks for): without Redis, refuse to start while another
+    instance serves the rooms of the same database."""
     hide_server_version()
     app = web.Application(
         client_max_size=settings.max_body_bytes,
@@ -162,9 +182,12 @@ def create_app(
     app[metrics_key] = Metrics()
     app[draining_key] = draining = Draining(stop_seconds=settings.stop_seconds)
     setup_templates(app)
+    setup_web_app(app)
     setup_routes(app)
     app.cleanup_ctx.append(_room_state)
     app.cleanup_ctx.append(functools.partial(_database, passwords=passwords))
+    if sole_instance and not settings.redis_url:
+        app.cleanup_ctx.append(_rooms_lease)
     app.cleanup_ctx.append(_mail_sender)
     app.cleanup_ctx.append(_jobs)
     app.on_response_prepare.append(security_headers)

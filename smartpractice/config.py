@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from smartpractice.impressum import Impressum
+
 PREFIX = "SMARTPRACTICE_"
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 RETENTION_CEILING_DAYS = 92
@@ -49,8 +51,16 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("SMTP_TLS", "starttls", "`starttls`, `tls` (implicit TLS) or `none` (only for a relay on the same host)."),
     Setting("SMTP_USERNAME", "", "User name for SMTP authentication; empty for none."),
     Setting("SMTP_PASSWORD", "", "Password for SMTP authentication."),
-    Setting("OPERATOR_NAME", "", "Name and address of whoever runs this service, shown on the privacy and terms pages."),
-    Setting("OPERATOR_CONTACT", "", "Contact for data-protection questions (email address or phone), shown on the privacy page."),
+    Setting("OPERATOR_NAME", "", "Name of whoever runs this service: a person, or a company with its legal form and who represents it. Shown in the Impressum and on the privacy and terms pages; `serve` refuses to start without it, except with `--demo`."),
+    Setting("OPERATOR_ADDRESS", "", "The operator's postal address (one where letters reach them, not a P.O. box), shown in the Impressum and on the privacy page; `serve` refuses to start without it, except with `--demo`."),
+    Setting("OPERATOR_CONTACT", "", "How to reach the operator quickly: an email address and a phone number, shown in the Impressum and on the privacy page (also for data-protection questions); `serve` refuses to start without it, except with `--demo`."),
+    Setting("OPERATOR_REGISTER", "", "The operator's register entry, e.g. `Amtsgericht Berlin-Charlottenburg, HRB 123456`, shown in the Impressum; empty if there is none."),
+    Setting("OPERATOR_VAT_ID", "", "The operator's VAT identification number (§ 27a UStG), e.g. `DE123456789`, shown in the Impressum; empty if there is none."),
+    Setting("OPERATOR_SUPERVISORY_AUTHORITY", "", "The authority that supervises the operator, if running the service needs an official approval (§ 5 (1) 3 DDG), e.g. `Landesamt …, Anschrift`; shown in the Impressum; empty if none is needed."),
+    Setting("OPERATOR_CHAMBER", "", "For an operator in a regulated profession (e.g. a physician): the chamber they belong to (§ 5 (1) 5 a DDG), e.g. `Ärztekammer Berlin`; shown in the Impressum; empty otherwise."),
+    Setting("OPERATOR_PROFESSION", "", "For an operator in a regulated profession: the legal professional title and the state that awarded it (§ 5 (1) 5 b DDG), e.g. `Ärztin (verliehen in Deutschland)`; shown in the Impressum; empty otherwise."),
+    Setting("OPERATOR_PROFESSIONAL_RULES", "", "For an operator in a regulated profession: the professional rules and where to read them (§ 5 (1) 5 c DDG), e.g. `Berufsordnung der Ärztekammer Berlin, https://…`; shown in the Impressum; empty otherwise."),
+    Setting("OPERATOR_ECONOMIC_ID", "", "The operator's business identification number (Wirtschafts-Identifikationsnummer, § 139c AO; § 5 (1) 6 DDG), shown in the Impressum; empty if there is none."),
     Setting("OPERATOR_EMAIL", "", "Address that gets the public contact form's offer requests. Empty: they are only stored and listed on the operator's page."),
     Setting("PRICE_TABLE", "single:39:1:25,group:69:3:22,mvz:149:10:18,therapy:29:1:19", "Plans as `kind:monthly base price in euros:clinician seats included:price per further seat`, comma-separated. The pricing page and sign-up offer these kinds."),
     Setting("VAT_PERCENT", "19", "Value-added tax on the prices of PRICE_TABLE, in percent; 0 if none is charged (a small business)."),
@@ -74,7 +84,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("TURN_URLS", "", "Comma-separated TURN servers handed to browsers, e.g. `turn:turn.example.org:3478?transport=udp,turns:turn.example.org:5349?transport=tcp`. Needs `TURN_SECRET`."),
     Setting("TURN_SECRET", "", "The `static-auth-secret` of coturn (`use-auth-secret`): each participant gets a TURN user name and password minted from it, valid for `TURN_TTL_SECONDS`."),
     Setting("TURN_TTL_SECONDS", "3600", "Seconds a minted TURN credential stays valid; the call page fetches new ones before they run out."),
+    Setting("RELAY_PORTS", "", "UDP ports the relay binds its connections to, as `FIRST-LAST` (e.g. `40000-40999`): open exactly these in the firewall. Each relayed participant holds two (one more per TURN allocation of the relay). Empty: any port the kernel picks."),
+    Setting("RELAY_PUBLIC_ADDRESS", "", "The public IP address of the relay's machine when it sits behind 1:1 NAT (a cloud machine whose interface has a private address): announced to browsers with the same ports. Empty: only the machine's own addresses (and what STUN_URLS reports)."),
     Setting("REDIS_URL", "", "Redis that several instances share waiting rooms and calls through, e.g. `redis://redis:6379/0` (`rediss://` for TLS, `unix:///run/redis.sock`). Empty: kept in this process's memory, for a single instance."),
+    Setting("RELAY_WORKERS", "no", "`yes`: relayed calls go to `smartpractice relay-worker` processes (one per core, on any machine) that register in Redis, each call on the least-loaded one; needs REDIS_URL. `no`: each instance relays its calls itself."),
+    Setting("RELAY_METRICS_PORT", "", "TCP port on which `smartpractice relay-worker` serves `/metrics` for Prometheus (its calls, connections, forwarded packets and bytes, drops), behind the same `METRICS_TOKEN`; give each worker on a machine its own (`--metrics-port`). Empty: the worker serves no metrics."),
     Setting("REDIS_PREFIX", "smartpractice", "Prefix of every Redis key and channel, so that several deployments can share one Redis server."),
     Setting("LOG_LEVEL", "INFO", "Python log level: DEBUG, INFO, WARNING or ERROR."),
     Setting("LOG_FORMAT", "text", "`text` (one line per record) or `json` (one JSON object per record, for a log collector)."),
@@ -130,6 +144,37 @@ def _redis_prefix(raw: str) -> str:
     return raw
 
 
+def _port_range(raw: str) -> range | None:
+    """`FIRST-LAST`, both included, as the range of ports it names."""
+    if not raw:
+        return None
+    match = re.fullmatch(r"(\d{1,5})-(\d{1,5})", raw)
+    first, last = (int(match[1]), int(match[2])) if match else (0, 0)
+    if not match or not 1024 <= first <= last <= 65535:
+        raise ConfigError(
+            f"{PREFIX}RELAY_PORTS must look like 40000-40999 (from 1024 to 65535, the first not above the last), "
+            f"not {raw!r}")
+    return range(first, last + 1)
+
+
+def _public_address(raw: str) -> str | None:
+    if not raw:
+        return None
+    try:
+        address = ipaddress.ip_address(raw)
+    except ValueError:
+        raise ConfigError(f"{PREFIX}RELAY_PUBLIC_ADDRESS must be an IP address like 203.0.113.7, not {raw!r}") from None
+    if address.is_unspecified or address.is_multicast or address.is_loopback:
+        raise ConfigError(f"{PREFIX}RELAY_PUBLIC_ADDRESS must be an address browsers can reach, not {raw!r}")
+    return str(address)
+
+
+def _metrics_port(raw: str) -> int | None:
+    if raw and not (raw.isdigit() and 1024 <= int(raw) <= 65535):
+        raise ConfigError(f"{PREFIX}RELAY_METRICS_PORT must be a TCP port from 1024 to 65535, not {raw!r}")
+    return int(raw) if raw else None
+
+
 def _metrics_token(raw: str) -> str:
     if raw and len(raw) < 32:
         raise ConfigError(f"{PREFIX}METRICS_TOKEN must be at least 32 characters long")
@@ -179,8 +224,7 @@ class Settings:
     smtp_tls: str
     smtp_username: str
     smtp_password: str
-    operator_name: str
-    operator_contact: str
+    operator: Impressum
     operator_email: str
     price_table: tuple[Plan, ...]
     vat_percent: int
@@ -204,8 +248,12 @@ class Settings:
     turn_urls: tuple[str, ...]
     turn_secret: str
     turn_ttl_seconds: int
+    relay_ports: range | None
+    relay_public_address: str | None
+    relay_metrics_port: int | None
     redis_url: str
     redis_prefix: str
+    relay_workers: bool
     log_level: str
     log_format: str
     metrics_token: str
@@ -238,6 +286,9 @@ class Settings:
         if secret and len(secret) < 32:
             raise ConfigError(f"{PREFIX}SECRET_KEY must be at least 32 characters long")
         turn_urls = _ice_urls(raw["TURN_URLS"], "TURN_URLS", ("turn:", "turns:"))
+        relay_workers = _choice(raw["RELAY_WORKERS"], "RELAY_WORKERS", ("yes", "no")) == "yes"
+        if relay_workers and not raw["REDIS_URL"].strip():
+            raise ConfigError(f"{PREFIX}RELAY_WORKERS=yes needs {PREFIX}REDIS_URL: the workers register there")
         if turn_urls and len(raw["TURN_SECRET"]) < 16:
             raise ConfigError(f"{PREFIX}TURN_URLS needs {PREFIX}TURN_SECRET, coturn's static-auth-secret (at least 16 characters)")
         return cls(
@@ -254,8 +305,7 @@ class Settings:
             smtp_tls=_choice(raw["SMTP_TLS"], "SMTP_TLS", ("starttls", "tls", "none")),
             smtp_username=raw["SMTP_USERNAME"],
             smtp_password=raw["SMTP_PASSWORD"],
-            operator_name=raw["OPERATOR_NAME"],
-            operator_contact=raw["OPERATOR_CONTACT"],
+            operator=Impressum.from_settings(raw),
             operator_email=raw["OPERATOR_EMAIL"].strip(),
             price_table=parse_price_table(raw["PRICE_TABLE"]),
             vat_percent=_int(raw["VAT_PERCENT"], "VAT_PERCENT", 0, 100),
@@ -283,8 +333,12 @@ class Settings:
             turn_urls=turn_urls,
             turn_secret=raw["TURN_SECRET"],
             turn_ttl_seconds=_int(raw["TURN_TTL_SECONDS"], "TURN_TTL_SECONDS", 60, 24 * 3600),
+            relay_ports=_port_range(raw["RELAY_PORTS"].strip()),
+            relay_public_address=_public_address(raw["RELAY_PUBLIC_ADDRESS"].strip()),
+            relay_metrics_port=_metrics_port(raw["RELAY_METRICS_PORT"].strip()),
             redis_url=_redis_url(raw["REDIS_URL"].strip()),
             redis_prefix=_redis_prefix(raw["REDIS_PREFIX"]),
+            relay_workers=relay_workers,
             log_level=_choice(raw["LOG_LEVEL"].upper(), "LOG_LEVEL", ("DEBUG", "INFO", "WARNING", "ERROR")),
             log_format=_choice(raw["LOG_FORMAT"].lower(), "LOG_FORMAT", ("text", "json")),
             metrics_token=_metrics_token(raw["METRICS_TOKEN"].strip()),
@@ -299,6 +353,10 @@ class Settings:
         if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
             ip = ip.ipv4_mapped  # a dual-stack socket reports an IPv4 proxy as ::ffff:10.0.0.2
         return any(ip in network for network in self.trusted_proxies)
+
+    def missing_operator_details(self) -> list[str]:
+        """The settings the Impressum (§ 5 DDG) and the privacy page need that are empty."""
+        return [PREFIX + name for name in self.operator.missing()]
 
     def plan(self, kind: str) -> Plan | None:
         return next((plan for plan in self.price_table if plan.kind == kind), None)

@@ -7,7 +7,7 @@ import gettext
 import random
 from typing import cast
 
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 
@@ -32,7 +32,12 @@ class UserError(Exception):
             chosen = translations.ngettext(*self.message, cast(int, self.params[self.number]))
         else:
             chosen = translations.gettext(self.message)
-        return chosen % self.params if self.params else chosen
+        if not self.params:
+            return chosen
+        # A parameter that says itself per language (times.SpokenTime) learns it here.
+        language = str((translations.info() or {}).get("language") or "en")
+        return chosen % {name: value.localized(language) if hasattr(value, "localized") else value
+                         for name, value in self.params.items()}
 
 
 class Busy(Exception):
@@ -48,10 +53,15 @@ class Busy(Exception):
 
 
 def busy_database(error: BaseException) -> Busy | None:
-    """The database's two ways of saying it is too busy: no pooled connection became free
-    within the pool's timeout, or SQLite's write lock was not got within busy_timeout."""
+    """The database's ways of saying "not now": no pooled connection became free within the
+    pool's timeout, SQLite's write lock was not got within busy_timeout, or the connection
+    was lost under the request."""
     if isinstance(error, PoolTimeout):
         return Busy("database_connections")
     if isinstance(error, OperationalError) and "database is locked" in str(error.orig):
         return Busy("database_locked")
+    # The database closed the connection mid-request (a restart, pg_terminate_backend): the
+    # pool has replaced its connections by now, so the retry the answer asks for is served.
+    if isinstance(error, DBAPIError) and error.connection_invalidated:
+        return Busy("database_connection_lost")
     return None

@@ -15,6 +15,7 @@ from smartpractice.i18n import Catalogs
 from smartpractice.jobs.runner import JobRunner
 from smartpractice.mail.sender import MailSender
 from smartpractice.metrics import Metrics
+from smartpractice.rooms.relays import RelayRooms
 from smartpractice.rooms.state import RoomState
 from smartpractice.services import Services
 
@@ -28,6 +29,8 @@ engine_key = web.AppKey("engine", AsyncEngine)
 jobs_key = web.AppKey("jobs", JobRunner)
 mail_sender_key = web.AppKey("mail_sender", MailSender)
 room_state_key = web.AppKey("room_state", RoomState)
+# Present only with SMARTPRACTICE_RELAY_WORKERS: the relay workers, reached through Redis.
+relays_key = web.AppKey("relays", RelayRooms)
 metrics_key = web.AppKey("metrics", Metrics)
 draining_key = web.AppKey("draining", Draining)
 

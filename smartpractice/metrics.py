@@ -11,6 +11,8 @@ from prometheus_client.registry import Collector
 
 # Pages answer in milliseconds, a login's password hash takes about a second.
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+# Why the relay did not forward a packet (rtc/relay.py Relay.statistics).
+DROP_REASONS = ("malformed", "not_connected", "codec", "keyframe_wait")
 
 
 class _JobRuns(Collector):
@@ -24,6 +26,60 @@ class _JobRuns(Collector):
         for job, count in sorted(self.runs.items()):
             family.add_metric([job], count)
         yield family
+
+
+# The relay's counts (rtc/relay.py Relay.statistics), each a gauge named
+# smartpractice_relay_<its key>.
+RELAY_COUNTS = {
+    "rooms": "Calls the relay forwards",
+    "connections": "Peer connections the relay holds (each relayed participant has two)",
+    "packets_received": "RTP packets the relay received on the streams it holds now",
+    "packets_sent": "RTP packets the relay forwarded to subscribers on the streams it holds now",
+    "repairs_received": "Packets publishers sent the relay again (RTX) on the streams it holds now",
+    "packets_resent": "Packets the relay sent subscribers again (NACK answers, repairs) on the streams it holds now",
+    "keyframe_requests": "Keyframe requests (PLI) the relay sent publishers on the streams it holds now",
+    "bytes_received": "RTP payload bytes the relay received on the streams it holds now",
+    "bytes_sent": "RTP payload bytes the relay forwarded to subscribers on the streams it holds now",
+}
+
+
+class RelayGauges:
+    """The relay's figures (rtc/relay.py Relay.statistics), under the same names on a web
+    instance's /metrics and on a relay worker's."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.counts = {key: Gauge(f"smartpractice_relay_{key}", text, registry=registry)
+                       for key, text in RELAY_COUNTS.items()}
+        self.streams = Gauge("smartpractice_relay_streams", "Streams published to the relay, by kind", ["kind"],
+                             registry=registry)
+        self.dropped = Gauge("smartpractice_relay_packets_dropped",
+                             "Packets the relay did not forward, per subscriber, on the streams it holds now, "
+                             "by reason", ["reason"], registry=registry)
+
+    def take_snapshot(self, relay: Mapping[str, int]) -> None:
+        for key, gauge in self.counts.items():
+            gauge.set(relay.get(key, 0))
+        for kind in ("audio", "video"):
+            self.streams.labels(kind).set(relay.get(f"{kind}_streams", 0))
+        for reason in DROP_REASONS:
+            self.dropped.labels(reason).set(relay.get(f"dropped_{reason}", 0))
+
+
+class WorkerMetrics:
+    """What a relay worker's /metrics reports (`smartpractice relay-worker --metrics-port`)."""
+
+    def __init__(self) -> None:
+        self.registry = registry = CollectorRegistry()
+        self.relay = RelayGauges(registry)  # its calls are smartpractice_relay_rooms
+        self.draining = Gauge("smartpractice_relay_worker_draining",
+                              "1 while this relay worker drains (it takes no new calls), else 0", registry=registry)
+
+    def take_snapshot(self, *, relay: Mapping[str, int], draining: bool) -> None:
+        self.relay.take_snapshot(relay)
+        self.draining.set(int(draining))
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
 
 
 class Metrics:
@@ -40,21 +96,7 @@ class Metrics:
                                   ["kind"], registry=registry)
         self.calls = Gauge("smartpractice_calls", "Calls with a participant on this instance, by topology",
                            ["topology"], registry=registry)
-        self.relay_rooms = Gauge("smartpractice_relay_rooms", "Calls the relay of this instance forwards",
-                                 registry=registry)
-        self.relay_streams = Gauge("smartpractice_relay_streams", "Streams published to the relay, by kind",
-                                   ["kind"], registry=registry)
-        self.relay_packets = Gauge("smartpractice_relay_packets_received",
-                                   "RTP packets the relay received on the streams it holds now", registry=registry)
-        self.relay_repairs = Gauge("smartpractice_relay_repairs_received",
-                                   "Packets publishers sent the relay again (RTX) on the streams it holds now",
-                                   registry=registry)
-        self.relay_resent = Gauge("smartpractice_relay_packets_resent",
-                                  "Packets the relay sent subscribers again (NACK answers, repairs) on the streams it "
-                                  "holds now", registry=registry)
-        self.relay_keyframe_requests = Gauge("smartpractice_relay_keyframe_requests",
-                                             "Keyframe requests (PLI) the relay sent publishers on the streams it holds now",
-                                             registry=registry)
+        self.relay = RelayGauges(registry)
         self.mails = Gauge("smartpractice_mails", "Mails in the outbox, by status (shared by all instances)",
                            ["status"], registry=registry)
         self._job_runs = _JobRuns()
@@ -71,13 +113,7 @@ class Metrics:
             self.open_sockets.labels(kind).set(sockets.get(kind, 0))
         for topology in ("p2p", "relay"):
             self.calls.labels(topology).set(calls.get(topology, 0))
-        self.relay_rooms.set(relay.get("rooms", 0))
-        for kind in ("audio", "video"):
-            self.relay_streams.labels(kind).set(relay.get(f"{kind}_streams", 0))
-        self.relay_packets.set(relay.get("packets_received", 0))
-        self.relay_repairs.set(relay.get("repairs_received", 0))
-        self.relay_resent.set(relay.get("packets_resent", 0))
-        self.relay_keyframe_requests.set(relay.get("keyframe_requests", 0))
+        self.relay.take_snapshot(relay)
         for status in ("pending", "sending", "sent", "failed", "uncertain"):
             self.mails.labels(status).set(mails.get(status, 0))
         self._job_runs.runs = dict(job_runs)

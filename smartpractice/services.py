@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from urllib.parse import urlsplit
 
+from sqlalchemy import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from smartpractice.accounts.administration import AccountAdministration
@@ -38,6 +39,7 @@ from smartpractice.onboarding.signup import Signups
 from smartpractice.onboarding.staff_invitations import StaffInvitations
 from smartpractice.onboarding.tans import TanHasher
 from smartpractice.practices.api_keys import ApiKeys
+from smartpractice.practices.export import PracticeExport
 from smartpractice.practices.offers import OfferRequests
 from smartpractice.practices.operator import Operator
 from smartpractice.practices.plans import Plans
@@ -46,9 +48,10 @@ from smartpractice.practices.settings import PracticeConfiguration
 from smartpractice.practices.staff import Staff
 from smartpractice.rooms.call import Calls
 from smartpractice.rooms.ice import IceServers
+from smartpractice.rooms.relays import LocalRelays, RelayRooms
 from smartpractice.rooms.state import InMemoryRoomState, RoomState
 from smartpractice.rooms.waiting_room import WaitingRoom
-from smartpractice.rtc import Relay
+from smartpractice.rtc import Relay, RelayNetwork
 from smartpractice.scheduling.consultations import Consultations
 from smartpractice.scheduling.reminders import Reminders
 
@@ -90,17 +93,28 @@ class Services:
     offer_requests: OfferRequests
     operator: Operator
     personal_data: PersonalData
+    practice_export: PracticeExport
     administration: AccountAdministration
     mail_queue: MailQueue
 
 
+def relay_for(settings: Settings, ice_servers: IceServers) -> Relay:
+    """The relay as the settings describe its network: ICE servers (fresh TURN
+    credentials for each connection), port range and public address. A relay worker
+    with a range of its own passes settings with that range."""
+    return Relay(RelayNetwork(ice_servers=ice_servers.for_relay, ports=settings.relay_ports,
+                              public_address=settings.relay_public_address))
+
+
 def build_services(
     *, engine: AsyncEngine, settings: Settings, clock: Clock, secret: str, catalogs: Catalogs, links: Links,
-    passwords: Passwords | None = None, room_state: RoomState | None = None,
+    passwords: Passwords | None = None, room_state: RoomState | None = None, relays: RelayRooms | None = None,
+    reader: Engine | None = None,
 ) -> Services:
     """`passwords` replaces the hasher the settings call for (tests hash cheaply).
     `room_state` is the app's (in memory, or Redis for several instances); without one,
-    as for the command line, the rooms live in this process."""
+    as for the command line, the rooms live in this process. `relays` likewise: the relay
+    workers when configured, else the relay in this process."""
     passwords = passwords or Passwords(
         concurrency=settings.password_hash_concurrency, queue=settings.password_hash_queue,
         wait_seconds=settings.password_hash_wait_seconds,
@@ -110,7 +124,7 @@ def build_services(
         domain=urlsplit(settings.base_url).hostname or "localhost",
     )
     sessions = Sessions(
-        engine=engine, clock=clock,
+        engine=engine, clock=clock, reader=reader,
         idle=timedelta(minutes=settings.session_idle_minutes),
         maximum=timedelta(hours=settings.session_max_hours),
     )
@@ -149,7 +163,7 @@ def build_services(
     waiting_room = WaitingRoom(engine=engine, clock=clock, state=room_state, audit=audit)
     calls = Calls(
         state=room_state, clock=clock, consultations=consultations,
-        relay=Relay(ice_servers=ice_servers.for_relay()),
+        relays=relays or LocalRelays(relay_for(settings, ice_servers)),
     )
     room_state.on_expired(calls.announcer(waiting_room))
     personal_data = PersonalData(engine=engine, clock=clock, audit=audit)
@@ -210,6 +224,7 @@ def build_services(
         ),
         operator=Operator(engine=engine, clock=clock, users=users, audit=audit),
         personal_data=personal_data,
+        practice_export=PracticeExport(engine=engine, clock=clock, audit=audit),
         administration=AccountAdministration(engine=engine, users=users, sessions=sessions, throttle=throttle,
                                              audit=audit, personal_data=personal_data),
         mail_queue=MailQueue(engine=engine, clock=clock, audit=audit, outbox=outbox),

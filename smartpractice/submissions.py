@@ -14,7 +14,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from smartpractice.errors import UserError
 from smartpractice.i18n import N_
@@ -100,6 +100,20 @@ async def claim(conn: AsyncConnection, once: Once | Idempotent | None, now: date
         raise AlreadySubmitted(*made)
     for key in rest:
         await store.claim(conn, key, now)
+
+
+async def sent_before(engine: AsyncEngine, once: Once | None, now: datetime) -> None:
+    """Raise AlreadySubmitted if an earlier sending of this form made something, waiting for
+    one still in flight; takes nothing. For a sending refused before its own claim, such as a
+    double click whose second one-time code the first sending had just used up."""
+    if once is None or not TOKEN.fullmatch(once.token):
+        return
+    async with engine.connect() as conn:
+        try:
+            await claim(conn, once, now)
+        except UserError:
+            pass
+        await conn.rollback()
 
 
 async def settle(conn: AsyncConnection, once: Once | Idempotent | None, kind: str, object_id: int) -> None:

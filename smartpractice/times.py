@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -9,6 +10,10 @@ from babel.dates import format_datetime
 
 from smartpractice.errors import UserError
 from smartpractice.i18n import N_
+
+# A practice's zone until it chooses another (the column's default); people without a
+# practice (the operator) read times in it too.
+DEFAULT_ZONE = "Europe/Berlin"
 
 
 def zone(name: str) -> ZoneInfo:
@@ -72,3 +77,21 @@ def spoken(moment: datetime, zone_name: str, language: str) -> str:
     "Dienstag, 1. Dezember 2026, 14:16 Uhr", "Tuesday, December 1, 2026, 2:16 PM"."""
     pattern = "EEEE, d. MMMM y, HH:mm 'Uhr'" if language == "de" else "EEEE, MMMM d, y, h:mm a"
     return format_datetime(moment, pattern, tzinfo=zone(zone_name), locale="de" if language == "de" else "en")
+
+
+def stamped(moment: datetime, zone_name: str, language: str) -> str:
+    """A time to the second for lists such as the audit log, in the reader's zone and
+    language: "01.12.2026, 14:16:05", "Dec 1, 2026, 2:16:05 PM"."""
+    return format_datetime(moment, "medium", tzinfo=zone(zone_name), locale="de" if language == "de" else "en")
+
+
+@dataclass(frozen=True)
+class SpokenTime:
+    """A time in a message whose language is chosen only when it is shown (a UserError's
+    parameter; errors.UserError.text calls `localized`)."""
+
+    moment: datetime
+    zone_name: str
+
+    def localized(self, language: str) -> str:
+        return spoken(self.moment, self.zone_name, language)

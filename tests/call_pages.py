@@ -11,25 +11,29 @@ from tests.helpers import logged_in
 # What a page shows of each other participant: per tile, the video track in it and the
 # frames its connection decoded for that track, the audio track and its bytes received
 # (inbound-rtp stats, matched by track id), and how long after its connection's answer
-# the track's first frame was decoded (FIRST_FRAMES). Also the candidate pairs in use
-# ("host" on both ends and the other browser's port: peer to peer; the relay's: relayed).
+# the track's first frame was decoded (FIRST_FRAMES). Also the candidate pair each
+# connection sends on (ports, addresses, candidate types) and the page's own candidates:
+# a remote end that is another page's host candidate is a direct path (assert_direct),
+# one at the relay is relayed (assert_relayed).
 TILES = """async () => {
-  const inbound = new Map(), pairs = [];
+  const inbound = new Map(), pairs = [], candidates = [];
   for (const pc of window.smartpracticeCall.connections()) {
     const stats = await pc.getStats();
     const selected = [];
     stats.forEach((s) => {
       if (s.type === "inbound-rtp" && s.trackIdentifier) inbound.set(s.trackIdentifier, s);
       if (s.type === "transport" && s.selectedCandidatePairId) selected.push(stats.get(s.selectedCandidatePairId));
+      if (s.type === "local-candidate") candidates.push({address: s.address, port: s.port, type: s.candidateType});
     });
     // Firefox has no transport stats; its pair in use says so itself.
     if (!selected.length) stats.forEach((s) => { if (s.type === "candidate-pair" && s.selected) selected.push(s); });
     for (const pair of selected) {
       const local = stats.get(pair.localCandidateId), remote = stats.get(pair.remoteCandidateId);
-      pairs.push({local: local.port, remote: remote.port});
+      pairs.push({local: local.port, remote: remote.port, localAddress: local.address, localType: local.candidateType,
+                  remoteAddress: remote.address, remoteType: remote.candidateType});
     }
   }
-  const firstFrames = new Map((window.smartpracticeFirstFrames || []).map((f) => [f.track, f.seconds]));
+  const firstFrames = new Map((window.smartpracticeFirstFrames || []).map((f) => [f.track, f]));
   const tiles = [...document.querySelectorAll(".tile[data-peer]")].map((figure) => {
     const stream = figure.querySelector("video").srcObject;
     const live = (kind) => (stream ? stream.getTracks() : []).find((t) => t.kind === kind && t.readyState === "live");
@@ -38,15 +42,16 @@ TILES = """async () => {
     return {
       peer: figure.dataset.peer, name: figure.querySelector(".name").textContent,
       video: video ? {track: video.id, count: videoStats ? videoStats.framesDecoded || 0 : 0,
-                      first: firstFrames.get(video.id)} : null,
+                      first: firstFrames.get(video.id)?.seconds, firstAt: firstFrames.get(video.id)?.at} : null,
       audio: audio ? {track: audio.id, count: audioStats ? audioStats.bytesReceived || 0 : 0} : null,
     };
   });
-  return {tiles, pairs};
+  return {tiles, pairs, candidates};
 }"""
 
 # Added to every call page before its scripts run: for each connection that gets an answer,
-# the seconds from that answer to the first decoded frame of each video track it receives.
+# the seconds from that answer to the first decoded frame of each video track it receives,
+# and that frame's wall-clock time (`at`, Date.now(), comparable with the e2ee worker's).
 FIRST_FRAMES = """(() => {
   if (window.smartpracticeFirstFrames) return;
   const found = window.smartpracticeFirstFrames = [];
@@ -62,7 +67,7 @@ FIRST_FRAMES = """(() => {
         (await pc.getStats()).forEach((s) => {
           if (s.type === "inbound-rtp" && s.kind === "video" && s.framesDecoded > 0 && !seen.has(s.trackIdentifier)) {
             seen.add(s.trackIdentifier);
-            found.push({track: s.trackIdentifier, seconds: (performance.now() - since) / 1000});
+            found.push({track: s.trackIdentifier, seconds: (performance.now() - since) / 1000, at: Date.now()});
           }
         });
         setTimeout(poll, 50);
@@ -93,17 +98,18 @@ def _progress(before: dict | None, now: dict | None) -> int:
 
 async def until_every_tile_plays(pages: dict[str, object], *, also: tuple[str, ...] = (),
                                  without: dict[str, tuple[str, ...]] | None = None,
-                                 within: float = 45.0) -> dict[str, dict]:
+                                 within: float = 45.0, frames: int = VIDEO_FRAMES,
+                                 audio_bytes: int = AUDIO_BYTES) -> dict[str, dict]:
     """On every page (by the name of the person at it), each other person's tile decodes
     video frames that keep coming and receives audio bytes that keep coming, until both grew
-    by VIDEO_FRAMES and AUDIO_BYTES. `also` names people in the call without a page here
-    (aiortc participants); `without` names what a person does not send ("video", "audio").
-    Else the assertion names each page, person and track that fell short. Returns what each
-    page showed at the end."""
+    by `frames` and `audio_bytes` (a few seconds' worth unless told). `also` names people in
+    the call without a page here (aiortc participants); `without` names what a person does
+    not send ("video", "audio"). Else the assertion names each page, person and track that
+    fell short. Returns what each page showed at the end."""
     without = without or {}
     expected = [(viewer, other, kind) for viewer in pages for other in (*pages, *also) if other != viewer
                 for kind in ("video", "audio") if kind not in without.get(other, ())]
-    need = {"video": VIDEO_FRAMES, "audio": AUDIO_BYTES}
+    need = {"video": frames, "audio": audio_bytes}
 
     def by_name(shown: dict) -> dict[str, dict]:
         return {tile["name"]: tile for tile in shown["tiles"]}
@@ -169,6 +175,27 @@ async def both_in_call(browser, app, base: str, consultation_id: int):
 
 
 DOCTOR, PATIENT, GUEST = "Dr Sommer", "Erika", "Gabi Gast"
+
+
+def assert_direct(shown: dict[str, dict]) -> None:
+    """Two pages, one connection each, each sending from a host candidate of its own to a
+    host candidate of the other page: the browsers talk to each other, not through the
+    server or TURN.
+
+    The two pages' pairs need not be the same pair seen from both ends. A Chromium that
+    controls ICE nominates its first working pair and then moves to one it ranks higher
+    (IPv6 over IPv4 here), while Firefox, controlled, keeps sending on the nominated pair
+    it ranks highest; it learned Chromium's IPv6 address from a check before the trickled
+    candidate came (peer-reflexive, ranked lower), so it keeps the IPv4 pair. Each
+    direction then uses another direct pair (docs/signalling.md, "Peer to peer")."""
+    [(first, a), (second, b)] = shown.items()
+    for viewer, result, other, other_result in ((first, a, second, b), (second, b, first, a)):
+        assert len(result["pairs"]) == 1, f"{viewer}'s page has {len(result['pairs'])} connections: {result['pairs']}"
+        [pair] = result["pairs"]
+        hosts = {(c["address"], c["port"]) for c in other_result["candidates"] if c["type"] == "host"}
+        assert pair["localType"] == "host" and (pair["remoteAddress"], pair["remote"]) in hosts, (
+            f"{viewer}'s page does not send straight to {other}'s browser: {pair}; "
+            f"{other}'s host candidates: {sorted(hosts)}")
 
 
 def assert_relayed(shown: dict[str, dict]) -> None:

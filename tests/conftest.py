@@ -22,10 +22,11 @@ from smartpractice.services import Services
 from smartpractice.storage.engine import create_engine, upgrade
 from smartpractice.storage.practices import Practice
 from smartpractice.storage.tables import metadata
-from tests.firefox_pages import Firefox
+from tests.firefox_pages import SCREEN_PREFS, Firefox, virtual_display
 from tests.helpers import (
     CHROMIUM,
     CHROMIUM_FLAGS,
+    OPERATOR,
     PASSWORD,
     MailCatcher,
     Member,
@@ -34,7 +35,8 @@ from tests.helpers import (
     make_settings,
     second_browser,
 )
-from tests.networks import call_across_nat, coturn, internet  # noqa: F401 - fixtures of the network tests
+from tests.networks import call_across_nat, coturn, internet, relayed_call_across_nat  # noqa: F401 - fixtures of the network tests
+from tests.serve_processes import start_server  # noqa: F401 - a fixture of the tests of serve processes
 
 TEST_DATABASE_URL = os.environ.get("SMARTPRACTICE_TEST_DATABASE_URL", "")
 
@@ -91,6 +93,8 @@ def cli_env(tmp_path, database_url) -> dict[str, str]:
         "SMARTPRACTICE_DATABASE_URL": database_url,
         "SMARTPRACTICE_AUTO_MIGRATE": "never",
         "SMARTPRACTICE_SECRET_KEY": "test-secret-" + "x" * 40,
+        # `serve` needs them outside demo mode (test_config.py: the refusal).
+        **OPERATOR,
     }
 
 
@@ -191,4 +195,12 @@ def pytest_collection_modifyitems(config, items):
 async def firefox():
     """Debian's firefox-esr with a synthetic camera and microphone, allowed to use both."""
     async with Firefox.launched() as launched:
+        yield launched
+
+
+@pytest.fixture
+async def firefox_with_a_screen():
+    """firefox-esr as above, in a window on a virtual X display (Xvfb, 1280x720) that it may
+    share without asking (headless Firefox has no screen to share)."""
+    async with virtual_display() as display, Firefox.launched(SCREEN_PREFS, display=display) as launched:
         yield launched

@@ -13,9 +13,10 @@ import asyncio
 import contextlib
 import itertools
 import json
+import os
 import re
 import shutil
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 
 import pytest
@@ -34,8 +35,21 @@ CALL_PREFS = {
     "media.autoplay.default": 0,
     "intl.accept_languages": "de-DE,de",
 }
+# Sharing a screen: Firefox asks for it in a picker of its own, which no pref answers (a
+# "screen" permission of 1 still leaves getDisplayMedia waiting for it); only
+# media.navigator.permission.disabled skips it, taking the first screen. That pref also hides
+# the host addresses behind mDNS names, which the second pref turns off again.
+SCREEN_PREFS = {
+    **CALL_PREFS,
+    "media.navigator.permission.disabled": True,
+    "media.peerconnection.ice.obfuscate_host_addresses": False,
+}
 # A user who answers "block" when the page asks for camera and microphone.
 REFUSING_PREFS = {**CALL_PREFS, "permissions.default.camera": 2, "permissions.default.microphone": 2}
+
+XVFB = shutil.which("Xvfb")
+needs_xvfb = pytest.mark.skipif(
+    not XVFB, reason="needs Xvfb (`apt-get install xvfb`) for a screen Firefox can share; .ci/run installs it")
 
 needs_firefox = pytest.mark.skipif(
     not (Path(FIREFOX).exists() and PUPPETEER.exists() and shutil.which("node")),
@@ -66,10 +80,18 @@ class Firefox:
 
     @classmethod
     @contextlib.asynccontextmanager
-    async def launched(cls, prefs: dict | None = None) -> AsyncIterator[Firefox]:
-        options = json.dumps({"executablePath": FIREFOX, "prefs": prefs or CALL_PREFS})
+    async def launched(cls, prefs: dict | None = None, display: str | None = None, *,
+                       inside: Sequence[str] = ()) -> AsyncIterator[Firefox]:
+        """Headless, or with `display` (an X display such as ":5") in a window there.
+        `inside`: a command prefix the bridge runs under, e.g. `ip netns exec NAME` for a
+        Firefox at home behind NAT (tests/networks.py). The bridge and Firefox then share
+        that namespace: puppeteer reaches Firefox's WebDriver BiDi port on the namespace's
+        own loopback, and the Python side talks to the bridge over its pipes, which cross
+        namespaces."""
+        options = json.dumps({"executablePath": FIREFOX, "prefs": prefs or CALL_PREFS, "headless": display is None})
+        env = None if display is None else {**os.environ, "DISPLAY": display, "MOZ_ENABLE_WAYLAND": "0"}
         process = await asyncio.create_subprocess_exec(
-            "node", str(BRIDGE), options,
+            *inside, shutil.which("node") or "node", str(BRIDGE), options, env=env,
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, limit=2**24)
         firefox = cls(process)
         firefox._reader = asyncio.create_task(firefox._read())
@@ -173,3 +195,25 @@ class FirefoxPage:
 
     async def inner_text(self, selector: str) -> str:
         return await self.evaluate("(s) => document.querySelector(s).innerText", selector)
+
+
+@contextlib.asynccontextmanager
+async def virtual_display(width: int = 1280, height: int = 720) -> AsyncIterator[str]:
+    """An Xvfb X server of `width` x `height` on a free display number (Xvfb picks it and
+    writes it to the pipe): a screen for Firefox to share, with nothing on it but Firefox's
+    own window."""
+    read, write = os.pipe()
+    process = await asyncio.create_subprocess_exec(
+        XVFB or "Xvfb", "-displayfd", str(write), "-screen", "0", f"{width}x{height}x24", "-nolisten", "tcp",
+        pass_fds=(write,), stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+    os.close(write)
+    try:
+        loop = asyncio.get_running_loop()
+        async with asyncio.timeout(30):
+            number = (await loop.run_in_executor(None, os.read, read, 16)).decode().strip()
+        assert number, "Xvfb did not start"
+        yield f":{number}"
+    finally:
+        os.close(read)
+        process.terminate()
+        await process.wait()

@@ -21,7 +21,7 @@ import argon2
 import pyotp
 import pytest
 from aiohttp import ClientSession, CookieJar, web
-from aiohttp.test_utils import TestClient, unused_port
+from aiohttp.test_utils import TestClient
 from aiosmtpd.controller import Controller
 from click.testing import CliRunner
 from sqlalchemy import select, update
@@ -42,6 +42,19 @@ from smartpractice.storage.practices import Practice
 from smartpractice.storage.tables import metadata, practices, users
 
 PASSWORD = "amber-violin-harbour-77"
+# Who runs the service, as `serve` needs it outside demo mode.
+OPERATOR = {
+    "SMARTPRACTICE_OPERATOR_NAME": "Videodienst Beispiel GmbH, vertreten durch Erika Beispiel",
+    "SMARTPRACTICE_OPERATOR_ADDRESS": "Beispielweg 1, 12345 Berlin",
+    "SMARTPRACTICE_OPERATOR_CONTACT": "info@videodienst.example, 030 1234567",
+}
+# The sign-up form of a practice as its founder fills it in.
+APPLICATION = {
+    "practice_name": "Hausarztpraxis Birke", "kind": "group", "address": "Birkenweg 3, 12345 Musterstadt",
+    "contact": "030 555 0101", "admin_name": "Dr. Birke", "username": "dr-birke", "email": "birke@example.org",
+    "password": "Kiefernzapfen-Wanderweg-Nebel", "password_repeat": "Kiefernzapfen-Wanderweg-Nebel",
+    "consent": "yes", "treats_patients": "no",
+}
 CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
@@ -175,7 +188,9 @@ async def totp_code(app: web.Application, identifier: str) -> str:
     """A code the server will accept now for this user, as their app would show it.
 
     A code is accepted once; when the steps around "now" are used up (logging in twice
-    within a test), the test's frozen clock moves on by one step.
+    within a test), the test's frozen clock moves on by one step. The current step comes
+    first and the previous one last: on the real clock the server checks a moment later,
+    and a code of the previous step fails when a 30-second boundary falls in between.
     """
     clock = app[clock_key]
     async with app[engine_key].connect() as conn:
@@ -186,7 +201,7 @@ async def totp_code(app: web.Application, identifier: str) -> str:
     totp = pyotp.TOTP(factor.secret)
     while True:
         current = totp.timecode(clock.now())
-        for step in (current - 1, current, current + 1):
+        for step in (current, current + 1, current - 1):
             if factor.last_used_step is None or step > factor.last_used_step:
                 return totp.generate_otp(step)
         clock.advance(seconds=30)
@@ -194,20 +209,49 @@ async def totp_code(app: web.Application, identifier: str) -> str:
 
 # Mail
 
+class _AnyPortController(Controller):
+    """aiosmtpd on a port the kernel chooses as it binds: a port picked free beforehand
+    (`unused_port`) can be taken by another process on the machine before the bind."""
+
+    def _trigger_server(self):
+        # Called once the server listens, before anything reads `port`.
+        assert self.server is not None
+        self.port = self.server.sockets[0].getsockname()[1]
+        return super()._trigger_server()
+
+
 class MailCatcher:
     """A real SMTP server in the test process (aiosmtpd); tests read what it received."""
 
     def __init__(self) -> None:
         self.messages: list[EmailMessage] = []
         self.refuse = False
-        self.controller = Controller(self, hostname="127.0.0.1", port=unused_port())
+        self.refusal = "451 4.3.0 try again later"  # a 5xx refuses for good
+        # aiosmtpd's 5 s to start can run out on a loaded machine; it warns of as much.
+        self.controller = _AnyPortController(self, hostname="127.0.0.1", port=0, ready_timeout=30)
+        # A slow server: seconds before it answers the data, and QUIT. A client that hangs
+        # up first cancels the answer (aiosmtpd), and the mail was not taken.
+        self.data_pause = 0.0
+        self.quit_pause = 0.0
+        self.data_received = 0
+        self.data_abandoned = 0  # the client hung up before the answer
 
     async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd's hook name
+        self.data_received += 1
+        try:
+            await asyncio.sleep(self.data_pause)
+        except asyncio.CancelledError:
+            self.data_abandoned += 1
+            raise
         if self.refuse:
-            return "451 4.3.0 try again later"
+            return self.refusal
         # aiosmtpd runs in its own thread; list.append is atomic, and tests poll.
         self.messages.append(BytesParser(policy=policy.default).parsebytes(envelope.content))
         return "250 OK"
+
+    async def handle_QUIT(self, server, session, envelope):  # noqa: N802 - aiosmtpd's hook name
+        await asyncio.sleep(self.quit_pause)
+        return "221 Bye"
 
     async def wait_for(self, count: int, within: float = 10.0) -> list[EmailMessage]:
         async with asyncio.timeout(within):
@@ -245,7 +289,12 @@ PATIENT = {"display_name": "Erika Mustermann", "email": "erika@example.org", "us
 
 async def create_patient(client, slug: str, password: str = "", **fields: str):
     """As a logged-in staff member: fill in the new-patient form; returns the result page."""
-    return await post_form(client, f"/p/{slug}/patients", {**PATIENT, **fields, "password": password})
+    token = fields.pop("form_token", None)
+    if token is None:
+        # A client barred from the form gets no token; its POST must be refused all the same.
+        match = FORM_TOKEN.search(await (await client.get(f"/p/{slug}/patients/new")).text())
+        token = match.group(1) if match else "t" * 22
+    return await post_form(client, f"/p/{slug}/patients", {**PATIENT, **fields, "password": password, "form_token": token})
 
 
 async def generated_password(response) -> str:
@@ -293,6 +342,54 @@ async def invite(client, practice, email="gast@example.org", name="Gabi Gast", *
     token = token or await form_token(client, f"/p/{practice.slug}/invitations")
     return await post_form(client, f"/p/{practice.slug}/invitations",
                            {"email": email, "display_name": name, "language": "de", "form_token": token})
+
+
+async def invite_staff(client, practice, email: str, role: str = "clinician", *, token: str | None = None, **kwargs):
+    """As a logged-in admin: send the staff page's invite form."""
+    token = token or await form_token(client, f"/p/{practice.slug}/staff")
+    return await post_form(client, f"/p/{practice.slug}/staff/invitations",
+                           {"email": email, "role": role, "form_token": token}, **kwargs)
+
+
+async def create_api_key(client, practice, name: str, *, token: str | None = None, **kwargs):
+    """As a logged-in admin: send the API keys page's form."""
+    token = token or await form_token(client, f"/p/{practice.slug}/api-keys")
+    return await post_form(client, f"/p/{practice.slug}/api-keys", {"name": name, "form_token": token}, **kwargs)
+
+
+async def send_enquiry(client, enquiry: dict, *, token: str | None = None, **kwargs):
+    """The public contact form, as a browser sends it."""
+    token = token or await form_token(client, "/contact")
+    return await post_form(client, "/contact", {**enquiry, "form_token": token}, **kwargs)
+
+
+async def reissue(client, practice, invitation_id: int, *, token: str | None = None, **kwargs):
+    """As logged-in staff: "Send again with a new TAN" on the invitations page."""
+    token = token or await form_token(client, f"/p/{practice.slug}/invitations")
+    return await post_form(client, f"/p/{practice.slug}/invitations/{invitation_id}/reissue",
+                           {"form_token": token}, **kwargs)
+
+
+async def new_initial_password(client, practice, user_id: int, *, token: str | None = None, **kwargs):
+    """As logged-in staff: "Issue a new initial password" on the patient's page."""
+    if token is None:
+        # A client barred from the page gets no token; its POST must be refused all the same.
+        match = FORM_TOKEN.search(await (await client.get(f"/p/{practice.slug}/patients/{user_id}")).text())
+        token = match.group(1) if match else "t" * 22
+    return await post_form(client, f"/p/{practice.slug}/patients/{user_id}/initial-password",
+                           {"form_token": token}, **kwargs)
+
+
+async def resend_confirmation(client, email: str, *, token: str | None = None, **kwargs):
+    """The public "new confirmation mail" form, as a browser sends it."""
+    token = token or await form_token(client, "/confirm")
+    return await post_form(client, "/confirm", {"email": email, "form_token": token}, **kwargs)
+
+
+async def send_signup(client, application: dict, *, token: str | None = None, **kwargs):
+    """The practice sign-up form, as a browser sends it."""
+    token = token or await form_token(client, "/signup")
+    return await post_form(client, "/signup", {**application, "form_token": token}, **kwargs)
 
 
 # Sockets
@@ -348,6 +445,10 @@ CHROMIUM_FLAGS = [
     "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
     "--autoplay-policy=no-user-gesture-required",
 ]
+# The browser contexts of the journeys tested at two sizes: a phone (touch) and a desktop.
+PHONE = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True}
+DESKTOP = {"viewport": {"width": 1280, "height": 800}}
+
 needs_chromium = pytest.mark.skipif(
     not Path(CHROMIUM).exists(), reason="needs Chromium: `apt-get install chromium` (.ci/run installs it)"
 )

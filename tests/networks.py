@@ -3,8 +3,9 @@ machine: network namespaces joined by veth pairs, nftables masquerading as a hom
 does, and Debian's coturn as the practice's TURN server (`use-auth-secret`).
 
     home1 192.168.1.2 -- 192.168.1.1 router1 100.64.1.2 -- 100.64.1.1 --+
-                                                                          internet: 100.64.0.1
-    home2 192.168.2.2 -- 192.168.2.1 router2 100.64.2.2 -- 100.64.2.1 --+  (smartpractice, coturn)
+    home2 192.168.2.2 -- 192.168.2.1 router2 100.64.2.2 -- 100.64.2.1 --+  internet: 100.64.0.1
+    home3 192.168.3.2 -- 192.168.3.1 router3 100.64.3.2 -- 100.64.3.1 --+  (smartpractice, coturn,
+                                                                            a relay worker)
 
 Each router masquerades with `random,fully-random`: every new destination gets a fresh
 random port (a symmetric NAT), and only the destination a packet went to may answer. Two
@@ -16,6 +17,7 @@ machine do not collide; `remove()` ends what runs inside and deletes the namespa
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ctypes
 import os
@@ -25,8 +27,9 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -38,10 +41,11 @@ from smartpractice.keys import services_key
 from smartpractice.scheduling.consultations import Appointment
 from tests.helpers import add_member, make_app, make_settings
 from tests.p2p_peers import die_with_parent
+from tests.redis_rooms import REDIS_URL, RedisProxy, drop_prefix, keys_under, new_prefix
 
 SERVER = "100.64.0.1"
 PORT = 8000  # the server's own namespace: no other listener there
-HOMES = (1, 2)
+HOMES = (1, 2, 3)  # a third person of a relayed call has a home of their own
 CLONE_NEWNET = 0x40000000
 COTURN = "/usr/bin/turnserver"
 IP, NFT, SYSCTL = "/usr/sbin/ip", "/usr/sbin/nft", "/usr/sbin/sysctl"
@@ -283,12 +287,14 @@ def coturn(internet, tmp_path):
         server.stop()
 
 
-@pytest.fixture
-async def call_across_nat(internet, coturn, tmp_path, database_url):
-    """The practice's server on the internet, TURN configured as docs/deployment.md says, and
-    a consultation with Erika and Paul, both let in: (base URL, consultation id)."""
+@contextlib.asynccontextmanager
+async def practice_on_the_internet(internet: Internet, coturn: Coturn, tmp_path: Path, database_url: str,
+                                   patients: tuple[str, ...], **settings: str) -> AsyncIterator[tuple[str, int]]:
+    """The practice's server on the internet, TURN configured as docs/deployment.md says
+    (and `settings` besides), and a consultation with `patients`, each let in already:
+    (base URL, consultation id)."""
     base = f"http://{SERVER}:{PORT}"
-    app = make_app(make_settings(tmp_path, database_url, BASE_URL=base, **coturn.urls))
+    app = make_app(make_settings(tmp_path, database_url, BASE_URL=base, **coturn.urls, **settings))
     runner = web.AppRunner(app)
     await runner.setup()
     try:
@@ -297,11 +303,82 @@ async def call_across_nat(internet, coturn, tmp_path, database_url):
         practice = (await services.practices.create("Praxis am Deich", admin_email="deich@example.org",
                                                     admin_username="deich")).practice
         doctor = await add_member(app, practice, "clinician", "dr-deich")
-        patients = [await add_member(app, practice, "patient", name) for name in ("erika", "paul")]
+        ids = [await add_member(app, practice, "patient", name) for name in patients]
         plan = Appointment.parse("Kontrolle", services.clock.now() + timedelta(minutes=5), 20, now=services.clock.now())
-        consultation = (await services.consultations.schedule(practice, doctor, plan, patient_ids=patients)).consultation
-        for patient in patients:
+        consultation = (await services.consultations.schedule(practice, doctor, plan, patient_ids=ids)).consultation
+        for patient in ids:
             await services.waiting_room.state.admit(practice.id, consultation.id, f"u{patient}")
         yield base, consultation.id
     finally:
         await runner.cleanup()
+
+
+@pytest.fixture
+async def call_across_nat(internet, coturn, tmp_path, database_url):
+    """The practice's server on the internet and a consultation with Erika and Paul, both
+    let in: (base URL, consultation id)."""
+    async with practice_on_the_internet(internet, coturn, tmp_path, database_url, ("erika", "paul")) as call:
+        yield call
+
+
+class RelayWorkerOnTheInternet:
+    """`smartpractice relay-worker` as its own process on the internet, beside the server:
+    its UDP sockets and the addresses it announces are the internet's, so browsers at home
+    reach it only across their routers' NAT (or through coturn). It registers in Redis,
+    which runs on this machine's loopback: a TCP forward on the internet's address
+    (tests/redis_rooms.py's RedisProxy, its listening socket made in the namespace) leads
+    there, for the worker only; the server in the test's process uses Redis directly."""
+
+    REDIS_PORT = 6379
+    PORTS = "42400-42599"
+
+    def __init__(self, internet: Internet, env: dict[str, str], prefix: str, log: Path) -> None:
+        self.internet, self.prefix, self.log = internet, prefix, log
+        self.env = env
+        self.redis = RedisProxy(REDIS_URL, listening=internet.listening_socket(self.REDIS_PORT))
+        self.process: asyncio.subprocess.Process | None = None
+
+    async def start(self, coturn: Coturn) -> str:
+        """Starts the worker and waits for it to register: its id."""
+        await self.redis.start()
+        env = {**os.environ, **self.env, "SMARTPRACTICE_REDIS_URL": self.redis.url,
+               "SMARTPRACTICE_REDIS_PREFIX": self.prefix,
+               **{f"SMARTPRACTICE_{name}": value for name, value in coturn.urls.items()}}
+        command = self.internet.command_in("internet", sys.executable, "-m", "smartpractice", "relay-worker",
+                                           "--ports", self.PORTS)
+        with self.log.open("wb") as log:
+            self.process = await asyncio.create_subprocess_exec(*command, env=env, cwd=ROOT, stdout=log, stderr=log,
+                                                                preexec_fn=die_with_parent)
+        lease = f"{self.prefix}:worker:"
+        async with asyncio.timeout(30):
+            while True:
+                found = [key[len(lease):] for key in await keys_under(self.prefix)
+                         if key.startswith(lease) and key.count(":") == 2]
+                if found:
+                    return found[0]
+                assert self.process.returncode is None, self.log.read_text()
+                await asyncio.sleep(0.2)
+
+    async def stop(self) -> None:
+        process, self.process = self.process, None
+        if process is not None and process.returncode is None:
+            process.kill()
+            await process.wait()
+        await self.redis.cut()
+
+
+@pytest.fixture
+async def relayed_call_across_nat(internet, coturn, tmp_path, database_url, cli_env):
+    """Erika, Paul and Oma, each at a home of their own, let in to a consultation whose server
+    places relayed calls on a relay worker that runs on the internet: (base URL, consultation
+    id, worker id, Redis key prefix). Three people: the call goes through the relay."""
+    prefix = new_prefix()
+    worker = RelayWorkerOnTheInternet(internet, cli_env, prefix, tmp_path / "relay-worker.log")
+    try:
+        worker_id = await worker.start(coturn)
+        async with practice_on_the_internet(internet, coturn, tmp_path, database_url, ("erika", "paul", "oma"),
+                                            REDIS_URL=REDIS_URL, REDIS_PREFIX=prefix, RELAY_WORKERS="yes") as call:
+            yield (*call, worker_id, prefix)
+    finally:
+        await worker.stop()
+        await drop_prefix(prefix)

@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import os
 import secrets
+import socket
 from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
 
@@ -63,22 +64,28 @@ class RedisProxy:
     """Forwards TCP from a local port to Redis until `cut`: then every connection through
     it is closed and new ones are refused, as when Redis or the network goes away."""
 
-    def __init__(self, url: str = REDIS_URL) -> None:
+    def __init__(self, url: str = REDIS_URL, *, listening: socket.socket | None = None) -> None:
+        """`listening`: a bound, listening socket to accept on (one made in a network
+        namespace, tests/networks.py) instead of a free port on 127.0.0.1; not restartable
+        after `cut`."""
         parts = urlsplit(url)
         self._target = (parts.hostname or "127.0.0.1", parts.port or 6379)
         self._db = parts.path or "/0"
-        self.port = unused_port()
+        self._listening = listening
+        self.host, self.port = listening.getsockname()[:2] if listening else ("127.0.0.1", unused_port())
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}{self._db}"
+        return f"redis://{self.host}:{self.port}{self._db}"
 
     async def start(self) -> None:
         """Accept (again): Redis is back."""
-        if self._server is None:
+        if self._server is None and self._listening is not None:
+            self._server = await asyncio.start_server(self._accept, sock=self._listening)
+        elif self._server is None:
             self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port)
 
     async def cut(self) -> None:

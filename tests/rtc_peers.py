@@ -14,6 +14,7 @@ from aiortc import (
     AudioStreamTrack,
     MediaStreamTrack,
     RTCConfiguration,
+    RTCIceServer,
     RTCPeerConnection,
     RTCSessionDescription,
     VideoStreamTrack,
@@ -22,6 +23,7 @@ from aiortc.mediastreams import MediaStreamError
 from av import VideoFrame
 
 from smartpractice.rtc import RelayRoom
+from tests.helpers import next_of
 
 WIDTH, HEIGHT = 160, 120  # small, so the publisher's encoder costs little
 
@@ -38,8 +40,8 @@ class SmallCamera(VideoStreamTrack):
 
 
 class Peer:
-    def __init__(self) -> None:
-        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    def __init__(self, ice_servers: list[RTCIceServer] | None = None) -> None:
+        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=ice_servers or []))
         self.frames = {"audio": 0, "video": 0}
         self.sizes: set[tuple[int, int]] = set()
         self._tasks: list[asyncio.Task[None]] = []
@@ -70,15 +72,15 @@ class Peer:
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
-def publisher() -> Peer:
-    peer = Peer()
+def publisher(ice_servers: list[RTCIceServer] | None = None) -> Peer:
+    peer = Peer(ice_servers)
     peer.pc.addTrack(SmallCamera())
     peer.pc.addTrack(AudioStreamTrack())
     return peer
 
 
-def subscriber() -> Peer:
-    peer = Peer()
+def subscriber(ice_servers: list[RTCIceServer] | None = None) -> Peer:
+    peer = Peer(ice_servers)
     peer.pc.addTransceiver("video", direction="recvonly")
     peer.pc.addTransceiver("audio", direction="recvonly")
     return peer
@@ -114,3 +116,12 @@ class OpaqueFrames(MediaStreamTrack):
         packet.pts, packet.time_base = self._index * 3000, Fraction(1, 90000)
         self._index += 1
         return packet
+
+
+async def relay_offer(socket, peer: Peer, purpose: str, receive_from: list[str]) -> None:
+    """`peer`'s offer for the relay over a participant's call socket, and the answer applied."""
+    await peer.pc.setLocalDescription(await peer.pc.createOffer())
+    await socket.send_json({"type": "relay_offer", "purpose": purpose, "sdp": peer.pc.localDescription.sdp,
+                            "receive_from": receive_from})
+    answer = await next_of(socket, "relay_answer", within=10)
+    await peer.pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type="answer"))

@@ -11,6 +11,7 @@ from aiohttp.test_utils import unused_port
 from sqlalchemy import insert, select, update
 
 from smartpractice.storage import mails as mail_store
+from smartpractice.storage.engine import create_engine
 from smartpractice.storage.tables import audit_log, mails, practices
 from tests.helpers import PASSWORD, add_member, csrf_token, invoke, log_in, traces_of
 
@@ -27,7 +28,7 @@ async def audit_actions(engine, user_id: int, *, site_wide: bool = True) -> list
 @pytest.mark.parametrize("command", [["user"], ["user", "reset-password"], ["user", "reset-second-factor"],
                                      ["user", "unlock"], ["user", "delete"], ["mail", "list"], ["mail", "retry"],
                                      ["mail", "test"], ["config", "check"], ["db", "current"], ["db", "downgrade"],
-                                     ["send-reminders"]])
+                                     ["send-reminders"], ["practice", "export"]])
 async def test_every_admin_command_has_help(command, cli_env):
     result = await invoke([*command, "--help"], cli_env)
     assert result.exit_code == 0 and "Usage:" in result.output
@@ -84,6 +85,13 @@ async def test_delete_removes_the_account_even_of_staff(client, cli_env, clinici
     assert unknown.exit_code == 1 and "There is no user dr-berg." in unknown.output
 
 
+async def test_delete_refuses_the_only_admin_of_a_practice(cli_env, practice, services):
+    refused = await invoke(["user", "delete", "chef", "--yes"], cli_env)
+    assert refused.exit_code == 1
+    assert "chef is the only active admin of Praxis am Markt." in refused.output
+    assert await services.users.by_login("chef") is not None  # nothing was deleted
+
+
 async def test_mail_list_shows_the_queue_without_recipients_and_retry_makes_pending_due(cli_env, engine, clock):
     async with engine.begin() as conn:
         waiting = await mail_store.insert_mail(conn, kind="password_reset", recipient="erika@example.org", subject="s",
@@ -106,9 +114,18 @@ async def test_mail_list_shows_the_queue_without_recipients_and_retry_makes_pend
     async with engine.connect() as conn:
         rows = dict((await conn.execute(select(mails.c.id, mails.c.next_attempt_at))).all())
     assert rows[waiting] < clock.now() + timedelta(minutes=5)
+    assert await mail_entries(engine) == [(None, None, "mail_retried", "1")]  # the object id is the count
 
 
-async def test_mail_test_goes_through_the_smtp_server(smtp, cli_env):
+async def mail_entries(engine) -> list[tuple]:
+    """The site-wide entries the mail commands write: practice, actor, action, object id."""
+    async with engine.connect() as conn:
+        rows = await conn.execute(select(audit_log.c.practice_id, audit_log.c.actor_user_id, audit_log.c.action,
+                                         audit_log.c.object_id).where(audit_log.c.object_kind == "mail"))
+        return [tuple(row) for row in rows]
+
+
+async def test_mail_test_goes_through_the_smtp_server(smtp, cli_env, engine):
     env = {**cli_env, "SMARTPRACTICE_SMTP_HOST": "127.0.0.1", "SMARTPRACTICE_SMTP_PORT": str(smtp.controller.port),
            "SMARTPRACTICE_SMTP_TLS": "none"}
     result = await invoke(["mail", "test", "ops@example.org"], env)
@@ -116,6 +133,9 @@ async def test_mail_test_goes_through_the_smtp_server(smtp, cli_env):
     assert f"handed to the SMTP server 127.0.0.1:{smtp.controller.port}" in result.output
     [message] = await smtp.wait_for(1)
     assert message["To"] == "ops@example.org" and message["Subject"] == "Testmail von smartpractice"
+    async with engine.connect() as conn:
+        [mail_id] = (await conn.execute(select(mails.c.id).where(mails.c.kind == "test"))).scalars()
+    assert await mail_entries(engine) == [(None, None, "test_mail_sent", str(mail_id))]
 
 
 async def test_mail_test_says_when_the_smtp_server_is_down(cli_env):
@@ -140,6 +160,9 @@ async def test_config_check_names_each_part(smtp, cli_env):
     assert "redis: unreachable" in bad.output and "smtp: fails" in bad.output
     refused = await invoke(["config", "check"], {**env, "SMARTPRACTICE_SMTP_TLS": "sometimes"})
     assert refused.exit_code == 1 and "SMARTPRACTICE_SMTP_TLS must be one of" in refused.output
+    unnamed = await invoke(["config", "check"], {**env, "SMARTPRACTICE_OPERATOR_CONTACT": ""})
+    assert unnamed.exit_code == 1
+    assert unnamed.output.splitlines()[0] == "settings: ok, but `serve` needs SMARTPRACTICE_OPERATOR_CONTACT"
 
 
 async def test_db_current_and_downgrade_on_a_database_of_its_own(cli_env, tmp_path):
@@ -153,6 +176,22 @@ async def test_db_current_and_downgrade_on_a_database_of_its_own(cli_env, tmp_pa
     after = await invoke(["db", "current"], env)
     assert f"code: {head}" in after.output and "differs" in after.output
     assert f"database: {head}" not in after.output
+    previous = re.search(r"database: (\S+)", after.output).group(1)
+    assert f"Database schema downgraded to -1 (now at {previous})." in down.output
+    # A site-wide entry without an actor names the revision the schema is now at.
+    own = create_engine(env["SMARTPRACTICE_DATABASE_URL"])
+    try:
+        async with own.connect() as conn:
+            entries = [tuple(row) for row in await conn.execute(select(
+                audit_log.c.practice_id, audit_log.c.actor_user_id, audit_log.c.action, audit_log.c.object_kind,
+                audit_log.c.object_id))]
+    finally:
+        await own.dispose()
+    assert entries == [(None, None, "schema_downgraded", "schema", previous)]
+    # Below the audit log's own revision there is nowhere to write it, and the command says so.
+    below = await invoke(["db", "downgrade", "--yes", "0003"], env)
+    assert below.exit_code == 0, below.output
+    assert "no audit entry was written" in below.output
     assert (await invoke(["db", "upgrade"], env)).exit_code == 0
     assert (await invoke(["db", "current"], env)).output.endswith("up to date\n")
 

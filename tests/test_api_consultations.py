@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
+from sqlalchemy import select
+
+from smartpractice.storage.tables import users
 from tests.helpers import add_member, mail_settled
 
 
@@ -14,7 +17,8 @@ def bearer(key: str) -> dict[str, str]:
 
 async def test_practice_software_schedules_invites_lists_and_cancels(client, services, app, smtp, practice, clinician):
     auth = bearer((await services.api_keys.create(practice, "Praxissoftware")).key)
-    start = (services.clock.now() + timedelta(days=2)).replace(microsecond=0)
+    # At 10:00 UTC the day is the same in UTC and in the practice's zone, which ?day= means.
+    start = (services.clock.now() + timedelta(days=2)).replace(hour=10, minute=0, second=0, microsecond=0)
     made = await client.post("/api/v1/consultations", headers=auth, json={
         "starts_at": start.isoformat(), "duration_minutes": 30, "clinician_id": clinician.user_id})
     assert made.status == 201
@@ -41,7 +45,7 @@ async def test_practice_software_schedules_invites_lists_and_cancels(client, ser
     assert len(smtp.to("gast@example.org")) == 2
 
 
-async def test_bad_starts_and_foreign_ids_get_clear_errors(client, services, app, practice, clinician):
+async def test_bad_starts_and_foreign_ids_get_clear_errors(client, services, app, engine, practice, clinician):
     auth = bearer((await services.api_keys.create(practice, "Praxissoftware")).key)
     for starts_at, code in (("2026-03-30T10:00:00", "invalid_input"), ("9999-12-31T23:59:00+00:00", "start_too_far"),
                             ("2001-01-01T10:00:00+00:00", "start_past")):
@@ -52,6 +56,17 @@ async def test_bad_starts_and_foreign_ids_get_clear_errors(client, services, app
     start = (services.clock.now() + timedelta(days=1)).isoformat()
     refused = await client.post("/api/v1/consultations", headers=auth, json={"starts_at": start, "clinician_id": theirs})
     assert (await refused.json())["code"] == "clinician_unknown"
+    # An admin holds consultations only when they treat patients too.
+    admin = await add_member(app, practice, "admin", "praxis-admin")
+    refused = await client.post("/api/v1/consultations", headers=auth, json={"starts_at": start, "clinician_id": admin})
+    assert (await refused.json())["code"] == "clinician_unknown"
+    founder = await services.practices.create("Praxis Eins", admin_email="eins@example.org", admin_username="eins",
+                                              admin_treats_patients=True)
+    async with engine.connect() as conn:
+        [founder_id] = (await conn.execute(select(users.c.id).where(users.c.username == "eins"))).scalars()
+    founder_auth = bearer((await services.api_keys.create(founder.practice, "Eins")).key)
+    held = await client.post("/api/v1/consultations", headers=founder_auth, json={"starts_at": start, "clinician_id": founder_id})
+    assert held.status == 201 and (await held.json())["clinician_id"] == founder_id
     other_auth = bearer((await services.api_keys.create(other.practice, "See")).key)
     made = await (await client.post("/api/v1/consultations", headers=other_auth, json={"starts_at": start})).json()
     for method, suffix in (("GET", ""), ("POST", "/cancel")):
@@ -95,7 +110,7 @@ async def test_an_idempotency_key_makes_one_invitation_and_one_mail(client, serv
 
 async def test_an_idempotency_key_sent_twice_at_once_makes_one_consultation(client, services, app, smtp, practice, clinician):
     auth = bearer((await services.api_keys.create(practice, "Praxissoftware")).key)
-    start = (services.clock.now() + timedelta(days=2)).replace(microsecond=0).isoformat()
+    start = (services.clock.now() + timedelta(days=2)).replace(hour=10, minute=0, second=0, microsecond=0).isoformat()
     body = {"starts_at": start, "duration_minutes": 20, "clinician_id": clinician.user_id}
     key = {**auth, "Idempotency-Key": "termin-4711"}
     answers = await asyncio.gather(*(client.post("/api/v1/consultations", headers=key, json=body) for _ in range(2)))

@@ -21,7 +21,8 @@ async def test_first_login_forces_own_password_then_reaches_the_dashboard(live_s
     page.on("response", lambda response: refused.append(f"{response.status} {response.url}") if response.status >= 400 else None)
 
     await page.goto(base + "/")
-    assert page.url.endswith("/login?next=/")
+    await page.click("main a[href='/login']")
+    await page.wait_for_url("**/login")
     await page.fill("#identifier", "sonne")
     await page.fill("#password", "falsches-passwort")
     await page.click("form[action='/login'] button[type=submit]")

@@ -18,6 +18,7 @@ from tests.call_pages import (
     GUEST,
     PATIENT,
     a_patient_without_camera_sees_and_hears,
+    assert_direct,
     assert_first_frames_within,
     assert_relayed,
     both_in_call,
@@ -47,9 +48,7 @@ async def test_two_people_see_and_hear_each_other_peer_to_peer_and_after_a_drop(
     shown = await until_every_tile_plays({DOCTOR: doctor, PATIENT: patient})
     assert await doctor.get_attribute("#call", "data-topology") == "p2p"
     assert "Peer-to-Peer" in await doctor.inner_text("#topology")
-    # One direct connection: each browser's remote end is the other browser's own port.
-    [doctor_pair], [patient_pair] = shown[DOCTOR]["pairs"], shown[PATIENT]["pairs"]
-    assert doctor_pair["remote"] == patient_pair["local"] and patient_pair["remote"] == doctor_pair["local"]
+    assert_direct(shown)
 
     await patient.click("#toggle-audio")
     await doctor.wait_for_selector(".tile[data-peer] .flags:has-text('Mikrofon aus')")

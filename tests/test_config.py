@@ -38,11 +38,28 @@ def test_environment_variables_are_read():
         ("BASE_URL", "https://example.org/sub/path", "must look like"),
         ("SECRET_KEY", "too-short", "at least 32"),
         ("AUTO_MIGRATE", "sometimes", "must be one of"),
+        ("RELAY_PORTS", "40999-40000", "the first not above the last"),
+        ("RELAY_PORTS", "80-1000", "from 1024 to 65535"),
+        ("RELAY_PORTS", "40000-70000", "from 1024 to 65535"),
+        ("RELAY_PORTS", "40000", "must look like 40000-40999"),
+        ("RELAY_PORTS", "40000:40999", "must look like 40000-40999"),
+        ("RELAY_PUBLIC_ADDRESS", "relay.example.org", "must be an IP address"),
+        ("RELAY_METRICS_PORT", "80", "a TCP port from 1024 to 65535"),
+        ("RELAY_METRICS_PORT", "9100-9101", "a TCP port from 1024 to 65535"),
+        ("RELAY_PUBLIC_ADDRESS", "0.0.0.0", "browsers can reach"),  # noqa: S104
     ],
 )
 def test_bad_values_are_refused_with_a_clear_message(name, value, message):
     with pytest.raises(ConfigError, match=message):
         Settings.from_env({f"SMARTPRACTICE_{name}": value})
+
+
+def test_the_relay_port_range_includes_both_ends():
+    settings = Settings.from_env({"SMARTPRACTICE_RELAY_PORTS": "40000-40999",
+                                  "SMARTPRACTICE_RELAY_PUBLIC_ADDRESS": " 203.0.113.7 "})
+    assert settings.relay_ports == range(40000, 41000) and len(settings.relay_ports) == 1000
+    assert settings.relay_public_address == "203.0.113.7"
+    assert Settings.from_env({}).relay_ports is None and Settings.from_env({}).relay_public_address is None
 
 
 def test_every_setting_is_documented_in_one_table():

@@ -9,6 +9,7 @@ from tests.helpers import (
     confirm,
     create_patient,
     english,
+    form_token,
     generated_password,
     log_in,
     mail_link,
@@ -16,6 +17,7 @@ from tests.helpers import (
     mail_text,
     patient_id,
     post_form,
+    resend_confirmation,
 )
 
 
@@ -39,7 +41,7 @@ async def assert_refused(browser, link: str, message: str, status: int = 410) ->
 async def test_link_expires_after_48_hours(client, smtp, clock, practice, clinician):
     link, initial = await unconfirmed_patient(client, smtp, practice)
     clock.advance(hours=49)
-    await assert_refused(client, link, "This link has expired.")
+    await assert_refused(client, link, "This link expired on ")
     refused = await log_in(client, "erika", initial)
     assert "Please confirm your email address first" in await refused.text()
 
@@ -93,7 +95,7 @@ async def test_confirm_needs_the_csrf_token(client, smtp, practice, clinician):
 
 async def test_fresh_mail_replaces_the_old_link(client, smtp, practice, clinician):
     old_link, initial = await unconfirmed_patient(client, smtp, practice)
-    answer = await post_form(client, "/confirm", {"email": "Erika@Example.org"})
+    answer = await resend_confirmation(client, "Erika@Example.org")
     assert answer.status == 200
     assert "we have sent it a new mail" in await answer.text()
     fresh = (await smtp.wait_for(2))[1]
@@ -101,8 +103,23 @@ async def test_fresh_mail_replaces_the_old_link(client, smtp, practice, clinicia
     assert "Praxis am Markt has set up an account" in mail_text(fresh)
     new_link = mail_link(fresh)
     assert new_link != old_link
-    await assert_refused(client, old_link, "This link has already been used.")
+    await assert_refused(client, old_link, "A newer mail with a new link was sent since, which replaces this one.")
     await confirm(client, new_link)
+    assert (await log_in(client, "erika", initial)).status == 303
+
+
+async def test_fresh_mail_form_sent_twice_mails_once(client, smtp, practice, clinician):
+    """A double click or a reload of "Send a new mail": one new link, the same page twice."""
+    _, initial = await unconfirmed_patient(client, smtp, practice)
+    english(client)
+    token = await form_token(client, "/confirm")
+    first = await resend_confirmation(client, "erika@example.org", token=token)
+    again = await resend_confirmation(client, "erika@example.org", token=token)
+    for answer in (first, again):
+        assert answer.status == 200 and "we have sent it a new mail" in await answer.text()
+    await mail_settled(client.app)
+    assert len(smtp.to("erika@example.org")) == 2  # the first mail and one fresh one
+    await confirm(client, mail_link(smtp.messages[1]))
     assert (await log_in(client, "erika", initial)).status == 303
 
 
@@ -111,7 +128,7 @@ async def test_fresh_mail_answers_the_same_for_unknown_and_confirmed_addresses(c
     english(client)
     pages = []
     for email in ("nobody@example.org", "anna@example.org"):
-        response = await post_form(client, "/confirm", {"email": email})
+        response = await resend_confirmation(client, email)
         assert response.status == 200
         pages.append((await response.text()).replace(email, ""))
     strip = [page.split('name="csrf_token"')[0] for page in pages]
@@ -123,7 +140,7 @@ async def test_fresh_mail_answers_the_same_for_unknown_and_confirmed_addresses(c
 async def test_fresh_mail_is_limited_per_address(client, smtp, practice, clinician):
     await unconfirmed_patient(client, smtp, practice)
     for _ in range(5):
-        response = await post_form(client, "/confirm", {"email": "erika@example.org"})
+        response = await resend_confirmation(client, "erika@example.org")
         assert response.status == 200
         assert "we have sent it a new mail" in await response.text()
     await smtp.wait_for(4)
@@ -133,7 +150,7 @@ async def test_fresh_mail_is_limited_per_address(client, smtp, practice, clinici
 
 async def test_fresh_mail_form_checks_the_address_format(client):
     english(client)
-    response = await post_form(client, "/confirm", {"email": "not an address"})
+    response = await resend_confirmation(client, "not an address")
     assert response.status == 400
     page = await response.text()
     assert "Please enter a valid email address." in page

@@ -7,13 +7,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from icalendar import Calendar
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from smartpractice.errors import UserError
 from smartpractice.keys import services_key
 from smartpractice.onboarding.invitations import Invitee
 from smartpractice.scheduling.consultations import Appointment
-from smartpractice.storage.tables import audit_log, consultations, mails
+from smartpractice.storage.tables import audit_log, consultations, mails, practices
 from tests.helpers import (
     add_member,
     form_token,
@@ -262,3 +262,15 @@ async def test_an_overlapping_consultation_is_flagged_on_its_page(client, servic
     page = await (await client.get(f"/p/{practice.slug}/consultations/{first}", headers=EN)).text()
     assert "Monday, March 30, 2026, 10:10 AM" in page  # the other one's start, in the practice's zone
     assert await overlaps(after) == []  # starts as the second ends; the cancelled one does not count
+
+
+async def test_a_cancellation_says_how_to_reach_the_practice(app, services, engine, smtp, clock, practice, clinician):
+    erika = await add_member(app, practice, "patient", "erika")
+    plan = Appointment.parse("Kontrolle", clock.now() + timedelta(days=2), 20, now=clock.now())
+    scheduled = await services.consultations.schedule(practice, clinician.user_id, plan, patient_ids=[erika])
+    async with engine.begin() as conn:
+        await conn.execute(update(practices).where(practices.c.id == practice.id).values(contact="030 1234567"))
+    await services.consultations.cancel(practice, scheduled.consultation.id)
+    cancelled = (await smtp.wait_for(2))[-1]
+    assert "abgesagt" in str(cancelled["Subject"])
+    assert "wenden Sie sich bitte an die Praxis: 030 1234567" in mail_text(cancelled)

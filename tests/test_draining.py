@@ -1,24 +1,28 @@
 """SIGTERM to a real `smartpractice serve` process: it stops listening, says so on /readyz,
 closes the waiting room's and the call's sockets with 1012 so that the pages reconnect
-elsewhere, answers the request it is reading, and exits in time without a traceback."""
+elsewhere, answers the request it is reading, finishes or hands back the mail it is sending
+to a slow SMTP server, and exits in time without a traceback."""
 
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import sys
 import time
+from asyncio.subprocess import Process
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import aiohttp
 import pytest
-from aiohttp.test_utils import unused_port
 
 from smartpractice.draining import CLOSE_RESTARTING
 from smartpractice.scheduling.consultations import Appointment
+from smartpractice.storage import mails as outbox
+from smartpractice.storage.engine import create_engine
+from smartpractice.storage.tables import mails
 from tests.helpers import (
     JOIN,
+    MailCatcher,
     add_member,
     browser_at,
     close_code,
@@ -27,40 +31,16 @@ from tests.helpers import (
     next_of,
     participants,
 )
+from tests.serve_processes import until_ready
 
 STOP_SECONDS = 4
 
 
 @pytest.fixture
-async def server(tmp_path, database_url, cli_env):
-    """`python -m smartpractice serve` on a free port, its log in a file; killed if the test
-    leaves it running."""
-    port = unused_port()
-    log_path = tmp_path / "server.log"
-    env = {**os.environ, **cli_env, "SMARTPRACTICE_BASE_URL": f"http://127.0.0.1:{port}",
-           "SMARTPRACTICE_STOP_SECONDS": str(STOP_SECONDS), "SMARTPRACTICE_PURGE_INTERVAL_MINUTES": "0",
-           "SMARTPRACTICE_HOUSEKEEPING_SECONDS": "0"}
-    with log_path.open("wb") as log:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "smartpractice", "serve", "--host", "127.0.0.1", "--port", str(port),
-            env=env, stdout=log, stderr=log)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        async with aiohttp.ClientSession() as probe:
-            async with asyncio.timeout(60):
-                while True:
-                    try:
-                        if (await probe.get(base + "/readyz")).status == 200:
-                            break
-                    except aiohttp.ClientConnectionError:
-                        pass
-                    assert process.returncode is None, log_path.read_text()
-                    await asyncio.sleep(0.2)
-        yield process, base, port, log_path
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
+async def server(start_server):
+    process, base, log_path = await start_server("server", STOP_SECONDS=str(STOP_SECONDS))
+    await until_ready(process, base, log_path, within=60)
+    return process, base, log_path
 
 
 @pytest.fixture
@@ -72,7 +52,7 @@ async def booked(app, services, clock, practice, clinician):
 
 
 async def test_sigterm_drains_sockets_and_requests_then_exits(server, app, clock, practice, booked):
-    process, base, port, log_path = server
+    process, base, log_path = server
     # log_in gives the earliest TOTP step the test's clock allows; the server's clock is the
     # real one, which has moved on since the fixtures froze theirs.
     clock.current = datetime.now(UTC) + timedelta(seconds=30)
@@ -119,3 +99,116 @@ async def test_sigterm_drains_sockets_and_requests_then_exits(server, app, clock
     assert took < STOP_SECONDS + 3, took
     log = log_path.read_text()
     assert "Traceback" not in log and " 500 " not in log and "ERROR" not in log, log
+
+
+# Docker's kill comes 10 s after its SIGTERM; the mail tests run with the default stop budget.
+KILL_AFTER = 10
+RECIPIENT = "erika@example.org"
+
+
+class OneMail:
+    """A mail put in the outbox as a reset request would, once the server runs (its sender
+    finds it at its next look, within 5 s), and its row read back."""
+
+    def __init__(self, database_url: str) -> None:
+        self._engine = create_engine(database_url)
+        self.id = 0
+
+    async def put(self) -> None:
+        async with self._engine.begin() as conn:
+            self.id = await outbox.insert_mail(
+                conn, kind="password_reset", recipient=RECIPIENT, subject="Passwort", text_body="Ihr Link",
+                html_body="<p>Ihr Link</p>", message_id="<stop-test@example.org>", now=datetime.now(UTC))
+
+    async def row(self):
+        async with self._engine.connect() as conn:
+            return (await conn.execute(mails.select().where(mails.c.id == self.id))).one()
+
+    async def close(self) -> None:
+        await self._engine.dispose()
+
+
+@pytest.fixture
+async def one_mail(database_url):
+    mail = OneMail(database_url)
+    yield mail
+    await mail.close()
+
+
+async def serving_mail(start_server, name: str, smtp: MailCatcher) -> tuple[Process, Path]:
+    """A server whose mails go to `smtp`, ready; with the default stop budget."""
+    process, base, log_path = await start_server(
+        name, SMTP_HOST="127.0.0.1", SMTP_PORT=str(smtp.controller.port), SMTP_TLS="none")
+    await until_ready(process, base, log_path, within=60)
+    return process, log_path
+
+
+async def until(condition, within: float = 20.0) -> None:
+    async with asyncio.timeout(within):
+        while not condition():  # noqa: ASYNC110 - aiosmtpd counts from its own thread
+            await asyncio.sleep(0.05)
+
+
+async def stop_in_time(process: Process, log_path: Path) -> str:
+    """SIGTERM, then the exit within Docker's grace; the log, checked for tracebacks."""
+    asked = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    await asyncio.wait_for(process.wait(), KILL_AFTER + 5)
+    took = time.monotonic() - asked
+    log = await asyncio.to_thread(log_path.read_text)
+    assert process.returncode == 0, log
+    assert took < KILL_AFTER, (took, log)
+    assert "Traceback" not in log and " 500 " not in log and "ERROR" not in log, log
+    return log
+
+
+async def test_sigterm_hands_back_a_mail_the_smtp_server_has_not_taken(start_server, smtp, one_mail):
+    # The server sits on the data far longer than the stop allows, and takes the mail only
+    # when it answers (a client that hangs up before cancels it, as a real MTA would).
+    smtp.data_pause = 60
+    process, log_path = await serving_mail(start_server, "first", smtp)
+    await one_mail.put()
+    await until(lambda: smtp.data_received == 1)
+    log = await stop_in_time(process, log_path)
+    assert "handed back" in log
+    row = await one_mail.row()
+    # Back in the queue, due at once, the cut try not counted against the mail's 30.
+    assert (row.status, row.attempts, row.claimed_at) == ("pending", 0, None)
+    assert row.text_body == "Ihr Link"
+    await until(lambda: smtp.data_abandoned == 1, within=5)  # the server saw the client hang up
+    assert smtp.messages == []
+
+    # The next start, with the server quick again, delivers it once.
+    smtp.data_pause = 0
+    process, log_path = await serving_mail(start_server, "second", smtp)
+    await smtp.wait_for(1, within=20)
+    await until(lambda: smtp.data_received >= 2)
+    await stop_in_time(process, log_path)
+    assert (await one_mail.row()).status == "sent"
+    assert smtp.data_received == 2
+    [message] = smtp.to(RECIPIENT)
+    assert message["Message-ID"] == "<stop-test@example.org>"
+    assert len(smtp.messages) == 1
+
+
+async def test_sigterm_waits_for_a_slow_smtp_server_that_answers_in_time(start_server, smtp, one_mail):
+    smtp.data_pause = 3  # well inside the default budget of 8 s
+    process, log_path = await serving_mail(start_server, "server", smtp)
+    await one_mail.put()
+    await until(lambda: smtp.data_received == 1)
+    log = await stop_in_time(process, log_path)
+    assert "handed back" not in log
+    assert (await one_mail.row()).status == "sent"
+    assert len(smtp.to(RECIPIENT)) == 1
+
+
+async def test_sigterm_records_a_taken_mail_though_the_server_never_says_goodbye(start_server, smtp, one_mail):
+    # The server takes the mail at once, then never answers QUIT: the mail is delivered, so
+    # its row must say `sent`, not stay `sending` (nor be sent again at the next start).
+    smtp.quit_pause = 60
+    process, log_path = await serving_mail(start_server, "server", smtp)
+    await one_mail.put()
+    await smtp.wait_for(1, within=20)
+    await stop_in_time(process, log_path)
+    assert (await one_mail.row()).status == "sent"
+    assert len(smtp.to(RECIPIENT)) == 1

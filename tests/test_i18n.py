@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from babel.messages.extract import extract_from_dir
@@ -102,3 +103,44 @@ def test_a_count_chooses_the_plural_form_in_both_languages():
                                            "Too many failed attempts. Please try again in %(minutes)d minutes."),
                        number="minutes", minutes=1)
     assert locked.text(german).endswith("in 1 Minute erneut.")
+
+
+def german_texts() -> dict[str, str]:
+    """msgid (a plural's singular) → every German form, joined."""
+    with (LOCALE_DIR / "de" / "LC_MESSAGES" / "messages.po").open("rb") as handle:
+        catalog = read_po(handle)
+    return {(m.id[0] if m.pluralizable else m.id): " | ".join(m.string) if m.pluralizable else m.string
+            for m in catalog if m.id}
+
+
+# What first users tripped over (issue 14); each pattern once found in the German catalog.
+TRIPPED_OVER = {
+    # One name for the clinician role: "Behandelnde" (a "behandelnde Person"), not
+    # "Behandler/in", "die Ärztin oder der Arzt" or "Therapeutin oder Therapeut". (Telling
+    # a patient about "Ihre Ärztin, Ihr Arzt" is no role name.)
+    "clinician role": re.compile(r"Behandler|(?:der|die|dem|als) Ärztin oder (?:der |dem |des )?Arzt|Therapeutin oder Therapeut"),
+    "doubled request": re.compile(r"[Bb]itte bitten"),
+    # "enthaltene Behandelnde: 1": a count says what it counts in a sentence.
+    "people counted after a colon": re.compile(r"(?:Behandelnde|Personen|Teilnehmende)\w*: %\(num\)d"),
+}
+
+
+def test_the_german_wording_first_users_tripped_over_stays_fixed():
+    found = [f"{name}: {text!r}" for text in german_texts().values() for name, pattern in TRIPPED_OVER.items()
+             if pattern.search(text)]
+    assert found == []
+
+
+def test_logging_in_and_signing_a_practice_up_are_different_words():
+    texts = german_texts()
+    assert texts["Log in"] == "Anmelden"
+    signing_up = {msgid: text for msgid, text in texts.items() if re.search(r"\bsign(?:ing|s)?[- ]?ups?\b", msgid, re.I)}
+    assert {"Sign up", "Sign up your practice"} <= set(signing_up)
+    assert {msgid: text for msgid, text in signing_up.items() if "nmeld" in text} == {}
+
+
+async def test_prices_say_what_they_count(client):
+    page = await (await client.get("/pricing", headers={"Accept-Language": "de"})).text()
+    assert "für 1 behandelnde Person" in page and "für bis zu 3 Behandelnde" in page and "mit 3 Behandelnden" in page
+    english = await (await client.get("/pricing", headers={"Accept-Language": "en"})).text()
+    assert "39 € for 1 clinician" in english and "with 1 clinician" in english and "with 3 clinicians" in english

@@ -17,6 +17,7 @@ from tests.helpers import (
     mail_link,
     mail_text,
     post_form,
+    reissue,
     tan_in,
 )
 
@@ -60,7 +61,7 @@ async def test_clinician_delivery_keeps_the_tan_out_of_the_mail(client, services
     assert (await post_form(client, mail_link(message), {"tan": shown})).status == 303
 
 
-async def test_five_wrong_tans_lock_and_reissue_gives_a_new_working_tan(client, other_browser, services, smtp, practice, clinician):
+async def test_five_wrong_tans_void_the_tan_and_reissue_gives_a_new_working_tan(client, other_browser, services, smtp, practice, clinician):
     await log_in(client, "dr-berg")
     await invite(client, practice)
     [first] = await smtp.wait_for(1)
@@ -68,13 +69,15 @@ async def test_five_wrong_tans_lock_and_reissue_gives_a_new_working_tan(client, 
     for left in ("4 more tries are left", "3 more tries are left", "2 more tries are left", "1 more try is left"):
         wrong = await post_form(other_browser, old_link, {"tan": "0000 0000"}, headers=EN)
         assert left in await wrong.text()
-    locked = await post_form(other_browser, old_link, {"tan": "0000 0000"}, headers=EN)
-    assert locked.status == 410 and "locked" in await locked.text()
-    assert (await post_form(other_browser, old_link, {"tan": old_tan})).status == 410
+    voided = await post_form(other_browser, old_link, {"tan": "0000 0000"}, headers=EN)
+    assert voided.status == 401 and "this TAN no longer works" in await voided.text()
+    assert (await post_form(other_browser, old_link, {"tan": old_tan})).status == 401
 
     [view] = await services.invitations.list(practice.id)
-    assert view.state == "locked"
-    await post_form(client, f"/p/{practice.slug}/invitations/{view.id}/reissue", {})
+    assert view.state == "voided"
+    listed = await (await client.get(f"/p/{practice.slug}/invitations", headers=EN)).text()
+    assert "TAN voided after wrong tries" in listed
+    await reissue(client, practice, view.id)
     second = (await smtp.wait_for(2))[1]
     new_link, new_tan = mail_link(second), tan_in(second)
     assert new_link != old_link and code_in(second) == code_in(first)
@@ -93,7 +96,7 @@ async def test_reissue_is_refused_after_fifteen_wrong_tans_in_all(client, other_
         link = mail_link((await smtp.wait_for(round_number + 1))[round_number])
         for _ in range(5):
             await post_form(other_browser, link, {"tan": "0000 0000"})
-        response = await post_form(client, f"/p/{practice.slug}/invitations/{view.id}/reissue", {}, headers=EN)
+        response = await reissue(client, practice, view.id, headers=EN)
     assert response.status == 409
     assert "Too many wrong TANs" in await response.text()
 

@@ -6,7 +6,7 @@ import asyncio
 
 from sqlalchemy import select
 
-from smartpractice.keys import engine_key, services_key
+from smartpractice.keys import engine_key, mail_sender_key, services_key
 from smartpractice.mail.sender import STALE_CLAIM, MailSender
 from smartpractice.storage import mails as store
 from smartpractice.storage.tables import mails
@@ -108,6 +108,25 @@ async def test_crash_between_send_and_mark_does_not_send_twice(client, app, engi
     [row] = await rows(engine)
     assert row.status == "uncertain"
     assert len(smtp.messages) == 1
+
+
+async def test_a_stop_cuts_a_mail_the_server_has_not_taken_and_hands_it_back(client, app, engine, smtp, settings, clock):
+    smtp.data_pause = 60  # the server sits on the data; the stop's budget runs out first
+    await enqueue(app)
+    async with asyncio.timeout(10):
+        while smtp.data_received == 0:  # noqa: ASYNC110 - counted in aiosmtpd's thread
+            await asyncio.sleep(0.02)
+    async with asyncio.timeout(5):
+        await app[mail_sender_key].finish(within=1.0)
+    [row] = await rows(engine)
+    assert (row.status, row.attempts, row.next_attempt_at) == ("pending", 0, clock.now())
+    async with asyncio.timeout(5):
+        while smtp.data_abandoned == 0:  # noqa: ASYNC110 - the server saw the client hang up
+            await asyncio.sleep(0.02)
+    assert smtp.messages == []
+    smtp.data_pause = 0
+    assert await MailSender(engine=engine, clock=clock, settings=settings, wake=asyncio.Event()).send_due() == 1
+    assert len(smtp.messages) == 1 and (await rows(engine))[0].status == "sent"
 
 
 async def test_two_senders_never_send_the_same_mail(client, app, engine, smtp, settings, clock):

@@ -12,12 +12,15 @@ from tests.helpers import (
     confirm,
     create_patient,
     english,
+    form_token,
     generated_password,
     log_in,
     mail_link,
+    mail_settled,
     mail_text,
     make_app,
     make_settings,
+    new_initial_password,
     patient_id,
     post_form,
 )
@@ -67,6 +70,29 @@ async def test_patient_confirms_by_mail_then_chooses_own_password(client, other_
     dashboard = await other_browser.get(f"/p/{practice.slug}/")
     assert dashboard.status == 200
     assert "You have no upcoming consultations with this practice." in await dashboard.text()
+
+
+async def test_the_new_patient_form_sent_twice_makes_one_account_and_one_mail(client, engine, smtp, practice, clinician):
+    """A reload or a double click of "Create account": the form's one-time token lets the
+    first sending through; the second leads to the patient's page and sends nothing."""
+    await log_in(client, "dr-berg")
+    english(client)
+    token = await form_token(client, f"/p/{practice.slug}/patients/new")
+    first = await create_patient(client, practice.slug, form_token=token)
+    assert first.status == 200
+    await generated_password(first)
+    again = await create_patient(client, practice.slug, form_token=token)
+    erika = await patient_id(engine)
+    assert again.status == 303
+    assert again.headers["Location"] == f"/p/{practice.slug}/patients/{erika}"
+    shown = await client.get(again.headers["Location"])
+    assert shown.status == 200 and "Erika Mustermann" in await shown.text()
+    await mail_settled(client.app)
+    assert [m["To"] for m in smtp.messages] == ["erika@example.org"]
+    async with engine.connect() as conn:
+        rows = (await conn.execute(select(func.count()).select_from(memberships)
+                                   .where(memberships.c.user_id == erika))).scalar_one()
+    assert rows == 1
 
 
 async def test_wrong_password_of_unconfirmed_account_gets_the_usual_answer(client, other_browser, practice, clinician):
@@ -181,7 +207,7 @@ async def test_expired_initial_password_is_replaced_by_the_practice(client, othe
 
     await log_in(client, "dr-berg")
     erika = await patient_id(engine)
-    issued = await post_form(client, f"/p/{practice.slug}/patients/{erika}/initial-password", {})
+    issued = await new_initial_password(client, practice, erika)
     assert issued.status == 200
     new = await generated_password(issued)
     assert new != old
@@ -194,13 +220,32 @@ async def test_expired_initial_password_is_replaced_by_the_practice(client, othe
     assert gate.headers["Location"] == "/account/password"
 
 
+async def test_a_new_initial_password_sent_twice_makes_one_password_and_one_mail(client, other_browser, smtp, engine, practice, clinician):
+    """A double click or a reload of "Issue a new initial password": the password shown on
+    the first answer stays the valid one, one confirmation mail goes out again, and the second
+    answer leads to the patient's page."""
+    await log_in(client, "dr-berg")
+    await create_patient(client, practice.slug)
+    erika = await patient_id(engine)
+    token = await form_token(client, f"/p/{practice.slug}/patients/{erika}")
+    issued = await new_initial_password(client, practice, erika, token=token)
+    assert issued.status == 200
+    shown = await generated_password(issued)
+    again = await new_initial_password(client, practice, erika, token=token)
+    assert again.status == 303 and again.headers["Location"] == f"/p/{practice.slug}/patients/{erika}"
+    await mail_settled(client.app)
+    assert [m["To"] for m in smtp.messages] == ["erika@example.org"] * 2  # the account's, and one again
+    await confirm(other_browser, mail_link(smtp.messages[1]))
+    assert (await log_in(other_browser, "erika", shown)).status == 303
+
+
 async def test_new_initial_password_ends_the_patients_sessions(client, other_browser, smtp, engine, practice, clinician):
     await log_in(client, "dr-berg")
     initial = await generated_password(await create_patient(client, practice.slug))
     await confirm(other_browser, mail_link((await smtp.wait_for(1))[0]))
     await log_in(other_browser, "erika", initial)
     assert (await other_browser.get("/account/password", allow_redirects=False)).status == 200
-    await post_form(client, f"/p/{practice.slug}/patients/{await patient_id(engine)}/initial-password", {})
+    await new_initial_password(client, practice, await patient_id(engine))
     after = await other_browser.get("/account/password", allow_redirects=False)
     assert after.status == 303
     assert after.headers["Location"].startswith("/login")
@@ -212,7 +257,7 @@ async def test_unconfirmed_patient_gets_a_fresh_confirmation_mail_with_the_new_p
     first_link = mail_link((await smtp.wait_for(1))[0])
     clock.advance(days=3)
     await log_in(client, "dr-berg")
-    issued = await post_form(client, f"/p/{practice.slug}/patients/{await patient_id(engine)}/initial-password", {})
+    issued = await new_initial_password(client, practice, await patient_id(engine))
     new = await generated_password(issued)
     second_link = mail_link((await smtp.wait_for(2))[1])
     assert second_link != first_link
@@ -225,7 +270,7 @@ async def test_no_new_initial_password_once_the_patient_chose_their_own(client, 
     erika = await add_member(app, practice, "patient", "erika")
     await log_in(client, "dr-berg")
     english(client)
-    refused = await post_form(client, f"/p/{practice.slug}/patients/{erika}/initial-password", {})
+    refused = await new_initial_password(client, practice, erika)
     assert refused.status == 400
     page = await refused.text()
     assert "This patient has already chosen their own password." in page
@@ -241,7 +286,7 @@ async def test_patient_of_another_practice_is_not_visible_or_reachable(client, s
     listing = await (await client.get(f"/p/{practice.slug}/patients")).text()
     assert "seepatient" not in listing
     assert (await client.get(f"/p/{practice.slug}/patients/{foreign}")).status == 404
-    assert (await post_form(client, f"/p/{practice.slug}/patients/{foreign}/initial-password", {})).status == 404
+    assert (await new_initial_password(client, practice, foreign)).status == 404
     assert (await client.get(f"/p/{other.practice.slug}/patients")).status == 404
     assert (await client.get(f"/p/{other.practice.slug}/patients/{foreign}")).status == 404
     assert (await create_patient(client, other.practice.slug)).status == 404
@@ -254,4 +299,4 @@ async def test_patient_cannot_open_the_staff_pages(client, app, practice):
     for path in ("patients", "patients/new", f"patients/{erika}", "registration", "registration/qr.svg", "registration/qr.png"):
         assert (await client.get(f"/p/{practice.slug}/{path}")).status == 404, path
     assert (await create_patient(client, practice.slug, username="max", email="max@example.org")).status == 404
-    assert (await post_form(client, f"/p/{practice.slug}/patients/{erika}/initial-password", {})).status == 404
+    assert (await new_initial_password(client, practice, erika)).status == 404

@@ -1,5 +1,5 @@
-"""A Redis that does not answer: the instance starts anyway, says so in its log and on
-/healthz, refuses new waiting and call sockets with a translated error (close 1013)
+"""A Redis that does not answer: the instance starts anyway, says so in its log, on
+/healthz and on /readyz, refuses new waiting and call sockets with a translated error (close 1013)
 instead of a 500, and keeps the calls that run; once Redis answers, all works again."""
 
 from __future__ import annotations
@@ -10,6 +10,8 @@ from datetime import timedelta
 
 import aiohttp
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import unused_port
 
 from smartpractice.keys import services_key
 from smartpractice.rooms.protocol import CLOSE_TRY_AGAIN
@@ -17,6 +19,7 @@ from smartpractice.scheduling.consultations import Appointment
 from tests.helpers import (
     JOIN,
     ORIGIN,
+    PASSWORD,
     add_member,
     close_code,
     log_in,
@@ -25,6 +28,7 @@ from tests.helpers import (
     next_of,
     participants,
 )
+from tests.p2p_peers import Participant, until_connected, until_frames_flow
 from tests.redis_rooms import RedisProxy, closed_port_url, drop_prefix, new_prefix
 
 EN = {"Accept-Language": "en"}
@@ -56,6 +60,11 @@ async def test_without_redis_the_instance_serves_pages_and_refuses_rooms(aiohttp
     health = await down.get("/healthz")
     assert health.status == 503
     assert await health.json() == {"status": "unavailable", "database": "ok", "rooms": "unreachable"}
+    # The load balancer's readiness check sends new work elsewhere, and says why.
+    ready = await down.get("/readyz")
+    assert ready.status == 503
+    assert await ready.json() == {"status": "not_ready", "database": "ok", "rooms": "unreachable", "mail": "ok",
+                                  "stopping": False}
 
     # Logging in and the rest of the site work; the rooms say why they do not.
     await log_in(down, "erika")
@@ -131,6 +140,8 @@ async def test_a_running_call_goes_on_while_redis_is_away(aiohttp_client, behind
 
     await proxy.cut()
     assert (await app.get("/healthz")).status == 503
+    ready = await app.get("/readyz")
+    assert ready.status == 503 and (await ready.json())["rooms"] == "unreachable"
     # Their media goes peer to peer; their signalling sockets stay open and answer.
     await doctor.send_json({"type": "chat", "text": "Hören Sie mich?"})
     assert (await until_heard("doctor", "error", 5))["code"] == "rooms_unavailable"
@@ -143,6 +154,7 @@ async def test_a_running_call_goes_on_while_redis_is_away(aiohttp_client, behind
     async with asyncio.timeout(15):
         while (await app.get("/healthz")).status != 200:  # noqa: ASYNC110 - polls the server
             await asyncio.sleep(0.2)
+    assert (await app.get("/readyz")).status == 200
     # Once the pub/sub connection is back, the call's news flows again.
     async with asyncio.timeout(15):
         while not any(m["type"] == "chat" for m in heard["patient"]):
@@ -156,3 +168,53 @@ async def test_a_running_call_goes_on_while_redis_is_away(aiohttp_client, behind
     assert "Traceback" not in caplog.text
     for socket in (doctor, patient, patient_page):
         await socket.close()
+
+
+async def test_a_peer_to_peer_call_keeps_its_media_and_sockets_while_redis_is_away(tmp_path, database_url, app,
+                                                                                  services, clock, practice):
+    """Two aiortc participants that connect as the call page does (tests/p2p_peers.py, each
+    its own process), in a peer-to-peer call through an instance whose Redis goes away for
+    a while: each keeps decoding the other's video and audio, and neither socket is cut."""
+    proxy = RedisProxy()
+    await proxy.start()
+    prefix, port = new_prefix(), unused_port()
+    base = f"http://127.0.0.1:{port}"
+    server = make_app(make_settings(tmp_path, database_url, BASE_URL=base, REDIS_URL=proxy.url, REDIS_PREFIX=prefix),
+                      clock=clock)
+    runner = web.AppRunner(server)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    patients = [await add_member(app, practice, "patient", name) for name in ("erika", "paul")]
+    clinician = await add_member(app, practice, "clinician", "dr-deich")
+    plan = Appointment.parse("Kontrolle", clock.now() + timedelta(minutes=5), 20, now=clock.now())
+    consultation = (await services.consultations.schedule(practice, clinician, plan, patient_ids=patients)).consultation
+    for patient in patients:
+        await server[services_key].waiting_room.state.admit(practice.id, consultation.id, f"u{patient}")
+    erika, paul = Participant("Erika", []), Participant("Paul", [])
+    try:
+        await erika.start(base, consultation.id, "erika", PASSWORD)
+        await paul.start(base, consultation.id, "paul", PASSWORD)
+        counts = await until_connected([erika, paul], within=40)
+        assert {c["topology"] for c in counts.values()} == {"p2p"}
+        await until_frames_flow([erika, paul], frames=10, within=30)
+
+        await proxy.cut()
+        async with aiohttp.ClientSession() as http, http.get(f"{base}/readyz") as ready:
+            assert ready.status == 503 and (await ready.json())["rooms"] == "unreachable"
+        # Several seconds without Redis, longer than a heartbeat of the sockets.
+        away = await until_frames_flow([erika, paul], frames=40, within=30)
+        async with aiohttp.ClientSession() as http, http.get(f"{base}/readyz") as ready:
+            assert ready.status == 503
+        await proxy.start()
+        back = await until_frames_flow([erika, paul], frames=10, within=30)
+        for name in ("Erika", "Paul"):
+            assert away[name]["state"] == back[name]["state"] == "connected", (name, away[name], back[name])
+            assert back[name]["sockets_opened"] == 1, f"{name}'s socket was cut: {back[name]}"
+            assert back[name]["session"] == counts[name]["session"]
+            assert back[name]["faults"] == []
+    finally:
+        await asyncio.gather(erika.stop(), paul.stop())
+        await proxy.start()  # let the instance say goodbye to Redis
+        await runner.cleanup()
+        await proxy.cut()
+        await drop_prefix(prefix)

@@ -27,6 +27,8 @@ from tests.redis_rooms import (
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 # Short leases for the tests; still long enough for a loaded machine's event loop.
 LEASE = {"lease_seconds": 3.0, "heartbeat_seconds": 0.5}
+# News through a local Redis arrives within milliseconds; the bound is for a loaded machine.
+DELIVERY = 10
 
 
 @pytest.fixture
@@ -73,7 +75,7 @@ async def test_two_instances_share_the_rooms_and_the_news(prefix):
             await b.admit(1, 10, "u1")
             await b.publish("person:10:u1", {"type": "admitted"})
             await b.publish("consultation:10", {"type": "ended"})
-            async with asyncio.timeout(3):
+            async with asyncio.timeout(DELIVERY):
                 assert await inbox.get() == {"type": "admitted"}
                 assert await inbox.get() == {"type": "ended"}
         assert await a.is_admitted(10, "u1") and await a.waiting(1) == []
@@ -129,9 +131,10 @@ async def test_a_killed_instance_loses_what_it_held_and_a_survivor_announces_it(
             child.kill()
             await child.wait()
         killed = time.monotonic()
-        await until_told(told, 1)
-        # The lease (3 s) ran out and a heartbeat (0.5 s) later it was reaped.
-        assert time.monotonic() - killed < 3.0 + 0.5 + 2.0
+        await until_told(told, 1, within=30)
+        # The lease (3 s) ran out and a heartbeat (0.5 s) later it was reaped; the slack is
+        # for a loaded machine, not part of the promise.
+        assert time.monotonic() - killed < 3.0 + 0.5 + 10.0
         assert told == [Expired(practices=(1,), calls=(11,))]
         assert [(p.key, p.connections) for p in await survivor.waiting(1)] == [("u2", 1)]
         seats = {p.key: p.state for p in await survivor.call_peers(11)}
@@ -147,14 +150,15 @@ async def test_a_killed_instance_loses_what_it_held_and_a_survivor_announces_it(
 
 async def test_an_instance_that_stops_cleanly_is_reaped_at_the_next_heartbeat(prefix):
     told, listen = collector()
-    async with redis_state(prefix, **LEASE) as staying:
+    # A lease far longer than the wait allowed: being told at all shows nobody waited it out,
+    # without a tight bound that a loaded machine breaks.
+    lease = {**LEASE, "lease_seconds": 120.0}
+    async with redis_state(prefix, **lease) as staying:
         staying.on_expired(listen)
-        async with redis_state(prefix, **LEASE) as leaving:
+        async with redis_state(prefix, **lease) as leaving:
             await leaving.arrive(3, WaitingPerson(30, "i9", "Gabi", NOW))
             await leaving.join_call(31, CallPeer("u1", "Anna", "patient", "s1"))
-        started = time.monotonic()
-        await until_told(told, 1)
-        assert time.monotonic() - started < 0.5 + 2.0  # no lease to wait for
+        await until_told(told, 1, within=30)
         assert told == [Expired(practices=(3,), calls=(31,))]
         assert await staying.waiting(3) == []
 
@@ -164,12 +168,12 @@ async def test_a_subscription_on_one_instance_outlives_another_subscriber_leavin
         async with a.subscribe("practice:1") as first:
             async with a.subscribe("practice:1", "practice:2") as second:
                 await b.publish("practice:2", {"n": 0})
-                async with asyncio.timeout(3):
+                async with asyncio.timeout(DELIVERY):
                     assert await second.get() == {"n": 0}
             await b.publish("practice:1", {"n": 1})
             await b.publish("practice:2", {"n": 2})
             await b.publish("practice:1", {"n": 3})
-            async with asyncio.timeout(3):
+            async with asyncio.timeout(DELIVERY):
                 assert [await first.get(), await first.get()] == [{"n": 1}, {"n": 3}]
             assert second.empty()
 
@@ -201,7 +205,7 @@ async def test_news_flows_again_once_redis_answers(prefix, caplog):
     async with redis_state(prefix, url=proxy.url, **LEASE) as behind, redis_state(prefix) as direct:
         async with behind.subscribe("call:7") as inbox:
             await direct.publish("call:7", {"n": 1})
-            async with asyncio.timeout(3):
+            async with asyncio.timeout(DELIVERY):
                 assert await inbox.get() == {"n": 1}
             await proxy.cut()
             assert await behind.ready() is False
@@ -223,7 +227,7 @@ async def test_news_flows_again_once_redis_answers(prefix, caplog):
                     except TimeoutError:
                         n += 1
             await behind.publish("call:7", {"n": 100})
-            async with asyncio.timeout(3):
+            async with asyncio.timeout(DELIVERY):
                 while (await inbox.get())["n"] != 100:
                     pass
         assert "answers" in caplog.text

@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 
 from smartpractice.storage.tables import memberships, practices, users
 from tests.helpers import (
+    FORM_TOKEN,
     add_member,
     confirm,
     english,
@@ -44,7 +45,10 @@ async def registration_path(client, slug: str, user: str = "dr-berg") -> str:
 
 
 async def register(browser, path: str, **fields: str):
-    return await post_form(browser, path, {**APPLICANT, **fields})
+    """The form as a browser sends it: with the one-time token of the page it came from
+    (none when the link no longer opens a form)."""
+    token = FORM_TOKEN.search(await (await browser.get(path)).text())
+    return await post_form(browser, path, {**APPLICANT, "form_token": token.group(1) if token else "", **fields})
 
 
 async def count(engine, table, *where) -> int:
@@ -251,3 +255,23 @@ async def test_registered_patient_cannot_reach_staff_pages(client, smtp, practic
     await log_in(client, "jonas", CHOSEN)
     for page in ("patients", "registration"):
         assert (await client.get(f"/p/{practice.slug}/{page}")).status == 404
+
+
+async def test_the_form_sent_again_registers_once_and_mails_once(client, other_browser, smtp, engine, practice, clinician):
+    """A reload of the answer page sends the same form again: the same page, not "user
+    name taken", and no second account or mail. A taken name leaves the form usable."""
+    path = await registration_path(client, practice.slug)
+    english(other_browser)
+    token = FORM_TOKEN.search(await (await other_browser.get(path)).text()).group(1)
+    answers = [await register(other_browser, path, form_token=token) for _ in range(2)]
+    for answer in answers:
+        assert answer.status == 200 and "Please check your mail" in await answer.text()
+    await mail_settled(client.app)
+    assert len(smtp.to("jonas@example.org")) == 1 and len(smtp.messages) == 1
+    assert await count(engine, users, users.c.username == "jonas") == 1
+
+    fresh = FORM_TOKEN.search(await (await other_browser.get(path)).text()).group(1)
+    taken = await register(other_browser, path, email="jonas.zwei@example.org", form_token=fresh)
+    assert taken.status == 400 and "This user name is already taken." in await taken.text()
+    again = await register(other_browser, path, email="jonas.zwei@example.org", username="jonas-zwei", form_token=fresh)
+    assert again.status == 200 and await count(engine, users, users.c.username == "jonas-zwei") == 1

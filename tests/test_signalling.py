@@ -8,15 +8,17 @@ import asyncio
 import base64
 import hashlib
 import hmac
+import logging
 import re
 from datetime import timedelta
 
 import aiohttp
 import pytest
-from aiortc import RTCSessionDescription
 from sqlalchemy import update
 
+from smartpractice.app import create_app
 from smartpractice.keys import services_key
+from smartpractice.logs import AccessLogger
 from smartpractice.onboarding.invitations import Invitee
 from smartpractice.rooms import call_protocol, protocol
 from smartpractice.scheduling.consultations import Appointment
@@ -34,8 +36,9 @@ from tests.helpers import (
     next_of,
     participants,
     post_form,
+    second_browser,
 )
-from tests.rtc_peers import Peer, SmallCamera, until
+from tests.rtc_peers import Peer, SmallCamera, relay_offer, until
 
 
 @pytest.fixture
@@ -198,6 +201,54 @@ async def test_a_frame_that_breaks_the_protocol_closes_the_socket_and_the_seat_i
         assert await close_code(socket) == code
 
 
+@pytest.mark.parametrize("frame", [b"\xff\xfe not UTF-8", b"x" * (call_protocol.MESSAGE_BYTES + 1)],
+                         ids=["invalid-utf8-1007", "too-big-1009"])
+async def test_a_socket_closed_for_a_broken_frame_logs_one_access_line_and_no_traceback(
+        aiohttp_server, aiohttp_client, settings, clock, passwords, caplog, frame):
+    """Issue 17: such a close once went on to send "malformed" on the closing transport, an
+    unhandled ClientConnectionResetError and a 500 in the log at every close. The server's
+    own access logger, as `smartpractice serve` runs it, on both sockets of a consultation."""
+    code = aiohttp.WSCloseCode.INVALID_TEXT if frame[0] == 0xFF else aiohttp.WSCloseCode.MESSAGE_TOO_BIG
+    caplog.set_level(logging.INFO, logger="aiohttp.access")
+    app = create_app(settings, clock=clock, passwords=passwords)
+    client = await aiohttp_client(await aiohttp_server(app, access_log_class=AccessLogger))
+    services = app[services_key]
+    practice = (await services.practices.create("Praxis", admin_email="chef@example.org", admin_username="chef")).practice
+    clinician = await add_member(app, practice, "clinician", "dr-berg")
+    erika = await add_member(app, practice, "patient", "erika")
+    plan = Appointment.parse("Kontrolle", clock.now() + timedelta(minutes=10), 20, now=clock.now())
+    booked = (await services.consultations.schedule(practice, clinician, plan, patient_ids=[erika])).consultation
+    await log_in(client, "dr-berg")
+    async with second_browser(client) as patient:
+        await log_in(patient, "erika")
+        async with patient.ws_connect(f"/c/{booked.id}/ws", headers=ORIGIN) as waiting:
+            await waiting.send_json(JOIN)
+            await next_of(waiting, "waiting")
+            await waiting.send_frame(frame, aiohttp.WSMsgType.TEXT)
+            assert await close_code(waiting) == code
+    async with client.ws_connect(f"/c/{booked.id}/call/ws", headers=ORIGIN) as socket:
+        await socket.send_json({"type": "join", "version": 1})
+        await next_of(socket, "welcome")
+        await socket.send_frame(frame, aiohttp.WSMsgType.TEXT)
+        assert await close_code(socket) == code
+    # The server goes on serving: a page, and the call to the one whose socket broke.
+    assert (await client.get("/healthz")).status == 200
+    socket, _ = await join(client, booked.id)
+    await socket.close()
+
+    def access_lines(route: str) -> list[str]:
+        return [r.getMessage() for r in caplog.records if r.name == "aiohttp.access" and f" {route} " in r.getMessage()]
+
+    # A socket's access line is written once its handler returned, which may be after the close reached us.
+    async with asyncio.timeout(30):
+        while len(access_lines("/c/{id}/ws")) < 1 or len(access_lines("/c/{id}/call/ws")) < 2:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+    assert [line.split("ms")[0].rsplit(" ", 1)[0] for line in access_lines("/c/{id}/ws")] == ["GET /c/{id}/ws 101"]
+    assert len(access_lines("/c/{id}/call/ws")) == 2  # the broken socket's and the one after
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info] == []
+    assert "Traceback" not in caplog.text and " 500 " not in caplog.text
+
+
 async def test_two_people_talk_peer_to_peer_and_their_signals_are_passed_on(in_call):
     doctor, patient = in_call
     listing = await participants(doctor, 2)
@@ -234,6 +285,33 @@ async def test_a_connection_that_has_not_joined_hears_nothing_of_the_call(in_cal
         await next_of(patient, "chat")
         with pytest.raises(TimeoutError):
             await next_of(lurker, "chat", within=0.5)
+
+
+async def test_the_welcome_comes_before_any_news_of_the_call(client, other_browser, services, practice, booked, erika,
+                                                             monkeypatch):
+    """News sent while a joining connection's attendance is written (here a chat) does not
+    reach it before its welcome: the client would not know its own id yet (seen as a crash
+    of a peer that compared its id with the others')."""
+    await log_in(client, "dr-berg")
+    await log_in(other_browser, "erika")
+    await admit(services, practice, booked, f"u{erika}")
+    doctor, _ = await join(client, booked.id)
+    joined_call = services.waiting_room.joined_call
+
+    async def news_meanwhile(seat, client_kind):  # noqa: ANN001
+        if seat.role == "patient":
+            await doctor.send_json({"type": "chat", "text": "Gleich geht es los"})
+            await asyncio.sleep(0.5)
+        return await joined_call(seat, client_kind)
+
+    monkeypatch.setattr(services.waiting_room, "joined_call", news_meanwhile)
+    async with other_browser.ws_connect(f"/c/{booked.id}/call/ws", headers=ORIGIN) as patient:
+        await patient.send_json({"type": "join", "version": 1})
+        heard = [await patient.receive_json(timeout=10)]
+        while not (heard[-1]["type"] == "participants" and len(heard[-1]["participants"]) == 2):
+            heard.append(await patient.receive_json(timeout=10))
+        assert heard[0]["type"] == "welcome", heard
+    await doctor.close()
 
 
 async def test_a_failed_direct_path_moves_the_call_to_the_relay(in_call):
@@ -297,13 +375,6 @@ async def test_no_ice_servers_are_configured_by_default(in_call, services):
     assert services.ice_servers.for_browser("u1") == []
     assert services.ice_servers.for_relay() == []
 
-
-async def relay_offer(socket, peer: Peer, purpose: str, receive_from: list[str]) -> None:
-    await peer.pc.setLocalDescription(await peer.pc.createOffer())
-    await socket.send_json({"type": "relay_offer", "purpose": purpose, "sdp": peer.pc.localDescription.sdp,
-                            "receive_from": receive_from})
-    answer = await next_of(socket, "relay_answer", within=10)
-    await peer.pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type="answer"))
 
 
 async def test_three_people_meet_through_the_relay(aiohttp_client, client, other_browser, services, app, practice, booked, erika):
@@ -400,12 +471,27 @@ async def test_end_to_end_keys_are_passed_to_the_one_participant_named_and_nothi
     assert "extra" not in wrapped
     with pytest.raises(TimeoutError):  # addressed to Erika only
         await next_of(doctor, "e2ee_key", within=0.3)
+    # Erika acknowledges the key: back to the sender only, with the key id and nothing else.
+    await patient.send_json({"type": "e2ee_ack", "to": berg["id"], "to_session": berg["session"],
+                             "key_id": 0xFFFFFFFF, "wrapped": WRAPPED})
+    ack = await next_of(doctor, "e2ee_ack")
+    assert ack == {"type": "e2ee_ack", "from": erika["id"], "session": erika["session"],
+                   "to_session": berg["session"], "key_id": 0xFFFFFFFF}
+    with pytest.raises(TimeoutError):
+        await next_of(patient, "e2ee_ack", within=0.3)
 
     sealed = base64.b64encode(b"\x01" * 60).decode()
     await patient.send_json({"type": "sealed_chat", "sealed": sealed})
     for socket in (doctor, patient):
         said = await next_of(socket, "chat")
         assert said["sealed"] == sealed and "text" not in said and said["from"] == erika["id"]
+
+    # Mute state sealed like chat: passed on as it came, nothing of it kept with the seat.
+    sealed_state = base64.b64encode(b"\x02" * 63).decode()
+    await patient.send_json({"type": "sealed_mute", "sealed": sealed_state})
+    for socket in (doctor, patient):
+        muted = await next_of(socket, "mute")
+        assert muted == {"type": "mute", "from": erika["id"], "sealed": sealed_state}
 
 
 BAD_KEYS = [
@@ -419,8 +505,13 @@ BAD_KEYS = [
     {"type": "e2ee_key", "to": "u1", "key_id": True, "wrapped": WRAPPED},
     {"type": "e2ee_key", "to": "u1", "key_id": 1, "wrapped": WRAPPED[:-8]},
     {"type": "e2ee_key", "to": "u1", "key_id": 1, "wrapped": "*" * 80},
+    {"type": "e2ee_ack", "to": "u1", "key_id": -1},
+    {"type": "e2ee_ack", "to": "u1", "key_id": "1"},
+    {"type": "e2ee_ack", "to": "u1"},
     {"type": "sealed_chat", "sealed": "A" * (call_protocol.SEALED_CHAT_CHARS + 4)},
     {"type": "sealed_chat", "sealed": "not base64"},
+    {"type": "sealed_mute", "sealed": "A" * (call_protocol.SEALED_MUTE_CHARS + 4)},
+    {"type": "sealed_mute", "sealed": "not base64"},
 ]
 
 
@@ -434,4 +525,6 @@ async def test_malformed_keys_and_sealed_chat_get_errors(in_call):
 async def test_keys_for_someone_outside_the_call_are_refused(in_call):
     doctor, _ = in_call
     await doctor.send_json({"type": "e2ee_key", "to": "u999", "key_id": 1, "wrapped": WRAPPED})
+    assert (await next_of(doctor, "error"))["code"] == "unknown_peer"
+    await doctor.send_json({"type": "e2ee_ack", "to": "u999", "key_id": 1})
     assert (await next_of(doctor, "error"))["code"] == "unknown_peer"

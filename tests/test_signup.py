@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import select
 
+from smartpractice.keys import services_key
 from smartpractice.storage.tables import offer_requests, practices
 from tests.helpers import (
+    APPLICATION,
     add_member,
+    form_token,
     log_in,
     mail_link,
     mail_settled,
@@ -14,18 +18,13 @@ from tests.helpers import (
     make_app,
     make_settings,
     post_form,
+    send_enquiry,
+    send_signup,
 )
-
-APPLICATION = {
-    "practice_name": "Hausarztpraxis Birke", "kind": "group", "address": "Birkenweg 3, 12345 Musterstadt",
-    "contact": "030 555 0101", "admin_name": "Dr. Birke", "username": "dr-birke", "email": "birke@example.org",
-    "password": "Kiefernzapfen-Wanderweg-Nebel", "password_repeat": "Kiefernzapfen-Wanderweg-Nebel",
-    "consent": "yes",
-}
 
 
 async def sign_up(client, **changes):
-    return await post_form(client, "/signup", {**APPLICATION, **changes}, headers={"Accept-Language": "en"})
+    return await send_signup(client, {**APPLICATION, **changes}, headers={"Accept-Language": "en"})
 
 
 async def test_sign_up_needs_confirmation_before_anything_works(client, services, engine, smtp):
@@ -100,27 +99,60 @@ async def test_the_pricing_page_says_whether_vat_is_included(aiohttp_client, tmp
         assert f'<p id="vat">{said}</p>' in page, percent
 
 
-async def test_contact_form_is_stored_and_mailed_to_the_operator(aiohttp_client, tmp_path, database_url, smtp):
+async def test_the_sign_up_form_sent_twice_makes_one_practice_and_one_mail(client, smtp, engine):
+    """A double click or a reload of "Sign up": one practice, one confirmation mail, and the
+    second answer is the same "check your mail" page, not "user name taken"."""
+    token = await form_token(client, "/signup")
+    first = await send_signup(client, APPLICATION, token=token, headers={"Accept-Language": "en"})
+    again = await send_signup(client, APPLICATION, token=token, headers={"Accept-Language": "en"})
+    assert first.status == again.status == 200
+    assert (await first.text()).count(APPLICATION["email"]) == (await again.text()).count(APPLICATION["email"]) >= 1
+    await mail_settled(client.app)
+    assert [m["To"] for m in smtp.messages] == [APPLICATION["email"]]
+    async with engine.connect() as conn:
+        assert len(list(await conn.execute(select(practices)))) == 1
+
+
+ENQUIRY = {"name": "Anna Ahorn", "practice_name": "MVZ Ahorn", "email": "ahorn@example.org", "phone": "",
+           "message": "Zwölf Ärztinnen, ab Januar."}
+
+
+@pytest.fixture
+async def sales_client(aiohttp_client, tmp_path, database_url, smtp):
+    """A browser on a service whose operator takes enquiries at sales@example.org."""
     settings = make_settings(
         tmp_path, database_url, OPERATOR_EMAIL="sales@example.org", SMTP_HOST="127.0.0.1",
         SMTP_PORT=str(smtp.controller.port), SMTP_TLS="none",
     )
-    client = await aiohttp_client(make_app(settings))
-    enquiry = {"name": "Anna Ahorn", "practice_name": "MVZ Ahorn", "email": "ahorn@example.org", "phone": "",
-               "message": "Zwölf Ärztinnen, ab Januar."}
-    bad = await post_form(client, "/contact", {**enquiry, "email": "nope"})
+    return await aiohttp_client(make_app(settings))
+
+
+async def test_contact_form_is_stored_and_mailed_to_the_operator(sales_client, smtp):
+    bad = await send_enquiry(sales_client, {**ENQUIRY, "email": "nope"})
     assert bad.status == 400 and "MVZ Ahorn" in await bad.text()
-    sent = await post_form(client, "/contact", enquiry)
+    sent = await send_enquiry(sales_client, ENQUIRY)
     assert sent.status == 200
     [mail] = await smtp.wait_for(1)
     assert mail["To"] == "sales@example.org" and "Zwölf Ärztinnen" in mail_text(mail)
 
 
+async def test_the_contact_form_sent_twice_makes_one_request_and_one_mail(sales_client, smtp):
+    """A reload or a double click of the contact form: one stored request, one mail to the
+    operator, and the second answer is the same "sent" page, not an error."""
+    token = await form_token(sales_client, "/contact")
+    first = await send_enquiry(sales_client, ENQUIRY, token=token)
+    again = await send_enquiry(sales_client, ENQUIRY, token=token)
+    assert first.status == again.status == 200
+    for answer in (first, again):
+        assert 'class="notice" role="status"' in await answer.text()
+    await mail_settled(sales_client.app)
+    assert [m["To"] for m in smtp.messages] == ["sales@example.org"]
+    assert [offer.practice_name for offer in await sales_client.app[services_key].offer_requests.recent()] == ["MVZ Ahorn"]
 
 
 async def test_offer_requests_are_listed_for_the_operator(client, services, engine):
-    await post_form(client, "/contact", {"name": "Anna", "practice_name": "MVZ Ahorn", "email": "a@example.org",
-                                         "phone": "", "message": "Angebot bitte"})
+    await send_enquiry(client, {"name": "Anna", "practice_name": "MVZ Ahorn", "email": "a@example.org",
+                                "phone": "", "message": "Angebot bitte"})
     async with engine.connect() as conn:
         assert len(list(await conn.execute(select(offer_requests)))) == 1
     assert [offer.practice_name for offer in await services.offer_requests.recent()] == ["MVZ Ahorn"]

@@ -34,6 +34,7 @@ from tests.helpers import (
     mail_settled,
     mail_text,
     post_form,
+    reissue,
     tan_in,
 )
 
@@ -109,30 +110,88 @@ async def test_a_wrong_code_changes_nothing_and_says_so(client, other_browser, s
     assert await state(engine) == before
 
 
-async def test_five_wrong_tans_lock_the_code_in_use(client, other_browser, services, engine, smtp, practice, clinician):
+async def test_five_wrong_tans_void_the_code_in_use_and_a_new_code_gets_the_guest_in(client, other_browser, services, engine, smtp, practice, clinician):
+    """Anyone who knows the code can type wrong TANs; the guest must still get in: five
+    wrong tries void that TAN only, and "Neuen Code senden" mails one that works."""
     async with engine.begin() as conn:
         await conn.execute(update(practices).where(practices.c.id == practice.id).values(contact="030 1234567"))
     message = await invited(client, smtp, practice)
-    code = code_in(message)
+    code, link = code_in(message), mail_link(message)
     for expected in ("Sie haben noch 4 Versuche.", "Sie haben noch 3 Versuche.", "Sie haben noch 2 Versuche.", "Sie haben noch einen Versuch."):
         wrong = await post_form(other_browser, "/login/tan", {"code": code, "tan": "0000 0000"}, headers=DE)
         assert wrong.status == 401 and expected in await wrong.text(), expected
-    locked = await post_form(other_browser, "/login/tan", {"code": code, "tan": "0000 0000"}, headers=DE)
-    page = await locked.text()
-    assert locked.status == 410 and "diese Einladung gesperrt" in page and "Praxis am Markt" in page
+    voided = await post_form(other_browser, "/login/tan", {"code": code, "tan": "0000 0000"}, headers=DE)
+    page = await voided.text()
+    assert voided.status == 401 and "deshalb gilt diese TAN nicht mehr" in page
+    assert "öffnen Sie den Link in Ihrer Einladungsmail" in page and "eine neue TAN an g…@example.org senden" in page
     assert "So erreichen Sie die Praxis: 030 1234567" in page
+    [view] = await services.invitations.list(practice.id)
+    assert view.state == "voided"
     before = await state(engine)
-    # Locked means locked: the right TAN, by code or by link, and a new code are all refused.
+    # The voided TAN works no more, even the right one; trying it changes nothing.
     right = await post_form(other_browser, "/login/tan", {"code": code, "tan": tan_in(message)}, headers=DE)
-    assert right.status == 410 and "gesperrt" in await right.text()
-    by_link = await post_form(other_browser, mail_link(message), {"tan": tan_in(message)}, headers=DE)
-    assert by_link.status == 410
-    new_code = await post_form(other_browser, mail_link(message) + "/new-tan", {}, headers=DE)
-    assert new_code.status == 410 and "gesperrt" in await new_code.text()
+    assert right.status == 401 and "gilt diese TAN nicht mehr" in await right.text()
     assert await state(engine) == before
-    assert "invitation_locked" in await audit_actions(engine)
+
+    # The guest opens the mail's link: the invitation holds and offers a new code.
+    async with device(client) as phone:
+        opened = await phone.get(link, headers=DE)
+        page = await opened.text()
+        assert opened.status == 200 and "Die Einladung selbst gilt weiter" in page and "Neuen Code senden" in page
+        by_link = await post_form(phone, link, {"tan": tan_in(message)}, headers=DE)
+        assert by_link.status == 401 and "mit der Schaltfläche unten eine neue TAN" in await by_link.text()
+        asked = await post_form(phone, link + "/new-tan", {"form_token": await form_token(phone, link)})
+        assert asked.status == 303 and asked.headers["Location"] == link + "?sent=1"
+        fresh = (await smtp.wait_for(2))[1]
+        assert fresh["To"] == "gast@example.org" and tan_in(fresh) != tan_in(message)
+        entered = await post_form(phone, link, {"tan": tan_in(fresh)})
+        assert entered.status == 303 and entered.headers["Location"] == f"/c/{view.consultation_id}"
+    await no_more_mail(smtp, 2)
+    actions = await audit_actions(engine)
+    assert actions.count("invitation_tan_voided") == 1 and actions.count("invitation_tan_sent") == 1
+    assert actions.count("guest_login") == 1 and "invitation_locked" not in actions
+
+
+async def test_a_new_tan_has_five_tries_of_its_own(client, other_browser, services, engine, smtp, practice, clinician):
+    message = await invited(client, smtp, practice)
+    link = mail_link(message)
+    for _ in range(5):
+        await post_form(other_browser, link, {"tan": "0000 0000"})
+    assert (await post_form(other_browser, link + "/new-tan", {"form_token": await form_token(other_browser, link)})).status == 303
+    fresh = (await smtp.wait_for(2))[1]
+    wrong = await post_form(other_browser, link, {"tan": "0000 0000"}, headers=DE)
+    assert wrong.status == 401 and "Sie haben noch 4 Versuche." in await wrong.text()
+    assert (await post_form(other_browser, link, {"tan": tan_in(fresh)})).status == 303
+
+
+async def test_fifteen_wrong_tans_in_all_lock_the_invitation_however_many_new_ones_came(
+        client, other_browser, services, engine, smtp, practice, clinician):
+    """A new TAN has tries of its own, but the invitation's count goes on (a new code does
+    not reset it): after three TANs' worth of wrong guesses the invitation is locked, even
+    the newest right TAN is refused, no new one is sent, and the guest is sent to the practice."""
+    message = await invited(client, smtp, practice)
+    link = mail_link(message)
+    mails = [message]
+    for round_ in range(3):
+        for _ in range(5):
+            # The page as it was before the last guess, with its button for a new TAN.
+            token = await form_token(other_browser, link)
+            await post_form(other_browser, link, {"tan": "0000 0000"})
+        if round_ < 2:
+            assert (await post_form(other_browser, link + "/new-tan",
+                                    {"form_token": await form_token(other_browser, link)})).status == 303
+            mails = await smtp.wait_for(len(mails) + 1)
     [view] = await services.invitations.list(practice.id)
     assert view.state == "locked"
+    newest = await post_form(other_browser, link, {"tan": tan_in(mails[-1])}, headers=DE)
+    assert newest.status == 410 and "daher ist diese Einladung gesperrt" in await newest.text()
+    assert "Neuen Code senden" not in await (await other_browser.get(link, headers=DE)).text()
+    refused = await post_form(other_browser, link + "/new-tan", {"form_token": token}, headers=DE)
+    assert refused.status == 410 and "daher ist diese Einladung gesperrt" in await refused.text()
+    await no_more_mail(smtp, 3)
+    actions = await audit_actions(engine)
+    assert actions.count("invitation_tan_voided") == 2 and actions.count("invitation_locked") == 1
+    assert actions.count("invitation_tan_sent") == 2 and "guest_login" not in actions
 
 
 async def test_another_device_gets_a_new_code_and_the_old_one_says_it_was_replaced(client, other_browser, services, engine, smtp, practice, clinician):
@@ -410,8 +469,26 @@ async def test_an_expired_instant_invitation_sent_again_is_valid_again(client, o
     [view] = await services.invitations.list(practice.id)
     assert view.state == "expired"
     await log_in(client, "dr-berg")  # a day later, the clinician's session has ended too
-    again = await post_form(client, f"/p/{practice.slug}/invitations/{view.id}/reissue", {})
+    again = await reissue(client, practice, view.id)
     assert again.status == 303 and again.headers["Location"] == f"/p/{practice.slug}/invitations/{view.id}/sent"
     second = (await smtp.wait_for(2))[1]
+    entered = await post_form(other_browser, mail_link(second), {"tan": tan_in(second)})
+    assert entered.status == 303 and entered.headers["Location"] == f"/c/{view.consultation_id}"
+
+
+async def test_send_again_clicked_twice_mails_one_new_tan_that_works(client, other_browser, services, smtp, practice, clinician):
+    """A double click or a reload of "Send again with a new TAN": one new mail, and its TAN
+    is not voided by a second one; the second answer leads to the same "sent" page."""
+    first = await invited(client, smtp, practice)
+    [view] = await services.invitations.list(practice.id)
+    token = await form_token(client, f"/p/{practice.slug}/invitations")
+    once = await reissue(client, practice, view.id, token=token)
+    again = await reissue(client, practice, view.id, token=token)
+    sent = f"/p/{practice.slug}/invitations/{view.id}/sent"
+    assert once.status == again.status == 303 and once.headers["Location"] == again.headers["Location"] == sent
+    await mail_settled(client.app)
+    assert len(smtp.messages) == 2, [m["Subject"] for m in smtp.messages]
+    second = smtp.messages[1]
+    assert tan_in(second) != tan_in(first)
     entered = await post_form(other_browser, mail_link(second), {"tan": tan_in(second)})
     assert entered.status == 303 and entered.headers["Location"] == f"/c/{view.consultation_id}"

@@ -16,6 +16,8 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import unused_port
 
+from tests.helpers import OPERATOR
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -58,7 +60,7 @@ def installed(wheel, tmp_path) -> dict[str, str]:
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target), str(wheel)],
                    check=True, capture_output=True, timeout=300)
     env = {**os.environ, "PYTHONPATH": str(target), "SMARTPRACTICE_DATA_DIR": str(tmp_path / "data"),
-           "SMARTPRACTICE_SECRET_KEY": "s" * 40}
+           "SMARTPRACTICE_SECRET_KEY": "s" * 40, **OPERATOR}
     where = subprocess.run([sys.executable, "-c", "import smartpractice; print(smartpractice.__file__)"],
                            env=env, cwd=tmp_path, capture_output=True, text=True, check=True).stdout
     assert where.startswith(str(target)), where

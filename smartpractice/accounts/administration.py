@@ -14,7 +14,6 @@ from smartpractice.audit import Audit
 from smartpractice.errors import UserError
 from smartpractice.i18n import N_
 from smartpractice.storage import second_factors as factor_store
-from smartpractice.storage import throttles as throttle_store
 from smartpractice.storage import users as user_store
 from smartpractice.storage.users import User
 
@@ -61,10 +60,11 @@ class AccountAdministration:
         return user, removed
 
     async def unlock(self, login: str) -> User:
-        """Clears the account's failed-login counter; address counters run out on their own."""
+        """Clears the account's login waits, also those of each address that guessed at it;
+        an address's own limit across accounts runs out on its own."""
         user = await self.find(login)
         async with self._engine.begin() as conn:
-            await throttle_store.clear_throttle(conn, self._throttle.account_key(user.id, user.username))
+            await self._throttle.forget_account(conn, self._throttle.account_key(user.id, user.username))
         await self._record("account_unlocked_by_operator", user)
         return user
 

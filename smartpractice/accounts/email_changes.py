@@ -30,6 +30,7 @@ from smartpractice.mail.outbox import Outbox
 from smartpractice.storage import users as user_store
 from smartpractice.storage.practices import staff_practice_ids
 from smartpractice.storage.users import User
+from smartpractice.submissions import Once, claim, sent_before, settle
 
 # Each request mails an address the requester chose: enough for typos, useless for spam.
 REQUEST_POLICY = ThrottlePolicy(max_attempts=5, window=timedelta(hours=1), lockout=timedelta(hours=1))
@@ -69,23 +70,30 @@ class EmailChanges:
         self._audit = audit
         self._links = links
 
-    async def request(self, user: User, new_email: str, password: str, code: str, *, address: str) -> None:
-        """Re-authenticate, then mail a link to the new address and a notice to the old one."""
+    async def request(
+        self, user: User, new_email: str, password: str, code: str, *, address: str, once: Once | None = None,
+    ) -> None:
+        """Re-authenticate, then mail a link to the new address and a notice to the old one.
+        The form's `once` token makes a second sending raise AlreadySubmitted: a reload or a
+        double click mails one link, and does not void it with a second."""
         new_email = new_email.strip()
         if len(new_email) > 254 or not EMAIL.match(new_email):
             raise UserError("email_invalid", N_("Please enter a valid email address."))
         if new_email.casefold() == user.email.casefold():
             raise UserError("email_unchanged", N_("This is already your email address."))
-        await self._login.verify_current_password(user, password, address=address)
-        if await self._factors.is_enrolled(user.id):
-            if not code.strip():
-                raise UserError(
-                    "second_factor_missing",
-                    N_("Please also enter the current code from your authenticator app, or a recovery code."),
-                )
-            await self._factors.verify(user, code, address=address)
+        # A reload is not asked to prove itself again (its one-time code is used up, and a
+        # failure would count against the account); nor is a double click's second sending,
+        # whose code the first one used up while this one was on its way.
+        await sent_before(self._engine, once, self._clock.now())
+        try:
+            await self._reauthenticate(user, password, code, address=address)
+        except UserError:
+            await sent_before(self._engine, once, self._clock.now())
+            raise
         now = self._clock.now()
         async with self._engine.begin() as conn:
+            await claim(conn, once, now)
+            await settle(conn, once, "email_change", user.id)
             key = "email-change:" + self._throttle.account_key(user.id, user.username)
             locked_until = await self._throttle.admit(conn, [(key, REQUEST_POLICY)], now)
             if locked_until is None:
@@ -97,6 +105,16 @@ class EmailChanges:
                     "You asked for too many changes of your email address. Please try again in %(minutes)d minutes."),
                 number="minutes", minutes=minutes_left(locked_until, now),
             )
+
+    async def _reauthenticate(self, user: User, password: str, code: str, *, address: str) -> None:
+        await self._login.verify_current_password(user, password, address=address)
+        if await self._factors.is_enrolled(user.id):
+            if not code.strip():
+                raise UserError(
+                    "second_factor_missing",
+                    N_("Please also enter the current code from your authenticator app, or a recovery code."),
+                )
+            await self._factors.verify(user, code, address=address)
 
     async def _record_request(self, conn: AsyncConnection, user: User, new_email: str) -> None:
         if await user_store.email_owner(conn, new_email) is None:

@@ -12,7 +12,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from smartpractice.accounts.devices import DeviceCookies
 from smartpractice.accounts.passwords import Passwords
 from smartpractice.accounts.sessions import Sessions
-from smartpractice.accounts.throttle import ACCOUNT_POLICY, ADDRESS_POLICY, LoginThrottle
+from smartpractice.accounts.throttle import (
+    ACCOUNT_BACKOFF,
+    ADDRESS_POLICY,
+    PAIR_BACKOFF,
+    Backoff,
+    LoginThrottle,
+)
 from smartpractice.audit import Audit
 from smartpractice.clock import Clock
 from smartpractice.errors import Busy, UserError
@@ -33,11 +39,19 @@ def _wrong() -> LoginFailed:
 
 
 def _locked(remaining: timedelta) -> LoginFailed:
+    seconds = max(1, math.ceil(remaining.total_seconds()))
+    if seconds < 60:
+        return LoginFailed(
+            "login_wait",
+            NP_("Too many failed attempts. Please wait %(seconds)d second, then log in again.",
+                "Too many failed attempts. Please wait %(seconds)d seconds, then log in again."),
+            number="seconds", seconds=seconds,
+        )
     return LoginFailed(
         "login_locked",
         NP_("Too many failed attempts. Please try again in %(minutes)d minute.",
             "Too many failed attempts. Please try again in %(minutes)d minutes."),
-        number="minutes", minutes=max(1, math.ceil(remaining.total_seconds() / 60)),
+        number="minutes", minutes=math.ceil(seconds / 60),
     )
 
 
@@ -107,22 +121,24 @@ class Login:
                      device: str | None = None) -> LoggedIn:
         """`device`: the browser's device cookie. From a browser that logged in to this
         account before, failures count against that browser, not the account, so that a
-        stranger's guesses cannot lock the owner out."""
+        stranger's guesses cannot hold the owner up at all; from other browsers they count
+        against the address with the account (long waits) and the account (short waits)."""
         self._passwords.check_room()
         identifier = identifier.strip()
         now = self._clock.now()
         async with self._engine.begin() as conn:
             user = await user_store.user_by_login(conn, identifier) if identifier else None
             known = self._devices.device_of(user.id, device) if user else None
-            account_key = (f"device:{user.id}:{known}" if user and known
-                           else self._throttle.account_key(user.id if user else None, identifier))
+            if user and known:
+                waits = [(f"device:{user.id}:{known}", PAIR_BACKOFF)]
+            else:
+                waits = self._waits(self._throttle.account_key(user.id if user else None, identifier), address)
             address_key = self._throttle.address_key(address)
-            limits = [(account_key, ACCOUNT_POLICY), (address_key, ADDRESS_POLICY)]
-            locked_until = await self._throttle.admit(conn, limits, now)
+            locked_until = await self._throttle.admit_waiting(conn, waits, [(address_key, ADDRESS_POLICY)], now)
         if locked_until is not None:
             raise _locked(locked_until - now)
 
-        async with self._not_counted_if_busy(account_key, address_key):
+        async with self._not_counted_if_busy(waits, address_key):
             if user is not None and user.password_hash:
                 verified = await self._passwords.verify(user.password_hash, password)
             else:
@@ -145,7 +161,7 @@ class Login:
         async with self._engine.begin() as conn:
             # The right password was given: it does not count toward a lockout, even when
             # the login is refused for another reason.
-            await self._throttle.succeeded(conn, account_key, address_key)
+            await self._succeeded(conn, waits, address_key)
             if new_hash is not None:
                 await user_store.replace_hash(conn, user.id, user.password_hash, new_hash)
             staff = await practice_store.staff_practice_ids(conn, user.id)
@@ -164,15 +180,28 @@ class Login:
             raise refusal
         return LoggedIn(user, token, second_factor, self._devices.issue(user.id, device))
 
+    def _waits(self, account_key: str, address: str) -> list[tuple[str, Backoff]]:
+        # In the order admit_waiting takes their rows, so that a success clearing them while
+        # a parallel try counts them cannot deadlock on PostgreSQL.
+        return sorted([(self._throttle.pair_key(address, account_key), PAIR_BACKOFF), (account_key, ACCOUNT_BACKOFF)],
+                      key=lambda wait: wait[0])
+
+    async def _succeeded(self, conn, waits: list[tuple[str, Backoff]], address_key: str) -> None:
+        """The right password: its waits start afresh, the address gets its attempt back."""
+        for key, _ in waits:
+            await self._throttle.forget(conn, key)
+        await self._throttle.give_back(conn, address_key)
+
     @contextlib.asynccontextmanager
-    async def _not_counted_if_busy(self, account_key: str, address_key: str):
-        """An attempt the server was too busy to check gives its count back: a crowd told
-        to retry must not lock itself out."""
+    async def _not_counted_if_busy(self, waits: list[tuple[str, Backoff]], address_key: str):
+        """An attempt the server was too busy to check gives its count and its wait back: a
+        crowd told to retry must not hold itself up."""
         try:
             yield
         except Busy:
             async with self._engine.begin() as conn:
-                await self._throttle.give_back(conn, account_key)
+                for key, _ in waits:
+                    await self._throttle.give_back_wait(conn, key)
                 await self._throttle.give_back(conn, address_key)
             raise
 
@@ -188,17 +217,16 @@ class Login:
     async def verify_current_password(self, user: User, password: str, *, address: str) -> None:
         """Re-authentication before a credential change; attempts count like logins."""
         now = self._clock.now()
-        account_key = self._throttle.account_key(user.id, user.username)
+        waits = self._waits(self._throttle.account_key(user.id, user.username), address)
         address_key = self._throttle.address_key(address)
         async with self._engine.begin() as conn:
-            limits = [(account_key, ACCOUNT_POLICY), (address_key, ADDRESS_POLICY)]
-            locked_until = await self._throttle.admit(conn, limits, now)
+            locked_until = await self._throttle.admit_waiting(conn, waits, [(address_key, ADDRESS_POLICY)], now)
         if locked_until is not None:
             raise _locked(locked_until - now)
-        async with self._not_counted_if_busy(account_key, address_key):
+        async with self._not_counted_if_busy(waits, address_key):
             hashed = user.password_hash
             verified = bool(hashed) and await self._passwords.verify(hashed or "", password)
         if not verified:
             raise UserError("current_password_wrong", N_("Your current password is not correct."))
         async with self._engine.begin() as conn:
-            await self._throttle.succeeded(conn, account_key, address_key)
+            await self._succeeded(conn, waits, address_key)

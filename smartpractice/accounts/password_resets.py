@@ -17,6 +17,7 @@ from smartpractice.i18n import N_
 from smartpractice.mail.outbox import Outbox
 from smartpractice.storage import users as user_store
 from smartpractice.storage.users import User
+from smartpractice.submissions import Once, claim, settle
 
 # Each request sends a mail: a few per hour is plenty for a person, little for a spammer.
 REQUEST_POLICY = ThrottlePolicy(max_attempts=5, window=timedelta(hours=1), lockout=timedelta(hours=1))
@@ -46,8 +47,10 @@ class PasswordResets:
         self._links = links
         self._users = users
 
-    async def request(self, identifier: str, *, address: str) -> None:
-        """Mail a reset link if the account exists; the caller shows the same page either way."""
+    async def request(self, identifier: str, *, address: str, once: Once | None = None) -> None:
+        """Mail a reset link if the account exists; the caller shows the same page either way.
+        The form's `once` token makes a second sending raise AlreadySubmitted, whatever the
+        first did: a double click mails one link and does not void it with a second."""
         now = self._clock.now()
         identifier = identifier.strip()[:254]
         limits = [
@@ -55,6 +58,8 @@ class PasswordResets:
             ("reset:" + self._throttle.account_key(None, identifier), REQUEST_POLICY),
         ]
         async with self._engine.begin() as conn:
+            await claim(conn, once, now)
+            await settle(conn, once, "password_reset", 0)
             if await self._throttle.admit(conn, limits, now) is not None:
                 return  # silently: a visible refusal would confirm the address to an attacker
             user = await user_store.user_by_login(conn, identifier) if identifier else None
@@ -89,7 +94,7 @@ class PasswordResets:
             await user_store.set_password(conn, user.id, new_hash, now=now)
             # Following the link proved the address is theirs.
             await user_store.confirm_email(conn, user.id, now)
-            await self._throttle.forget(conn, self._throttle.account_key(user.id, user.username))
+            await self._throttle.forget_account(conn, self._throttle.account_key(user.id, user.username))
             await self._users.notify_password_changed(conn, user)
         await self._sessions.end_all(user.id)
         return user

@@ -5,6 +5,7 @@ practice. Each erasure is audited; the entry keeps the fact, never the identity
 
 from __future__ import annotations
 
+import json
 from datetime import date, datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -21,14 +22,20 @@ from smartpractice.storage.users import User
 EXPORT_FORMAT = "smartpractice-personal-data/1"
 
 
-def _plain(value: object) -> object:
+def plain(value: object) -> object:
+    """Dates and times as ISO 8601, for JSON."""
     if isinstance(value, datetime | date):
         return value.isoformat()
     if isinstance(value, list):
-        return [_plain(item) for item in value]
+        return [plain(item) for item in value]
     if isinstance(value, dict):
-        return {key: _plain(item) for key, item in value.items()}
+        return {key: plain(item) for key, item in value.items()}
     return value
+
+
+def as_json(document: dict) -> str:
+    """The one text of every export, downloaded or written by the command line."""
+    return json.dumps(document, ensure_ascii=False, indent=2)
 
 
 def _addresses(user: User) -> list[str]:
@@ -45,11 +52,14 @@ class PersonalData:
         self._clock = clock
         self._audit = audit
 
-    async def export(self, user: User, *, practice: Practice | None = None) -> dict:
-        """Everything about `user`, or (for a practice admin) what `practice` holds about them."""
+    async def export(self, user: User, *, practice: Practice | None = None, actor: int | None = None) -> dict:
+        """Everything about `user`, or (for a practice admin, `actor`) what `practice` holds
+        about them; an admin's copy of someone else's data is audited, a person's own is not."""
         practice_id = practice.id if practice else None
         emails = _addresses(user)
-        async with self._engine.connect() as conn:
+        async with self._engine.begin() as conn:
+            if practice is not None and actor is not None:
+                await self._audit.record(conn, practice.id, actor, "personal_data_exported", "user", user.id)
             data = {
                 "format": EXPORT_FORMAT,
                 "exported_at": self._clock.now(),
@@ -64,7 +74,7 @@ class PersonalData:
             }
             if practice is None:
                 data["login_sessions"] = await store.sessions_of(conn, user.id)
-        return _plain(data)  # type: ignore[return-value]
+        return plain(data)  # type: ignore[return-value]
 
     async def delete_account(self, user: User, *, actor: int | None, staff_too: bool = False) -> None:
         """Erase the person everywhere; ends their sessions (they go with the row). Staff
@@ -79,6 +89,12 @@ class PersonalData:
                 raise NotDeletable("staff_not_deletable", N_(
                     "Accounts of a practice's staff are removed by the practice's admin. Ask them, or leave "
                     "the practice first."))
+            sole_admin_of = await store.practices_only_admined_by(conn, user.id)
+            if sole_admin_of:
+                # A practice without an admin cannot manage its staff, seats or settings.
+                raise NotDeletable("last_admin", N_(
+                    "%(login)s is the only active admin of %(practices)s. Make someone else an admin there "
+                    "first, or delete the practice."), login=user.username, practices=", ".join(sole_admin_of))
             practice_ids = await store.practice_ids_of(conn, user.id)
             await self._audit.record_in_each(conn, practice_ids, actor, "account_deleted", "user", user.id)
             if not practice_ids:

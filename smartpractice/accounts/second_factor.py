@@ -19,8 +19,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from smartpractice.accounts.passwords import GENERATED_ALPHABET
 from smartpractice.accounts.throttle import (
-    ACCOUNT_POLICY,
     ADDRESS_POLICY,
+    SECOND_FACTOR_POLICY,
     LoginThrottle,
     minutes_left,
 )
@@ -184,7 +184,7 @@ class SecondFactors:
     async def _admit(self, user: User, address: str) -> None:
         now = self._clock.now()
         limits = [
-            ("2fa:" + self._throttle.account_key(user.id, user.username), ACCOUNT_POLICY),
+            ("2fa:" + self._throttle.account_key(user.id, user.username), SECOND_FACTOR_POLICY),
             ("2fa:" + self._throttle.address_key(address), ADDRESS_POLICY),
         ]
         async with self._engine.begin() as conn:

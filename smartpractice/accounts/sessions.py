@@ -8,10 +8,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
+from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from smartpractice.clock import Clock
 from smartpractice.storage import login_sessions as store
+from smartpractice.storage.engine import read_once_more, read_only
 from smartpractice.storage.invitations import invitation_by_id
 from smartpractice.storage.login_sessions import LoginSession
 from smartpractice.storage.practices import Membership
@@ -47,8 +50,11 @@ class GuestSession:
 
 
 class Sessions:
-    def __init__(self, *, engine: AsyncEngine, clock: Clock, idle: timedelta, maximum: timedelta) -> None:
+    def __init__(self, *, engine: AsyncEngine, clock: Clock, idle: timedelta, maximum: timedelta,
+                 reader: Engine | None = None) -> None:
         self._engine = engine
+        self._reads = read_only(engine)
+        self.reader = reader
         self._clock = clock
         self.idle = idle
         self.maximum = maximum
@@ -95,8 +101,7 @@ class Sessions:
         """The session behind a cookie. Most requests only read: one statement, and a write
         only when the session ran out or is due to be touched."""
         now = self._clock.now()
-        async with self._engine.connect() as conn:
-            found = await store.session_with_owner(conn, token_hash(token))
+        found = await self._find(token_hash(token))
         if found is None:
             return None
         session, owner = found
@@ -112,6 +117,17 @@ class Sessions:
                 if guest:
                     return await self._guest(conn, session, now)
         return None if owner is None else ActiveSession(session, owner.user, owner.memberships)
+
+    async def _find(self, hashed: str) -> tuple[LoginSession, store.SessionOwner | None] | None:
+        if self.reader is not None:
+            try:
+                with self.reader.connect() as conn:
+                    return store.session_with_owner_now(conn, hashed)
+            except OperationalError as error:
+                if "database is locked" not in str(error.orig):
+                    raise
+                # Held longer than a read in the loop may wait: aiosqlite's thread waits instead.
+        return await read_once_more(self._reads, lambda conn: store.session_with_owner(conn, hashed))
 
     async def _guest(self, conn: AsyncConnection, session: LoginSession, now) -> GuestSession | None:
         if session.invitation_id is None:

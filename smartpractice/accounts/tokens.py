@@ -12,6 +12,7 @@ from smartpractice.clock import Clock
 from smartpractice.errors import UserError
 from smartpractice.i18n import N_
 from smartpractice.storage import link_tokens as store
+from smartpractice.times import DEFAULT_ZONE, SpokenTime
 
 CONFIRM_EMAIL = "confirm_email"
 RESET_PASSWORD = "reset_password"  # noqa: S105 - a purpose name, not a password
@@ -61,9 +62,13 @@ class LinkTokens:
         if found is None or found.purpose != purpose:
             raise LinkInvalid("link_invalid", N_("This link is not valid. Please check that you copied it completely."))
         if found.used_at is not None:
+            if await store.replaced(conn, found):
+                raise LinkInvalid("link_replaced", N_("A newer mail with a new link was sent since, which replaces this one. Please use the link in the most recent mail."))
             raise LinkInvalid("link_used", N_("This link has already been used."))
         if found.expires_at <= self._clock.now():
-            raise LinkInvalid("link_expired", N_("This link has expired."))
+            zone = await store.time_zone_of(conn, found.user_id) or DEFAULT_ZONE
+            raise LinkInvalid("link_expired", N_("This link expired on %(when)s. You can ask for a new one."),
+                              when=SpokenTime(found.expires_at, zone))
         return found.user_id
 
     async def consume(self, conn: AsyncConnection, token: str, purpose: str) -> int:

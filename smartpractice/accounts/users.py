@@ -13,6 +13,7 @@ from smartpractice.clock import Clock
 from smartpractice.errors import UserError
 from smartpractice.i18n import N_
 from smartpractice.mail.outbox import Outbox
+from smartpractice.names import tidy
 from smartpractice.storage import practices as practice_store
 from smartpractice.storage import users as store
 from smartpractice.storage.tables import STAFF_ROLES
@@ -91,7 +92,7 @@ class Users:
             conn,
             username=username,
             email=email,
-            display_name=display_name.strip(),
+            display_name=tidy(display_name),
             password_hash=await self._passwords.hash(password),
             must_change_password=True,
             initial_password_expires_at=now + self._initial_lifetime,
@@ -132,15 +133,24 @@ class Users:
 
     async def issue_initial_password(self, user_id: int) -> str:
         """Replace the password with a generated initial one and end all sessions."""
-        password = generate_password()
-        now = self._clock.now()
+        password, hashed = await self.new_initial_password()
         async with self._engine.begin() as conn:
-            await store.set_password(
-                conn, user_id, await self._passwords.hash(password),
-                now=now, initial_expires_at=now + self._initial_lifetime,
-            )
+            await self.store_initial_password(conn, user_id, hashed)
         await self._sessions.end_all(user_id)
         return password
+
+    async def new_initial_password(self) -> tuple[str, str]:
+        """A generated password and its hash, made before a transaction so that none waits on it."""
+        password = generate_password()
+        return password, await self._passwords.hash(password)
+
+    async def store_initial_password(self, conn: AsyncConnection, user_id: int, hashed: str) -> None:
+        """In the caller's transaction; the caller ends the user's sessions after it commits."""
+        now = self._clock.now()
+        await store.set_password(conn, user_id, hashed, now=now, initial_expires_at=now + self._initial_lifetime)
+
+    async def end_sessions(self, user_id: int) -> None:
+        await self._sessions.end_all(user_id)
 
     async def set_language(self, user_id: int, language: str) -> None:
         async with self._engine.begin() as conn:

@@ -19,6 +19,7 @@ from smartpractice.config import ConfigError, Settings
 from smartpractice.errors import UserError
 from smartpractice.jobs.retention import purge_expired
 from smartpractice.keys import catalogs_key, secret_key
+from smartpractice.rooms.memory_lease import RoomsHeldElsewhere
 from smartpractice.services import build_services
 from smartpractice.storage.engine import SchemaOutOfDate, create_engine, upgrade
 from smartpractice.web.links import RouterLinks
@@ -90,13 +91,22 @@ def serve(host: str | None, port: int | None, demo: bool) -> None:
     local = {} if port is None or BASE_URL_ENV in os.environ else {"BASE_URL": f"http://localhost:{port}"}
     settings = _settings(**local)
     logs.configure(settings.log_level, settings.log_format)
+    # A public service must name who runs it (Impressum, § 5 DDG; GDPR art. 13); a demo
+    # on one's own machine need not.
+    missing = settings.missing_operator_details()
+    if missing and not demo:
+        raise click.ClickException(
+            f"Refusing to start: the Impressum and the privacy page need {', '.join(missing)} "
+            "(who runs this service, their postal address, an email address and phone number; "
+            "docs/configuration.md). Set them, or try the service with `smartpractice serve --demo`."
+        )
     if demo:
         username, password = _run(settings, _ensure_demo)
         click.echo(f"Demo practice: {DEMO_PRACTICE}")
         click.echo(f"Log in at {settings.base_url}/login as {username} with password {password}")
     if not settings.smtp_host:
         log.info("No SMTP server configured; mails are written to %s", settings.outbox_dir.resolve())
-    app = create_app(settings)
+    app = create_app(settings, sole_instance=True)
     app.on_startup.append(_freeze_what_lasts)
     try:
         web.run_app(
@@ -112,7 +122,7 @@ def serve(host: str | None, port: int | None, demo: bool) -> None:
             shutdown_timeout=max(1, settings.stop_seconds - 2),
             print=lambda text: log.info(text.strip()),
         )
-    except SchemaOutOfDate as error:
+    except (SchemaOutOfDate, RoomsHeldElsewhere) as error:
         raise click.ClickException(str(error)) from None
     except (OSError, DBAPIError) as error:
         raise click.ClickException(f"The database cannot be reached: {error}") from None
@@ -129,9 +139,11 @@ async def _freeze_what_lasts(app) -> None:
 async def _ensure_demo(services) -> tuple[str, str]:
     admin = await services.users.by_login(DEMO_ADMIN)
     if admin is None:
+        # One person tries everything: the admin also treats patients (plans consultations,
+        # has a waiting room), as a founder of a one-doctor practice says at sign-up.
         created = await services.practices.create(
             DEMO_PRACTICE, admin_email="demo-admin@example.org", admin_username=DEMO_ADMIN,
-            admin_name="Demo Admin",
+            admin_name="Demo Admin", admin_treats_patients=True,
         )
         return created.admin_username, created.admin_password
     # The first password was printed once and is stored only as a hash: issue a new one.
@@ -159,12 +171,17 @@ def db_upgrade() -> None:
 @click.option("--admin-email", required=True, help="Email address of the practice's first admin.")
 @click.option("--admin-username", required=True, help="User name of the practice's first admin.")
 @click.option("--admin-name", help="Display name of the admin (default: the user name).")
-def create_practice(name: str, admin_email: str, admin_username: str, admin_name: str | None) -> None:
+@click.option("--admin-treats-patients", is_flag=True,
+              help="The admin also treats patients: holds consultations and takes a seat.")
+def create_practice(
+    name: str, admin_email: str, admin_username: str, admin_name: str | None, admin_treats_patients: bool
+) -> None:
     """Create a practice and its first admin; prints the admin's initial password."""
 
     async def work(services):
         return await services.practices.create(
-            name, admin_email=admin_email, admin_username=admin_username, admin_name=admin_name
+            name, admin_email=admin_email, admin_username=admin_username, admin_name=admin_name,
+            admin_treats_patients=admin_treats_patients,
         )
 
     created = _run(_settings(), work)
@@ -269,7 +286,7 @@ def api_key_revoke(slug: str, key_id: int) -> None:
 
 
 # Each adds its commands to `main`.
-from smartpractice.cli import accounts, operations, outbox  # noqa: E402, F401
+from smartpractice.cli import accounts, operations, outbox, relay  # noqa: E402, F401
 
 if __name__ == "__main__":
     sys.exit(main())

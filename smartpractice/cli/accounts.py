@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
+from pathlib import Path
 
 import click
 
+from smartpractice.accounts.personal_data import as_json
 from smartpractice.cli import _practice, _run, _settings, main
 
 
@@ -75,3 +78,27 @@ def practice_delete(slug: str, notice_days: int, yes: bool) -> None:
 
     accounts = _run(_settings(), work)
     click.echo(f"Practice {slug} deleted, with {accounts} account(s) that belonged only to it.")
+
+
+@practice.command("export")
+@click.argument("slug")
+@click.option("--output", type=click.Path(dir_okay=False, writable=True, path_type=Path),
+              help="Write the JSON to this file instead of standard output.")
+def practice_export(slug: str, output: Path | None) -> None:
+    """Everything the service holds for a practice, as JSON, without secrets (as its admin
+    downloads it on the settings page; docs/privacy-operations.md)."""
+
+    async def work(services):
+        return await services.practice_export.export(await _practice(services, slug), actor=None)
+
+    text = as_json(_run(_settings(), work)) + "\n"
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    # It holds patients' names and addresses: readable by the operator alone, as a backup would be.
+    # The mode of open() holds only for a new file: one that was there is narrowed first.
+    descriptor = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(descriptor, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    click.echo(f"Data of the practice {slug} written to {output}.", err=True)

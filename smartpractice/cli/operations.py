@@ -10,8 +10,11 @@ import click
 from alembic.util import CommandError
 from sqlalchemy.exc import DBAPIError
 
+from smartpractice.audit import Audit
 from smartpractice.cli import _run, _settings, db, main
+from smartpractice.clock import Clock
 from smartpractice.rooms import redis_state
+from smartpractice.storage import audit as audit_store
 from smartpractice.storage.engine import create_engine, current_revision, downgrade, head_revision
 
 SMTP_CHECK_SECONDS = 10
@@ -70,7 +73,9 @@ async def _smtp(settings) -> tuple[bool, str]:
 def config_check() -> None:
     """Check every setting, and that the database, Redis and the SMTP server answer."""
     settings = _settings()  # a setting the service cannot run with stops here, naming it
-    click.echo("settings: ok")
+    missing = settings.missing_operator_details()
+    # `serve` refuses to start without them (except with --demo): say so before it does.
+    click.echo(f"settings: ok{'' if not missing else ', but `serve` needs ' + ', '.join(missing)}")
 
     async def checks():
         return await asyncio.gather(_database(settings), _redis(settings), _smtp(settings))
@@ -78,7 +83,7 @@ def config_check() -> None:
     results = asyncio.run(checks())
     for name, (_, text) in zip(("database", "redis", "smtp"), results, strict=True):
         click.echo(f"{name}: {text}")
-    if not all(good for good, _ in results):
+    if missing or not all(good for good, _ in results):
         raise click.ClickException("configuration check failed")
 
 
@@ -117,11 +122,29 @@ def db_downgrade(revision: str, yes: bool) -> None:
                       abort=True)
     try:
         asyncio.run(downgrade(settings.database_url, revision))
+        now_at, recorded = asyncio.run(_record_downgrade(settings.database_url))
     except (OSError, DBAPIError) as error:
         raise click.ClickException(f"The database cannot be reached: {error}") from None
     except CommandError as error:
         raise click.ClickException(str(error)) from None
-    click.echo(f"Database schema downgraded to {revision}.")
+    click.echo(f"Database schema downgraded to {revision} (now at {now_at or 'none'}).")
+    if not recorded:
+        click.echo("The audit log went with the schema: no audit entry was written.")
+
+
+async def _record_downgrade(url: str) -> tuple[str | None, bool]:
+    """The site-wide audit entry of a downgrade, written once it succeeded (the command line
+    has no actor). The revision it reached, and whether that schema still has an audit log."""
+    engine = create_engine(url)
+    try:
+        async with engine.begin() as conn:
+            now_at = await current_revision(conn)
+            if not await audit_store.exists(conn):
+                return now_at, False
+            await Audit(engine=engine, clock=Clock()).record(conn, None, None, "schema_downgraded", "schema", now_at)
+        return now_at, True
+    finally:
+        await engine.dispose()
 
 
 @main.command("send-reminders")

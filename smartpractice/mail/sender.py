@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from datetime import timedelta
 from email.message import EmailMessage
@@ -33,6 +34,10 @@ MAX_ATTEMPTS = 30
 # Far beyond the SMTP timeout: a mail still "sending" after this was cut off by a crash.
 STALE_CLAIM = timedelta(minutes=10)
 SMTP_TIMEOUT = 30
+# The mail is recorded as sent before QUIT; a server that does not answer it is left.
+GOODBYE_SECONDS = 2
+# What a stop keeps of its budget to hand back a mail it cuts off, and to return.
+HAND_BACK_SECONDS = 1.0
 
 
 # A sender picks a due mail up within seconds; one waiting this long means none runs.
@@ -63,26 +68,49 @@ def build_message(mail: Mail, sender: str) -> EmailMessage:
 
 
 class SmtpTransport:
+    """One connection per mail. `deliver` returns once the server has answered the data with
+    250 and leaves the goodbye (QUIT) to `goodbye`, so that the sender records the mail as
+    sent first: a server slow to say goodbye must not leave an accepted mail unrecorded."""
+
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
+        self._client: aiosmtplib.SMTP | None = None
 
     async def deliver(self, message: EmailMessage) -> None:
         settings = self._settings
+        client = self._client = aiosmtplib.SMTP(
+            hostname=settings.smtp_host,
+            port=settings.smtp_port,
+            username=settings.smtp_username or None,
+            password=settings.smtp_password or None,
+            use_tls=settings.smtp_tls == "tls",
+            start_tls=settings.smtp_tls == "starttls",
+            timeout=SMTP_TIMEOUT,
+        )
         try:
-            await aiosmtplib.send(
-                message,
-                hostname=settings.smtp_host,
-                port=settings.smtp_port,
-                username=settings.smtp_username or None,
-                password=settings.smtp_password or None,
-                use_tls=settings.smtp_tls == "tls",
-                start_tls=settings.smtp_tls == "starttls",
-                timeout=SMTP_TIMEOUT,
-            )
+            await client.connect()
+            await client.send_message(message)
         except aiosmtplib.SMTPResponseException as error:
+            client.close()
             if error.code >= 500:
                 raise PermanentFailure(f"{error.code} {error.message}") from error
             raise
+        except BaseException:
+            # Cut by the stop, too: closing without the server's 250 aborts the transaction
+            # (RFC 5321 4.1.1.4), so the server has not taken the mail.
+            client.close()
+            raise
+
+    async def goodbye(self) -> None:
+        client, self._client = self._client, None
+        if client is None or not client.is_connected:
+            return
+        try:
+            with contextlib.suppress(aiosmtplib.SMTPException, OSError, TimeoutError):
+                async with asyncio.timeout(GOODBYE_SECONDS):
+                    await client.quit()
+        finally:
+            client.close()
 
 
 class FolderTransport:
@@ -97,6 +125,9 @@ class FolderTransport:
         await asyncio.to_thread((self._folder / name).write_bytes, bytes(message))
         log.info("Mail written to %s", self._folder / name)
 
+    async def goodbye(self) -> None:
+        pass
+
 
 class MailSender:
     def __init__(self, *, engine: AsyncEngine, clock: Clock, settings: Settings, wake: asyncio.Event) -> None:
@@ -109,10 +140,44 @@ class MailSender:
         self._rounds_begun = 0
         self._last_idle_round = 0
         self._round_ended = asyncio.Condition()
-        self._transport = SmtpTransport(settings) if settings.smtp_host else FolderTransport(settings.outbox_dir)
+        self._transport: SmtpTransport | FolderTransport = (
+            SmtpTransport(settings) if settings.smtp_host else FolderTransport(settings.outbox_dir))
+        self._task: asyncio.Task[None] | None = None
+        # The SMTP conversation of the mail in hand, until the server has taken the mail.
+        self._delivery: asyncio.Future[None] | None = None
+        self._cut = False
+
+    def start(self) -> None:
+        """Send in a background task of the server until `finish`."""
+        self._task = asyncio.create_task(self.run(), name="mail sender")
+
+    async def finish(self, within: float) -> None:
+        """The server stops: the mail in hand goes out if the SMTP server takes it in time;
+        if not, the conversation is cut and the mail handed back (`pending`, due at once) for
+        the next sender, here after a restart or on another instance.
+
+        At least once, for a cut mail, as SMTP itself is: the server takes responsibility
+        only with its 250 to the data (RFC 5321 6.1) and closing before it aborts the
+        transaction, so a mail without that answer is not the server's and is tried again, as
+        after a timeout. A 250 that did arrive is recorded before the goodbye (QUIT), so a
+        stop never resends a taken mail; the one window left is a 250 already on its way as
+        the cut comes (RFC 1047), and the Message-ID, the same on every try, shows a repeat.
+        A crash between the 250 and that record stays at most once (release_stale marks it
+        `uncertain`): unknown there, and a second TAN or reset link must not go out unasked."""
+        self.stop()
+        if self._task is None:
+            return
+        done, _ = await asyncio.wait({self._task}, timeout=max(0.0, within - HAND_BACK_SECONDS))
+        if not done:
+            self._cut = True
+            if self._delivery is not None:
+                self._delivery.cancel()
+            # The last resort: a database that does not answer the hand-back in time.
+            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+                await asyncio.wait_for(self._task, HAND_BACK_SECONDS)
 
     async def run(self) -> None:
-        """Send until cancelled; called as a background task of the server."""
+        """Send until `stop`; the server's background task (`start`), or a test's."""
         stale_released = False
         pauses: tuple[float, ...] = ()
         while not self._stop.is_set():
@@ -198,6 +263,8 @@ class MailSender:
             ids = await store.due_ids(conn, self._clock.now(), BATCH)
         sent = 0
         for mail_id in ids:
+            if self._stop.is_set():
+                break
             async with self._engine.begin() as conn:
                 mail = await store.claim(conn, mail_id, self._clock.now())
             if mail is not None:
@@ -205,8 +272,20 @@ class MailSender:
         return len(ids), sent
 
     async def _send_one(self, mail: Mail) -> int:
+        delivery = self._delivery = asyncio.ensure_future(
+            self._transport.deliver(build_message(mail, self._sender)))
+        if self._cut:  # claimed as the stop's budget ran out
+            delivery.cancel()
         try:
-            await self._transport.deliver(build_message(mail, self._sender))
+            await delivery
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise  # the sender itself is cancelled, not just the delivery
+            async with self._engine.begin() as conn:
+                await store.hand_back(conn, mail.id, self._clock.now())
+            log.warning("mail %d handed back unsent: the instance stopped before the SMTP server took it", mail.id)
+            return 0
         # Server answers can quote the recipient's address: they go to the mail's row for
         # the operator, while the log gets only the kind of error.
         except PermanentFailure as error:
@@ -225,6 +304,11 @@ class MailSender:
                     await store.mark_retry(conn, mail.id, self._clock.now() + delay, reason)
                     log.warning("mail %d not sent (%s); next try in %s", mail.id, type(error).__name__, delay)
             return 0
-        async with self._engine.begin() as conn:
-            await store.mark_sent(conn, mail.id, self._clock.now())
+        finally:
+            self._delivery = None
+        try:
+            async with self._engine.begin() as conn:
+                await store.mark_sent(conn, mail.id, self._clock.now())
+        finally:
+            await self._transport.goodbye()
         return 1

@@ -17,6 +17,7 @@ from smartpractice.storage import practices as practice_store
 from smartpractice.storage import users as user_store
 from smartpractice.storage.practices import Practice
 from smartpractice.storage.users import User
+from smartpractice.submissions import Once, claim, settle
 
 # Each request may send a mail: a few per address and hour serve a person, not a spammer.
 ADDRESS_POLICY = ThrottlePolicy(max_attempts=3, window=timedelta(hours=1), lockout=timedelta(hours=1))
@@ -81,8 +82,10 @@ class Confirmations:
         assert user is not None
         return user
 
-    async def resend(self, email: str, *, address: str) -> None:
-        """Mail a new link if an unconfirmed account has this address; silent either way."""
+    async def resend(self, email: str, *, address: str, once: Once | None = None) -> None:
+        """Mail a new link if an unconfirmed account has this address; silent either way. The
+        form's `once` token makes a second sending raise AlreadySubmitted, whatever the first
+        did, so a double click mails once and still tells nothing about the address."""
         email = email.strip()
         if len(email) > 254 or not EMAIL.match(email):
             raise UserError("email_invalid", N_("Please enter a valid email address."))
@@ -90,6 +93,8 @@ class Confirmations:
         address_key = "confirm:" + self._throttle.account_key(None, email)
         client_key = self._throttle.address_key(address) + ":confirm"
         async with self._engine.begin() as conn:
+            await claim(conn, once, now)
+            await settle(conn, once, "confirmation_resend", 0)
             limits = [(address_key, ADDRESS_POLICY), (client_key, CLIENT_POLICY)]
             if await self._throttle.admit(conn, limits, now) is not None:
                 return  # a visible refusal would tell whether the address is known

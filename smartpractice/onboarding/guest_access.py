@@ -3,10 +3,11 @@ link, or with the invitation's code on the login page), and ask for a new TAN wh
 was used on another device or in a session that has since ended.
 
 Every TAN entry is counted per client address before it is checked (the password login's
-limit). Five wrong TANs lock the invitation until the practice sends it again; a new TAN
-the guest asks for does not reset that count (NIST SP 800-63B). A new TAN goes only to the
-invited address, at most three times an hour, and the one before stops working. Opening
-the page uses nothing up: only a right TAN does.
+limit). Five wrong TANs void the TAN in use, not the invitation: anyone who knows the code
+can type wrong TANs, and the guest must still get in. A new TAN goes only to the invited
+address, at most three times an hour, and the one before stops working. The invitation's
+count of wrong TANs is never reset: at fifteen (three TANs' worth) it is locked, and the
+practice makes a new one. Opening the page uses nothing up: only a right TAN does.
 """
 
 from __future__ import annotations
@@ -31,7 +32,12 @@ from smartpractice.errors import UserError
 from smartpractice.i18n import N_, NP_
 from smartpractice.links import Links
 from smartpractice.mail.outbox import Outbox
-from smartpractice.onboarding.invitations import MAX_TAN_FAILURES, GuestWelcome, view_of
+from smartpractice.onboarding.invitations import (
+    MAX_TAN_FAILURES,
+    MAX_TOTAL_FAILURES,
+    GuestWelcome,
+    view_of,
+)
 from smartpractice.onboarding.tans import (
     CODE_LENGTH,
     TanHasher,
@@ -145,19 +151,23 @@ class GuestAccess:
         async with self._engine.begin() as conn:
             found = await self._find(conn, ref, language)
             invitation = found.invitation
+            if invitation.tan_failures >= MAX_TAN_FAILURES and invitation.tan_used_at is None:
+                # Voided by wrong tries: not even the right one works, and the invitation counts
+                # no failure for it (the address's try above stays counted, as for any TAN).
+                raise self._voided(found, ref)
             if hmac.compare_digest(invitation.tan_hmac, typed) and invitation.tan_used_at is None:
-                if not await store.use_tan(conn, invitation.id, now):
+                if not await store.use_tan(conn, invitation.id, now, max_failures=MAX_TAN_FAILURES):
                     raise self._used()
                 await self._throttle.give_back(conn, address_key)
                 token = await self._sessions.start_guest(conn, invitation.id, user_agent,
                                                          expires_at=invitation.expires_at)
                 await self._audit.record(conn, invitation.practice_id, None, "guest_login", "invitation", invitation.id)
                 return GuestEntry(token, invitation.id, invitation.consultation_id, invitation.expires_at)
-            wrong = await self._wrong(conn, found, typed, address_key, language)
+            wrong = await self._wrong(conn, found, ref, typed, address_key)
         raise wrong  # after the block, so that the failure it counted is kept
 
-    async def _wrong(self, conn: AsyncConnection, found: _Found, typed: str, address_key: str,
-                     language: str) -> UserError:
+    async def _wrong(self, conn: AsyncConnection, found: _Found, ref: InvitationRef, typed: str,
+                     address_key: str) -> UserError:
         invitation = found.invitation
         if hmac.compare_digest(invitation.tan_hmac, typed):
             # The right TAN, spent: whoever types it had the mail, so it is no guess.
@@ -166,12 +176,21 @@ class GuestAccess:
         if invitation.previous_tan_hmac and hmac.compare_digest(invitation.previous_tan_hmac, typed):
             await self._throttle.give_back(conn, address_key)
             return UserError("tan_replaced", N_("This TAN was replaced by a newer one. Please use the TAN from the most recent mail."))
-        failures = await store.count_tan_failure(conn, invitation.id)
+        failures, total = await store.count_tan_failure(conn, invitation.id, self._clock.now(),
+                                                        max_total=MAX_TOTAL_FAILURES)
+        if total >= MAX_TOTAL_FAILURES:
+            # A new TAN gives five tries of its own, but the invitation's count goes on (NIST:
+            # a new code does not reset it): three TANs' worth of guesses, then the practice.
+            if total == MAX_TOTAL_FAILURES:
+                await self._audit.record(conn, invitation.practice_id, None, "invitation_locked", "invitation",
+                                         invitation.id)
+            return self._locked(found)
         left = MAX_TAN_FAILURES - failures
         if left <= 0:
-            await store.lock(conn, invitation.id, self._clock.now())
-            await self._audit.record(conn, invitation.practice_id, None, "invitation_locked", "invitation", invitation.id)
-            return self._locked(found)
+            if left == 0:  # parallel wrong tries past the fifth void it once
+                await self._audit.record(conn, invitation.practice_id, None, "invitation_tan_voided", "invitation",
+                                         invitation.id)
+            return self._voided(found, ref)
         return UserError("tan_wrong", NP_("This TAN is not correct. %(left)d more try is left.",
                                           "This TAN is not correct. %(left)d more tries are left."),
                          number="left", left=left)
@@ -297,6 +316,29 @@ class GuestAccess:
         return LinkInvalid(
             "invitation_locked",
             N_("Too many wrong TANs were entered, so this invitation is locked. Please ask %(practice)s to send it again."),
+            practice=found.practice, contact=found.contact,
+        )
+
+    @staticmethod
+    def _voided(found: _Found, ref: InvitationRef) -> UserError:
+        if found.tan_by_mail and ref.code is not None:
+            # The login page has no button for a new code; the mail's link leads to one.
+            return UserError(
+                "tan_voided",
+                N_("Five wrong TANs were entered, so this TAN no longer works. Please open the link in your "
+                   "invitation mail: there you can have a new TAN sent to %(email)s."),
+                email=mask(found.invitation.email), contact=found.contact,
+            )
+        if found.tan_by_mail:
+            return UserError(
+                "tan_voided",
+                N_("Five wrong TANs were entered, so this TAN no longer works. Please have a new TAN sent to "
+                   "%(email)s with the button below and enter that one."),
+                email=mask(found.invitation.email), contact=found.contact,
+            )
+        return UserError(
+            "tan_voided",
+            N_("Five wrong TANs were entered, so this TAN no longer works. Please ask %(practice)s for a new one."),
             practice=found.practice, contact=found.contact,
         )
 

@@ -26,6 +26,7 @@ from smartpractice.errors import UserError
 from smartpractice.i18n import LANGUAGES, N_
 from smartpractice.links import Links
 from smartpractice.mail.outbox import Outbox
+from smartpractice.names import tidy
 from smartpractice.onboarding.tans import TanHasher, new_code, new_tan, show_code
 from smartpractice.practices.settings import TAN_DELIVERIES
 from smartpractice.storage import invitations as store
@@ -33,10 +34,12 @@ from smartpractice.storage.consultations import consultation_by_id, policy_of
 from smartpractice.storage.invitations import Invitation
 from smartpractice.storage.login_sessions import delete_sessions_of_invitation
 from smartpractice.storage.practices import Practice
+from smartpractice.submissions import Once, claim, settle
 from smartpractice.times import spoken
 
 MAX_TAN_FAILURES = 5
-# Across reissues: past this, the practice makes a new invitation instead.
+# Across new TANs and reissues, never reset: at this many the invitation is locked, and
+# the practice makes a new one instead.
 MAX_TOTAL_FAILURES = 15
 
 
@@ -64,7 +67,7 @@ class Invitee:
 
     @classmethod
     def parse(cls, email: str, display_name: str = "", language: str = "de") -> Invitee:
-        email, display_name = email.strip(), display_name.strip()
+        email, display_name = email.strip(), tidy(display_name)
         if len(email) > 254 or not EMAIL.match(email):
             raise UserError("email_invalid", N_("Please enter a valid email address."))
         if len(display_name) > 200:
@@ -105,6 +108,8 @@ def state_of(invitation: Invitation, now: datetime) -> str:
         return "used"
     if invitation.expires_at <= now:
         return "expired"
+    if invitation.tan_failures >= MAX_TAN_FAILURES:
+        return "voided"  # its TAN, not the invitation: a new one can be sent
     return "pending"
 
 
@@ -260,13 +265,16 @@ class Invitations:
         assert invitation is not None
         return self._view(invitation)
 
-    async def reissue(self, practice_id: int, invitation_id: int, *, actor: int | None = None) -> NewInvitation | None:
+    async def reissue(self, practice_id: int, invitation_id: int, *, actor: int | None = None,
+                      once: Once | None = None) -> NewInvitation | None:
         """A new link and TAN by a new mail; the old ones never work again. The short
-        code stays: it only finds the invitation."""
+        code stays: it only finds the invitation. The button's `once` token makes a second
+        sending raise AlreadySubmitted, so a double click does not void the TAN just mailed."""
         async with self._engine.begin() as conn:
             invitation = await store.invitation_of(conn, practice_id, invitation_id)
             if invitation is None:
-                return None
+                return None  # another practice's invitation: not found, whatever the token
+            await claim(conn, once, self._clock.now())
             if invitation.revoked_at:
                 raise UserError("invitation_revoked", N_("This invitation was revoked. Please create a new one."))
             if invitation.total_failures >= MAX_TOTAL_FAILURES:
@@ -289,6 +297,7 @@ class Invitations:
             assert invitation is not None
             tan_in_mail = await self._send(conn, invitation, link, tan)
             await self._audit.record(conn, practice_id, actor, "invitation_reissued", "invitation", invitation_id)
+            await settle(conn, once, "invitation", invitation_id)
         return NewInvitation(self._view(invitation), tan, tan_in_mail)
 
     async def set_tan_delivery(self, practice_id: int, delivery: str, *, actor: int | None = None) -> None:

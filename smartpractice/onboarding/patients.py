@@ -13,11 +13,13 @@ from smartpractice.audit import Audit
 from smartpractice.clock import Clock
 from smartpractice.errors import UserError
 from smartpractice.i18n import LANGUAGES, N_
+from smartpractice.names import tidy
 from smartpractice.onboarding.confirmations import Confirmations
 from smartpractice.storage import practices as practice_store
 from smartpractice.storage import users as user_store
 from smartpractice.storage.practices import Practice
 from smartpractice.storage.users import User
+from smartpractice.submissions import Once, claim, settle
 
 
 class PatientNotFound(UserError):
@@ -62,12 +64,15 @@ class Patients:
         password: str,
         language: str,
         actor: int | None = None,
+        once: Once | None = None,
     ) -> NewPatient:
-        username, email, display_name = username.strip(), email.strip(), display_name.strip()
+        """The form's `once` token makes a second sending raise AlreadySubmitted: one account, one mail."""
+        username, email, display_name = username.strip(), email.strip(), tidy(display_name)
         generated = None if password else generate_password()
         language = language if language in LANGUAGES else "de"
         try:
             async with self._engine.begin() as conn:
+                await claim(conn, once, self._clock.now())
                 # Refuses a taken username or email: the practice never takes over an account.
                 user_id = await self._users.create_with_initial_password(
                     conn,
@@ -87,6 +92,7 @@ class Patients:
                 assert user is not None
                 await self._confirmations.send(conn, user, practice, created_by_practice=True)
                 await self._audit.record(conn, practice.id, actor, "patient_created", "user", user_id)
+                await settle(conn, once, "patient", user_id)
         except IntegrityError:
             # Someone else took the name or address between the check and the insert.
             raise UserError("account_conflict", N_("The account could not be created. Please try again.")) from None
@@ -105,7 +111,8 @@ class Patients:
             raise PatientNotFound("patient_not_found", N_("There is no such patient in this practice."))
         return self._view(user)
 
-    async def new_initial_password(self, practice: Practice, user_id: int, *, actor: int | None = None) -> str:
+    async def new_initial_password(self, practice: Practice, user_id: int, *, actor: int | None = None,
+                                   once: Once | None = None) -> str:
         """A generated initial password for a patient who has not chosen their own yet.
 
         Ends all their sessions; if the address is still unconfirmed, a fresh confirmation
@@ -118,11 +125,17 @@ class Patients:
                 N_("This patient has already chosen their own password. If they have forgotten it, "
                    "they can set a new one with “Forgotten password” on the login page."),
             )
-        password = await self._users.issue_initial_password(user_id)
+        password, hashed = await self._users.new_initial_password()
         async with self._engine.begin() as conn:
+            # The button's `once` token: a double click issues one password and one mail, and
+            # does not void the password shown on the first answer.
+            await claim(conn, once, self._clock.now())
+            await self._users.store_initial_password(conn, user_id, hashed)
             if not patient.confirmed:
                 await self._confirmations.send(conn, patient.user, practice, created_by_practice=True)
             await self._audit.record(conn, practice.id, actor, "patient_initial_password_issued", "user", user_id)
+            await settle(conn, once, "patient", user_id)
+        await self._users.end_sessions(user_id)
         return password
 
     def _view(self, user: User) -> PatientView:

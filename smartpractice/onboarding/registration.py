@@ -17,12 +17,14 @@ from smartpractice.clock import Clock
 from smartpractice.errors import UserError
 from smartpractice.i18n import LANGUAGES, N_
 from smartpractice.mail.outbox import Outbox
+from smartpractice.names import tidy
 from smartpractice.onboarding.confirmations import Confirmations
 from smartpractice.storage import practices as practice_store
 from smartpractice.storage import registration as store
 from smartpractice.storage import users as user_store
 from smartpractice.storage.practices import Practice
 from smartpractice.storage.registration import RegistrationOptions
+from smartpractice.submissions import Once, claim, settle
 
 # Counts complete registration forms: enough for a family on one connection, too few to fill the database or someone's mailbox.
 CLIENT_POLICY = ThrottlePolicy(max_attempts=10, window=timedelta(hours=1), lockout=timedelta(hours=1))
@@ -109,15 +111,17 @@ class Registrations:
             raise RegistrationClosed("registration_closed", N_("This registration link is no longer valid."))
         return OpenRegistration(found[0], found[1].ask_date_of_birth)
 
-    async def register(self, code: str, applicant: Applicant, *, address: str) -> None:
+    async def register(self, code: str, applicant: Applicant, *, address: str, once: Once | None = None) -> None:
         """Create an unconfirmed patient and mail the link; for a known address, mail its owner.
 
-        The caller shows the same page in both cases (ASVS 6.3.8).
+        The caller shows the same page in both cases (ASVS 6.3.8). The form's `once` token
+        makes a second sending raise AlreadySubmitted: a reload or a double click makes one
+        account and sends one mail, and does not come back as "user name taken".
         """
         opened = await self.open(code)
         practice = opened.practice
         display_name, email, username = (
-            applicant.display_name.strip(), applicant.email.strip(), applicant.username.strip()
+            tidy(applicant.display_name), applicant.email.strip(), applicant.username.strip()
         )
         validate_identity(username, email, display_name)
         born = self._date_of_birth(applicant.date_of_birth) if opened.ask_date_of_birth else None
@@ -141,14 +145,15 @@ class Registrations:
         language = applicant.language if applicant.language in LANGUAGES else "de"
         try:
             async with self._engine.begin() as conn:
+                await claim(conn, once, now)
                 taken = await user_store.taken(conn, username=username, email=email)
                 if "username" in taken:
-                    username_taken = True
-                elif "email" in taken:
-                    username_taken = False
+                    # Raised inside: the claim is rolled back, the form may be sent again with another name.
+                    raise UserError("username_taken", N_("This user name is already taken."))
+                if "email" in taken:
                     await self._notify_owner(conn, email, practice, language)
+                    await settle(conn, once, "registration", 0)
                 else:
-                    username_taken = False
                     user_id = await user_store.insert_user(
                         conn,
                         username=username,
@@ -169,14 +174,12 @@ class Registrations:
                     user = await user_store.user_by_id(conn, user_id)
                     assert user is not None
                     await self._confirmations.send(conn, user, practice, created_by_practice=False)
+                    await settle(conn, once, "registration", user_id)
         except IntegrityError:
             # A parallel registration took the name or address between check and insert.
             raise UserError(
                 "registration_conflict", N_("Your registration could not be completed. Please try again.")
             ) from None
-        # User names are public handles, so saying this one is taken reveals no address.
-        if username_taken:
-            raise UserError("username_taken", N_("This user name is already taken."))
 
     async def _notify_owner(self, conn, email: str, practice: Practice, language: str) -> None:
         """Tell the owner of an address someone tried to register with it; no membership is added."""

@@ -23,6 +23,7 @@ from smartpractice.clock import Clock
 from smartpractice.errors import UserError
 from smartpractice.i18n import LANGUAGES, N_
 from smartpractice.mail.outbox import Outbox
+from smartpractice.names import tidy
 from smartpractice.practices.plans import Plans
 from smartpractice.storage import practices as practice_store
 from smartpractice.storage import staff_invitations as store
@@ -30,6 +31,7 @@ from smartpractice.storage import users as user_store
 from smartpractice.storage.practices import Practice
 from smartpractice.storage.staff_invitations import StaffInvitation
 from smartpractice.storage.users import User
+from smartpractice.submissions import Once, claim, sent_before, settle
 
 LIFETIME = timedelta(days=7)
 ROLES = ("admin", "clinician")
@@ -60,7 +62,8 @@ class StaffInvitations:
         self._audit = audit
         self._plans = plans
 
-    async def invite(self, practice: Practice, *, email: str, role: str, inviter: User) -> int:
+    async def invite(self, practice: Practice, *, email: str, role: str, inviter: User, once: Once | None = None) -> int:
+        """The form's `once` token makes a second sending raise AlreadySubmitted: one invitation, one mail."""
         email = email.strip()
         if len(email) > 254 or not EMAIL.match(email):
             raise UserError("email_invalid", N_("Please enter a valid email address."))
@@ -69,6 +72,7 @@ class StaffInvitations:
         token = secrets.token_urlsafe(32)
         now = self._clock.now()
         async with self._engine.begin() as conn:
+            await claim(conn, once, now)
             if "email" in await user_store.taken(conn, username="", email=email):
                 raise UserError("email_taken", N_("An account with this email address already exists."))
             if role == "clinician":
@@ -89,6 +93,7 @@ class StaffInvitations:
                 },
             )
             await self._audit.record(conn, practice.id, inviter.id, "staff_invited", "staff_invitation", invitation_id)
+            await settle(conn, once, "staff_invitation", invitation_id)
         return invitation_id
 
     async def list(self, practice_id: int) -> list[StaffInvitation]:
@@ -113,10 +118,13 @@ class StaffInvitations:
             raise LinkInvalid("link_expired", N_("This link has expired."))
         return found
 
-    async def accept(self, token: str, newcomer: Newcomer, *, user_agent: str) -> str:
-        """Create the account and membership; returns a session that still needs the second factor."""
+    async def accept(self, token: str, newcomer: Newcomer, *, user_agent: str, once: Once | None = None) -> str:
+        """Create the account and membership; returns a session that still needs the second factor.
+        The form's `once` token makes a second sending (a double click whose first answer the
+        browser dropped) raise AlreadySubmitted rather than "link already used"."""
+        await sent_before(self._engine, once, self._clock.now())
         invitation = await self.open(token)
-        username, display_name = newcomer.username.strip(), newcomer.display_name.strip()
+        username, display_name = newcomer.username.strip(), tidy(newcomer.display_name)
         validate_identity(username, invitation.email, display_name)
         if newcomer.password != newcomer.password_repeat:
             raise UserError("password_mismatch", N_("The two passwords are not the same."))
@@ -127,6 +135,7 @@ class StaffInvitations:
         now = self._clock.now()
         try:
             async with self._engine.begin() as conn:
+                await claim(conn, once, now)
                 taken = await user_store.taken(conn, username=username, email=invitation.email)
                 if "username" in taken:
                     raise UserError("username_taken", N_("This user name is already taken."))
@@ -146,6 +155,7 @@ class StaffInvitations:
                     conn, practice_id=invitation.practice_id, user_id=user_id, role=invitation.role, now=now
                 )
                 await self._audit.record(conn, invitation.practice_id, user_id, "staff_joined", "user", user_id)
+                await settle(conn, once, "user", user_id)
                 return await self._sessions.start(conn, user_id, user_agent, needs_second_factor=True)
         except IntegrityError:
             raise UserError("account_conflict", N_("The account could not be created. Please try again.")) from None

@@ -23,6 +23,7 @@ from smartpractice.i18n import N_
 from smartpractice.storage import api_keys as store
 from smartpractice.storage.api_keys import ApiKey
 from smartpractice.storage.practices import Practice
+from smartpractice.submissions import Once, claim, settle
 
 KEY_PREFIX = "spk_"
 NAME_MAX = 100
@@ -48,19 +49,22 @@ class ApiKeys:
         self._clock = clock
         self._audit = audit
 
-    async def create(self, practice: Practice, name: str, *, actor: int | None = None) -> NewApiKey:
-        """A new key for the practice; the plain key exists only in the return value."""
+    async def create(self, practice: Practice, name: str, *, actor: int | None = None, once: Once | None = None) -> NewApiKey:
+        """A new key for the practice; the plain key exists only in the return value. The
+        form's `once` token makes a second sending raise AlreadySubmitted: one key."""
         name = name.strip()
         if not name or len(name) > NAME_MAX:
             raise UserError("api_key_name_invalid", N_("Please give the key a name of at most 100 characters."))
         prefix = KEY_PREFIX + secrets.token_hex(4)
         key = f"{prefix}_{secrets.token_urlsafe(32)}"
         async with self._engine.begin() as conn:
+            await claim(conn, once, self._clock.now())
             key_id = await store.insert_key(
                 conn, practice_id=practice.id, name=name, prefix=prefix, key_hash=hash_key(key),
                 now=self._clock.now(),
             )
             await self._audit.record(conn, practice.id, actor, "api_key_created", "api_key", key_id)
+            await settle(conn, once, "api_key", key_id)
         return NewApiKey(key_id, key)
 
     async def authenticate(self, key: str) -> Practice | None:

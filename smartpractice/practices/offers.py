@@ -13,8 +13,10 @@ from smartpractice.clock import Clock
 from smartpractice.errors import UserError
 from smartpractice.i18n import DEFAULT_LANGUAGE, N_
 from smartpractice.mail.outbox import Outbox
+from smartpractice.names import tidy
 from smartpractice.storage import offers as store
 from smartpractice.storage.offers import OfferRequest
+from smartpractice.submissions import Once, claim, settle
 
 # Each request may mail the operator: a few per hour from one connection is plenty.
 CLIENT_POLICY = ThrottlePolicy(max_attempts=5, window=timedelta(hours=1), lockout=timedelta(hours=1))
@@ -40,8 +42,10 @@ class OfferRequests:
         self._throttle = throttle
         self._operator_email = operator_email
 
-    async def submit(self, enquiry: Enquiry, *, address: str) -> None:
+    async def submit(self, enquiry: Enquiry, *, address: str, once: Once | None = None) -> None:
+        """The form's `once` token makes a second sending raise AlreadySubmitted: one request, one mail."""
         values = {name: getattr(enquiry, name).strip() for name in LIMITS}
+        values.update(name=tidy(values["name"]), practice_name=tidy(values["practice_name"]))
         if not values["name"] or not values["practice_name"]:
             raise UserError("offer_name_missing", N_("Please give your name and the practice's name."))
         if any(len(values[name]) > limit for name, limit in LIMITS.items()):
@@ -54,7 +58,9 @@ class OfferRequests:
             if await self._throttle.admit(conn, limits, now) is not None:
                 raise UserError("offer_throttled", N_("Too many requests from your connection. Please try again in an hour."))
         async with self._engine.begin() as conn:
+            await claim(conn, once, now)
             request_id = await store.insert_request(conn, now=now, **values)
+            await settle(conn, once, "offer_request", request_id)
             if self._operator_email:
                 await self._outbox.enqueue(
                     conn, kind="offer_request", to=self._operator_email, language=DEFAULT_LANGUAGE,

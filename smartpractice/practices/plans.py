@@ -58,7 +58,7 @@ class Plans:
                 return await self.usage(practice_id, conn)
         plan = await store.plan_of(conn, practice_id)
         assert plan is not None
-        used = await staff_store.count_active(conn, practice_id, "clinician")
+        used = await staff_store.count_treating(conn, practice_id)
         ceiling = plan.max_seats if plan.max_seats is not None else self._self_service_seats
         return SeatUsage(plan.kind, self.plan(plan.kind), plan.seats, max(ceiling, plan.seats), used)
 

@@ -13,6 +13,7 @@ from smartpractice.accounts.users import Users
 from smartpractice.clock import Clock
 from smartpractice.errors import UserError
 from smartpractice.i18n import N_
+from smartpractice.names import tidy
 from smartpractice.storage import practices as store
 from smartpractice.storage.practices import Membership as Membership
 from smartpractice.storage.practices import Practice as Practice
@@ -53,10 +54,12 @@ class Practices:
             return await store.membership_in(conn, user_id, slug)
 
     async def create(
-        self, name: str, *, admin_email: str, admin_username: str, admin_name: str | None = None
+        self, name: str, *, admin_email: str, admin_username: str, admin_name: str | None = None,
+        admin_treats_patients: bool = False,
     ) -> NewPractice:
-        """Create a practice and its first admin, who gets a generated initial password."""
-        name = name.strip()
+        """Create a practice and its first admin, who gets a generated initial password (and,
+        treating patients, the practice's first seat)."""
+        name = tidy(name)
         if not name or len(name) > 200:
             raise UserError("practice_name_invalid", N_("Please enter a practice name of at most 200 characters."))
         password = generate_password()
@@ -77,6 +80,7 @@ class Practices:
                 context=(name,),
             )
             await store.add_member(
-                conn, practice_id=practice.id, user_id=user_id, role="admin", now=self._clock.now()
+                conn, practice_id=practice.id, user_id=user_id, role="admin", now=self._clock.now(),
+                treats_patients=admin_treats_patients,
             )
         return NewPractice(practice, admin_username, password)

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from smartpractice.audit import Audit
 from smartpractice.errors import UserError
 from smartpractice.i18n import N_
+from smartpractice.names import tidy
 from smartpractice.storage import practice_settings as store
 from smartpractice.storage.practice_settings import PracticeSettings
 
@@ -50,7 +51,7 @@ class PracticeConfiguration:
 
     def parse(self, current: PracticeSettings, typed: dict[str, str], self_registration: bool) -> PracticeSettings:
         """The settings as typed on the form, checked; raises UserError naming the first problem."""
-        name = typed["name"].strip()
+        name = tidy(typed["name"])
         if not name or len(name) > 200:
             raise UserError("practice_name_invalid", N_("Please enter a practice name of at most 200 characters."))
         if len(typed["contact"]) > 254 or len(typed["address"]) > 500:

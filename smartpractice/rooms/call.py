@@ -1,8 +1,10 @@
 """A running call: who is in it, whether media goes peer to peer or through the
 relay, and the participants' connections to the relay.
 
-Presence lives in the RoomState (shared between instances once Redis backs it);
-the relay's rooms live in this process, like the media they carry.
+Presence lives in the RoomState (shared between instances once Redis backs it); the
+relay's rooms live behind `RelayRooms`: in this process, or on relay workers that every
+instance reaches through Redis (rooms/relays.py). So nothing here decides from what this
+instance alone remembers: the topology is worked out from the shared state each time.
 """
 
 from __future__ import annotations
@@ -16,9 +18,10 @@ from collections.abc import Sequence
 from smartpractice.clock import Clock
 from smartpractice.errors import UserError
 from smartpractice.i18n import N_
+from smartpractice.rooms.relays import RelayFull, RelayMoved, RelayRooms, RelayUnavailable
 from smartpractice.rooms.state import CallPeer, Expired, ExpiryListener, RoomState, RoomsUnavailable
 from smartpractice.rooms.waiting_room import Seat, WaitingRoom, consultation_channel
-from smartpractice.rtc import Relay, SendingRefused
+from smartpractice.rtc import NoFreePort, SendingRefused
 from smartpractice.scheduling.consultations import Consultations
 
 logger = logging.getLogger(__name__)
@@ -40,25 +43,22 @@ def call_peer_channel(consultation_id: int, key: str) -> str:
     return f"call:{consultation_id}:{key}"
 
 
-def _relay_room(consultation_id: int) -> str:
-    return f"consultation:{consultation_id}"
-
-
 def _receiver(key: str) -> str:
     """The relay connection on which a participant receives the others."""
     return f"{key}/receive"
 
 
 class Calls:
-    def __init__(self, *, state: RoomState, clock: Clock, consultations: Consultations, relay: Relay,
+    def __init__(self, *, state: RoomState, clock: Clock, consultations: Consultations, relays: RelayRooms,
                  reconnect_grace: float = RECONNECT_GRACE_SECONDS) -> None:
         self.state = state
         self._clock = clock
         self._consultations = consultations
-        self._relay = relay
+        self.relays = relays
         self._grace = reconnect_grace
+        # What this instance last announced, for its metrics only: another instance may
+        # have announced since.
         self._modes: dict[int, str] = {}
-        self._generations: dict[tuple[int, str], int] = {}
         self._expiring: set[asyncio.Task[None]] = set()
         # Announcements of one call go out one at a time, so the last list sent is the latest.
         self._announcing: dict[int, asyncio.Lock] = {}
@@ -71,7 +71,7 @@ class Calls:
 
     def statistics(self) -> tuple[Counter[str], dict[str, int]]:
         """Calls this instance announced, by topology, and its relay's figures (metrics)."""
-        return Counter(self._modes.values()), self._relay.statistics()
+        return Counter(self._modes.values()), self.relays.statistics()
 
     async def join(self, seat: Seat, name: str, session: str) -> None:
         cid = seat.consultation.id
@@ -114,6 +114,11 @@ class Calls:
             await self.state.publish(call_channel(seat.consultation.id),
                                      {"type": "mute", "from": seat.key, "audio": audio, "video": video})
 
+    async def sealed_media(self, seat: Seat, sealed: str) -> None:
+        """What a participant muted, sealed so that only the call's browsers read it: passed on,
+        never kept (the seat's own state keeps its default, all on)."""
+        await self.state.publish(call_channel(seat.consultation.id), {"type": "mute", "from": seat.key, "sealed": sealed})
+
     async def chat(self, seat: Seat, name: str, *, text: str | None = None, sealed: str | None = None) -> None:
         """Passed on to everyone in the call, never written anywhere: the text, or what only
         the participants' browsers can open (end-to-end encryption)."""
@@ -123,7 +128,7 @@ class Calls:
 
     async def peer_to_peer_failed(self, seat: Seat) -> None:
         """No direct path between the two: the call moves to the relay and stays there."""
-        if self._modes.get(seat.consultation.id) == "p2p":
+        if (await self.topology(seat))[0] == "p2p":
             await self.state.force_relay(seat.consultation.id)
             await self._announce(seat.consultation.id, seat.consultation.practice_id)
 
@@ -152,55 +157,60 @@ class Calls:
         camera and microphone, "receive" the publishers named, in that order. Two, because
         aiortc cannot renegotiate: a newcomer only means a fresh receiving connection."""
         cid = seat.consultation.id
-        if self._modes.get(cid) != "relay":
+        if (await self.topology(seat))[0] != "relay":
             raise UserError("not_relayed", N_("This call is not going through the relay."))
-        room = self._relay.room(_relay_room(cid))
         connection = seat.key if purpose == "publish" else _receiver(seat.key)
         publishers = [key for key in receive_from if key != seat.key] if purpose == "receive" else []
         try:
-            answer = await room.attach(connection, sdp, receive_from=publishers, publishing=purpose == "publish")
+            attached = await self.relays.attach(cid, connection, sdp, publisher=seat.key, receive_from=publishers,
+                                                publishing=purpose == "publish")
         except SendingRefused:
             # A receiving connection that sent would publish under the wrong name.
             raise UserError("invalid_field", N_("A field of this message is missing or invalid.")) from None
+        except RoomsUnavailable:
+            raise
+        except RelayMoved:
+            raise UserError("relay_moved", N_("The call moved to another server; the connection is set up again.")) \
+                from None
+        except RelayUnavailable:
+            logger.error("no relay worker takes consultation %s: is `smartpractice relay-worker` running?", cid)
+            raise UserError("relay_failed", N_("The connection to the server could not be set up.")) from None
+        except NoFreePort as full:
+            logger.error("relay has no free UDP port in %s-%s (SMARTPRACTICE_RELAY_PORTS) for consultation %s; "
+                         "widen the range or add a relay worker", full.ports.start, full.ports.stop - 1, cid)
+            raise UserError("relay_full", N_("The server has no free connection for this call right now. "
+                                             "Please try again in a few minutes.")) from None
+        except RelayFull:  # the worker logged which range ran out
+            raise UserError("relay_full", N_("The server has no free connection for this call right now. "
+                                             "Please try again in a few minutes.")) from None
         except Exception as error:
             # The offer is the browser's: whatever aiortc makes of it, the participant
             # gets an error message and may try again with a fresh one. Only the kind of
             # error is logged: its text may quote the offer.
             logger.warning("relay refused an offer in consultation %s: %s", cid, type(error).__name__)
             raise UserError("relay_failed", N_("The connection to the server could not be set up.")) from None
-        if self._modes.get(cid) != "relay":
+        if (await self.topology(seat))[0] != "relay":
             # The call turned peer to peer while this offer was being answered.
-            await room.detach(connection)
+            await self.relays.release(cid)
             raise UserError("not_relayed", N_("This call is not going through the relay."))
         if purpose == "publish":
-            self._generations[(cid, seat.key)] = self._generations.get((cid, seat.key), 0) + 1
-            await self._announce_sources(cid, room)
-        return answer
+            await self._announce_sources(cid, attached.publishers)
+        return attached.answer
 
-    def _sources(self, cid: int, room) -> dict:  # noqa: ANN001 - rtc.RelayRoom
-        publishers = [{"id": key, "kinds": kinds, "generation": self._generations.get((cid, key), 0)}
-                      for key, kinds in room.publishers().items()]
-        return {"type": "relay_sources", "publishers": publishers}
-
-    async def _announce_sources(self, cid: int, room) -> None:  # noqa: ANN001 - rtc.RelayRoom
-        await self.state.publish(call_channel(cid), self._sources(cid, room))
+    async def _announce_sources(self, cid: int, publishers: list) -> None:
+        await self.state.publish(call_channel(cid), {"type": "relay_sources", "publishers": publishers})
 
     async def relay_sources(self, seat: Seat) -> None:
         """Who sends through the relay, for someone who just joined."""
-        room_name = _relay_room(seat.consultation.id)
-        if room_name in self._relay.room_names:
+        publishers = await self.relays.publishers(seat.consultation.id)
+        if publishers is not None:
             await self.state.publish(call_peer_channel(seat.consultation.id, seat.key),
-                                     self._sources(seat.consultation.id, self._relay.room(room_name)))
+                                     {"type": "relay_sources", "publishers": publishers})
 
     async def _detach(self, cid: int, key: str) -> None:
-        self._generations.pop((cid, key), None)
-        if _relay_room(cid) not in self._relay.room_names:
-            return
-        room = self._relay.room(_relay_room(cid))
-        for connection in (key, _receiver(key)):
-            await room.detach(connection)
-        if room.participant_ids:
-            await self._announce_sources(cid, room)
+        left = await self.relays.detach(cid, (key, _receiver(key)), key)
+        if left is not None:
+            await self._announce_sources(cid, left)
 
     async def _announce(self, cid: int, practice_id: int) -> None:
         lock = self._announcing.setdefault(cid, asyncio.Lock())
@@ -214,9 +224,9 @@ class Calls:
         peers = await self.state.call_peers(cid)
         if not peers:
             mode, reason = "p2p", ""
-        if mode == "p2p" and self._modes.get(cid) == "relay":
-            for peer in peers:
-                await self._detach(cid, peer.key)
+        if mode == "p2p":
+            # Whichever instance announced the relay, its room is let go now.
+            await self.relays.release(cid)
         if peers:
             self._modes[cid] = mode
         else:
@@ -245,4 +255,4 @@ class Calls:
         for task in list(self._expiring):
             task.cancel()
         await asyncio.gather(*self._expiring, return_exceptions=True)
-        await self._relay.close()
+        await self.relays.close()

@@ -47,6 +47,8 @@ CHAT_CHARS = 500
 # A sealed chat message: 500 characters of UTF-8 (up to 2,000 bytes) and 34 bytes of
 # tag and trailer, in base64 (docs/e2ee.md).
 SEALED_CHAT_CHARS = 2800
+# A sealed mute state: {"audio":false,"video":false} and 34 bytes, in base64.
+SEALED_MUTE_CHARS = 128
 # Public keys and wrapped keys of end-to-end encryption, in bytes (docs/e2ee.md).
 PUBLIC_KEY_BYTES = {"p256": 65, "x25519": 32}
 WRAPPED_KEY_BYTES = 60
@@ -107,10 +109,12 @@ SCHEMA: Schema = {
     "candidate": {"to": participant, "candidate": _candidate},
     "relay_offer": {"purpose": _purpose, "sdp": text(SDP_CHARS), "receive_from": _participants},
     "mute": {"audio": flag, "video": flag},
+    "sealed_mute": {"sealed": lambda value: _base64(value, limit=SEALED_MUTE_CHARS)},
     "chat": {"text": text(CHAT_CHARS)},
     "sealed_chat": {"sealed": lambda value: _base64(value, limit=SEALED_CHAT_CHARS)},
     "e2ee_public": {"to": participant, "keys": _public_keys},
     "e2ee_key": {"to": participant, "key_id": _key_id, "wrapped": lambda value: _base64(value, WRAPPED_KEY_BYTES)},
+    "e2ee_ack": {"to": participant, "key_id": _key_id},
     "p2p_failed": {},
     "refresh_ice": {},
     "leave": {},
@@ -134,6 +138,10 @@ class Connection(protocol.Connection):
         self._ice = ice
         self._client_kind = client_kind
         self._attendance: int | None = None
+        # News of the call that came while the attendance was written would reach the client
+        # before its welcome, when it does not know its own id yet; what it misses then is
+        # told again once it is in the call (the participants, by the join itself).
+        self._welcomed = False
         self._relay_rate = RateLimit(per_second=RELAY_OFFERS_PER_SECOND, burst=RELAY_OFFER_BURST)
 
     def parse(self, raw: str) -> dict:
@@ -144,9 +152,9 @@ class Connection(protocol.Connection):
 
     async def deliver(self, message: dict) -> int | None:
         """Something from the call for this client; a close code when it ends the connection.
-        Until it has joined, a connection hears nothing of the call but its end."""
+        Until its welcome, a connection hears nothing of the call but its end."""
         kind = message["type"]
-        if not self.joined and kind != "ended":
+        if not self._welcomed and kind != "ended":
             return None
         if kind == "replaced":
             if message["session"] == self.session:
@@ -192,6 +200,7 @@ class Connection(protocol.Connection):
         await self._send({"type": "welcome", "version": VERSION, "id": self.seat.key, "session": self.session,
                           "ice_servers": self._ice.for_browser(self.seat.key),
                           "ice_ttl_seconds": self._ice.ttl_seconds})
+        self._welcomed = True
         await self._calls.join(self.seat, self.name, self.session)
         await self._calls.relay_sources(self.seat)
 
@@ -226,6 +235,9 @@ class Connection(protocol.Connection):
     async def _on_mute(self, message: dict) -> None:
         await self._calls.set_media(self.seat, self.session, audio=message["audio"], video=message["video"])
 
+    async def _on_sealed_mute(self, message: dict) -> None:
+        await self._calls.sealed_media(self.seat, message["sealed"])
+
     async def _on_chat(self, message: dict) -> None:
         if not message["text"].strip():
             raise invalid_field()
@@ -240,6 +252,9 @@ class Connection(protocol.Connection):
 
     async def _on_e2ee_key(self, message: dict) -> None:
         await self._relay_to_peer(message, key_id=message["key_id"], wrapped=message["wrapped"])
+
+    async def _on_e2ee_ack(self, message: dict) -> None:
+        await self._relay_to_peer(message, key_id=message["key_id"])
 
     async def _on_p2p_failed(self, message: dict) -> None:
         await self._calls.peer_to_peer_failed(self.seat)

@@ -12,6 +12,9 @@ from aiortc import RTCIceServer
 from smartpractice.clock import Clock
 from smartpractice.config import Settings
 
+# The name in the TURN credentials of the relay's own connections (coturn logs it).
+RELAY_PARTICIPANT = "relay"
+
 
 class IceServers:
     def __init__(self, *, settings: Settings, clock: Clock) -> None:
@@ -38,7 +41,11 @@ class IceServers:
         return username, base64.b64encode(digest).decode()
 
     def for_relay(self) -> list[RTCIceServer]:
-        """The relay's own configuration: STUN only (it has a public address or a
-        mapped one, never a TURN allocation), and always explicit, because aiortc
-        given nothing asks a public Google STUN server."""
-        return [RTCIceServer(urls=url) for url in self._stun]
+        """The configuration of one of the relay's own connections: the same STUN and
+        TURN servers as the browsers, with a TURN credential minted now, and always
+        explicit, because aiortc given nothing asks a public Google STUN server."""
+        servers = [RTCIceServer(urls=url) for url in self._stun]
+        if self._turn:
+            username, credential = self.turn_credential(RELAY_PARTICIPANT)
+            servers.append(RTCIceServer(urls=list(self._turn), username=username, credential=credential))
+        return servers

@@ -22,8 +22,7 @@ from smartpractice.scheduling.lifecycle import CANCELLED, ENDED, Transition
 from smartpractice.storage import calls as call_store
 from smartpractice.storage import consultations as store
 from smartpractice.storage.consultations import Consultation
-from smartpractice.storage.practices import role_in
-from smartpractice.storage.tables import STAFF_ROLES
+from smartpractice.storage.practices import treats_patients_in
 
 MESSAGE_LIMIT = 500
 ABANDONED_AFTER = timedelta(hours=2)
@@ -75,13 +74,14 @@ class WaitingRoom:
 
     async def seat(self, consultation_id: int, *, user_id: int | None = None,
                    invitation_id: int | None = None) -> Seat:
-        """The caller's seat: staff of the consultation's practice, a patient on its list,
-        or the guest its invitation was made for. Anyone else gets NotParticipant."""
+        """The caller's seat: a member of the practice who treats patients (a clinician, or
+        an admin who does), a patient on its list, or the guest its invitation was made for.
+        Anyone else, an admin who does not treat patients too, gets NotParticipant."""
         async with self._engine.connect() as conn:
             consultation = await store.consultation_by_id(conn, consultation_id)
             if consultation is None:
                 raise NotParticipant(consultation_id)
-            if user_id is not None and await role_in(conn, consultation.practice_id, user_id) in STAFF_ROLES:
+            if user_id is not None and await treats_patients_in(conn, consultation.practice_id, user_id):
                 return Seat(consultation, f"u{user_id}", "", "clinician", user_id=user_id)
             participant = await store.participant_in(conn, consultation_id, user_id=user_id,
                                                      invitation_id=invitation_id)

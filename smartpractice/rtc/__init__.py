@@ -2,7 +2,9 @@
 else of the project; rooms/ drives it."""
 
 from .connection import SendingRefused
+from .hooks.gathering import NoFreePort
+from .network import RelayNetwork
 from .relay import Relay
 from .room import RelayRoom
 
-__all__ = ["Relay", "RelayRoom", "SendingRefused"]
+__all__ = ["NoFreePort", "Relay", "RelayNetwork", "RelayRoom", "SendingRefused"]

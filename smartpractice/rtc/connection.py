@@ -10,7 +10,6 @@ from collections.abc import Callable, Iterable
 from aiortc import (
     RTCBundlePolicy,
     RTCConfiguration,
-    RTCIceServer,
     RTCPeerConnection,
     RTCRtpTransceiver,
     RTCSessionDescription,
@@ -19,6 +18,8 @@ from aiortc import (
 from . import hooks
 from .candidates import end_candidates_later, without_mdns_candidates
 from .forwarding import Forward, IdleTrack
+from .hooks.gathering import gather_within
+from .network import RelayNetwork
 from .source import Source
 
 logger = logging.getLogger(__name__)
@@ -29,7 +30,7 @@ class SendingRefused(ValueError):
 
 
 class RelayConnection:
-    def __init__(self, participant_id: str, ice_servers: list[RTCIceServer],
+    def __init__(self, participant_id: str, network: RelayNetwork,
                  on_failed: Callable[[RelayConnection], None]) -> None:
         self.id = participant_id
         self.sources: list[Source] = []
@@ -40,14 +41,16 @@ class RelayConnection:
         # BUNDLE step of setRemoteDescription then skips it as already bundled: a second
         # video m-line stayed on the first video's discarded transport (port 9 in the
         # answer) and its sender never started.
-        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=list(ice_servers),
+        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=network.ice_servers(),
                                                      bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
+        self._network = network
         self._on_failed = on_failed
         self._ending_candidates: asyncio.Task | None = None
 
         @self.pc.on("connectionstatechange")
         def _state_changed() -> None:
-            if self.pc.connectionState == "failed":
+            # Failed ICE, or closed by the browser (its DTLS close_notify): either way gone.
+            if self.pc.connectionState in ("failed", "closed"):
                 self._on_failed(self)
 
     async def answer(self, offer_sdp: str, available: Iterable[Source], *, publishing: bool = True) -> str:
@@ -56,6 +59,9 @@ class RelayConnection:
         Without `publishing`, an offer to send is refused (SendingRefused)."""
         offer_sdp, hidden = without_mdns_candidates(offer_sdp)
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
+        # The transports exist now (bundled into one), and gather in setLocalDescription.
+        for transport in {t.receiver.transport.transport for t in self.pc.getTransceivers()}:
+            gather_within(transport, ports=self._network.ports, public_address=self._network.public_address)
         waiting = list(available)
         for transceiver in self.pc.getTransceivers():
             direction = hooks.offered_direction(transceiver)

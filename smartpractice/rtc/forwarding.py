@@ -21,6 +21,7 @@ from aiortc.rtp import (
     RTCP_PSFB_PLI,
     RTCP_RTPFB_NACK,
     AnyRtcpPacket,
+    HeaderExtensionsMap,
     RtcpPsfbPacket,
     RtcpRtpfbPacket,
     RtcpSrPacket,
@@ -72,6 +73,10 @@ class Forward:
         self.bitrate: int | None = None  # last REMB from the subscriber
         self.packets_sent = 0
         self.retransmitted = 0  # packets sent again: answers to NACKs, repairs
+        # Packets of the source not sent to this subscriber (metrics), by reason:
+        self._unconfigured = 0  # before the connection is up and its codecs known
+        self._without_codec = 0  # of a codec the subscriber did not negotiate
+        self._before_keyframe = 0  # video held back until a keyframe (keyframes.py)
         self._sender = sender
         self._output: hooks.RtpOutput | None = None
         self._ssrc, self._rtx_ssrc = hooks.sender_ssrcs(sender)
@@ -79,7 +84,7 @@ class Forward:
         self._payload_types: dict[str, int] = {}
         self._rtx_payload_types: dict[int, int] = {}
         self._rtx_sequence = 0
-        self._extensions = None
+        self._extensions = HeaderExtensionsMap()  # the negotiated IDs from _configure on
         # Serialized packets by sequence number modulo HISTORY_SIZE; the sequence
         # number in each packet's header tells whether it is still the one asked for.
         self._history: list[bytes | None] = [None] * HISTORY_SIZE
@@ -110,6 +115,16 @@ class Forward:
         return bool(self._payload_types)
 
     @property
+    def payload_bytes_sent(self) -> int:
+        return self._octets
+
+    def drops(self) -> dict[str, int]:
+        """Packets not sent to this subscriber, by reason (docs/operations.md)."""
+        unsent = self._output.dropped if self._output is not None else 0
+        return {"not_connected": self._unconfigured + unsent, "codec": self._without_codec,
+                "keyframe_wait": self._before_keyframe}
+
+    @property
     def waiting_for_keyframe(self) -> bool:
         """Connected, able to take the source's codec, and held back until a keyframe."""
         if (not self._first or self.source.kind != "video" or self._output is None
@@ -127,11 +142,14 @@ class Forward:
         self._writer = writer if writer.usable else None
         # Forwarding cannot transcode: a packet whose codec the subscriber did
         # not negotiate is dropped.
+        rtx_for: dict[int, int] = {}  # media payload type -> its RTX payload type
         for codec in parameters.codecs:
+            payload_type = codec.payloadType
+            assert payload_type is not None  # unset only in codec preferences, not here
             if not is_rtx(codec):
-                self._payload_types.setdefault(codec.name, codec.payloadType)
-        rtx_for = {c.parameters.get("apt"): c.payloadType
-                   for c in parameters.codecs if is_rtx(c)}
+                self._payload_types.setdefault(codec.name, payload_type)
+            elif isinstance(repaired := codec.parameters.get("apt"), int):
+                rtx_for[repaired] = payload_type
         self._rtx_payload_types = {pt: rtx_for[pt] for pt in self._payload_types.values()
                                    if pt in rtx_for}
         self._started = time.monotonic()
@@ -145,9 +163,14 @@ class Forward:
         callback (see hooks.RtpInput)."""
         payload_type = self._payload_types.get(codec_name)
         if payload_type is None:
+            if self._payload_types:
+                self._without_codec += 1
+            else:
+                self._unconfigured += 1
             return
         if self._first:
             if needs_keyframe_gate(codec_name) and not is_vp8_keyframe_start(payload):
+                self._before_keyframe += 1
                 return
             self._first = False
             self.first_packet_after = time.monotonic() - self._started
@@ -163,6 +186,7 @@ class Forward:
         self._last_time = time.monotonic()
         self.packets_sent += 1
         self._octets += len(payload)
+        assert self._output is not None  # set with the payload types in _configure
         self._output.send_rtp(data)
 
     def repair(self, codec_name: str, marker: int, sequence_number: int, timestamp: int,
@@ -175,7 +199,7 @@ class Forward:
         and one who joined after it never had a place for it."""
         payload_type = self._payload_types.get(codec_name)
         if (payload_type is None or self._first or ssrc != self._in_ssrc
-                or self._output is None):
+                or self._output is None or self._last_seq is None):
             return
         sequence_number = (sequence_number + self._seq_offset) & 0xFFFF
         if ((sequence_number - self._first_seq) & 0xFFFF >= 0x8000
@@ -212,6 +236,7 @@ class Forward:
                               sequence_number=self._rtx_sequence, ssrc=self._rtx_ssrc)
             self._rtx_sequence = (self._rtx_sequence + 1) & 0xFFFF
         self.retransmitted += 1
+        assert self._output is not None  # both callers return earlier without one
         self._output.send_rtp(packet.serialize(self._extensions))
 
     def _serialize(self, marker: int, payload_type: int, sequence_number: int,

@@ -5,17 +5,16 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 
-from aiortc import RTCIceServer
-
 from .connection import RelayConnection
+from .network import RelayNetwork
 from .source import Source
 
 
 class RelayRoom:
-    def __init__(self, name: str, ice_servers: list[RTCIceServer],
+    def __init__(self, name: str, network: RelayNetwork,
                  on_empty: Callable[[RelayRoom], None]) -> None:
         self.name = name
-        self._ice_servers = ice_servers
+        self._network = network
         self._participants: dict[str, RelayConnection] = {}
         self._on_empty = on_empty
         self._closing: set[asyncio.Task[None]] = set()
@@ -47,7 +46,7 @@ class RelayRoom:
         """
         if participant_id in self._participants:
             await self._remove(participant_id)
-        participant = RelayConnection(participant_id, self._ice_servers, self._failed)
+        participant = RelayConnection(participant_id, self._network, self._failed)
         self._participants[participant_id] = participant
         try:
             if receive_from is None:

@@ -54,6 +54,9 @@ class Source:
         self.packets_received = 0
         self.nacks_sent = 0
         self.retransmissions_received = 0  # RTX packets from the publisher
+        self.payload_bytes_received = 0  # RTP payloads, repairs included (metrics)
+        # Unreadable packets: a header cut short, or a payload type not negotiated.
+        self.packets_malformed = 0
         self.remb_sent: int | None = None
         self._output: hooks.RtpOutput | None = None
         self._rtcp_ssrc = rtcp_ssrc
@@ -84,12 +87,16 @@ class Source:
     def _configure(self, parameters: RTCRtpReceiveParameters) -> None:
         self._output = hooks.RtpOutput(self.receiver.transport)
         for codec in parameters.codecs:
+            payload_type = codec.payloadType
+            assert payload_type is not None  # unset only in codec preferences, not here
             if is_rtx(codec):
-                self._rtx_apt[codec.payloadType] = codec.parameters.get("apt")
+                repaired = codec.parameters.get("apt")  # an int in aiortc's SDP parser
+                if isinstance(repaired, int):
+                    self._rtx_apt[payload_type] = repaired
             else:
                 # codec.name is a computed property; looked up once, not per packet
-                self._names[codec.payloadType] = codec.name
-                self._clock_rates[codec.payloadType] = codec.clockRate
+                self._names[payload_type] = codec.name
+                self._clock_rates[payload_type] = codec.clockRate
         for encoding in parameters.encodings:
             if encoding.rtx:
                 self._rtx_ssrcs[encoding.rtx.ssrc] = encoding.ssrc
@@ -115,6 +122,7 @@ class Source:
         abs_send_time = audio_level = None
         if first & 0x10:
             if offset + 4 > end:
+                self.packets_malformed += 1
                 return
             profile, words = _EXTENSION_HEADER.unpack_from(data, offset)
             start = offset + 4
@@ -123,6 +131,7 @@ class Source:
                 abs_send_time, audio_level = self._read_extensions(data, profile, start,
                                                                    offset)
         if offset > end:
+            self.packets_malformed += 1
             return
         payload_type = second & 0x7F
         name = self._names.get(payload_type)
@@ -131,19 +140,24 @@ class Source:
             repaired = self._rtx_apt.get(payload_type)
             ssrc = self._rtx_ssrcs.get(ssrc, self._media_ssrc)
             if repaired not in self._names or ssrc is None or end - offset < 2:
+                self.packets_malformed += 1
                 return
             sequence_number = (data[offset] << 8) | data[offset + 1]
             self._repair(self._names[repaired], second >> 7, sequence_number, timestamp, ssrc,
                          abs_send_time, audio_level, data[offset + 2:end])
             return
-        if ssrc != self._media_ssrc:
+        stream = self._stream
+        if ssrc != self._media_ssrc or stream is None:
             self._media_ssrc = ssrc
             self.clock_rate = self._clock_rates[payload_type]
-            self._stream = IncomingStream(self.clock_rate, track_losses=self.kind == "video")
+            stream = self._stream = IncomingStream(self.clock_rate,
+                                                   track_losses=self.kind == "video")
         self._codec_name = name
         self.packets_received += 1
-        if self._stream.add(sequence_number, timestamp, time.time()):
-            self.request_retransmission(sorted(self._stream.missing))
+        self.payload_bytes_received += end - offset
+        # add() reports new losses only on a stream that tracks them (missing is a set).
+        if stream.add(sequence_number, timestamp, time.time()) and stream.missing is not None:
+            self.request_retransmission(sorted(stream.missing))
         payload = data[offset:end]
         marker = second >> 7
         for forward in self.forwards:
@@ -162,6 +176,7 @@ class Source:
             return  # of a stream that has since restarted
         self.packets_received += 1
         self.retransmissions_received += 1
+        self.payload_bytes_received += len(payload)
         self._stream.add(sequence_number, timestamp, time.time())
         for forward in self.forwards:
             forward.repair(codec_name, marker, sequence_number, timestamp, ssrc,
@@ -252,7 +267,7 @@ class Source:
         while True:
             await asyncio.sleep(0.5 + random.random())
             stream = self._stream
-            if stream is None or self._media_ssrc is None:
+            if stream is None or stream.max_seq is None or self._media_ssrc is None:
                 continue
             # LSR/DLSR (RFC 3550 section 6.4.1) let the publisher measure its RTT.
             lsr, dlsr = 0, 0

@@ -14,8 +14,8 @@ from aiortc.rtp import RTP_HISTORY_SIZE, clamp_packets_lost
 
 class IncomingStream:
     def __init__(self, clock_rate: int, *, track_losses: bool) -> None:
-        self.base_seq: int | None = None
-        self.max_seq: int | None = None
+        self.base_seq = 0  # meaningful once max_seq is set
+        self.max_seq: int | None = None  # None until the first packet
         self.cycles = 0
         self.packets_received = 0
         # Missing sequence numbers within the last RTP_HISTORY_SIZE, or None
@@ -28,7 +28,7 @@ class IncomingStream:
         self._clock_rate = clock_rate
         self._jitter_q4 = 0
         self._last_arrival = 0
-        self._last_timestamp: int | None = None
+        self._last_timestamp = 0  # read only after the first packet set it
         self._expected_prior = 0
         self._received_prior = 0
 
@@ -88,6 +88,8 @@ class IncomingStream:
 
     @property
     def packets_expected(self) -> int:
+        if self.max_seq is None:
+            return 0
         return self.cycles + self.max_seq - self.base_seq + 1
 
     @property

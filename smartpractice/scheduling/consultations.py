@@ -25,10 +25,10 @@ from smartpractice.storage import consultations as store
 from smartpractice.storage.calls import PastCall
 from smartpractice.storage.consultations import Consultation as Consultation
 from smartpractice.storage.consultations import Participant, SchedulingPolicy
-from smartpractice.storage.invitations import set_expiry_of_consultation
-from smartpractice.storage.practices import Practice, role_in
+from smartpractice.storage.invitations import practice_contact, set_expiry_of_consultation
+from smartpractice.storage.practices import Practice, treats_patients_in
 from smartpractice.storage.reminders import forget_reminders_of
-from smartpractice.storage.tables import STAFF_ROLES, ConsultationState
+from smartpractice.storage.tables import ConsultationState
 from smartpractice.submissions import Idempotent, Once, claim, settle
 from smartpractice.times import day_bounds, spoken
 
@@ -161,8 +161,9 @@ class Consultations:
             await claim(conn, once, now)
             policy = await store.policy_of(conn, practice.id)
             consultation = await self._insert(conn, practice, clinician_id, Appointment("", now, policy.consultation_minutes), now)
+            # The invitation names who sent it: the clinician, or an admin who invites to the practice.
             [invited] = await self._add(
-                conn, practice, consultation, clinician_id, (), [invitee],
+                conn, practice, consultation, clinician_id if clinician_id is not None else actor, (), [invitee],
                 expires_at=max(consultation.ends_at + self._tan_grace, now + self._invitations.lifetime),
                 instant=True,
             )
@@ -256,8 +257,10 @@ class Consultations:
             assert consultation is not None
             policy = await store.policy_of(conn, practice.id)
             facts = self._facts(consultation, practice.name, policy, cancelled=True)
+            # Whoever needs a new appointment must call or write: the mail says how.
+            contact = await practice_contact(conn, practice.id)
             for participant in await store.participants_of(conn, consultation_id):
-                await self._mail(conn, "consultation_cancelled", participant, facts)
+                await self._mail(conn, "consultation_cancelled", participant, facts, extra={"contact": contact})
             await self._audit.record(conn, practice.id, actor, "consultation_cancelled", "consultation", consultation_id)
         return consultation
 
@@ -275,14 +278,14 @@ class Consultations:
                           self._clock.now(), cancelled)
 
     async def _mail(self, conn: AsyncConnection, kind: str, participant: Participant, facts: _MailFacts, *,
-                    with_calendar: bool = True) -> None:
+                    with_calendar: bool = True, extra: dict | None = None) -> None:
         language = participant.language or "de"
         # Guests open their consultation by the invitation mail's link and TAN only.
         link = self._links.url("waiting_room", id=str(facts.consultation.id)) if participant.user_id else None
         await self._outbox.enqueue(
             conn, kind=kind, to=participant.email, language=language,
             context={"name": participant.display_name, "practice": facts.practice,
-                     "when": facts.when(language), "link": link},
+                     "when": facts.when(language), "link": link, **(extra or {})},
             calendar=facts.calendar(participant.email, language, link) if with_calendar else None,
         )
 
@@ -351,9 +354,11 @@ class Consultations:
         async with self._engine.connect() as conn:
             return await store.upcoming_for_user(conn, practice_id, user_id, self._clock.now())
 
-    async def is_staff(self, practice_id: int, user_id: int) -> bool:
+    async def is_clinician(self, practice_id: int, user_id: int) -> bool:
+        """Whether the user may hold the practice's consultations (a clinician, or an admin
+        who treats patients)."""
         async with self._engine.connect() as conn:
-            return await role_in(conn, practice_id, user_id) in STAFF_ROLES
+            return await treats_patients_in(conn, practice_id, user_id)
 
     async def past_calls(self, practice_id: int) -> list[PastCall]:
         """Every call still on record (the purge removes them after the retention period)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import insert, select
+from sqlalchemy import insert, inspect, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from smartpractice.storage.tables import audit_log, practices, users
@@ -48,6 +48,11 @@ async def insert_entry(
             object_kind=object_kind, object_id=object_id, created_at=now,
         )
     )
+
+
+async def exists(conn: AsyncConnection) -> bool:
+    """False in a schema older than the audit log (taken back below revision 0004)."""
+    return await conn.run_sync(lambda sync: inspect(sync).has_table(audit_log.name))
 
 
 def _where(query, where: AuditFilter):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import case, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from smartpractice.storage.rows import new_id
@@ -133,30 +133,31 @@ async def invitations_of(conn: AsyncConnection, practice_id: int, limit: int = 2
     return [_invitation(row) for row in await conn.execute(query)]
 
 
-async def count_tan_failure(conn: AsyncConnection, invitation_id: int) -> int:
-    """One more wrong TAN, counted in one statement; returns the failures of this TAN."""
+async def count_tan_failure(conn: AsyncConnection, invitation_id: int, now: datetime, *,
+                            max_total: int) -> tuple[int, int]:
+    """One more wrong TAN, counted in one statement, which also locks the invitation at
+    `max_total` wrong TANs in all; returns the failures of this TAN and of the invitation."""
+    total = invitations.c.total_failures + 1
     result = await conn.execute(
         update(invitations)
         .where(invitations.c.id == invitation_id)
-        .values(tan_failures=invitations.c.tan_failures + 1, total_failures=invitations.c.total_failures + 1)
-        .returning(invitations.c.tan_failures)
+        .values(tan_failures=invitations.c.tan_failures + 1, total_failures=total,
+                locked_at=case((total >= max_total, func.coalesce(invitations.c.locked_at, now)),
+                               else_=invitations.c.locked_at))
+        .returning(invitations.c.tan_failures, invitations.c.total_failures)
     )
-    return result.scalar_one()
+    failures, total_failures = result.one()
+    return failures, total_failures
 
 
-async def lock(conn: AsyncConnection, invitation_id: int, now: datetime) -> None:
-    await conn.execute(
-        update(invitations).where(invitations.c.id == invitation_id, invitations.c.locked_at.is_(None)).values(locked_at=now)
-    )
-
-
-async def use_tan(conn: AsyncConnection, invitation_id: int, now: datetime) -> bool:
-    """Spend the TAN; False if it was spent (or locked) meanwhile."""
+async def use_tan(conn: AsyncConnection, invitation_id: int, now: datetime, *, max_failures: int) -> bool:
+    """Spend the TAN; False if it was spent, voided by wrong tries (or locked) meanwhile."""
     result = await conn.execute(
         update(invitations)
         .where(
             invitations.c.id == invitation_id,
             invitations.c.tan_used_at.is_(None),
+            invitations.c.tan_failures < max_failures,
             invitations.c.locked_at.is_(None),
             invitations.c.revoked_at.is_(None),
         )
@@ -188,13 +189,14 @@ async def reissue(
 
 
 async def replace_tan(conn: AsyncConnection, invitation_id: int, tan_hmac: str) -> bool:
-    """A new TAN the guest asked for: the old one stops working, its failures still count
-    (a new code does not reset them); False if the invitation was locked or revoked meanwhile."""
+    """A new TAN the guest asked for: the old one stops working; the new one has its own
+    tries, while total_failures keeps every wrong TAN; False if the invitation was locked
+    or revoked meanwhile."""
     result = await conn.execute(
         update(invitations)
         .where(invitations.c.id == invitation_id, invitations.c.locked_at.is_(None),
                invitations.c.revoked_at.is_(None))
-        .values(previous_tan_hmac=invitations.c.tan_hmac, tan_hmac=tan_hmac, tan_used_at=None)
+        .values(previous_tan_hmac=invitations.c.tan_hmac, tan_hmac=tan_hmac, tan_used_at=None, tan_failures=0)
     )
     return result.rowcount == 1
 

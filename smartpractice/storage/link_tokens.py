@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from smartpractice.storage.tables import link_tokens
+from smartpractice.storage.tables import link_tokens, memberships, practices
 
 
 @dataclass(frozen=True)
@@ -54,3 +54,23 @@ async def invalidate_tokens(conn: AsyncConnection, user_id: int, purpose: str, n
         .where(link_tokens.c.user_id == user_id, link_tokens.c.purpose == purpose, link_tokens.c.used_at.is_(None))
         .values(used_at=now)
     )
+
+
+async def replaced(conn: AsyncConnection, token: LinkToken) -> bool:
+    """Whether a newer link of the same purpose ended this one: invalidate_tokens marks the
+    older links used at the very moment the new one is made."""
+    row = (await conn.execute(
+        select(link_tokens.c.id).where(
+            link_tokens.c.user_id == token.user_id, link_tokens.c.purpose == token.purpose,
+            link_tokens.c.id > token.id, link_tokens.c.created_at == token.used_at,
+        ).limit(1)
+    )).first()
+    return row is not None
+
+
+async def time_zone_of(conn: AsyncConnection, user_id: int) -> str | None:
+    """The zone of the user's first practice, if they belong to one."""
+    return (await conn.execute(
+        select(practices.c.time_zone).join(memberships, memberships.c.practice_id == practices.c.id)
+        .where(memberships.c.user_id == user_id).order_by(memberships.c.id).limit(1)
+    )).scalar()

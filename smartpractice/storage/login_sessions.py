@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import and_, bindparam, delete, insert, select, update
+from sqlalchemy import Connection, and_, bindparam, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from smartpractice.storage.practices import Membership, practice_from
@@ -21,6 +21,7 @@ _SESSION_WITH_USER = (
         *(column.label(f"user__{column.name}") for column in users.c),
         *(column.label(f"practice__{column.name}") for column in practices.c),
         memberships.c.role.label("membership_role"),
+        memberships.c.treats_patients.label("membership_treats_patients"),
     )
     .outerjoin(users, users.c.id == login_sessions.c.user_id)
     .outerjoin(memberships, and_(memberships.c.user_id == users.c.id, memberships.c.deactivated_at.is_(None)))
@@ -96,14 +97,22 @@ class SessionOwner:
 
 
 async def session_with_owner(conn: AsyncConnection, token_hash: str) -> tuple[LoginSession, SessionOwner | None] | None:
-    rows = (await conn.execute(_SESSION_WITH_USER, {"token_hash": token_hash})).all()
+    return _with_owner((await conn.execute(_SESSION_WITH_USER, {"token_hash": token_hash})).all())
+
+
+def session_with_owner_now(conn: Connection, token_hash: str) -> tuple[LoginSession, SessionOwner | None] | None:
+    """The same on a synchronous connection (engine.create_loop_reader)."""
+    return _with_owner(conn.execute(_SESSION_WITH_USER, {"token_hash": token_hash}).all())
+
+
+def _with_owner(rows) -> tuple[LoginSession, SessionOwner | None] | None:
     if not rows:
         return None
     first = rows[0]
     if first.user__id is None:
         return _session(first), None
     owned = tuple(
-        Membership(practice_from(row._mapping, "practice__"), row.membership_role)
+        Membership(practice_from(row._mapping, "practice__"), row.membership_role, row.membership_treats_patients)
         for row in rows if row.membership_role is not None
     )
     return _session(first), SessionOwner(user_from(first._mapping, "user__"), owned)

@@ -107,6 +107,16 @@ async def mark_retry(conn: AsyncConnection, mail_id: int, at: datetime, error: s
     )
 
 
+async def hand_back(conn: AsyncConnection, mail_id: int, now: datetime) -> None:
+    """A stopping sender cut the mail off before the server took it: due again at once, and
+    the try not counted, as the server never saw a whole mail."""
+    await conn.execute(
+        update(mails)
+        .where(mails.c.id == mail_id, mails.c.status == "sending")
+        .values(status="pending", next_attempt_at=now, claimed_at=None, attempts=mails.c.attempts - 1)
+    )
+
+
 async def mark_failed(conn: AsyncConnection, mail_id: int, error: str) -> None:
     await conn.execute(
         update(mails)

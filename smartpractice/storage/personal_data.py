@@ -20,6 +20,7 @@ from smartpractice.storage.tables import (
     memberships,
     participants,
     practices,
+    staff_invitations,
     users,
 )
 
@@ -41,12 +42,26 @@ async def account(conn: AsyncConnection, user_id: int) -> dict | None:
 
 
 async def practices_of(conn: AsyncConnection, user_id: int, practice_id: int | None = None) -> list[dict]:
-    query = (select(practices.c.name.label("practice"), memberships.c.role, memberships.c.created_at.label("since"),
+    query = (select(practices.c.name.label("practice"), memberships.c.role, memberships.c.treats_patients,
+                    memberships.c.created_at.label("since"),
                     memberships.c.deactivated_at)
              .join(practices, practices.c.id == memberships.c.practice_id)
              .where(memberships.c.user_id == user_id, _in_practice(memberships.c.practice_id, practice_id))
              .order_by(memberships.c.id))
     return _rows(await conn.execute(query))
+
+
+async def practices_only_admined_by(conn: AsyncConnection, user_id: int) -> list[str]:
+    """Names of the practices whose one active admin this user is."""
+    others = memberships.alias("others")
+    admins = (select(func.count()).where(others.c.practice_id == memberships.c.practice_id,
+                                         others.c.role == "admin", others.c.deactivated_at.is_(None))
+              .scalar_subquery())
+    query = (select(practices.c.name).join(practices, practices.c.id == memberships.c.practice_id)
+             .where(memberships.c.user_id == user_id, memberships.c.role == "admin",
+                    memberships.c.deactivated_at.is_(None), admins == 1)
+             .order_by(practices.c.name))
+    return list((await conn.execute(query)).scalars())
 
 
 async def consultations_of(conn: AsyncConnection, user_id: int, emails: Sequence[str],
@@ -119,6 +134,7 @@ async def erase(conn: AsyncConnection, user_id: int, emails: Sequence[str]) -> N
     named the person as their object keep only a number that now points nowhere."""
     await conn.execute(delete(mails).where(func.lower(mails.c.recipient).in_(emails)))
     await conn.execute(delete(invitations).where(func.lower(invitations.c.email).in_(emails)))
+    await conn.execute(delete(staff_invitations).where(func.lower(staff_invitations.c.email).in_(emails)))
     await conn.execute(delete(users).where(users.c.id == user_id))
 
 
@@ -134,6 +150,22 @@ async def erase_from_practice(conn: AsyncConnection, practice_id: int, user_id: 
                                                  func.lower(invitations.c.email).in_(emails)))
     await conn.execute(delete(memberships).where(memberships.c.practice_id == practice_id,
                                                  memberships.c.user_id == user_id))
+
+
+async def erase_staff_from_practice(conn: AsyncConnection, practice_id: int, user_id: int,
+                                    emails: Sequence[str]) -> None:
+    """What one practice holds about a staff member who keeps an account for another practice:
+    as for a patient, and the consultations they held there and the practice's audit entries
+    by them lose the link to them, its staff invitations to their addresses go, and so do their
+    login sessions (they log in again for the other practice)."""
+    await erase_from_practice(conn, practice_id, user_id, emails)
+    await conn.execute(update(consultations).where(consultations.c.practice_id == practice_id,
+                                                   consultations.c.clinician_id == user_id).values(clinician_id=None))
+    await conn.execute(update(audit_log).where(audit_log.c.practice_id == practice_id,
+                                               audit_log.c.actor_user_id == user_id).values(actor_user_id=None))
+    await conn.execute(delete(staff_invitations).where(staff_invitations.c.practice_id == practice_id,
+                                                       func.lower(staff_invitations.c.email).in_(emails)))
+    await conn.execute(delete(login_sessions).where(login_sessions.c.user_id == user_id))
 
 
 async def other_memberships(conn: AsyncConnection, user_id: int, practice_id: int) -> int:

@@ -26,10 +26,21 @@ class Practice:
 class Membership:
     practice: Practice
     role: str
+    # An admin may treat patients too; a clinician always does (the column's comment).
+    treats_patients: bool = False
 
     @property
     def is_staff(self) -> bool:
         return self.role in STAFF_ROLES
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+    @property
+    def is_clinician(self) -> bool:
+        """Holds consultations: schedules them, sees the waiting room, takes a seat."""
+        return self.treats_patients
 
 
 def practice_from_row(row) -> Practice:
@@ -70,10 +81,15 @@ async def slug_exists(conn: AsyncConnection, slug: str) -> bool:
 
 
 async def add_member(
-    conn: AsyncConnection, *, practice_id: int, user_id: int, role: str, now: datetime
+    conn: AsyncConnection, *, practice_id: int, user_id: int, role: str, now: datetime,
+    treats_patients: bool | None = None,
 ) -> None:
+    """`treats_patients`: only an admin chooses; a clinician always does, a patient never."""
+    treats = role == "clinician" or (role == "admin" and bool(treats_patients))
     await conn.execute(
-        insert(memberships).values(practice_id=practice_id, user_id=user_id, role=role, created_at=now)
+        insert(memberships).values(
+            practice_id=practice_id, user_id=user_id, role=role, treats_patients=treats, created_at=now
+        )
     )
 
 
@@ -97,37 +113,35 @@ async def set_suspended(conn: AsyncConnection, practice_id: int, when: datetime 
 
 async def memberships_of(conn: AsyncConnection, user_id: int) -> list[Membership]:
     query = (
-        select(practices, memberships.c.role)
+        select(practices, memberships.c.role, memberships.c.treats_patients)
         .join(memberships, memberships.c.practice_id == practices.c.id)
         .where(memberships.c.user_id == user_id, memberships.c.deactivated_at.is_(None))
         .order_by(practices.c.name)
     )
-    return [Membership(practice_from_row(row), row.role) for row in await conn.execute(query)]
+    return [Membership(practice_from_row(row), row.role, row.treats_patients) for row in await conn.execute(query)]
 
 
 async def membership_in(conn: AsyncConnection, user_id: int, slug: str) -> Membership | None:
     query = (
-        select(practices, memberships.c.role)
+        select(practices, memberships.c.role, memberships.c.treats_patients)
         .join(memberships, memberships.c.practice_id == practices.c.id)
         .where(memberships.c.user_id == user_id, practices.c.slug == slug, memberships.c.deactivated_at.is_(None))
     )
     row = (await conn.execute(query)).first()
-    return None if row is None else Membership(practice_from_row(row), row.role)
+    return None if row is None else Membership(practice_from_row(row), row.role, row.treats_patients)
 
 
 async def practice_name(conn: AsyncConnection, practice_id: int) -> str:
     return (await conn.execute(select(practices.c.name).where(practices.c.id == practice_id))).scalar_one()
 
 
-async def role_in(conn: AsyncConnection, practice_id: int, user_id: int) -> str | None:
-    """The user's active role in the practice; None if none or deactivated."""
-    query = select(memberships.c.role).where(
+async def treats_patients_in(conn: AsyncConnection, practice_id: int, user_id: int) -> bool:
+    """Whether the user is an active member of the practice who holds consultations."""
+    query = select(memberships.c.id).where(
         memberships.c.practice_id == practice_id, memberships.c.user_id == user_id,
-        memberships.c.deactivated_at.is_(None),
+        memberships.c.deactivated_at.is_(None), memberships.c.treats_patients.is_(True),
     )
-    return (await conn.execute(query)).scalar_one_or_none()
-
-
+    return (await conn.execute(query)).first() is not None
 
 
 async def staff_practice_ids(conn: AsyncConnection, user_id: int) -> list[int]:

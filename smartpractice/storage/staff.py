@@ -18,6 +18,7 @@ class StaffMember:
     display_name: str
     email: str
     role: str
+    treats_patients: bool
     active: bool
     second_factor: bool
     joined_at: datetime
@@ -27,7 +28,7 @@ def _query(practice_id: int):
     return (
         select(
             users.c.id, users.c.username, users.c.display_name, users.c.email, memberships.c.role,
-            memberships.c.deactivated_at, memberships.c.created_at, second_factors.c.secret,
+            memberships.c.treats_patients, memberships.c.deactivated_at, memberships.c.created_at, second_factors.c.secret,
         )
         .join(memberships, memberships.c.user_id == users.c.id)
         .outerjoin(second_factors, second_factors.c.user_id == users.c.id)
@@ -38,7 +39,7 @@ def _query(practice_id: int):
 def _member(row) -> StaffMember:
     return StaffMember(
         user_id=row.id, username=row.username, display_name=row.display_name, email=row.email, role=row.role,
-        active=row.deactivated_at is None, second_factor=row.secret is not None, joined_at=row.created_at,
+        treats_patients=row.treats_patients, active=row.deactivated_at is None, second_factor=row.secret is not None, joined_at=row.created_at,
     )
 
 
@@ -60,11 +61,20 @@ async def count_active(conn: AsyncConnection, practice_id: int, role: str) -> in
     return (await conn.execute(query)).scalar_one()
 
 
-async def set_role(conn: AsyncConnection, practice_id: int, user_id: int, role: str) -> None:
+async def count_treating(conn: AsyncConnection, practice_id: int) -> int:
+    """Active members who treat patients: the seats in use."""
+    query = select(func.count()).where(
+        memberships.c.practice_id == practice_id, memberships.c.treats_patients.is_(True),
+        memberships.c.deactivated_at.is_(None),
+    )
+    return (await conn.execute(query)).scalar_one()
+
+
+async def set_role(conn: AsyncConnection, practice_id: int, user_id: int, role: str, treats_patients: bool) -> None:
     await conn.execute(
         update(memberships)
         .where(memberships.c.practice_id == practice_id, memberships.c.user_id == user_id)
-        .values(role=role)
+        .values(role=role, treats_patients=treats_patients)
     )
 
 

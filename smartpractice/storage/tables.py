@@ -2,25 +2,24 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from enum import StrEnum
 
 from sqlalchemy import (
     Boolean,
     Column,
     Date,
-    DateTime,
     ForeignKey,
     Integer,
     MetaData,
     String,
     Table,
     Text,
-    TypeDecorator,
     UniqueConstraint,
     false,
     true,
 )
+
+from smartpractice.storage.column_types import UTCDateTime
 
 metadata = MetaData(
     naming_convention={
@@ -31,23 +30,6 @@ metadata = MetaData(
         "pk": "pk_%(table_name)s",
     }
 )
-
-
-class UTCDateTime(TypeDecorator):
-    """Aware UTC datetimes on every backend; SQLite would otherwise drop the zone."""
-
-    impl = DateTime
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime given to a UTC column")
-        return value.astimezone(UTC).replace(tzinfo=None)
-
-    def process_result_value(self, value: datetime | None, dialect) -> datetime | None:
-        return None if value is None else value.replace(tzinfo=UTC)
 
 
 ROLES = ("admin", "clinician", "patient")
@@ -121,7 +103,8 @@ memberships = Table(
     Column("id", Integer, primary_key=True),
     Column("practice_id", ForeignKey("practices.id", ondelete="CASCADE"), nullable=False, index=True),
     Column("user_id", ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True),
-    Column("role", String(16), nullable=False),
+    Column("role", String(16), nullable=False),  # admin, clinician or patient
+    Column("treats_patients", Boolean, nullable=False, server_default=false()),  # holds consultations, takes a seat
     Column("created_at", UTCDateTime, nullable=False),
     # A deactivated member keeps their history but reaches nothing of the practice.
     Column("deactivated_at", UTCDateTime, nullable=True),
@@ -227,8 +210,9 @@ api_keys = Table(
 throttles = Table(
     "throttles",
     metadata,
-    # "account:<id>", "name:<hmac>", "address:<hmac>", and the same with a purpose prefix
-    # ("reset:", "confirm:", "register:"); never a plain name or address.
+    # "account:<id>", "name:<hmac>", "address:<hmac>", "pair:<account or name>:<hmac>",
+    # "device:<id>:<nonce>", and the same with a purpose prefix ("reset:", "confirm:",
+    # "register:"); never a plain name or address.
     Column("key", String(100), primary_key=True),
     Column("failures", Integer, nullable=False),
     Column("window_started_at", UTCDateTime, nullable=False),
@@ -321,6 +305,20 @@ form_submissions = Table(
     Column("created_at", UTCDateTime, nullable=False, index=True),
     Column("object_kind", String(40), nullable=True),
     Column("object_id", Integer, nullable=True),
+)
+
+instance_leases = Table(
+    "instance_leases",
+    metadata,
+    # Something of this database only one server instance may hold at a time: the waiting
+    # rooms and calls an instance without Redis keeps in its memory (rooms/memory_lease.py).
+    Column("name", String(64), primary_key=True),
+    Column("holder", String(64), nullable=False),
+    # Where the holder runs (host and process), for the message that refuses a second one.
+    Column("description", String(200), nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+    # Counts every renewal: a waiting instance sees a living holder by it, whatever the clocks say.
+    Column("renewals", Integer, nullable=False, server_default="0"),
 )
 
 job_leases = Table(

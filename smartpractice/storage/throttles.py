@@ -43,11 +43,12 @@ async def lock(conn: AsyncConnection, key: str, until: datetime) -> None:
     await conn.execute(update(throttles).where(throttles.c.key == key).values(locked_until=until))
 
 
-async def uncount_attempt(conn: AsyncConnection, key: str) -> None:
-    """Take back one attempt that turned out to be legitimate."""
-    await conn.execute(
-        update(throttles).where(throttles.c.key == key, throttles.c.failures > 0).values(failures=throttles.c.failures - 1)
-    )
+async def uncount_attempt(conn: AsyncConnection, key: str, *, unlock: bool = False) -> None:
+    """Take back one attempt that turned out to be legitimate; `unlock`: and its wait."""
+    values: dict = {"failures": throttles.c.failures - 1}
+    if unlock:
+        values["locked_until"] = None
+    await conn.execute(update(throttles).where(throttles.c.key == key, throttles.c.failures > 0).values(**values))
 
 
 async def locked_until(conn: AsyncConnection, keys: list[str]) -> list[datetime]:
@@ -57,3 +58,8 @@ async def locked_until(conn: AsyncConnection, keys: list[str]) -> list[datetime]
 
 async def clear_throttle(conn: AsyncConnection, key: str) -> None:
     await conn.execute(delete(throttles).where(throttles.c.key == key))
+
+
+async def clear_throttles_under(conn: AsyncConnection, prefix: str) -> None:
+    """Every counter whose key starts with `prefix` (which holds no LIKE wildcards)."""
+    await conn.execute(delete(throttles).where(throttles.c.key.startswith(prefix, autoescape=True)))

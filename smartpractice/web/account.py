@@ -8,11 +8,12 @@ from smartpractice.accounts.sessions import ActiveSession
 from smartpractice.errors import UserError
 from smartpractice.i18n import LANGUAGES, N_
 from smartpractice.keys import active_session_key, services_key, settings_key
+from smartpractice.submissions import new_token
 from smartpractice.web.client import client_address
 from smartpractice.web.cookies import LANGUAGE, SESSION, set_cookie
 from smartpractice.web.forms import field, read_form
 from smartpractice.web.responses import render, see_other, user_message
-from smartpractice.web.session import require_login
+from smartpractice.web.session import reader_zone, require_login
 
 
 async def account(request: web.Request) -> web.StreamResponse:
@@ -30,8 +31,10 @@ async def account_page(
         "current_session_id": active.session.id,
         "second_factor": await services.second_factors.is_enrolled(active.user.id),
         "email_error": email_error,
+        "email_form_token": new_token(),
         "new_email": new_email,
         "delete_error": delete_error,
+        "zone": await reader_zone(request, active),
     }
     return render(request, "account.html", context, status=status)
 

@@ -8,8 +8,10 @@ from aiohttp import web
 
 from smartpractice.audit import AuditFilter
 from smartpractice.keys import services_key
+from smartpractice.times import DEFAULT_ZONE
+from smartpractice.web.audit_labels import ACTIONS, OBJECTS
 from smartpractice.web.responses import render
-from smartpractice.web.session import require_admin, require_operator
+from smartpractice.web.session import reader_zone, require_admin, require_operator
 
 
 def _day(typed: str) -> datetime | None:
@@ -31,6 +33,12 @@ def _filter(request: web.Request, practice_id: int | None) -> tuple[AuditFilter,
     return where, shown
 
 
+def _labels(zone: str) -> dict:
+    """What the page needs to show entries to a person: labels for the stored identifiers
+    (an unknown one is shown as stored) and the zone for the times."""
+    return {"action_labels": ACTIONS, "object_labels": OBJECTS, "zone": zone or DEFAULT_ZONE}
+
+
 def _csv(body: str, name: str) -> web.Response:
     response = web.Response(text=body, content_type="text/csv", charset="utf-8")
     response.headers["Content-Disposition"] = f'attachment; filename="{name}"'
@@ -38,11 +46,13 @@ def _csv(body: str, name: str) -> web.Response:
 
 
 async def practice_log(request: web.Request) -> web.StreamResponse:
-    _, membership = await require_admin(request, request.match_info["slug"])
+    active, membership = await require_admin(request, request.match_info["slug"])
     audit = request.app[services_key].audit
     where, shown = _filter(request, membership.practice.id)
+    # The practice's own zone: an admin of several reads each log in its practice's time.
+    zone = (await request.app[services_key].consultations.policy(membership.practice.id)).time_zone
     context = {"practice": membership.practice, "entries": await audit.entries(where), "filters": shown,
-               "actions": await audit.actions(membership.practice.id),
+               "actions": await audit.actions(membership.practice.id), **_labels(zone),
                "csv_url": request.app.router["audit_csv"].url_for(slug=membership.practice.slug)}
     return render(request, "audit.html", context)
 
@@ -54,11 +64,12 @@ async def practice_csv(request: web.Request) -> web.StreamResponse:
 
 
 async def operator_log(request: web.Request) -> web.StreamResponse:
-    require_operator(request)
+    active = require_operator(request)
     audit = request.app[services_key].audit
     where, shown = _filter(request, None)
     context = {"practice": None, "entries": await audit.entries(where), "filters": shown,
-               "actions": await audit.actions(None), "csv_url": request.app.router["operator_audit_csv"].url_for()}
+               "actions": await audit.actions(None), **_labels(await reader_zone(request, active)),
+               "csv_url": request.app.router["operator_audit_csv"].url_for()}
     return render(request, "audit.html", context)
 
 

@@ -35,6 +35,7 @@ def login_page(request: web.Request, *, status: int = 200, **shown) -> web.Respo
         "error_code": None,
         "next": "",
         "reset_done": False,
+        "joined": False,
         "code": "",
         "tan": "",
         "tan_error": None,
@@ -48,7 +49,7 @@ async def login_form(request: web.Request) -> web.StreamResponse:
     if request.get(active_session_key) is not None:
         raise web.HTTPSeeOther(request.app.router["home"].url_for())
     return login_page(request, next=safe_next(request.query.get("next")) or "",
-                      reset_done=request.query.get("reset") == "done")
+                      reset_done=request.query.get("reset") == "done", joined=request.query.get("joined") == "1")
 
 
 async def login(request: web.Request) -> web.StreamResponse:

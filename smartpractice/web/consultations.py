@@ -21,7 +21,7 @@ from smartpractice.web.forms import field, read_form
 from smartpractice.web.handover import hand_over, handed_over, shown
 from smartpractice.web.invitations import made
 from smartpractice.web.responses import render, see_other, user_message
-from smartpractice.web.session import require_staff
+from smartpractice.web.session import require_clinician, require_staff
 
 FIELDS = ("title", "day", "time", "duration", "patient", "guest_email", "guest_name", "guest_language", "form_token")
 
@@ -43,7 +43,8 @@ async def agenda(request: web.Request) -> web.StreamResponse:
     days = 7 if request.query.get("view") == "week" else 1
     if days == 7:
         first -= timedelta(days=first.weekday())
-    mine = request.query.get("who") != "all"
+    # An admin who does not treat patients holds none: they see everyone's.
+    mine = membership.is_clinician and request.query.get("who") != "all"
     consultations = await services.consultations.agenda(
         membership.practice.id, first, days, clinician_id=active.user.id if mine else None
     )
@@ -53,6 +54,7 @@ async def agenda(request: web.Request) -> web.StreamResponse:
     context = {
         "practice": membership.practice, "days": by_day, "view": "week" if days == 7 else "day",
         "first": first, "step": timedelta(days=days), "today": today, "zone": policy.time_zone, "mine": mine,
+        "treats_patients": membership.is_clinician,
     }
     return render(request, "consultations.html", context)
 
@@ -70,7 +72,7 @@ async def _form_page(request, membership, form: dict, *, error: str | None = Non
 
 
 async def new_form(request: web.Request) -> web.StreamResponse:
-    _, membership = await require_staff(request, request.match_info["slug"])
+    _, membership = await require_clinician(request, request.match_info["slug"])
     services = request.app[services_key]
     policy = await services.consultations.policy(membership.practice.id)
     soon = local(services.clock.now() + timedelta(hours=1), policy.time_zone)
@@ -87,7 +89,7 @@ def _plan(services, policy, form: dict) -> Appointment:
 
 
 async def create(request: web.Request) -> web.StreamResponse:
-    active, membership = await require_staff(request, request.match_info["slug"])
+    active, membership = await require_clinician(request, request.match_info["slug"])
     services = request.app[services_key]
     posted = await read_form(request)
     form = {name: field(posted, name, 254) for name in FIELDS}
@@ -133,6 +135,7 @@ async def _detail(request, membership, consultation_id: int, *, error: str | Non
     tans = handed_over(request)
     context = {
         "practice": membership.practice, "view": view, "starts": starts, "edit": edit, "error": error,
+        "treats_patients": membership.is_clinician,
         # TANs shown once to the clinician when the practice hands them over by phone.
         "handed_over": [(p.display_name or p.email, tans[p.invitation_id]) for p in view.participants
                         if p.invitation_id in tans],

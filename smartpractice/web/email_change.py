@@ -7,6 +7,7 @@ from aiohttp import web
 from smartpractice.accounts.tokens import LinkInvalid
 from smartpractice.errors import UserError
 from smartpractice.keys import active_session_key, services_key
+from smartpractice.submissions import AlreadySubmitted, Once
 from smartpractice.web.account import account_page
 from smartpractice.web.client import client_address
 from smartpractice.web.forms import field, read_form
@@ -23,11 +24,14 @@ async def request_change(request: web.Request) -> web.StreamResponse:
     active = require_login(request)
     form = await read_form(request)
     new_email = field(form, "new_email", 254)
+    once = Once(active.user.id, field(form, "form_token", 64))
     try:
         await request.app[services_key].email_changes.request(
             active.user, new_email, field(form, "current_password", 4096), field(form, "code", 100),
-            address=client_address(request),
+            address=client_address(request), once=once,
         )
+    except AlreadySubmitted:
+        pass  # a reload or a second click: the first sending asked for the change
     except UserError as error:
         return await account_page(request, active, email_error=user_message(request, error), new_email=new_email, status=400)
     # The same page whether or not the address belongs to another account (ASVS 6.3.8).

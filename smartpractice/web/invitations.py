@@ -23,7 +23,8 @@ async def _page(request: web.Request, membership, *, form: dict | None = None, e
     invitations = request.app[services_key].invitations
     context = {
         "practice": membership.practice,
-        "is_admin": membership.role == "admin",
+        "is_admin": membership.is_admin,
+        "is_clinician": membership.is_clinician,
         "invitations": await invitations.list(membership.practice.id),
         "tan_delivery": await invitations.tan_delivery(membership.practice.id),
         "zone": (await request.app[services_key].consultations.policy(membership.practice.id)).time_zone,
@@ -47,7 +48,8 @@ async def invitations_page(request: web.Request) -> web.StreamResponse:
 
 async def invite(request: web.Request) -> web.StreamResponse:
     """An invitation without a planned time: an instant consultation with the inviting
-    clinician, whose waiting room the guest lands in."""
+    clinician, whose waiting room the guest lands in. An admin who does not treat patients
+    invites to the practice: every clinician's waiting room shows the guest."""
     active, membership = await require_staff(request, request.match_info["slug"])
     form = await read_form(request)
     typed = {
@@ -59,7 +61,8 @@ async def invite(request: web.Request) -> web.StreamResponse:
     slug = membership.practice.slug
     try:
         created = await request.app[services_key].consultations.invite_now(
-            membership.practice, active.user.id, Invitee.parse(**typed), actor=active.user.id,
+            membership.practice, active.user.id if membership.is_clinician else None, Invitee.parse(**typed),
+            actor=active.user.id,
             once=Once(active.user.id, token),
         )
     except AlreadySubmitted as done:
@@ -86,6 +89,7 @@ async def sent(request: web.Request) -> web.StreamResponse:
         "invitation": view,
         "tan": handed_over(request).get(view.id),
         "tan_in_mail": await invitations.tan_delivery(membership.practice.id) == "mail",
+        "treats_patients": membership.is_clinician,
     }
     response = render(request, "invitation_sent.html", context)
     shown(request, response)
@@ -104,11 +108,17 @@ async def revoke(request: web.Request) -> web.StreamResponse:
 
 
 async def reissue(request: web.Request) -> web.StreamResponse:
-    _, membership = await require_staff(request, request.match_info["slug"])
+    active, membership = await require_staff(request, request.match_info["slug"])
+    invitation_id = int(request.match_info["id"])
+    token = field(await read_form(request), "form_token", 64)
     try:
         created = await request.app[services_key].invitations.reissue(
-            membership.practice.id, int(request.match_info["id"]), actor=require_login(request).user.id
+            membership.practice.id, invitation_id, actor=active.user.id,
+            # The page's one token serves each row's button: the invitation is part of the owner.
+            once=Once(f"{active.user.id}-reissue-{invitation_id}", token),
         )
+    except AlreadySubmitted as done:
+        return see_other(made(request, membership.practice.slug, done))
     except UserError as error:
         message = user_message(request, error)
         return await _page(request, membership, error=message, status=409)
@@ -122,7 +132,7 @@ async def reissue(request: web.Request) -> web.StreamResponse:
 
 async def set_tan_delivery(request: web.Request) -> web.StreamResponse:
     _, membership = await require_staff(request, request.match_info["slug"])
-    if membership.role != "admin":
+    if not membership.is_admin:
         raise web.HTTPNotFound()
     form = await read_form(request)
     try:

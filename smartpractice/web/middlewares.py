@@ -42,14 +42,17 @@ PERMISSIONS_POLICY = (
     "camera=(self), microphone=(self), display-capture=(self), speaker-selection=(self), "
     "geolocation=(), payment=(), usb=(), interest-cohort=()"
 )
+# The web app's files hold nothing of anyone's, and a redirect would break them: a service
+# worker script must not be redirected, and the worker would keep the page it landed on.
+WEB_APP = frozenset({"web_manifest", "service_worker", "offline"})
 # Routes a user with an initial password may still reach before choosing their own. The
 # second factor comes first: staff whose password the operator reset keep their app.
-OPEN_DURING_PASSWORD_CHANGE = frozenset(
+OPEN_DURING_PASSWORD_CHANGE = WEB_APP | frozenset(
     {"password", "password_submit", "second_factor", "second_factor_submit", "logout", "logout_everywhere", "static", "privacy", "terms",
      "cookies", "healthz", "readyz", "metrics", "language"}
 )
 # Routes a session between password and second factor may reach.
-OPEN_DURING_SECOND_FACTOR = frozenset(
+OPEN_DURING_SECOND_FACTOR = WEB_APP | frozenset(
     {"second_factor", "second_factor_submit", "two_factor_setup", "two_factor_setup_submit", "logout",
      "static", "privacy", "terms", "cookies", "healthz", "readyz", "metrics", "language"}
 )

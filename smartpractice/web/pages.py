@@ -13,6 +13,11 @@ async def privacy(request: web.Request) -> web.StreamResponse:
     return render(request, "privacy.html", {})
 
 
+async def impressum(request: web.Request) -> web.StreamResponse:
+    """Who runs the service (§ 5 DDG), from SMARTPRACTICE_OPERATOR_*."""
+    return render(request, "impressum.html", {})
+
+
 async def terms(request: web.Request) -> web.StreamResponse:
     return render(request, "terms.html", {})
 

@@ -7,21 +7,32 @@ from aiohttp import web
 from smartpractice.accounts.tokens import LinkInvalid
 from smartpractice.errors import UserError
 from smartpractice.keys import services_key
+from smartpractice.submissions import AlreadySubmitted, Once, new_token
 from smartpractice.web.client import client_address
 from smartpractice.web.forms import field, read_form
 from smartpractice.web.responses import render, see_other, user_message
 
 
 async def request_form(request: web.Request) -> web.StreamResponse:
-    return render(request, "password_reset_request.html", {"sent": False, "identifier": ""})
+    return render(request, "password_reset_request.html",
+                  {"sent": False, "identifier": "", "error": None, "form_token": new_token()})
 
 
 async def request_link(request: web.Request) -> web.StreamResponse:
     form = await read_form(request)
     identifier = field(form, "identifier", 254)
-    await request.app[services_key].password_resets.request(identifier, address=client_address(request))
+    # Anonymous: the token alone, random and unguessable, tells one sending from another.
+    once = Once("password-reset", field(form, "form_token", 64))
+    try:
+        await request.app[services_key].password_resets.request(identifier, address=client_address(request), once=once)
+    except AlreadySubmitted:
+        pass  # a reload or a second click: the first sending did what there was to do
+    except UserError as error:  # only an outdated form: nothing about the account
+        context = {"sent": False, "identifier": identifier, "error": user_message(request, error), "form_token": new_token()}
+        return render(request, "password_reset_request.html", context, status=400)
     # The same page whether or not the account exists (ASVS 6.3.8).
-    return render(request, "password_reset_request.html", {"sent": True, "identifier": ""})
+    return render(request, "password_reset_request.html",
+                  {"sent": True, "identifier": "", "error": None, "form_token": new_token()})
 
 
 async def new_password_form(request: web.Request) -> web.StreamResponse:

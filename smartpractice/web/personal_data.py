@@ -1,27 +1,30 @@
 """Data rights on the web: a person's copy of their data and the deletion of their
-account; a practice admin's copy and deletion of a patient (accounts/personal_data.py)."""
+account; a practice admin's copy and deletion of a patient (accounts/personal_data.py); those of a
+staff member are on the staff page (web/staff.py)."""
 
 from __future__ import annotations
 
-import json
+import re
+from datetime import datetime
 
 from aiohttp import web
 
+from smartpractice.accounts.personal_data import as_json
 from smartpractice.errors import UserError
 from smartpractice.i18n import N_
-from smartpractice.keys import active_session_key, services_key
+from smartpractice.keys import active_session_key, language_key, services_key
 from smartpractice.onboarding.patients import PatientNotFound
+from smartpractice.times import spoken
 from smartpractice.web.account import account_page
 from smartpractice.web.client import client_address
 from smartpractice.web.cookies import SESSION, clear_cookie
 from smartpractice.web.forms import field, read_form
 from smartpractice.web.responses import render, see_other, user_message
-from smartpractice.web.session import require_admin, require_login
+from smartpractice.web.session import reader_zone, require_admin, require_login
 
 
-def _download(data: dict, name: str) -> web.Response:
-    body = json.dumps(data, ensure_ascii=False, indent=2)
-    return web.Response(text=body, content_type="application/json",
+def json_download(data: dict, name: str) -> web.Response:
+    return web.Response(text=as_json(data), content_type="application/json",
                         headers={"Content-Disposition": f'attachment; filename="{name}.json"'})
 
 
@@ -37,6 +40,7 @@ FIELDS = {
     "display_name": N_("Name"), "language": N_("Language"), "date_of_birth": N_("Date of birth"),
     "created_at": N_("Created"), "email_confirmed_at": N_("Email confirmed"),
     "password_changed_at": N_("Password changed"), "practice": N_("Practice"), "role": N_("Role"),
+    "treats_patients": N_("Treats patients"),
     "since": N_("Since"), "deactivated_at": N_("Deactivated"), "id": N_("Number"), "title": N_("Title"),
     "starts_at": N_("Start"), "duration_minutes": N_("Minutes"), "state": N_("State"),
     "consultation_id": N_("Consultation"), "expires_at": N_("Valid until"), "tan_used_at": N_("TAN used"),
@@ -46,16 +50,26 @@ FIELDS = {
 }
 
 
+ISO_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}")
+
+
 async def my_data(request: web.Request) -> web.StreamResponse:
     """JSON to download (art. 20), or with ?view=page the same as a readable page (art. 15)."""
     active = require_login(request)
     data = await request.app[services_key].personal_data.export(active.user)
     if request.query.get("view") != "page":
-        return _download(data, "smartpractice-my-data")
-    sections = [(SECTIONS[key], [data[key]] if key == "account" else data[key])
+        return json_download(data, "smartpractice-my-data")
+    zone, language = await reader_zone(request, active), request[language_key]
+
+    def readable(row: dict) -> dict:
+        # The download keeps ISO 8601 in UTC for machines; the page says times as people do.
+        return {key: spoken(datetime.fromisoformat(value), zone, language) if isinstance(value, str)
+                and ISO_TIME.match(value) else value for key, value in row.items()}
+
+    sections = [(SECTIONS[key], [readable(row) for row in ([data[key]] if key == "account" else data[key])])
                 for key in SECTIONS if key in data]
     return render(request, "my_data.html", {"sections": sections, "fields": FIELDS,
-                                            "exported_at": data["exported_at"]})
+                                            "exported_at": spoken(datetime.fromisoformat(data["exported_at"]), zone, language)})
 
 
 async def delete_account(request: web.Request) -> web.StreamResponse:
@@ -84,14 +98,14 @@ def _patient_id(request: web.Request) -> int:
 
 
 async def patient_data(request: web.Request) -> web.StreamResponse:
-    _, membership = await require_admin(request, request.match_info["slug"])
+    active, membership = await require_admin(request, request.match_info["slug"])
     services = request.app[services_key]
     try:
         found = await services.patients.find(membership.practice, _patient_id(request))
     except PatientNotFound:
         raise web.HTTPNotFound() from None
-    data = await services.personal_data.export(found.user, practice=membership.practice)
-    return _download(data, f"patient-{found.user.id}")
+    data = await services.personal_data.export(found.user, practice=membership.practice, actor=active.user.id)
+    return json_download(data, f"patient-{found.user.id}")
 
 
 async def delete_patient(request: web.Request) -> web.StreamResponse:

@@ -1,4 +1,5 @@
-"""Where a logged-in user lands: their practices and a dashboard per role."""
+"""The site's root: the public start page for visitors; for a logged-in user their
+practices and a dashboard per role."""
 
 from __future__ import annotations
 
@@ -7,14 +8,17 @@ from datetime import datetime, timedelta
 
 from aiohttp import web
 
-from smartpractice.keys import services_key
+from smartpractice.keys import active_session_key, services_key
 from smartpractice.scheduling.consultations import Consultation
 from smartpractice.web.responses import render
 from smartpractice.web.session import require_login, require_membership
 
 
 async def home(request: web.Request) -> web.StreamResponse:
-    """One practice: straight to its dashboard; several: a choice; none: an explanation."""
+    """Visitors: what this is and the ways in. Logged in, one practice: straight to its
+    dashboard; several: a choice; none: an explanation."""
+    if request.get(active_session_key) is None:
+        return render(request, "start.html", {"code": "", "error": None})
     active = require_login(request)
     memberships = await request.app[services_key].practices.memberships_of(active.user.id)
     if not memberships and active.user.is_operator and "changed" not in request.query:
@@ -35,7 +39,8 @@ class Upcoming:
 
 async def dashboard(request: web.Request) -> web.StreamResponse:
     active, membership = await require_membership(request, request.match_info["slug"])
-    context: dict = {"practice": membership.practice, "role": membership.role}
+    context: dict = {"practice": membership.practice, "role": membership.role,
+                     "treats_patients": membership.is_clinician}
     if membership.role == "patient":
         services = request.app[services_key]
         policy = await services.consultations.policy(membership.practice.id)

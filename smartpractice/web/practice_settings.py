@@ -11,6 +11,7 @@ from smartpractice.keys import services_key
 from smartpractice.practices.plans import KIND_LABELS
 from smartpractice.practices.settings import NUMBER_FIELDS, RELAY_POLICIES, TEXT_FIELDS
 from smartpractice.web.forms import field, read_form
+from smartpractice.web.personal_data import json_download
 from smartpractice.web.responses import render, see_other, user_message
 from smartpractice.web.session import require_admin
 
@@ -52,6 +53,14 @@ async def save_settings(request: web.Request) -> web.StreamResponse:
         shown = {**typed, "self_registration": self_registration}
         return await _settings_page(request, membership, shown, error=user_message(request, error), status=400)
     return see_other(request.app.router["practice_settings"].url_for(slug=membership.practice.slug).with_query(saved="1"))
+
+
+async def export_practice(request: web.Request) -> web.StreamResponse:
+    """Everything the service holds for the practice, as JSON (docs/privacy-operations.md)."""
+    active, membership = await require_admin(request, request.match_info["slug"])
+    practice = membership.practice
+    data = await request.app[services_key].practice_export.export(practice, actor=active.user.id)
+    return json_download(data, f"practice-{practice.slug}")
 
 
 async def _plan_page(request, membership, *, error: str | None = None, status: int = 200):

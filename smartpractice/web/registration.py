@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import io
+import re
 
 import segno
 from aiohttp import web
 
 from smartpractice.errors import UserError
+from smartpractice.i18n import N_
 from smartpractice.keys import language_key, services_key
 from smartpractice.onboarding.registration import Applicant, RegistrationClosed
+from smartpractice.submissions import AlreadySubmitted, Once, new_token
 from smartpractice.web.client import client_address
 from smartpractice.web.forms import field, read_form
 from smartpractice.web.responses import render, see_other, user_message
@@ -82,8 +85,26 @@ async def _open(request: web.Request):
 
 def _form_page(request, opened, typed: dict, error: str | None, consent: bool, status: int = 200):
     context = {"practice": opened.practice, "ask_date_of_birth": opened.ask_date_of_birth,
-               "code": request.match_info["code"], "form": typed, "consent": consent, "error": error}
+               "code": request.match_info["code"], "form": typed, "consent": consent, "error": error,
+               "form_token": new_token()}
     return render(request, "register.html", context, status=status)
+
+
+# A practice's code as new_code() makes it (URL-safe base64), or the whole link pasted.
+CODE = re.compile(r"(?:.*/register/)?([A-Za-z0-9_-]{4,64})/?")
+
+
+async def find_by_code(request: web.Request) -> web.StreamResponse:
+    """The start page's "register with your practice's code": on to that practice's form
+    (which says so when the code is unknown or registration closed)."""
+    typed = request.query.get("code", "")[:300].strip()
+    match = CODE.fullmatch(typed)
+    if match is None:
+        error = UserError("registration_code_invalid",
+                          N_("Please enter the registration code or link your practice gave you."))
+        context = {"code": typed, "error": user_message(request, error)}
+        return render(request, "start.html", context, status=400)
+    return see_other(request.app.router["register"].url_for(code=match.group(1)))
 
 
 async def register_form(request: web.Request) -> web.StreamResponse:
@@ -107,10 +128,14 @@ async def register(request: web.Request) -> web.StreamResponse:
         language=request[language_key],
         **typed,
     )
+    # Anonymous: the token alone, random and unguessable, tells one sending from another.
+    once = Once("register", field(form, "form_token", 64))
     try:
         await request.app[services_key].registrations.register(
-            request.match_info["code"], applicant, address=client_address(request)
+            request.match_info["code"], applicant, address=client_address(request), once=once
         )
+    except AlreadySubmitted:
+        pass  # a reload or a second click: the first sending registered
     except RegistrationClosed:
         return render(request, "register_closed.html", {}, status=404)
     except UserError as error:

@@ -5,21 +5,26 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
-import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 from markupsafe import Markup
 
 from smartpractice.errors import UserError
+from smartpractice.i18n import DEFAULT_LANGUAGE, LANGUAGES
 from smartpractice.keys import (
     active_session_key,
+    catalogs_key,
     guest_session_key,
     language_key,
     settings_key,
     translations_key,
 )
-from smartpractice.times import local, spoken
+from smartpractice.times import local, spoken, stamped
 from smartpractice.web.csrf import csrf_token, send_nonce
+from smartpractice.web.templates import environments, formatted
+
+# The Jinja environment of each language (web/templates.py).
+templates_key = web.AppKey("templates", dict[str, jinja2.Environment])
 
 # Inside the package, so that a wheel carries them (a link to the top-level folder in the repository).
 TEMPLATES = Path(__file__).parents[1] / "templates"
@@ -35,12 +40,7 @@ def _ngettext(context, singular: str, plural: str, count: int) -> str:
     return context["translations"].ngettext(singular, plural, count)
 
 
-def _formatted(message: Markup, variables: dict) -> Markup:
-    # Most messages have no placeholder: `%` with nothing to fill in would only copy them.
-    return message % variables if variables or "%" in message else message
-
-
-def _translators(translations) -> dict:
+def translators(translations) -> dict:
     """`_`, `gettext` and `ngettext` bound to the request's catalog, behaving as Jinja's
     newstyle gettext does in an autoescaped template (the message is trusted, the values
     are escaped, `%` always formats). Given with each page, they spare every message the
@@ -48,11 +48,11 @@ def _translators(translations) -> dict:
 
     # Markup: the messages are ours, from the catalogs, as Jinja's own callables trust them.
     def gettext(message: str, **variables) -> str:
-        return _formatted(Markup(translations.gettext(message)), variables)  # noqa: S704
+        return formatted(Markup(translations.gettext(message)), variables)  # noqa: S704
 
     def ngettext(singular: str, plural: str, count: int, **variables) -> str:
         variables.setdefault("num", count)
-        return _formatted(Markup(translations.ngettext(singular, plural, count)), variables)  # noqa: S704
+        return formatted(Markup(translations.ngettext(singular, plural, count)), variables)  # noqa: S704
 
     return {"_": gettext, "gettext": gettext, "ngettext": ngettext}
 
@@ -63,7 +63,7 @@ def render(request: web.Request, template: str, context: dict | None = None, *, 
     translations = request[translations_key]
     full = {
         "translations": translations,
-        **_translators(translations),
+        **translators(translations),
         "language": request.get(language_key, "de"),
         "user": active.user if active else None,
         "guest": request.get(guest_session_key),
@@ -71,29 +71,33 @@ def render(request: web.Request, template: str, context: dict | None = None, *, 
         "settings": request.app[settings_key],
         **(context or {}),
     }
-    response = aiohttp_jinja2.render_template(template, request, full, status=status)
+    response = render_in(request, full["language"], template, full, status=status)
     send_nonce(request, response)
     return response
 
 
+def render_in(request: web.Request, language: str, template: str, context: dict, *, status: int = 200,
+              content_type: str = "text/html") -> web.Response:
+    """A template rendered in the environment of `language`, whose compiled templates hold
+    that language's fixed messages: `context["translations"]` must be the same language's."""
+    environments = request.app[templates_key]
+    environment = environments.get(language) or environments[DEFAULT_LANGUAGE]
+    text = environment.get_template(template).render(context)
+    return web.Response(text=text, status=status, content_type=content_type, charset="utf-8")
+
+
 def setup_templates(app: web.Application) -> None:
-    environment = aiohttp_jinja2.setup(
-        app,
-        loader=jinja2.FileSystemLoader(TEMPLATES),
-        autoescape=jinja2.select_autoescape(default=True),
-        extensions=["jinja2.ext.i18n"],
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        # Templates change with a release, not while serving: no stat() per template per request.
-        auto_reload=False,
+    catalogs = app[catalogs_key]
+    app[templates_key] = environments(
+        jinja2.FileSystemLoader(TEMPLATES),
+        {language: catalogs.get(language) for language in LANGUAGES},
+        # The URLs are built once each (see _url_builder), the fixed ones into the templates.
+        globals_={"url": _url_builder(app.router)},
+        # spoken: a time as people say it, in the practice's zone: "Dienstag, 1. Dezember 2026,
+        # 14:16 Uhr"; stamped: to the second, for lists (the audit log): "01.12.2026, 14:16:05".
+        filters={"local": local, "spoken": spoken, "stamped": stamped},
+        gettext=_gettext, ngettext=_ngettext,
     )
-    # For templates rendered without render()'s context (macros imported without it).
-    environment.install_gettext_callables(_gettext, _ngettext, newstyle=True)  # type: ignore[attr-defined]  # jinja2.ext.i18n adds it
-    environment.globals["url"] = _url_builder(app.router)
-    environment.filters["local"] = local
-    # A time as people say it, in the practice's zone: "Dienstag, 1. Dezember 2026, 14:16 Uhr".
-    environment.filters["spoken"] = spoken
 
 
 def _url_builder(router: web.UrlDispatcher):
@@ -105,7 +109,7 @@ def _url_builder(router: web.UrlDispatcher):
         return str(router[name].url_for(**dict(parts)))
 
     def url(name: str, **parts: str | int) -> str:
-        # As aiohttp_jinja2's url(): ints become strings, anything else is a mistake.
+        # Ints become strings (ids in templates); anything else is a mistake.
         return build(name, tuple((key, str(value) if type(value) is int else value) for key, value in parts.items()))
 
     return url

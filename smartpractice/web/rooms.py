@@ -24,7 +24,7 @@ from smartpractice.rooms.waiting_room import (
 )
 from smartpractice.web.guest import way_back
 from smartpractice.web.responses import render, see_other, user_message
-from smartpractice.web.session import require_staff
+from smartpractice.web.session import require_clinician
 from smartpractice.web.sockets import check_origin, run, sender
 
 
@@ -106,7 +106,7 @@ async def staff_socket(request: web.Request) -> web.StreamResponse:
     check_origin(request)
     if request.get(active_session_key) is None:
         raise web.HTTPUnauthorized()
-    active, membership = await require_staff(request, request.match_info["slug"])
+    active, membership = await require_clinician(request, request.match_info["slug"])
     services = request.app[services_key]
     news = services.waiting_room.state.subscribe(practice_channel(membership.practice.id))
     return await run(request, "waiting_staff", waiting_protocol.MESSAGE_BYTES, news,
@@ -117,7 +117,7 @@ async def staff_socket(request: web.Request) -> web.StreamResponse:
 
 
 async def end(request: web.Request) -> web.StreamResponse:
-    active, membership = await require_staff(request, request.match_info["slug"])
+    active, membership = await require_clinician(request, request.match_info["slug"])
     consultation_id = int(request.match_info["id"])
     if not await request.app[services_key].waiting_room.end(membership.practice.id, consultation_id,
                                                              actor=active.user.id):

@@ -31,6 +31,7 @@ from smartpractice.web import (
     second_factor,
     signup,
     staff,
+    web_app,
 )
 from smartpractice.web.api import consultations as api_consultations
 from smartpractice.web.api import invitations as api_invitations
@@ -82,6 +83,7 @@ def setup_routes(app: web.Application) -> None:
     add("POST", "/p/{slug}/registration/renew", registration.renew, name="registration_renew")
     add("GET", "/p/{slug}/registration/qr.svg", registration.qr_svg, name="registration_qr_svg")
     add("GET", "/p/{slug}/registration/qr.png", registration.qr_png, name="registration_qr_png")
+    add("GET", "/register", registration.find_by_code, name="register_by_code")
     add("GET", "/register/{code}", registration.register_form, name="register")
     add("POST", "/register/{code}", registration.register, name="register_submit")
     add("GET", "/confirm", confirmation.resend_form, name="confirmation_resend")
@@ -125,10 +127,13 @@ def setup_routes(app: web.Application) -> None:
     add("POST", r"/p/{slug}/staff/{user_id:\d{1,18}}/role", staff.change_role, name="staff_role")
     add("POST", r"/p/{slug}/staff/{user_id:\d{1,18}}/deactivate", staff.deactivate, name="staff_deactivate")
     add("POST", r"/p/{slug}/staff/{user_id:\d{1,18}}/reactivate", staff.reactivate, name="staff_reactivate")
+    add("GET", r"/p/{slug}/staff/{user_id:\d{1,18}}/data", staff.member_data, name="staff_data")
+    add("POST", r"/p/{slug}/staff/{user_id:\d{1,18}}/delete", staff.delete_member, name="staff_delete")
     add("GET", "/staff-invitation/{token}", staff.accept_form, name="staff_invitation")
     add("POST", "/staff-invitation/{token}", staff.accept, name="staff_invitation_accept")
     add("GET", "/p/{slug}/settings", practice_settings.settings_page, name="practice_settings")
     add("POST", "/p/{slug}/settings", practice_settings.save_settings, name="practice_settings_submit")
+    add("GET", "/p/{slug}/export", practice_settings.export_practice, name="practice_export")
     add("GET", "/p/{slug}/plan", practice_settings.plan_page, name="plan")
     add("POST", "/p/{slug}/plan", practice_settings.book_seats, name="plan_submit")
     add("GET", "/p/{slug}/api-keys", api_key_pages.page, name="api_keys")
@@ -149,7 +154,11 @@ def setup_routes(app: web.Application) -> None:
     add("GET", "/operator/audit.csv", audit.operator_csv, name="operator_audit_csv")
     add("GET", "/privacy", pages.privacy, name="privacy")
     add("GET", "/terms", pages.terms, name="terms")
+    add("GET", "/impressum", pages.impressum, name="impressum")
     add("GET", "/cookies", pages.cookies, name="cookies")
+    add("GET", "/manifest.webmanifest", web_app.manifest, name="web_manifest")
+    add("GET", "/service-worker.js", web_app.service_worker, name="service_worker")
+    add("GET", "/offline", web_app.offline, name="offline")
     add("GET", "/healthz", health.healthz, name="healthz")
     add("GET", "/readyz", health.readyz, name="readyz")
     add("GET", "/metrics", metrics.metrics, name="metrics")

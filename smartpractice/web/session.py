@@ -7,9 +7,10 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from smartpractice.accounts.sessions import ActiveSession
-from smartpractice.keys import active_session_key
+from smartpractice.keys import active_session_key, services_key
 from smartpractice.logs import practice_id_key
 from smartpractice.practices.practices import Membership
+from smartpractice.times import DEFAULT_ZONE
 
 
 def require_login(request: web.Request) -> ActiveSession:
@@ -61,10 +62,19 @@ async def require_staff(request: web.Request, slug: str) -> tuple[ActiveSession,
     return active, membership
 
 
+async def require_clinician(request: web.Request, slug: str) -> tuple[ActiveSession, Membership]:
+    """Like require_membership, for what only those who hold consultations do (planning
+    one, the waiting room): clinicians and admins who treat patients; anyone else gets 404."""
+    active, membership = await require_membership(request, slug)
+    if not membership.is_clinician:
+        raise web.HTTPNotFound()
+    return active, membership
+
+
 async def require_admin(request: web.Request, slug: str) -> tuple[ActiveSession, Membership]:
     """Like require_membership, for the practice's administration; everyone else gets 404."""
     active, membership = await require_membership(request, slug)
-    if membership.role != "admin":
+    if not membership.is_admin:
         raise web.HTTPNotFound()
     return active, membership
 
@@ -75,3 +85,10 @@ def require_operator(request: web.Request) -> ActiveSession:
     if not active.user.is_operator:
         raise web.HTTPNotFound()
     return active
+
+
+async def reader_zone(request: web.Request, active: ActiveSession) -> str:
+    """The zone a person reads times in: their practice's (the first of several), never UTC."""
+    if not active.memberships:
+        return DEFAULT_ZONE
+    return (await request.app[services_key].consultations.policy(active.memberships[0].practice.id)).time_zone

@@ -28,6 +28,7 @@ export class Connections {
   // A new socket, a new session: the next participants message says what to build.
   reset() {
     this.close();
+    this.#relay.reset();
     this.topology = null;
   }
 
@@ -64,7 +65,16 @@ export class Connections {
 
   relayAnswer(message) { return this.#relay.receiveAnswer(message); }
   relaySources(publishers) { this.#relay.receiveSources(publishers); }
-  retryRelay(purpose) { if (this.topology === "relay") this.#relay.retry(purpose); }
+  // Always handed on: the relay counts its publish replies even when it is closed now.
+  retryRelay(purpose) { this.#relay.retry(purpose); }
+
+  // The relay worker that held the call stopped: publish to the one the server picks now;
+  // the receiving connection follows the next relay_sources.
+  relayMoved() {
+    if (this.topology !== "relay") return;
+    this.#relay.restart();
+    if (this.#media.outgoing().length) this.#relay.publish();
+  }
 
   // Used from the next ICE restart or connection on; a working path needs no new credentials.
   useIceServers(iceServers) {

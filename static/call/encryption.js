@@ -30,16 +30,19 @@ export class Encryption {
   #signals;
   #allowTransport;
   #onChange;
+  #onSendingKey;
   #plain = new Set();
   #toldPlain = new Set();
   #endpoints = new Map();
   #report = {};
 
-  // `signals` is the CallProtocol; `onChange()` hears of a new code or mode.
-  constructor({ signals, allowTransport, onChange }) {
+  // `signals` is the CallProtocol; `onChange()` hears of a new code or mode; `onSendingKey()`
+  // that this page seals under a new key (a newcomer can read what it sends from now on).
+  constructor({ signals, allowTransport, onChange, onSendingKey = () => {} }) {
     this.#signals = signals;
     this.#allowTransport = allowTransport;
     this.#onChange = onChange;
+    this.#onSendingKey = onSendingKey;
   }
 
   get code() { return this.#keys ? this.#keys.code : null; }
@@ -55,6 +58,7 @@ export class Encryption {
       signals: this.#signals,
       post: (message) => this.#worker.postMessage(message),
       onCode: (code, changed) => this.#onChange({ code, changed }),
+      onSendingKey: () => this.#onSendingKey(),
     });
     // Chromium lets frames of a receiver made without this flag bypass any transform set
     // later (in the track event), so its connections carry the flag whichever API is used.
@@ -108,6 +112,10 @@ export class Encryption {
     if (this.#keys) await this.#keys.wrappedKey(message);
   }
 
+  keyAck(message) {
+    if (this.#keys) this.#keys.keyAck(message);
+  }
+
   // A chat message as it goes to the server: sealed while the call is end-to-end encrypted.
   async outgoingChat(text) {
     if (this.mode === "transport") return { text };
@@ -119,6 +127,22 @@ export class Encryption {
   async incomingChat(message) {
     if (typeof message.text === "string") return this.mode === "transport" ? message.text : null;
     return this.#keys ? this.#keys.openChat(message.sealed) : null;
+  }
+
+  // What this page muted, as it goes to the server: in clear only in a call with transport
+  // encryption only, else sealed like chat; null before the first key (it goes out then).
+  async outgoingMute(state) {
+    if (this.mode === "transport") return { state };
+    const sealed = await this.#keys.sealState(state);
+    return sealed ? { sealed } : null;
+  }
+
+  // Someone's mute state from the server ({from, audio, video}), or null when it cannot be
+  // opened or was sealed by another participant than the one it claims to come from.
+  async incomingMute(message) {
+    if (typeof message.sealed !== "string") return this.mode === "transport" ? message : null;
+    const opened = this.#keys && await this.#keys.openState(message.sealed);
+    return opened && opened.from === message.from ? opened : null;
   }
 
   // For diagnostics and the browser tests: per sender and receiver, its track, the key id
@@ -133,7 +157,11 @@ export class Encryption {
       await Promise.race([reported, new Promise((resolve) => setTimeout(resolve, 1000))]);
     }
     const transforms = [...this.#endpoints].map(([id, e]) => ({ ...e, ...(this.#report[id] || {}) }));
-    return { mode: this.mode, code: this.code, sendingKeyId: this.#keys && this.#keys.sendingKeyId, transforms };
+    const api = !this.#worker ? null : "RTCRtpScriptTransform" in globalThis ? "script_transform" : "encoded_streams";
+    return {
+      mode: this.mode, code: this.code, sendingKeyId: this.#keys && this.#keys.sendingKeyId,
+      lastSwitch: this.#keys && this.#keys.lastSwitch, api, transforms,
+    };
   }
 
   #told(participant) {
@@ -150,6 +178,7 @@ export class Encryption {
     this.mode = mode;
     this.#worker.postMessage({ type: "encrypt", on: mode === "e2ee" });
     this.#onChange({ code: this.code, changed: false });
+    this.#onSendingKey(); // the mute state now goes out the other way
   }
 
   #attach(endpoint, side, kind, track) {

@@ -49,7 +49,9 @@ function start() {
   const scheme = window.location.protocol === "https:" ? "wss://" : "ws://";
   const protocol = new CallProtocol(scheme + window.location.host + root.dataset.socket, { refused });
   let others = [];
-  const encryption = new Encryption({ signals: protocol, allowTransport, onChange: showEncryption });
+  const encryption = new Encryption({
+    signals: protocol, allowTransport, onChange: showEncryption, onSendingKey: () => sendMute().catch(console.error),
+  });
   const ready = encryption.start();
   const connectedStatus = () => status(others.length ? T.in_call : T.alone);
   const connections = new Connections({
@@ -86,6 +88,19 @@ function start() {
     else protocol.sendChat(message.text);
   }
 
+  // The mute state goes out sealed whenever this page seals under a new key, so that a
+  // newcomer (who cannot open what went before) learns it too.
+  async function sendMute() {
+    const message = await encryption.outgoingMute(media.muteState());
+    if (message && message.sealed) protocol.sendSealedMute(message.sealed);
+    else if (message) protocol.sendMute(message.state);
+  }
+
+  async function showMute(message) {
+    const state = await encryption.incomingMute(message);
+    if (state) tiles.showMute(state);
+  }
+
   async function showChat(message) {
     const text = await encryption.incomingChat(message);
     chat.show({ ...message, text: text === null ? T.e2ee_chat_unreadable : text });
@@ -109,7 +124,7 @@ function start() {
       encryption.reset();
       connections.reset();
       root.dataset.state = "in_call";
-      protocol.sendMute(media.muteState());
+      return sendMute();
     })
     .on("participants", (message) => {
       others = message.participants.filter((p) => p.id !== protocol.me);
@@ -122,12 +137,14 @@ function start() {
     })
     .on("public-key", (message) => encryption.publicKey(message))
     .on("wrapped-key", (message) => encryption.wrappedKey(message))
+    .on("key-ack", (message) => encryption.keyAck(message))
     .on("description", (message) => connections.description(message))
     .on("candidate", (message) => connections.candidate(message))
     .on("relay-answer", (message) => connections.relayAnswer(message))
     .on("relay-sources", (publishers) => connections.relaySources(publishers))
+    .on("relay-moved", () => connections.relayMoved())
     .on("ice-servers", (iceServers) => connections.useIceServers(iceServers))
-    .on("mute", (message) => tiles.showMute(message))
+    .on("mute", (message) => showMute(message))
     .on("chat", (message) => showChat(message))
     .on("error", (message) => {
       if (message.code.startsWith("consultation_")) { reload(); return; }
@@ -167,7 +184,7 @@ function start() {
   // What the others see of this side changed: the controls and the mute message follow.
   function announce() {
     labelControls();
-    protocol.sendMute(media.muteState());
+    sendMute().catch(console.error);
   }
 
   async function toggleScreen() {
@@ -187,10 +204,21 @@ function start() {
     }
   }
 
+  // Packets received from each peer at the last measurement, and whether they had grown.
+  const arriving = new Map();
+
   async function measureQuality() {
     for (const peer of tiles.peers()) {
       const received = await connections.receivedFrom(peer);
-      if (received) tiles.showQuality(peer, received);
+      if (!received) continue;
+      tiles.showQuality(peer, received);
+      // A peer's packets stopped coming: this side's line may have dropped while ICE still
+      // says connected (Chromium's checks went on over the other side's TURN relay, which its
+      // media did not take), and the socket with it (protocol.js, probe).
+      const last = arriving.get(peer);
+      const growing = Boolean(last) && received.received > last.received;
+      if (last && last.growing && !growing) protocol.probe();
+      arriving.set(peer, { received: received.received, growing });
     }
   }
 

@@ -6,14 +6,23 @@ import { withoutUnlistedCodecs } from "./sdp.js";
 
 // Chromium reports a direct path as failed only after about 30 s; a call should not wait that long.
 export const P2P_CONNECT_MS = 15000;
+// A path that stops answering is `disconnected` within seconds, but `failed` only after
+// ICE's consent to send has run out (RFC 7675; about 20 s in Firefox, never in some cases of
+// Chromium): a line that drops and comes back must not wait for that. After this grace the
+// offering side restarts ICE, and again after pauses that double up to the longest.
+export const RESTART_GRACE_MS = 2000;
+export const RESTART_LONGEST_MS = 16000;
 
 export class PeerLink {
   makingOffer = false;
   ignoreOffer = false;
   negotiated = false;
   connected = false;
-  restarted = false;
+  restarts = 0;
   #signals;
+  #restartTimer = null;
+  #pause = RESTART_GRACE_MS;
+  #downSince = null;
 
   // `signals` is the CallProtocol; `onTrack(track)` and `onState("connected" | "reconnecting")`
   // tell the page.
@@ -36,23 +45,73 @@ export class PeerLink {
     });
     pc.addEventListener("track", (event) => onTrack(event.track));
     pc.addEventListener("connectionstatechange", () => {
-      if (pc.connectionState === "connected") {
+      const state = pc.connectionState;
+      if (state === "connected") {
         this.connected = true;
-        this.restarted = false;
+        this.#up();
         onState("connected");
-      } else if (pc.connectionState === "disconnected") {
-        onState("reconnecting");
-      } else if (pc.connectionState === "failed") {
-        // One ICE restart for a path that worked (a new network); then the relay.
-        if (this.connected && !this.restarted) {
-          this.restarted = true;
-          pc.restartIce();
+      } else if (state === "disconnected" || state === "failed") {
+        if (state === "disconnected") onState("reconnecting");
+        if (!this.connected) {
+          if (state === "failed") signals.reportP2pFailed();
         } else {
-          signals.reportP2pFailed();
+          this.#down(state);
         }
       }
     });
     this.timer = setTimeout(() => { if (!this.connected) signals.reportP2pFailed(); }, P2P_CONNECT_MS);
+  }
+
+  // A path that worked went down. The socket is asked whether it survived (a line that
+  // dropped may have taken it along); the impolite peer restarts ICE after the grace, and both
+  // when ICE gives up. Restarts that brought nothing back for as long as a first connection
+  // may take fall back to the relay, as a path that no longer works (a new network without
+  // UDP) would.
+  #down(state) {
+    const now = Date.now();
+    if (this.#downSince === null) {
+      this.#downSince = now;
+      this.#signals.probe();
+    }
+    if (state !== "failed") {
+      if (!this.polite) this.#restartLater();
+      return;
+    }
+    if (this.restarts && now - this.#downSince >= P2P_CONNECT_MS) {
+      this.#signals.reportP2pFailed();
+      return;
+    }
+    clearTimeout(this.#restartTimer);
+    this.#restartTimer = null;
+    this.#restart();
+    this.#restartLater();
+  }
+
+  #restartLater() {
+    if (this.#restartTimer !== null) return;
+    this.#restartTimer = setTimeout(() => {
+      this.#restartTimer = null;
+      if (this.#downSince === null || this.pc.signalingState === "closed") return;
+      this.#restart();
+      this.#restartLater();
+    }, this.#pause);
+    this.#pause = Math.min(this.#pause * 2, RESTART_LONGEST_MS);
+  }
+
+  #restart() {
+    this.restarts += 1;
+    this.pc.restartIce();
+    // negotiationneeded waits for a stable state; an earlier restart's offer that got no
+    // answer (it went out on a dead socket) is made and sent again.
+    if (this.pc.signalingState === "have-local-offer") this.#offer().catch(console.error);
+  }
+
+  #up() {
+    clearTimeout(this.#restartTimer);
+    this.#restartTimer = null;
+    this.#pause = RESTART_GRACE_MS;
+    this.#downSince = null;
+    this.restarts = 0;
   }
 
   async #offer() {
@@ -93,6 +152,7 @@ export class PeerLink {
 
   close() {
     clearTimeout(this.timer);
+    clearTimeout(this.#restartTimer);
     this.pc.close();
   }
 }

@@ -7,6 +7,10 @@ import { newPeerConnection, receiveKind, sendTrack } from "./peer-connection.js"
 // The relay takes no trickled candidates, and host candidates come at once.
 const GATHER_MS = 3000;
 const RETRY_MS = 2000;
+// aiortc cannot restart ICE, so a connection that stays `disconnected` is replaced; a new
+// publish connection makes everyone receive anew, so the grace is longer than a direct
+// link's (peer-link.js), and ICE's own `failed` (about 20 s in Firefox) is not waited for.
+export const RELAY_GRACE_MS = 4000;
 
 export class Relay {
   publisher = null;
@@ -21,6 +25,10 @@ export class Relay {
   #receiveKey = "";
   #receiveFrom = "";
   #pending = false;
+  // Publish offers sent on this socket and not yet answered. The server answers a socket's
+  // messages in order, so only the reply that brings this to 0 is for the current
+  // connection: an older one (its offer out when relay_moved came) is let go.
+  #publishing = 0;
   #next = null;
   #layout = [];
 
@@ -78,7 +86,7 @@ export class Relay {
     const pc = publish ? this.publisher : this.receiver;
     try {
       // An answer meets only the connection whose offer it answers.
-      const current = publish || this.#receiveFrom === JSON.stringify(message.receive_from);
+      const current = publish ? this.#publishReplied() : this.#receiveFrom === JSON.stringify(message.receive_from);
       if (pc && current && pc.signalingState === "have-local-offer") {
         await pc.setRemoteDescription({ type: "answer", sdp: message.sdp });
       }
@@ -89,6 +97,7 @@ export class Relay {
 
   // The relay could not use an offer: try again in a moment with a fresh connection.
   retry(purpose) {
+    if (purpose === "publish" && !this.#publishReplied()) return; // about an offer already replaced
     if (!this.#active) return;
     if (purpose === "publish") {
       if (this.publisher) this.publisher.close();
@@ -99,6 +108,18 @@ export class Relay {
       this.#receiveDone();
       this.#later(() => this.receiveSources(this.#lastSources));
     }
+  }
+
+  // Both connections went to a relay that is gone. The receiving one is made again when the
+  // publishers, publishing anew, are announced (their generations grow); an offer still out
+  // gets its answer or error as usual, and that ends its turn.
+  restart() {
+    for (const pc of [this.publisher, this.receiver]) if (pc) pc.close();
+    this.publisher = this.receiver = null;
+    this.#receiveKey = "";
+    this.#lastSources = [];
+    this.#next = null;
+    this.#layout = [];
   }
 
   // The mids on the receiving connection that carry `peer`'s tracks.
@@ -118,6 +139,17 @@ export class Relay {
     this.#layout = [];
   }
 
+  // A new socket: replies to offers sent on the old one never come.
+  reset() {
+    this.close();
+    this.#publishing = 0;
+  }
+
+  #publishReplied() {
+    this.#publishing = Math.max(0, this.#publishing - 1);
+    return this.#publishing === 0;
+  }
+
   #receiveDone() {
     this.#pending = false;
     const next = this.#next;
@@ -132,9 +164,19 @@ export class Relay {
 
   #connection(onFailed) {
     const pc = newPeerConnection(this.#signals.iceServers);
+    let grace = null;
     pc.addEventListener("connectionstatechange", () => {
-      if (pc.connectionState === "failed") onFailed();
-      else this.#onState(pc.connectionState);
+      clearTimeout(grace);
+      this.#timers.delete(grace);
+      if (pc.connectionState === "failed") { onFailed(); return; }
+      if (pc.connectionState === "disconnected") {
+        // The line may have dropped and taken the socket along (protocol.js).
+        this.#signals.probe();
+        grace = setTimeout(() => { this.#timers.delete(grace); if (pc.connectionState === "disconnected") onFailed(); },
+          RELAY_GRACE_MS);
+        this.#timers.add(grace);
+      }
+      this.#onState(pc.connectionState);
     });
     return pc;
   }
@@ -149,5 +191,6 @@ export class Relay {
     // Replaced or hung up while gathering: an attach for it would only be let go again.
     if (pc.signalingState === "closed") return;
     this.#signals.sendRelayOffer(purpose, pc.localDescription.sdp, receiveFrom);
+    if (purpose === "publish") this.#publishing += 1;
   }
 }

@@ -4,6 +4,9 @@
 export class Tiles {
   #container;
   #T;
+  // The latest mute state each person sent: with end-to-end encryption it comes sealed and
+  // the server's list says only "all on".
+  #mutes = new Map();
 
   constructor(container, T) {
     this.#container = container;
@@ -17,12 +20,12 @@ export class Tiles {
   render(others) {
     const present = new Set(others.map((p) => p.id));
     this.#container.querySelectorAll(".tile[data-peer]").forEach((figure) => {
-      if (!present.has(figure.dataset.peer)) figure.remove();
+      if (!present.has(figure.dataset.peer)) { figure.remove(); this.#mutes.delete(figure.dataset.peer); }
     });
     for (const person of others) {
       this.#tile(person.id).querySelector(".name").textContent = person.name || this.#T.participant;
       this.setState(person.id, person.state);
-      this.showMute({ from: person.id, audio: person.audio, video: person.video });
+      this.showMute(this.#mutes.get(person.id) || { from: person.id, audio: person.audio, video: person.video });
     }
   }
 
@@ -45,6 +48,7 @@ export class Tiles {
   showMute({ from, audio, video }) {
     const figure = this.#find(from);
     if (!figure) return;
+    this.#mutes.set(from, { from, audio, video });
     figure.querySelector(".flags").textContent = [!audio && this.#T.muted, !video && this.#T.camera_off].filter(Boolean).join(" · ");
     figure.classList.toggle("no-video", !video);
   }

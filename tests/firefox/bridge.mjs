@@ -11,7 +11,9 @@ const options = JSON.parse(process.argv[2] || "{}");
 const browser = await puppeteer.launch({
   browser: "firefox",
   executablePath: options.executablePath || "/usr/bin/firefox-esr",
-  headless: true,
+  // Not headless on a display of its own (the test's Xvfb): headless Firefox has no screen
+  // to share (tests/test_browser_e2ee_browsers.py).
+  headless: options.headless !== false,
   extraPrefsFirefox: options.prefs || {},
 });
 const contexts = new Map();

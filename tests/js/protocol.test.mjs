@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { CallProtocol, PROTOCOL_VERSION, reconnectPause } from "../../static/call/protocol.js";
+import { CallProtocol, PROBE_MS, PROTOCOL_VERSION, reconnectPause } from "../../static/call/protocol.js";
 
 const URL = "ws://127.0.0.1/c/7/call/ws";
 const WELCOME = { type: "welcome", version: 1, id: "u3", session: "s3", ice_servers: [{ urls: ["stun:x"] }], ice_ttl_seconds: 100 };
@@ -136,7 +136,7 @@ test("a message waits until the handlers of the one before it have finished, eve
 test("each message type reaches its own listeners, unknown types none", async () => {
   const { protocol, events, socket } = joined();
   const seen = [];
-  for (const type of ["participants", "description", "candidate", "relay-answer", "relay-sources", "mute", "chat", "public-key", "wrapped-key"]) {
+  for (const type of ["participants", "description", "candidate", "relay-answer", "relay-sources", "relay-moved", "mute", "chat", "public-key", "wrapped-key"]) {
     protocol.on(type, (value) => { seen.push([type, value]); });
   }
   const publishers = [{ id: "u4", kinds: ["audio"], generation: 1 }];
@@ -144,12 +144,13 @@ test("each message type reaches its own listeners, unknown types none", async ()
   socket().deliver({ type: "answer", from: "u4", session: "s4", sdp: "v=0" });
   socket().deliver({ type: "relay_answer", purpose: "publish", receive_from: [], sdp: "v=0" });
   socket().deliver({ type: "relay_sources", publishers });
+  socket().deliver({ type: "relay_moved" });
   socket().deliver({ type: "mute", from: "u4", audio: false, video: true });
   socket().deliver({ type: "e2ee_public", from: "u4", session: "s4", keys: null });
   socket().deliver({ type: "e2ee_key", from: "u4", session: "s4", key_id: 7, wrapped: "AAAA" });
   socket().deliver({ type: "from_a_newer_server" });
   await settle();
-  assert.deepEqual(seen.map(([type]) => type), ["participants", "description", "relay-answer", "relay-sources", "mute", "public-key", "wrapped-key"]);
+  assert.deepEqual(seen.map(([type]) => type), ["participants", "description", "relay-answer", "relay-sources", "relay-moved", "mute", "public-key", "wrapped-key"]);
   assert.deepEqual(seen[3][1], publishers);
   assert.ok(!events.some((event) => event[0] === "fault"));
 });
@@ -338,4 +339,66 @@ test("a close of a socket already replaced by a newer one is ignored", async () 
   first.drop(1006);
   await settle();
   assert.equal(events.filter((event) => event === "reconnecting").length, 1);
+});
+
+test("a probe that the server answers keeps the socket; one left unanswered for 3 s gives it up for a new one", async () => {
+  assert.equal(PROBE_MS, 3000);
+  const { protocol, WebSocket, timers, events, socket } = joined();
+  await settle();
+  const first = socket();
+  first.sent.length = 0;
+  protocol.probe();
+  protocol.probe(); // the media of two connections stopped at once: one question
+  assert.deepEqual(first.sent, [{ type: "refresh_ice" }]);
+  assert.deepEqual(timers.delays().filter((ms) => ms !== 80000), [3000]);
+  first.deliver({ type: "ice_servers", ice_servers: [], ice_ttl_seconds: 100 });
+  await settle();
+  assert.deepEqual(timers.delays().filter((ms) => ms !== 80000), [], "answered: nothing to give up");
+
+  // A line that dropped and came back without its router's mappings: the socket hears nothing.
+  protocol.probe();
+  timers.runAll();
+  await settle();
+  assert.ok(first.closedByClient);
+  assert.deepEqual(events.filter((event) => event === "reconnecting"), ["reconnecting"]);
+  assert.deepEqual(timers.delays(), [100], "rejoins at once");
+  timers.runAll();
+  assert.equal(WebSocket.made.length, 2);
+  // The dead socket's close, when it finally comes, is old news.
+  first.drop(1006);
+  await settle();
+  assert.equal(events.filter((event) => event === "reconnecting").length, 1);
+  assert.equal(WebSocket.made.length, 2);
+  socket().open();
+  assert.deepEqual(socket().sent, [{ type: "join", version: 1 }]);
+});
+
+test("a socket whose close comes while a probe waits rejoins at once; without a probe after a pause", async () => {
+  const { protocol, timers, socket } = joined();
+  await settle();
+  protocol.probe();
+  socket().drop(1006); // the line is back, and the server's reset came through
+  await settle();
+  assert.deepEqual(timers.delays().filter((ms) => ms !== 80000), [100]);
+  timers.runAll();
+  socket().open();
+  socket().deliver(WELCOME);
+  await settle();
+  socket().drop(1006);
+  await settle();
+  assert.deepEqual(timers.delays().filter((ms) => ms !== 80000), [1000]);
+});
+
+test("no probe on a socket that is not open, nor after leave", async () => {
+  const { protocol, timers, socket } = callWith();
+  protocol.join();
+  protocol.probe();
+  assert.deepEqual(socket().sent, []);
+  socket().open();
+  socket().deliver(WELCOME);
+  await settle();
+  protocol.leave();
+  protocol.probe();
+  assert.deepEqual(socket().sent.map((m) => m.type), ["join", "leave"]);
+  assert.deepEqual(timers.delays(), []);
 });

@@ -10,6 +10,7 @@ and by tests/test_relay.py) fails loudly when the installed version no longer ha
 from __future__ import annotations
 
 import logging
+import socket
 from collections.abc import Awaitable, Callable
 
 import pylibsrtp
@@ -55,8 +56,8 @@ def take_over_receiver_raw(receiver: RTCRtpReceiver, on_rtp: RawRtpHandler,
             # aiortc's router stays the authority on which SSRC belongs to whom,
             # also for the sender reports it routes to this receiver.
             transport._register_rtp_receiver(receiver, parameters)
-            state["input"] = RtpInput.of(transport)
-            state["input"].add(receiver, on_rtp)
+            rtp_input = state["input"] = RtpInput.of(transport)
+            rtp_input.add(receiver, on_rtp)
 
     async def stop() -> None:
         if state["input"] is not None:
@@ -67,10 +68,12 @@ def take_over_receiver_raw(receiver: RTCRtpReceiver, on_rtp: RawRtpHandler,
         # Only reached if a packet took aiortc's own path after all.
         on_rtp(packet.serialize(receiver.transport._rtp_header_extensions_map))
 
+    # Deliberate replacements of aiortc's methods on this one instance (module docstring);
+    # on_rtcp is any coroutine function, where aiortc declares a bound method.
     receiver.receive = receive  # type: ignore[method-assign]
     receiver.stop = stop  # type: ignore[method-assign]
     receiver._handle_rtp_packet = handle_rtp  # type: ignore[method-assign]
-    receiver._handle_rtcp_packet = on_rtcp  # type: ignore[method-assign]
+    receiver._handle_rtcp_packet = on_rtcp  # type: ignore[method-assign,assignment]
 
 
 class RtpInput:
@@ -96,10 +99,14 @@ class RtpInput:
         self.failed = 0  # packets a handler raised on
         connection = transport.transport._connection
         self._queue_put = connection._queue.put_nowait
-        connection.data_received = self._data_received
-        # ICE has finished gathering when receivers start: these are all the sockets.
+        # Deliberate: aioice hands every datagram that is not STUN to this method.
+        connection.data_received = self._data_received  # type: ignore[method-assign]
+        # ICE has finished gathering when receivers start: these are all the sockets. A
+        # TURN allocation's datagrams come out of aioice's TURN client instead, through
+        # data_received above.
         for protocol in connection._protocols:
-            self._read_itself(protocol)
+            if hasattr(protocol.transport, "_sock"):
+                self._read_itself(protocol)
 
     @classmethod
     def of(cls, transport: RTCDtlsTransport) -> RtpInput:
@@ -137,7 +144,7 @@ class RtpInput:
                 return
             decrypted = self._session_address != 0
             for datagram in datagrams:
-                if datagram.__class__ is bytes:  # RTP
+                if isinstance(datagram, bytes):  # RTP
                     if decrypted:
                         dispatch(datagram)
                     else:  # before the keys: the stock way
@@ -171,7 +178,10 @@ class RtpInput:
         ssrc = int.from_bytes(data[8:12], "big")
         handler = self._by_ssrc.get(ssrc)
         if handler is None:
-            receiver = self._router.route_rtp(RoutedPacket(ssrc, data[1] & 0x7F))
+            # route_rtp reads only a packet's ssrc and payload_type (guard.py checks it),
+            # so no RtpPacket is parsed for it.
+            receiver = self._router.route_rtp(
+                RoutedPacket(ssrc, data[1] & 0x7F))  # type: ignore[arg-type]
             handler = self._handlers.get(receiver)
             if handler is None:
                 return
@@ -196,13 +206,14 @@ class RtpOutput:
     def __init__(self, transport: RTCDtlsTransport) -> None:
         self._transport = transport
         self._nominated = transport.transport._connection._nominated
-        self._pair = None
-        self._socket = None
+        self._pair: object = None  # aioice's nominated CandidatePair we send on
+        self._socket: socket.socket | None = None
         self._sendto: Callable[[bytes, tuple[str, int]], None] | None = None
         self._address: tuple[str, int] | None = None
         self._sockaddr: bytes | None = None  # the same address for srtp.send_rtp
         self._session: object = None
         self._session_address = 0
+        self.dropped = 0  # RTP packets not sent: not connected (yet or any more), no path
 
     @property
     def connected(self) -> bool:
@@ -211,22 +222,33 @@ class RtpOutput:
     def send_rtp(self, data: bytes) -> None:
         transport = self._transport
         if transport._state is not State.CONNECTED:
-            return  # not yet, or going away: aiortc would raise ConnectionError
+            self.dropped += 1  # not yet, or going away: aiortc would raise ConnectionError
+            return
         pair = self._nominated.get(1)
-        if pair is not self._pair:
-            if not self._use(pair):
-                return
+        if pair is not self._pair and not self._use(pair):
+            self.dropped += 1  # connected, but no nominated pair to send on yet
+            return
         session = transport._tx_srtp
-        if self._sockaddr is None:
-            self._sendto(session.protect(data), self._address)
+        sock, sockaddr = self._socket, self._sockaddr
+        if sock is None or sockaddr is None:  # a zoned IPv6 address, a TURN allocation
+            if self._sendto is None:
+                self.dropped += 1
+            else:
+                self._send_slowly(session.protect(data))
             return
         if session is not self._session:
             self._session, self._session_address = session, srtp.session_address(session)
         # fileno() is -1 once the socket is closed: never a number reused meanwhile.
-        unsent = srtp.send_rtp(self._socket.fileno(), self._session_address, data,
-                               self._sockaddr)
+        unsent = srtp.send_rtp(sock.fileno(), self._session_address, data, sockaddr)
         if unsent is not None:  # a full buffer, an ICMP error: asyncio's way
-            self._sendto(unsent, self._address)
+            self._send_slowly(unsent)
+
+    def _send_slowly(self, protected: bytes) -> None:
+        """Through asyncio's transport, which queues, resolves and relays via TURN."""
+        if self._sendto is None or self._address is None:
+            self.dropped += 1
+            return
+        self._sendto(protected, self._address)
 
     def send_rtcp(self, data: bytes) -> None:
         transport = self._transport
@@ -236,7 +258,8 @@ class RtpOutput:
         if pair is not self._pair:
             if not self._use(pair):
                 return
-        self._sendto(transport._tx_srtp.protect_rtcp(data), self._address)
+        if self._sendto is not None and self._address is not None:
+            self._sendto(transport._tx_srtp.protect_rtcp(data), self._address)
 
     def _use(self, pair) -> bool:  # noqa: ANN001
         transport = getattr(pair, "protocol", None)
@@ -244,9 +267,10 @@ class RtpOutput:
         if transport is None:
             return False
         self._pair, self._address = pair, pair.remote_addr
-        self._sendto, self._socket = transport.sendto, transport._sock
+        # A TURN allocation's transport has no socket of its own: it sends through coturn.
+        self._sendto, self._socket = transport.sendto, getattr(transport, "_sock", None)
         try:
-            self._sockaddr = srtp.sockaddr(*pair.remote_addr[:2])
+            self._sockaddr = None if self._socket is None else srtp.sockaddr(*pair.remote_addr[:2])
         except ValueError:  # an IPv6 address with a zone: asyncio resolves it
             self._sockaddr = None
         return True

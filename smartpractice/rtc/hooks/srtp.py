@@ -46,7 +46,7 @@ def problems() -> list[str]:
             unsent = send_rtp(a.fileno(), session_address(ours), packet,
                               sockaddr(*b.getsockname()))
             received = receive(b.fileno(), 0)
-            works = (unsent is None and len(received) == 1
+            works = (unsent is None and len(received) == 1 and isinstance(received[0], bytes)
                      and theirs.unprotect(received[0]) == packet)
         except (ValueError, OSError, pylibsrtp.Error):
             works = False

@@ -31,7 +31,7 @@ FIELDS = (
     Integer("duration_minutes", SHORTEST_MINUTES, LONGEST_MINUTES, "Length; the practice's default when left out.", required=False),
     Text("title", 200, "Shown to the participants on their pages; never sent by mail.", required=False,
          min_length=0),
-    Integer("clinician_id", 1, MAX_ID, "The clinician who holds it (a staff member of the practice).",
+    Integer("clinician_id", 1, MAX_ID, "The clinician who holds it (a member of the practice who treats patients: a clinician, or an admin who does).",
             required=False),
 )
 PARTICIPANT_FIELDS = (
@@ -94,7 +94,7 @@ async def create(request: web.Request) -> web.StreamResponse:
     plan = Appointment.parse(body.get("title", ""), _start(body["starts_at"]),
                       body.get("duration_minutes", policy.consultation_minutes), now=services.clock.now())
     clinician = body.get("clinician_id")
-    if clinician is not None and not await services.consultations.is_staff(practice.id, clinician):
+    if clinician is not None and not await services.consultations.is_clinician(practice.id, clinician):
         raise UserError("clinician_unknown", N_("This clinician does not belong to the practice."))
     try:
         scheduled = await services.consultations.schedule(practice, clinician, plan, once=idempotency(request, body))

@@ -1,0 +1,13 @@
+# The types of the compiled module _datagrams.c, which mypy cannot read.
+
+_Address = tuple[str, int] | tuple[str, int, int, int]  # IPv4, or IPv6 with flow and scope
+
+def set_srtp_functions(protect: int, unprotect: int, /) -> None: ...
+
+# SRTP packets as bytes (decrypted when session is not 0); anything else with its address.
+def receive(fd: int, session: int, /) -> list[bytes | tuple[bytes, _Address]]: ...
+
+# None when the socket took the packet, else the protected packet to send the slow way.
+def send_rtp(fd: int, session: int, packet: bytes, address: bytes, /) -> bytes | None: ...
+
+def sockaddr(host: str, port: int, /) -> bytes: ...
