@@ -104,7 +104,8 @@ async def _route(conn, prefix: str, worker_pids: list[int]) -> None:  # noqa: AN
 
 
 class Stuck(Exception):
-    """A step did not finish in time, or a process of the benchmark's own died."""
+    """A step did not finish in time ("fail", or "invalid" when the generator was out of
+    CPU), or a process of the benchmark's own died ("invalid")."""
 
     def __init__(self, result: str, why: str) -> None:
         super().__init__(why)
@@ -135,19 +136,14 @@ class WorkersSession(relay_bench.Session):
         self._step = (seeding.cpu_seconds(self._generator.pid), time.monotonic())
 
     def _ask(self, *message: object):  # noqa: ANN202
-        try:
-            return self._answer(message)
-        except Stuck:
-            self._stuck = True
-            raise
-
-    def _answer(self, message: tuple):  # noqa: ANN202
         self._conn.send(message)
         while not self._conn.poll(0.2):
             for process, name in ((self._generator, "the load generator"), (self._relay, "the router")):
                 if not process.is_alive():
+                    self._stuck = True
                     raise Stuck("invalid", f"{name} died (exit code {process.exitcode})")
             if time.monotonic() > self.deadline:
+                self._stuck = True
                 cpu, began = self._step
                 share = (seeding.cpu_seconds(self._generator.pid) - cpu) / max(time.monotonic() - began, 0.001)
                 if share > 0.9:
@@ -161,15 +157,16 @@ class WorkersSession(relay_bench.Session):
         if self._closed:
             return
         self._closed = True
-        try:
-            if self._stuck:
-                raise Stuck("fail", "")
+        if not self._stuck:
             self.deadline = time.monotonic() + CLOSE_SECONDS
-            super().close()
-        except Stuck:
-            for process in (self._generator, self._relay):
-                process.kill()
-                process.join(5)
+            try:
+                super().close()
+                return
+            except Stuck:
+                pass
+        for process in (self._generator, self._relay):
+            process.kill()
+            process.join(5)
 
 
 class Workers:

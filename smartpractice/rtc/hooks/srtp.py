@@ -14,6 +14,8 @@ from .. import _datagrams
 
 receive = _datagrams.receive
 send_rtp = _datagrams.send_rtp
+send_rtp_frame = _datagrams.send_rtp_frame
+count_rtp = _datagrams.count_rtp
 sockaddr = _datagrams.sockaddr
 
 
