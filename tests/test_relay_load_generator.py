@@ -6,6 +6,7 @@ benchmark's figures mean nothing."""
 from __future__ import annotations
 
 import array
+import select
 import socket
 
 import pylibsrtp
@@ -81,3 +82,27 @@ def test_subscribers_count_packets_frames_and_the_highest_sequence(sockets):
     assert list(counts) == [6, 2, 65534 + 5]  # extended: 3 after the wrap
     assert srtp.count_rtp(receiver.fileno(), counts) is None
     assert list(counts) == [6, 2, 65534 + 5]
+
+
+def test_every_ready_subscriber_socket_is_counted_in_one_call(sockets):
+    """count_rtp_ready reads each socket of an epoll set that has datagrams waiting into
+    its own counts, and hands back the rest with the socket it came on."""
+    sender, first = sockets
+    ours = _session(outbound=True)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as second, select.epoll() as epoll:
+        second.bind(("127.0.0.1", 0))
+        second.setblocking(False)
+        counts: list[array.array | None] = [None] * (max(first.fileno(), second.fileno()) + 1)
+        for receiver in (first, second):
+            epoll.register(receiver.fileno(), select.EPOLLIN)
+            counts[receiver.fileno()] = array.array("q", [0, 0, -1])
+        srtp.send_rtp_frame(sender.fileno(), srtp.session_address(ours),
+                            srtp.sockaddr(*first.getsockname()), HEADER, [b"x"] * 4, 10, True)
+        srtp.send_rtp_frame(sender.fileno(), srtp.session_address(ours),
+                            srtp.sockaddr(*second.getsockname()), HEADER, [b"y"] * 2, 20, True)
+        sender.sendto(b"\x00\x01 not RTP", second.getsockname())
+        others = srtp.count_rtp_ready(epoll.fileno(), counts)
+        assert others == [(second.fileno(), b"\x00\x01 not RTP", sender.getsockname())]
+        assert list(counts[first.fileno()]) == [4, 1, 13]
+        assert list(counts[second.fileno()]) == [2, 1, 21]
+        assert srtp.count_rtp_ready(epoll.fileno(), counts) is None

@@ -1,5 +1,5 @@
 /* The relay's per-datagram system calls and SRTP, without Python objects in between
- * (and the relay benchmark's load generator's: send_rtp_frame, count_rtp).
+ * (and the relay benchmark's load generator's: send_rtp_frame, count_rtp, count_rtp_ready).
  *
  * Written by hand because no kept library does this for Python: the socket module has
  * no recvmmsg, and pylibsrtp copies every packet through cffi buffers. libsrtp itself
@@ -16,6 +16,7 @@
 #include <netinet/in.h>
 #include <netinet/udp.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 
 #define BATCH 32
@@ -262,28 +263,17 @@ done:
     return PyErr_Occurred() ? NULL : PyLong_FromLong(unsent);
 }
 
-/* count_rtp(fd, counts) -> None or list: reads every datagram waiting on the socket (in
- * batches of BATCH) and counts the SRTP ones (as receive() tells them apart) into counts,
- * a writable buffer of three signed 64-bit integers: packets, marker bits and the highest
- * extended sequence number (-1 before the first), without decrypting and without a
- * Python object per packet. Everything else comes back as receive() returns it, None
- * when there was nothing else. For the relay benchmark's subscribers. */
-static PyObject *
-count_rtp(PyObject *self, PyObject *args)
+/* Reads every datagram waiting on fd (in batches of BATCH) and counts the SRTP ones (as
+ * receive() tells them apart) into counts: packets, marker bits and the highest extended
+ * sequence number (-1 before the first), without decrypting and without a Python object
+ * per packet. Everything else is appended to *others (made when first needed) as
+ * (bytes, address), or (fd, bytes, address) when with_fd is set. -1 with an exception set. */
+static int
+count_socket(int fd, int64_t *counts, PyObject **others, int with_fd)
 {
-    int fd;
-    Py_buffer buffer;
     struct mmsghdr messages[BATCH];
     struct iovec vectors[BATCH];
     struct sockaddr_storage addresses[BATCH];
-    if (!PyArg_ParseTuple(args, "iw*", &fd, &buffer))
-        return NULL;
-    PyObject *others = NULL;
-    if (buffer.len != 3 * sizeof(int64_t)) {
-        PyErr_SetString(PyExc_ValueError, "counts must be three 64-bit integers");
-        goto failed;
-    }
-    int64_t *counts = buffer.buf;
     int count = BATCH;
     while (count == BATCH) {
         memset(messages, 0, sizeof messages);
@@ -297,10 +287,11 @@ count_rtp(PyObject *self, PyObject *args)
         }
         count = recvmmsg(fd, messages, BATCH, MSG_DONTWAIT, NULL);
         if (count < 0) {
-            if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
-                break;
+            /* A socket closed under the poller reads as an error: nothing to count. */
+            if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR || with_fd)
+                return 0;
             PyErr_SetFromErrno(PyExc_OSError);
-            goto failed;
+            return -1;
         }
         for (int i = 0; i < count; i++) {
             unsigned char *data = receive_buffers[i];
@@ -320,25 +311,100 @@ count_rtp(PyObject *self, PyObject *args)
                 continue;
             }
             PyObject *address = address_tuple(&addresses[i]);
-            PyObject *item = address ? Py_BuildValue("(y#N)", (char *)data, (Py_ssize_t)length,
-                                                     address)
-                                     : NULL;
-            if (item == NULL || (others == NULL && (others = PyList_New(0)) == NULL)
-                || PyList_Append(others, item) < 0) {
+            PyObject *item = NULL;
+            if (address != NULL)
+                item = with_fd ? Py_BuildValue("(iy#N)", fd, (char *)data, (Py_ssize_t)length,
+                                               address)
+                               : Py_BuildValue("(y#N)", (char *)data, (Py_ssize_t)length,
+                                               address);
+            if (item == NULL || (*others == NULL && (*others = PyList_New(0)) == NULL)
+                || PyList_Append(*others, item) < 0) {
                 Py_XDECREF(item);
-                goto failed;
+                return -1;
             }
             Py_DECREF(item);
         }
     }
+    return 0;
+}
+
+static int
+counts_of(PyObject *object, Py_buffer *buffer)
+{
+    if (PyObject_GetBuffer(object, buffer, PyBUF_WRITABLE) < 0)
+        return -1;
+    if (buffer->len != 3 * sizeof(int64_t)) {
+        PyBuffer_Release(buffer);
+        PyErr_SetString(PyExc_ValueError, "counts must be three 64-bit integers");
+        return -1;
+    }
+    return 0;
+}
+
+/* count_rtp(fd, counts) -> None or list: count_socket for one socket; counts is a
+ * writable buffer of three signed 64-bit integers. The rest comes back as receive()
+ * returns it, None when there was nothing else. */
+static PyObject *
+count_rtp(PyObject *self, PyObject *args)
+{
+    int fd;
+    PyObject *object, *others = NULL;
+    Py_buffer buffer;
+    if (!PyArg_ParseTuple(args, "iO", &fd, &object) || counts_of(object, &buffer) < 0)
+        return NULL;
+    int failed = count_socket(fd, buffer.buf, &others, 0);
     PyBuffer_Release(&buffer);
+    if (failed) {
+        Py_XDECREF(others);
+        return NULL;
+    }
     if (others == NULL)
         Py_RETURN_NONE;
     return others;
-failed:
-    Py_XDECREF(others);
-    PyBuffer_Release(&buffer);
-    return NULL;
+}
+
+/* count_rtp_ready(epfd, counts_by_fd) -> None or list: count_socket for every socket of
+ * the epoll set epfd that has datagrams waiting (without waiting itself), into
+ * counts_by_fd[fd]. The rest comes back as (fd, bytes, address). For many subscribers:
+ * one call per poll instead of one event-loop callback per socket and wake-up. */
+static PyObject *
+count_rtp_ready(PyObject *self, PyObject *args)
+{
+    int epfd;
+    PyObject *counts_by_fd, *others = NULL;
+    struct epoll_event events[256];
+    if (!PyArg_ParseTuple(args, "iO", &epfd, &counts_by_fd))
+        return NULL;
+    int ready = 256;
+    while (ready == 256) {
+        ready = epoll_wait(epfd, events, 256, 0);
+        if (ready < 0) {
+            if (errno == EINTR)
+                break;
+            Py_XDECREF(others);
+            return PyErr_SetFromErrno(PyExc_OSError);
+        }
+        for (int i = 0; i < ready; i++) {
+            int fd = events[i].data.fd;
+            Py_buffer buffer;
+            PyObject *object = PySequence_GetItem(counts_by_fd, fd);
+            if (object == NULL || counts_of(object, &buffer) < 0) {
+                Py_XDECREF(object);
+                Py_XDECREF(others);
+                return NULL;
+            }
+            int failed = count_socket(fd, buffer.buf, &others, 1);
+            PyBuffer_Release(&buffer);
+            Py_DECREF(object);
+            if (failed) {
+                Py_XDECREF(others);
+                return NULL;
+            }
+        }
+    }
+    if (others == NULL)
+        Py_RETURN_NONE;
+    return others;
 }
 
 /* sockaddr(host, port) -> bytes: the address in the form send() takes. */
@@ -373,6 +439,7 @@ static PyMethodDef methods[] = {
     {"send_rtp", send_rtp, METH_VARARGS, NULL},
     {"send_rtp_frame", send_rtp_frame, METH_VARARGS, NULL},
     {"count_rtp", count_rtp, METH_VARARGS, NULL},
+    {"count_rtp_ready", count_rtp_ready, METH_VARARGS, NULL},
     {"sockaddr", sockaddr, METH_VARARGS, NULL},
     {NULL, NULL, 0, NULL},
 };

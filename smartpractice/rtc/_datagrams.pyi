@@ -24,4 +24,9 @@ def send_rtp_frame(fd: int, session: int, address: bytes, header: bytes,
 # extended sequence number or -1; three int64), the rest returned as receive() does.
 def count_rtp(fd: int, counts: WriteableBuffer, /) -> list[tuple[bytes, _Address]] | None: ...
 
+# The same for every socket of the epoll set epfd with datagrams waiting, into
+# counts_by_fd[fd]; the rest as (fd, bytes, address).
+def count_rtp_ready(epfd: int, counts_by_fd: Sequence[WriteableBuffer | None], /
+                    ) -> list[tuple[int, bytes, _Address]] | None: ...
+
 def sockaddr(host: str, port: int, /) -> bytes: ...
