@@ -235,10 +235,11 @@ class Subscriber:
         # one this side nominated last (IPv4 and IPv6 both succeed here).
         transport = self._pc.getTransceivers()[0].receiver.transport
         for protocol in transport.transport._connection._protocols:
-            # in place of the transport's reader (and the relay's, which decrypts)
+            # in place of the transport's reader and RtpInput's (hooks), which decrypts
+            fd = protocol.transport._sock.fileno()
             protocol.transport.pause_reading()
-            sockets.add(protocol.transport._sock.fileno(), self._counts,
-                        protocol.datagram_received)
+            protocol.transport._loop._remove_reader(fd)
+            sockets.add(fd, self._counts, protocol.datagram_received)
 
     def snapshot(self) -> tuple[int, int, int]:
         packets, frames, highest = self._counts
