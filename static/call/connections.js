@@ -43,6 +43,7 @@ export class Connections {
       const other = others[0];
       if (this.#link && !(other && this.#isOf(this.#link, other.id, other.session))) this.#closeLink();
       if (other && !this.#link && other.state === "connected") this.#openLink(other.id, other.session);
+      if (this.#link) this.#link.peerAway = other.state !== "connected";
     } else if (this.topology === "relay" && !this.#relay.publisher && this.#media.outgoing().length) {
       this.#relay.publish();
     }

@@ -23,6 +23,9 @@ export class PeerLink {
   ignoreOffer = false;
   negotiated = false;
   connected = false;
+  // The server says the other person's socket is gone (their seat kept for a while): their
+  // line is down, not this path, and the relay would not help either.
+  peerAway = false;
   restarts = 0;
   #signals;
   #restartTimer = null;
@@ -92,10 +95,16 @@ export class PeerLink {
   // The server moves both sides to the relay on one report. A socket that died since the
   // drop's probe would lose it: asked again, a dead one is replaced, and the new session
   // starts both sides over.
+  // While the other person is away, the report waits: it would move the call to the relay
+  // for good, where a person coming back with a new session starts a new direct link anyway.
   #fallBack() {
     this.#fallbackTimer = null;
     if (this.#downSince === null || this.pc.signalingState === "closed") return;
     this.#signals.probe();
+    if (this.peerAway) {
+      this.#fallbackTimer = setTimeout(() => this.#fallBack(), P2P_RECOVER_MS);
+      return;
+    }
     this.#signals.reportP2pFailed();
   }
 

@@ -140,6 +140,21 @@ test("the polite side, which does not restart, falls back as late as the offerin
     assert.equal(told.failed, 1);
   }));
 
+test("while the server says the other person is away, the page does not move the call to the relay",
+  withClock(async () => {
+    // Their line is down, not this path: the relay would not reach them either, and the call
+    // would stay relayed for good after they come back.
+    const { link, pc, told } = await connectedLink("u1");
+    pc.become("disconnected");
+    link.peerAway = true;
+    await later(60_000);
+    assert.equal(told.failed, 0);
+    // Back with the same session, the path still down: the report comes within one bound.
+    link.peerAway = false;
+    await later(17_000);
+    assert.equal(told.failed, 1);
+  }));
+
 test("a path back within the bound stays direct, and the next drop gets the whole bound again",
   withClock(async () => {
     const { pc, told } = await connectedLink("u9");
