@@ -235,11 +235,13 @@ async def test_a_mail_left_sending_by_a_killed_instance_is_marked_uncertain_by_t
         a, _ = await serving_mail(start_server, "a", smtp, **shared)
         await one_mail.put()
         await until(lambda: smtp.data_received == 1)
-        # B starts after A claimed the mail: its look at start finds a fresh claim, not a stale one.
-        b, b_log = await serving_mail(start_server, "b", smtp, **shared)
+        # Killed before B starts: A's own SMTP timeout (30 s) must not end the send first on a
+        # machine where B is slow to start.
         a.kill()
         await a.wait()
         await until(lambda: smtp.data_abandoned == 1, within=5)
+        # B's look at start finds a fresh claim, not a stale one.
+        b, b_log = await serving_mail(start_server, "b", smtp, **shared)
         assert (await one_mail.row()).status == "sending"
 
         await one_mail.claimed_earlier(by=STALE_CLAIM + timedelta(minutes=1))

@@ -33,7 +33,8 @@ FIRST_RETRY = timedelta(seconds=30)
 LONGEST_RETRY = timedelta(hours=1)
 # About a day of retries before a mail is given up.
 MAX_ATTEMPTS = 30
-# Far beyond the SMTP timeout: a mail still "sending" after this was cut off by a crash.
+# Beyond the longest conversation (a dozen commands, each allowed SMTP_TIMEOUT, about 6
+# minutes): a mail still "sending" after this was cut off by a crash.
 STALE_CLAIM = timedelta(minutes=10)
 # How often a running sender looks for such mails: the crashed instance may never start
 # again while another runs on, so a look at start alone would leave its mail `sending`.

@@ -99,10 +99,12 @@ async def mark_sent(conn: AsyncConnection, mail_id: int, now: datetime) -> None:
     )
 
 
+# Retry and failure only from `sending`: another instance may have marked a very slow send
+# `uncertain` meanwhile and blanked its bodies; pending again, it would go out empty.
 async def mark_retry(conn: AsyncConnection, mail_id: int, at: datetime, error: str) -> None:
     await conn.execute(
         update(mails)
-        .where(mails.c.id == mail_id)
+        .where(mails.c.id == mail_id, mails.c.status == "sending")
         .values(status="pending", next_attempt_at=at, claimed_at=None, last_error=error[:300])
     )
 
@@ -120,7 +122,7 @@ async def hand_back(conn: AsyncConnection, mail_id: int, now: datetime) -> None:
 async def mark_failed(conn: AsyncConnection, mail_id: int, error: str) -> None:
     await conn.execute(
         update(mails)
-        .where(mails.c.id == mail_id)
+        .where(mails.c.id == mail_id, mails.c.status == "sending")
         .values(status="failed", text_body="", html_body="", calendar=None, last_error=error[:300])
     )
 
