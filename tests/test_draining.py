@@ -16,6 +16,7 @@ import aiohttp
 import pytest
 
 from smartpractice.draining import CLOSE_RESTARTING
+from smartpractice.mail.sender import STALE_CLAIM, STALE_LOOK_SECONDS
 from smartpractice.scheduling.consultations import Appointment
 from smartpractice.storage import mails as outbox
 from smartpractice.storage.engine import create_engine
@@ -31,6 +32,7 @@ from tests.helpers import (
     next_of,
     participants,
 )
+from tests.redis_rooms import REDIS_URL, drop_prefix, new_prefix
 from tests.serve_processes import until_ready
 
 STOP_SECONDS = 4
@@ -124,6 +126,12 @@ class OneMail:
         async with self._engine.connect() as conn:
             return (await conn.execute(mails.select().where(mails.c.id == self.id))).one()
 
+    async def claimed_earlier(self, by: timedelta) -> None:
+        """As if the claim on it were older by `by`: time passing for the row alone."""
+        claimed_at = (await self.row()).claimed_at
+        async with self._engine.begin() as conn:
+            await conn.execute(mails.update().where(mails.c.id == self.id).values(claimed_at=claimed_at - by))
+
     async def close(self) -> None:
         await self._engine.dispose()
 
@@ -135,10 +143,10 @@ async def one_mail(database_url):
     await mail.close()
 
 
-async def serving_mail(start_server, name: str, smtp: MailCatcher) -> tuple[Process, Path]:
+async def serving_mail(start_server, name: str, smtp: MailCatcher, **settings: str) -> tuple[Process, Path]:
     """A server whose mails go to `smtp`, ready; with the default stop budget."""
     process, base, log_path = await start_server(
-        name, SMTP_HOST="127.0.0.1", SMTP_PORT=str(smtp.controller.port), SMTP_TLS="none")
+        name, SMTP_HOST="127.0.0.1", SMTP_PORT=str(smtp.controller.port), SMTP_TLS="none", **settings)
     await until_ready(process, base, log_path, within=60)
     return process, log_path
 
@@ -212,3 +220,35 @@ async def test_sigterm_records_a_taken_mail_though_the_server_never_says_goodbye
     await stop_in_time(process, log_path)
     assert (await one_mail.row()).status == "sent"
     assert len(smtp.to(RECIPIENT)) == 1
+
+
+async def test_a_mail_left_sending_by_a_killed_instance_is_marked_uncertain_by_the_one_running_on(
+        start_server, smtp, one_mail):
+    """Two instances on one database (sharing Redis, as docs/deployment.md runs them). A is
+    killed (SIGKILL) in the middle of a mail and never starts again; B, started before and
+    running on, marks that mail `uncertain` once its claim is STALE_CLAIM old, at most once
+    as after any crash: not sent again, and B's log says so."""
+    smtp.data_pause = 60  # A is still in the SMTP conversation when it is killed
+    prefix = new_prefix()
+    shared = {"REDIS_URL": REDIS_URL, "REDIS_PREFIX": prefix}
+    try:
+        a, _ = await serving_mail(start_server, "a", smtp, **shared)
+        await one_mail.put()
+        await until(lambda: smtp.data_received == 1)
+        # B starts after A claimed the mail: its look at start finds a fresh claim, not a stale one.
+        b, b_log = await serving_mail(start_server, "b", smtp, **shared)
+        a.kill()
+        await a.wait()
+        await until(lambda: smtp.data_abandoned == 1, within=5)
+        assert (await one_mail.row()).status == "sending"
+
+        await one_mail.claimed_earlier(by=STALE_CLAIM + timedelta(minutes=1))
+        async with asyncio.timeout(STALE_LOOK_SECONDS + 10):
+            while (row := await one_mail.row()).status == "sending":  # noqa: ASYNC110 - B's sender writes it
+                await asyncio.sleep(0.1)
+        assert (row.status, row.text_body, row.html_body) == ("uncertain", "", "")
+        log = await stop_in_time(b, b_log)
+        assert "1 mail(s) were cut off mid-send and are marked uncertain, not resent" in log, log
+        assert smtp.messages == [] and smtp.data_received == 1
+    finally:
+        await drop_prefix(prefix)

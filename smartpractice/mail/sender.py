@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from datetime import timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime
@@ -18,6 +19,7 @@ from smartpractice.clock import Clock
 from smartpractice.config import Settings
 from smartpractice.errors import busy_database
 from smartpractice.storage import mails as store
+from smartpractice.storage.engine import read_only
 from smartpractice.storage.mails import Mail
 
 log = logging.getLogger(__name__)
@@ -33,6 +35,9 @@ LONGEST_RETRY = timedelta(hours=1)
 MAX_ATTEMPTS = 30
 # Far beyond the SMTP timeout: a mail still "sending" after this was cut off by a crash.
 STALE_CLAIM = timedelta(minutes=10)
+# How often a running sender looks for such mails: the crashed instance may never start
+# again while another runs on, so a look at start alone would leave its mail `sending`.
+STALE_LOOK_SECONDS = POLL_SECONDS
 SMTP_TIMEOUT = 30
 # The mail is recorded as sent before QUIT; a server that does not answer it is left.
 GOODBYE_SECONDS = 2
@@ -132,6 +137,7 @@ class FolderTransport:
 class MailSender:
     def __init__(self, *, engine: AsyncEngine, clock: Clock, settings: Settings, wake: asyncio.Event) -> None:
         self._engine = engine
+        self._reads = read_only(engine)
         self._clock = clock
         self._sender = settings.mail_from
         self._wake = wake
@@ -178,7 +184,7 @@ class MailSender:
 
     async def run(self) -> None:
         """Send until `stop`; the server's background task (`start`), or a test's."""
-        stale_released = False
+        next_stale_look = 0.0
         pauses: tuple[float, ...] = ()
         while not self._stop.is_set():
             self._wake.clear()
@@ -186,9 +192,9 @@ class MailSender:
             this_round = self._rounds_begun
             try:
                 # In the loop, so a database busy at start (SQLite locked) is tried again.
-                if not stale_released:
+                if time.monotonic() >= next_stale_look:
                     await self.release_stale()
-                    stale_released = True
+                    next_stale_look = time.monotonic() + STALE_LOOK_SECONDS
                 found, sent = await self._send_due()
             except Exception as error:
                 if busy_database(error) is None:
@@ -247,8 +253,15 @@ class MailSender:
             return await store.status_counts(conn)
 
     async def release_stale(self) -> int:
+        """Mails claimed longer than STALE_CLAIM ago by a sender that crashed: `uncertain`
+        (finish says why). Every STALE_LOOK_SECONDS, by each running sender: a read, and a
+        write only when there is one (on SQLite a write takes the database's one lock)."""
+        claimed_before = self._clock.now() - STALE_CLAIM
+        async with self._reads.connect() as conn:
+            if not await store.stale_claims(conn, claimed_before):
+                return 0
         async with self._engine.begin() as conn:
-            count = await store.mark_stale_uncertain(conn, self._clock.now() - STALE_CLAIM)
+            count = await store.mark_stale_uncertain(conn, claimed_before)
         if count:
             log.warning("%d mail(s) were cut off mid-send and are marked uncertain, not resent", count)
         return count

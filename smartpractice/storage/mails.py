@@ -125,6 +125,12 @@ async def mark_failed(conn: AsyncConnection, mail_id: int, error: str) -> None:
     )
 
 
+async def stale_claims(conn: AsyncConnection, claimed_before: datetime) -> bool:
+    """Whether a mail is left `sending` since before `claimed_before` (a crashed sender's)."""
+    query = select(mails.c.id).where(mails.c.status == "sending", mails.c.claimed_at < claimed_before).limit(1)
+    return (await conn.execute(query)).first() is not None
+
+
 async def mark_stale_uncertain(conn: AsyncConnection, claimed_before: datetime) -> int:
     """Mails whose sender stopped mid-send: they may have gone out, so they are not resent."""
     result = await conn.execute(
