@@ -3,6 +3,7 @@
 // server's relay once and receives the others on a second connection. This module owns the
 // page and wires the parts together; the parts themselves never touch it.
 
+import { Arrivals } from "./arrivals.js";
 import { Chat } from "./chat.js";
 import { Connections } from "./connections.js";
 import { DeviceCheck } from "./device-check.js";
@@ -204,21 +205,16 @@ function start() {
     }
   }
 
-  // Packets received from each peer at the last measurement, and whether they had grown.
-  const arriving = new Map();
+  const arriving = new Arrivals();
 
   async function measureQuality() {
     for (const peer of tiles.peers()) {
       const received = await connections.receivedFrom(peer);
       if (!received) continue;
       tiles.showQuality(peer, received);
-      // A peer's packets stopped coming: this side's line may have dropped while ICE still
-      // says connected (Chromium's checks went on over the other side's TURN relay, which its
-      // media did not take), and the socket with it (protocol.js, probe).
-      const last = arriving.get(peer);
-      const growing = Boolean(last) && received.received > last.received;
-      if (last && last.growing && !growing) protocol.probe();
-      arriving.set(peer, { received: received.received, growing });
+      // A peer's packets stopped coming: this side's line may have dropped, and the socket
+      // with it (protocol.js, probe).
+      if (arriving.stopped(peer, received.received)) protocol.probe();
     }
   }
 

@@ -10,7 +10,6 @@ const RESTARTING = 1012;
 const RESTART_PAUSE = 100;
 // The server answers refresh_ice at once; a socket that has not within this long is dead.
 export const PROBE_MS = 3000;
-const PROBE_UNANSWERED = 4900; // never sent: the code under which a probe gives a socket up
 
 export function reconnectPause(attempt) {
   return Math.min(500 * 2 ** attempt, 10000);
@@ -113,7 +112,7 @@ export class CallProtocol {
       // Its close event, should it ever come, is then about a socket no longer in use.
       this.#socket = null;
       socket.close();
-      this.#lost(PROBE_UNANSWERED, true).catch((error) => this.#fault(error));
+      this.#lost(null, true, true).catch((error) => this.#fault(error));
     }, PROBE_MS);
   }
 
@@ -185,13 +184,13 @@ export class CallProtocol {
     // a newer server: the owner reloads or says so instead.
     const final = { 4000: "replaced", 4001: "ended", 4002: "outdated" }[code];
     if (final) { this.stop(); await this.#emit(final); return; }
-    await this.#lost(code, opened);
+    // A socket that closes while a probe waits was found dead by it too.
+    await this.#lost(code, opened, this.#probe !== null);
   }
 
-  async #lost(code, opened) {
-    // A socket found dead by a probe died of the network, not of a busy server: the line is
-    // likely back (its reset came through), so it rejoins at once.
-    const probed = this.#probe !== null || code === PROBE_UNANSWERED;
+  // `probed`: a probe found the socket dead. It died of the network, not of a busy server:
+  // the line is likely back (its reset came through), so it rejoins at once.
+  async #lost(code, opened, probed) {
     this.#clearTimeout(this.#probe);
     this.#probe = null;
     await this.#emit("reconnecting").catch((error) => this.#fault(error));
