@@ -73,10 +73,24 @@ class WorkerMetrics:
         self.relay = RelayGauges(registry)  # its calls are smartpractice_relay_rooms
         self.draining = Gauge("smartpractice_relay_worker_draining",
                               "1 while this relay worker drains (it takes no new calls), else 0", registry=registry)
+        # As its lease reports them at each renewal (rooms/relay_lease.py), so that the graph
+        # shows what placement saw.
+        self.full = Gauge("smartpractice_relay_worker_full",
+                          "1 while this relay worker reports itself full (new calls go to other workers), else 0",
+                          registry=registry)
+        self.loop_lag = Gauge("smartpractice_relay_worker_loop_lag_seconds",
+                              "How late this relay worker's event loop ran, at most, over its last lease renewal",
+                              registry=registry)
+        self.cpu = Gauge("smartpractice_relay_worker_cpu_ratio",
+                         "This relay worker's share of one core over its last lease renewal", registry=registry)
 
-    def take_snapshot(self, *, relay: Mapping[str, int], draining: bool) -> None:
+    def take_snapshot(self, *, relay: Mapping[str, int], draining: bool, full: bool, loop_lag: float,
+                      cpu: float) -> None:
         self.relay.take_snapshot(relay)
         self.draining.set(int(draining))
+        self.full.set(int(full))
+        self.loop_lag.set(loop_lag)
+        self.cpu.set(cpu)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

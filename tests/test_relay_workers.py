@@ -425,6 +425,16 @@ async def test_a_relay_worker_serves_its_calls_connections_and_forwarded_media_o
 
 
 STALLABLE = Path(__file__).with_name("stallable_worker.py")
+METRICS_TOKEN = "m" * 40
+
+
+async def scrape(http: aiohttp.ClientSession, port: int) -> dict:
+    """A worker's /metrics: (name, sorted labels) -> value."""
+    async with http.get(f"http://127.0.0.1:{port}/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}) as response:
+        assert response.status == 200
+        text = await response.text()
+    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(text) for sample in family.samples}
 
 
 @dataclass
@@ -434,17 +444,21 @@ class WorkerProcess:
     log: Path
 
 
-async def worker_process(tmp_path: Path, prefix: str, ports: str, *, stallable: bool = False) -> WorkerProcess:
+async def worker_process(tmp_path: Path, prefix: str, ports: str, *, stallable: bool = False,
+                         metrics_port: int | None = None, **env_extra: str) -> WorkerProcess:
     """`smartpractice relay-worker` as its own process (or tests/stallable_worker.py, the same
-    command with signals that stall its loop), once it has registered."""
+    command with signals that stall its loop), once it has registered; with `metrics_port`,
+    serving /metrics there behind METRICS_TOKEN."""
     env = {**os.environ, "SMARTPRACTICE_REDIS_URL": REDIS_URL, "SMARTPRACTICE_REDIS_PREFIX": prefix,
-           "SMARTPRACTICE_STOP_SECONDS": "3", "SMARTPRACTICE_DATA_DIR": str(tmp_path)}
+           "SMARTPRACTICE_STOP_SECONDS": "3", "SMARTPRACTICE_DATA_DIR": str(tmp_path),
+           "SMARTPRACTICE_METRICS_TOKEN": METRICS_TOKEN, **env_extra}
     program = [str(STALLABLE)] if stallable else ["-m", "smartpractice", "relay-worker"]
+    options = ["--metrics-port", str(metrics_port)] if metrics_port else []
     before = await worker_ids(prefix)
     log = tmp_path / f"worker-{ports}.log"
     with log.open("wb") as out:
-        process = await asyncio.create_subprocess_exec(sys.executable, *program, "--ports", ports, env=env,
-                                                       stdout=out, stderr=out)
+        process = await asyncio.create_subprocess_exec(sys.executable, *program, "--ports", ports, *options,
+                                                       env=env, stdout=out, stderr=out)
     async with asyncio.timeout(30):
         while not (fresh := await worker_ids(prefix) - before):  # noqa: ASYNC110 - it registers in Redis
             await asyncio.sleep(0.1)
@@ -524,6 +538,41 @@ async def test_a_busy_worker_keeps_its_lease_and_calls_and_reports_itself_full(t
         assert "lost its lease" not in log and "has not answered" not in log and "Traceback" not in log, log
     finally:
         await stopped(*(w for w in (busy, other) if w is not None))
+        await drop_prefix(prefix)
+
+
+async def test_a_busy_worker_shows_full_and_its_loop_lag_on_metrics(tmp_path):
+    """What the lease tells placement, on the worker's /metrics for the operator: not full
+    and a short lag while idle; full, with the loop's lag past FULL_LAG_SECONDS, while its
+    loop is kept busy in turns of 1.5 s; not full again once the load is gone."""
+    prefix, port = new_prefix(), unused_port()
+    full, lag = ("smartpractice_relay_worker_full", ()), ("smartpractice_relay_worker_loop_lag_seconds", ())
+    worker = None
+    try:
+        worker = await worker_process(tmp_path, prefix, "41600-41699", stallable=True, metrics_port=port,
+                                      STALL_BUSY_SECONDS="6")
+        async with aiohttp.ClientSession() as http:
+            # A start on a loaded machine may take a renewal or two to settle.
+            async with asyncio.timeout(15):
+                while (idle := await scrape(http, port))[full] != 0:  # noqa: ASYNC110 - renewed every second
+                    await asyncio.sleep(0.2)
+            assert idle[lag] < registry.FULL_LAG_SECONDS, idle
+            assert ("smartpractice_relay_worker_cpu_ratio", ()) in idle
+            worker.process.send_signal(signal.SIGUSR1)
+            async with asyncio.timeout(10):
+                while (busy := await scrape(http, port))[full] != 1:  # noqa: ASYNC110
+                    await asyncio.sleep(0.2)
+            assert busy[lag] >= registry.FULL_LAG_SECONDS, busy
+            assert worker.id in await worker_ids(prefix)  # busy, not dead: its lease lives
+            async with asyncio.timeout(20):
+                while (after := await scrape(http, port))[full] != 0:  # noqa: ASYNC110
+                    await asyncio.sleep(0.2)
+            assert after[lag] < registry.FULL_LAG_SECONDS, after
+        worker.process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(worker.process.wait(), 6) == 0
+        assert "Traceback" not in worker.log.read_text(), worker.log.read_text()
+    finally:
+        await stopped(*(w for w in (worker,) if w is not None))
         await drop_prefix(prefix)
 
 

@@ -57,7 +57,9 @@ async def _serve(settings) -> None:
         figures = WorkerMetrics()
 
         def exposition() -> bytes:
-            figures.take_snapshot(relay=relay.statistics(), draining=worker.draining)
+            stress = worker.stress
+            figures.take_snapshot(relay=relay.statistics(), draining=worker.draining, full=stress.full,
+                                  loop_lag=stress.lag_seconds, cpu=stress.cpu)
             return figures.exposition()
 
         runner = web.AppRunner(worker_metrics_app(settings.metrics_token, exposition), access_log=None)

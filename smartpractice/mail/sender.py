@@ -242,14 +242,14 @@ class MailSender:
         (with SMTP down, retries are scheduled ahead and do not count), or when the
         database stopped answering meanwhile."""
         try:
-            async with self._engine.connect() as conn:
+            async with self._reads.connect() as conn:
                 return await store.overdue_count(conn, self._clock.now() - OVERDUE) == 0
         except (OSError, DBAPIError):
             return False
 
     async def queue(self) -> dict[str, int]:
         """How many mails the outbox holds, by status."""
-        async with self._engine.connect() as conn:
+        async with self._reads.connect() as conn:
             return await store.status_counts(conn)
 
     async def release_stale(self) -> int:
@@ -272,7 +272,7 @@ class MailSender:
 
     async def _send_due(self) -> tuple[int, int]:
         """How many mails were due, and how many of them went out."""
-        async with self._engine.connect() as conn:
+        async with self._reads.connect() as conn:
             ids = await store.due_ids(conn, self._clock.now(), BATCH)
         sent = 0
         for mail_id in ids:

@@ -15,6 +15,7 @@ from smartpractice.errors import UserError
 from smartpractice.i18n import N_
 from smartpractice.names import tidy
 from smartpractice.storage import practices as store
+from smartpractice.storage.engine import read_only
 from smartpractice.storage.practices import Membership as Membership
 from smartpractice.storage.practices import Practice as Practice
 
@@ -34,23 +35,24 @@ def slugify(name: str) -> str:
 class Practices:
     def __init__(self, *, engine: AsyncEngine, clock: Clock, users: Users) -> None:
         self._engine = engine
+        self._reads = read_only(engine)  # for the lookups of one statement each, below
         self._clock = clock
         self._users = users
 
     async def by_id(self, practice_id: int) -> Practice | None:
-        async with self._engine.connect() as conn:
+        async with self._reads.connect() as conn:
             return await store.practice_by_id(conn, practice_id)
 
     async def by_slug(self, slug: str) -> Practice | None:
-        async with self._engine.connect() as conn:
+        async with self._reads.connect() as conn:
             return await store.practice_by_slug(conn, slug)
 
     async def memberships_of(self, user_id: int) -> list[Membership]:
-        async with self._engine.connect() as conn:
+        async with self._reads.connect() as conn:
             return await store.memberships_of(conn, user_id)
 
     async def membership_in(self, user_id: int, slug: str) -> Membership | None:
-        async with self._engine.connect() as conn:
+        async with self._reads.connect() as conn:
             return await store.membership_in(conn, user_id, slug)
 
     async def create(

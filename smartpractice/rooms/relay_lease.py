@@ -27,6 +27,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 import redis
 from redis.exceptions import RedisError
@@ -45,6 +46,16 @@ Fields = Mapping[str, str | int]
 def connect(url: str) -> redis.Redis:
     """The lease thread's own blocking client."""
     return redis.Redis.from_url(url, socket_connect_timeout=COMMAND_SECONDS, socket_timeout=COMMAND_SECONDS)
+
+
+@dataclass(frozen=True)
+class Stress:
+    """A renewal's figures: `cpu` the process's share of one core since the last renewal,
+    `lag_seconds` how late its event loop ran at most, `full` past either ceiling."""
+
+    cpu: float
+    lag_seconds: float
+    full: bool
 
 
 class WorkerLease:
@@ -68,6 +79,9 @@ class WorkerLease:
         self._lag = self._late = 0.0
         self._lost = False
         self.registered = False
+        # What the last renewal reported of the worker's stress, for its /metrics: replaced
+        # whole by the thread, read on the loop.
+        self.stress = Stress(cpu=0.0, lag_seconds=0.0, full=False)
 
     def register(self, worker_id: str, fields: Fields) -> None:
         """The first renewal, blocking (run it off the loop); raises when Redis is away."""
@@ -123,11 +137,12 @@ class WorkerLease:
             if self._lost:
                 continue  # until the loop has let go and renamed the worker
             lag = max(now - self._asked, self._lag) if self._waiting else self._lag
-            full = share >= registry.FULL_CPU or lag >= registry.FULL_LAG_SECONDS
+            stress = self.stress = Stress(
+                cpu=share, lag_seconds=lag, full=share >= registry.FULL_CPU or lag >= registry.FULL_LAG_SECONDS)
             worker_id, registered = self._id, self.registered
             try:
                 renewed = self._write(worker_id, {**self._fields, "cpu": f"{share:.2f}", "lag_ms": int(lag * 1000),
-                                                  "full": int(full)}, registered=registered)
+                                                  "full": int(stress.full)}, registered=registered)
             except (RedisError, OSError) as error:
                 logger.error("relay worker %s cannot renew its lease (%s)", worker_id, type(error).__name__)
                 continue

@@ -29,7 +29,7 @@ from redis.exceptions import RedisError
 
 from smartpractice.rooms import relay_registry as registry
 from smartpractice.rooms.call import call_channel
-from smartpractice.rooms.relay_lease import WorkerLease
+from smartpractice.rooms.relay_lease import Stress, WorkerLease
 from smartpractice.rooms.relays import relay_room_name, sources_of
 from smartpractice.rtc import NoFreePort, Relay, RelayRoom, SendingRefused
 
@@ -72,6 +72,11 @@ class RelayWorker:
     @property
     def draining(self) -> bool:
         return self._draining
+
+    @property
+    def stress(self) -> Stress:
+        """How busy the worker's last lease renewal reported it (cpu, loop lag, full)."""
+        return self._lease.stress
 
     def _key(self, *parts: object) -> str:
         return registry.key(self._p, *parts)

@@ -49,7 +49,7 @@ def create_engine(url: str) -> AsyncEngine:
         return engine
     # No pre-ping: on asyncpg it is three round trips (BEGIN, an empty query, ROLLBACK) before
     # every checkout, more than the query a page makes. A connection the database closed is
-    # dropped at checkout without asking it (_drop_closed); one that dies unnoticed fails
+    # dropped at checkout without asking it (_drop_closed, asyncpg's); one that dies unnoticed fails
     # one statement, which invalidates the pool (reads retry: read_once_more; the rest is
     # answered 503, errors.busy_database). Recycling replaces connections a firewall may have
     # dropped silently. No overflow: an overflow connection is closed when handed back, and
@@ -57,7 +57,8 @@ def create_engine(url: str) -> AsyncEngine:
     engine = create_async_engine(
         url, pool_size=20, max_overflow=0, pool_timeout=WAIT_SECONDS, pool_recycle=RECYCLE_SECONDS,
     )
-    event.listen(engine.sync_engine, "checkout", _drop_closed)
+    if engine.dialect.driver == "asyncpg":
+        event.listen(engine.sync_engine, "checkout", _drop_closed)
     return engine
 
 
@@ -66,7 +67,13 @@ RECYCLE_SECONDS = 30 * 60
 
 def _drop_closed(dbapi_connection, _record, _proxy) -> None:
     """A connection whose socket the database closed (pg_terminate_backend, a restart) is
-    known closed to asyncpg without a round trip; the pool replaces it with a new one."""
+    known closed to asyncpg without a round trip; the pool replaces it with a new one.
+
+    asyncpg's only (`is_closed` is its API), and registered for asyncpg only: the project's
+    PostgreSQL driver (docs/configuration.md). SQLite has no server that could close a
+    connection, so its engine (above) has no such check; another PostgreSQL driver would go
+    without it, as with a connection that dies unnoticed: one failed statement, the pool
+    invalidated, reads tried once more."""
     if dbapi_connection.driver_connection.is_closed():
         raise DisconnectionError("the database closed this connection")
 

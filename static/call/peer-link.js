@@ -12,6 +12,11 @@ export const P2P_CONNECT_MS = 15000;
 // offering side restarts ICE, and again after pauses that double up to the longest.
 export const RESTART_GRACE_MS = 2000;
 export const RESTART_LONGEST_MS = 16000;
+// Restarts that brought nothing back for as long as a first connection may take fall back to
+// the relay, whether or not ICE ever says `failed`: the grace and then that long after the
+// drop, on both sides. The polite one restarts only on `failed`, and its path may be the only
+// one that knows it is down (a Chromium on the other side can stay `connected`).
+export const P2P_RECOVER_MS = RESTART_GRACE_MS + P2P_CONNECT_MS;
 
 export class PeerLink {
   makingOffer = false;
@@ -21,6 +26,7 @@ export class PeerLink {
   restarts = 0;
   #signals;
   #restartTimer = null;
+  #fallbackTimer = null;
   #pause = RESTART_GRACE_MS;
   #downSince = null;
 
@@ -66,25 +72,31 @@ export class PeerLink {
   // dropped may have taken it along); the impolite peer restarts ICE after the grace, and both
   // when ICE gives up. Restarts that brought nothing back for as long as a first connection
   // may take fall back to the relay, as a path that no longer works (a new network without
-  // UDP) would.
+  // UDP) would; ICE's `failed` is not waited for, as it may never come.
   #down(state) {
-    const now = Date.now();
     if (this.#downSince === null) {
-      this.#downSince = now;
+      this.#downSince = Date.now();
       this.#signals.probe();
+      this.#fallbackTimer = setTimeout(() => this.#fallBack(), P2P_RECOVER_MS);
     }
     if (state !== "failed") {
       if (!this.polite) this.#restartLater();
-      return;
-    }
-    if (this.restarts && now - this.#downSince >= P2P_CONNECT_MS) {
-      this.#signals.reportP2pFailed();
       return;
     }
     clearTimeout(this.#restartTimer);
     this.#restartTimer = null;
     this.#restart();
     this.#restartLater();
+  }
+
+  // The server moves both sides to the relay on one report. A socket that died since the
+  // drop's probe would lose it: asked again, a dead one is replaced, and the new session
+  // starts both sides over.
+  #fallBack() {
+    this.#fallbackTimer = null;
+    if (this.#downSince === null || this.pc.signalingState === "closed") return;
+    this.#signals.probe();
+    this.#signals.reportP2pFailed();
   }
 
   #restartLater() {
@@ -108,7 +120,8 @@ export class PeerLink {
 
   #up() {
     clearTimeout(this.#restartTimer);
-    this.#restartTimer = null;
+    clearTimeout(this.#fallbackTimer);
+    this.#restartTimer = this.#fallbackTimer = null;
     this.#pause = RESTART_GRACE_MS;
     this.#downSince = null;
     this.restarts = 0;
@@ -153,6 +166,7 @@ export class PeerLink {
   close() {
     clearTimeout(this.timer);
     clearTimeout(this.#restartTimer);
+    clearTimeout(this.#fallbackTimer);
     this.pc.close();
   }
 }

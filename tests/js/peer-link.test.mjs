@@ -75,7 +75,7 @@ async function later(ms) {
   await settle();
 }
 
-test("the offering side restarts ICE 2 s into a disconnect, then after 4, 8 and 16 s, and stops once connected",
+test("the offering side restarts ICE 2 s into a disconnect, then after 4 and 8 s, and stops once connected",
   withClock(async () => {
     const { link, pc, told } = await connectedLink("u1");
     pc.become("disconnected");
@@ -91,24 +91,66 @@ test("the offering side restarts ICE 2 s into a disconnect, then after 4, 8 and 
     assert.equal(pc.restartIces, 2);
     assert.deepEqual(told.sent, ["offer 1", "offer 2"]);
     await later(8000);
-    await later(16000);
-    await later(16000);
-    assert.equal(pc.restartIces, 5, "the pauses double up to 16 s");
+    assert.equal(pc.restartIces, 3, "the pauses double");
     assert.equal(told.probes, 1, "one question per drop");
     await pc.setRemoteDescription();
     pc.become("connected");
     await later(120_000);
-    assert.equal(pc.restartIces, 5);
-    assert.equal(told.failed, 0, "a disconnect alone does not leave the direct path");
+    assert.equal(pc.restartIces, 3);
+    assert.equal(told.failed, 0, "a path that came back stays the direct one");
     assert.equal(link.restarts, 0);
     // The next drop starts over with the short grace and asks the socket again.
     pc.become("disconnected");
     await later(2000);
-    assert.equal(pc.restartIces, 6);
+    assert.equal(pc.restartIces, 4);
     assert.equal(told.probes, 2);
     link.close();
     await later(120_000);
-    assert.equal(pc.restartIces, 6, "a closed link restarts nothing");
+    assert.equal(pc.restartIces, 4, "a closed link restarts nothing");
+    assert.equal(told.failed, 0, "nor falls back");
+  }));
+
+test("a link stuck in `disconnected` falls back to the relay after 15 s of restarts, not before",
+  withClock(async () => {
+    // As Chromium can: ICE checks on and never says `failed`.
+    const { pc, told } = await connectedLink("u1");
+    pc.become("disconnected");
+    await later(2000);
+    await later(4000);
+    await later(8000);
+    await later(2999);
+    assert.equal(pc.restartIces, 3, "restarts at 2, 6 and 14 s");
+    assert.equal(told.failed, 0, "restarts still have time");
+    await later(1);
+    assert.equal(told.failed, 1, "17 s after the drop, 15 s after the first restart");
+    assert.equal(told.probes, 2, "the report goes with a question to the socket, which may have died since");
+    await later(120_000);
+    assert.equal(told.failed, 1, "one report per drop");
+  }));
+
+test("the polite side, which does not restart, falls back as late as the offering side",
+  withClock(async () => {
+    // Its path may be the only one that knows: the other side's Chromium can stay `connected`.
+    const { pc, told } = await connectedLink("u9");
+    pc.become("disconnected");
+    await later(16_999);
+    assert.equal(told.failed, 0);
+    assert.equal(pc.restartIces, 0, "two restart offers would cross");
+    await later(1);
+    assert.equal(told.failed, 1);
+  }));
+
+test("a path back within the bound stays direct, and the next drop gets the whole bound again",
+  withClock(async () => {
+    const { pc, told } = await connectedLink("u9");
+    pc.become("disconnected");
+    await later(16_000);
+    pc.become("connected");
+    pc.become("disconnected");
+    await later(16_999);
+    assert.equal(told.failed, 0);
+    await later(1);
+    assert.equal(told.failed, 1);
   }));
 
 test("the polite side leaves the restart to the other one until ICE fails, then restarts at once",
@@ -116,7 +158,7 @@ test("the polite side leaves the restart to the other one until ICE fails, then 
     const { pc, told } = await connectedLink("u9");
     pc.become("disconnected");
     assert.equal(told.probes, 1);
-    await later(30_000);
+    await later(10_000);
     assert.equal(pc.restartIces, 0, "two restart offers would cross");
     pc.become("failed");
     await settle();
@@ -125,7 +167,7 @@ test("the polite side leaves the restart to the other one until ICE fails, then 
     assert.deepEqual(told.sent, ["offer 1"]);
   }));
 
-test("restarts that bring nothing back for 15 s fall back to the relay; a path that never connected at once",
+test("ICE failing early restarts at once; restarts that bring nothing back fall back; a path that never connected at once",
   withClock(async () => {
     const { pc, told } = await connectedLink("u1");
     pc.become("disconnected");
@@ -135,6 +177,9 @@ test("restarts that bring nothing back for 15 s fall back to the relay; a path t
     assert.equal(pc.restartIces, 2);
     await later(13_000);
     pc.become("failed");
+    assert.equal(told.failed, 0, "15 s after the drop the restarts still have 2 s");
+    assert.equal(pc.restartIces, 4, "at 2 s twice, at 10 s on schedule, at 15 s on `failed`");
+    await later(2000);
     assert.equal(told.failed, 1);
 
     FakeConnection.made = [];
