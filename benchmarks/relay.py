@@ -15,12 +15,14 @@ The generator's peers are aiortc peer connections, so ICE, DTLS and the SRTP key
 the real thing, but once connected their media bypasses aiortc: publishers send a
 pre-encoded, pre-packetized 640x480 VP8 clip (about 1 Mbit/s, 30 fps, a keyframe every
 2 s, with the mid and abs-send-time header extensions a browser sends) as SRTP straight
-to their socket; subscribers read their socket themselves and count packets, frames
-(marker bits) and sequence gaps from the clear RTP header, without decrypting. That keeps
-the generator cheaper per packet than the relay, which is checked: a step where the
-generator used as much CPU per forwarded packet as the relay, fell behind its schedule,
-or ran out of CPU is INVALID and ends that search; no ceiling, ratio or per-core figure
-is printed from it.
+to their socket, each frame's packets built, protected and sent in C as one UDP GSO
+message (the relay's socket receives the same datagrams, cut by the kernel); subscribers
+read their sockets themselves (in C: every ready socket in one call every 2 ms, recvmmsg)
+and count packets, frames (marker bits) and sequence gaps from the clear RTP header,
+without decrypting and without a Python object per packet. That keeps the generator
+cheaper per packet than the relay, which is checked: a step where the generator used as
+much CPU per forwarded packet as the relay, fell behind its schedule, or ran out of CPU
+is INVALID and ends that search; no ceiling, ratio or per-core figure is printed from it.
 
 With `--payload e2ee` the clip's frames are in the end-to-end encrypted format of
 docs/e2ee.md (version 2): the header (a keyframe's first ten bytes, a delta frame's first
@@ -40,16 +42,19 @@ Not a test.
 from __future__ import annotations
 
 import argparse
+import array
 import asyncio
 import glob
 import multiprocessing
 import os
+import select
 import signal
 import struct
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from fractions import Fraction
 
 import aioice.ice
@@ -177,6 +182,7 @@ class Publisher:
         transport = pc.getTransceivers()[0].sender.transport
         pair = transport.transport._connection._nominated[1]
         self._socket = pair.protocol.transport._sock
+        self._fd = self._socket.fileno()
         self._session = transport._tx_srtp  # kept alive while its address is used
         self._session_address = srtp.session_address(self._session)
         self._sockaddr = srtp.sockaddr(*pair.remote_addr[:2])
@@ -188,7 +194,10 @@ class Publisher:
         ids = {e.uri: e.id for e in media.rtp.headerExtensions}
         mid = media.rtp.muxId.encode()
         self._mid = bytes([(ids[MID] << 4) | (len(mid) - 1)]) + mid
-        self._abs_send_time_id = ids[ABS_SEND_TIME]
+        self._abs_send_time = bytes([(ids[ABS_SEND_TIME] << 4) | 2])
+        extensions = len(self._mid) + 1 + 3
+        self._padding = -extensions % 4
+        self._extension_words = (extensions + self._padding) >> 2
         self._clip = clip
         self._sequence = self._ssrc & 0x7FFF
         self._index = 0
@@ -200,18 +209,14 @@ class Publisher:
         self._index += 1
         # abs-send-time: 6.18 fixed-point seconds (24 bits)
         abs_send_time = (int(time.monotonic() * (1 << 18)) & 0xFFFFFF).to_bytes(3, "big")
-        extensions = self._mid + bytes([(self._abs_send_time_id << 4) | 2]) + abs_send_time
-        extensions += b"\0" * (-len(extensions) % 4)
-        last = len(payloads) - 1
-        sequence = self._sequence
-        for k, payload in enumerate(payloads):
-            header = _HEADER.pack(0x90, ((k == last) << 7) | self._payload_type, sequence,
-                                  timestamp, self._ssrc, 0xBEDE, len(extensions) >> 2)
-            if srtp.send_rtp(self._socket.fileno(), self._session_address,
-                             header + extensions + payload, self._sockaddr) is not None:
-                self.unsent += 1
-            sequence = (sequence + 1) & 0xFFFF
-        self._sequence = sequence
+        header = _HEADER.pack(0x90, self._payload_type, 0, timestamp, self._ssrc, 0xBEDE,
+                              self._extension_words) + self._mid + self._abs_send_time + abs_send_time
+        header += b"\0" * self._padding
+        # The frame's packets built and protected in C (_datagrams.c) and sent as one UDP
+        # GSO message: the relay's socket gets the same datagrams, cut by the kernel.
+        self.unsent += srtp.send_rtp_frame(self._fd, self._session_address, self._sockaddr,
+                                           header, payloads, self._sequence, True)
+        self._sequence = (self._sequence + len(payloads)) & 0xFFFF
         return len(payloads)
 
 
@@ -221,37 +226,46 @@ class Subscriber:
 
     def __init__(self, pc: RTCPeerConnection) -> None:
         self._pc = pc
-        self.packets = self.frames = 0
-        self.highest: int | None = None  # extended sequence number
+        # packets, frames (marker bits), highest extended sequence number (-1: none yet),
+        # counted in C by srtp.count_rtp: no Python object per packet
+        self._counts = array.array("q", [0, 0, -1])
 
-    def take_over(self, loop: asyncio.AbstractEventLoop) -> None:
+    def take_over(self, sockets: SubscriberSockets) -> None:
         # Every socket of the connection: the relay may send on a pair other than the
         # one this side nominated last (IPv4 and IPv6 both succeed here).
         transport = self._pc.getTransceivers()[0].receiver.transport
         for protocol in transport.transport._connection._protocols:
-            protocol.transport.pause_reading()
-            # in place of the transport's reader (and the relay's, which decrypts):
-            # every datagram waiting, with recvmmsg, not decrypted
+            # in place of the transport's reader and RtpInput's (hooks), which decrypts
             fd = protocol.transport._sock.fileno()
-            loop._add_reader(fd, self._drain, fd, protocol.datagram_received)
-
-    def _drain(self, fd: int, other) -> None:  # noqa: ANN001
-        for datagram in srtp.receive(fd, 0):
-            if datagram.__class__ is not bytes:
-                other(*datagram)
-                continue
-            self.packets += 1
-            self.frames += datagram[1] >> 7
-            sequence = (datagram[2] << 8) | datagram[3]
-            if self.highest is None:
-                self.highest = sequence
-            else:
-                delta = (sequence - self.highest) & 0xFFFF
-                if delta < 0x8000:
-                    self.highest += delta
+            protocol.transport.pause_reading()
+            protocol.transport._loop._remove_reader(fd)
+            sockets.add(fd, self._counts, protocol.datagram_received)
 
     def snapshot(self) -> tuple[int, int, int]:
-        return self.packets, self.frames, -1 if self.highest is None else self.highest
+        packets, frames, highest = self._counts
+        return packets, frames, highest
+
+
+class SubscriberSockets:
+    """Every subscriber's sockets in one epoll set, read on each tick of the generator's
+    publishing loop by one call (count_rtp_ready, in C: recvmmsg, not decrypted) rather
+    than by an event-loop callback per socket and wake-up, which cost the generator more
+    than the counting. STUN, DTLS and RTCP go to aioice and aiortc as usual."""
+
+    def __init__(self) -> None:
+        self._epoll = select.epoll()
+        self._counts: list[array.array | None] = []  # by file descriptor
+        self._others: dict[int, Callable[[bytes, tuple], None]] = {}
+
+    def add(self, fd: int, counts: array.array, other: Callable[[bytes, tuple], None]) -> None:
+        self._counts += [None] * (fd + 1 - len(self._counts))
+        self._counts[fd] = counts
+        self._others[fd] = other
+        self._epoll.register(fd, select.EPOLLIN)
+
+    def drain(self) -> None:
+        for fd, datagram, address in srtp.count_rtp_ready(self._epoll.fileno(), self._counts) or ():
+            self._others[fd](datagram, address)
 
 
 def generator_process(conn, relay_conn, clip: list[list[bytes]]) -> None:  # noqa: ANN001
@@ -268,6 +282,7 @@ class Generator:
         self._conn, self._relay_conn, self._clip = conn, relay_conn, clip
         self._publishers: list[Publisher] = []
         self._subscribers: list[Subscriber] = []
+        self._sockets = SubscriberSockets()
         self._pcs: list[RTCPeerConnection] = []
         self._relay_lock = asyncio.Lock()
         self._rooms = 0
@@ -308,9 +323,8 @@ class Generator:
                                          _nothing, lambda parameters: None)
             subscribers.append(Subscriber(pc))
             await self._connect(pc, room, f"sub-{j}")
-        loop = asyncio.get_running_loop()
         for subscriber in subscribers:
-            subscriber.take_over(loop)
+            subscriber.take_over(self._sockets)
         self._subscribers += subscribers
         publisher.due = time.monotonic()
         self._publishers.append(publisher)
@@ -340,6 +354,7 @@ class Generator:
                     self.sent += publisher.send_frame()
                     publisher.due += period
                     turn += 1
+            self._sockets.drain()
             await asyncio.sleep(0.002)
 
     def _snapshot(self) -> tuple[list[tuple[int, int, int]], float, float]:

@@ -17,9 +17,11 @@ Streams: for each worker count the streams grow step by step, each step within a
 limit (connecting its new streams, settling, measuring): a step that does not finish in
 time, or whose offers the workers refuse, is FAIL, or INVALID when the generator used more
 than 0.9 core meanwhile or a process of the benchmark's own died; the search goes on with
-the next worker count. The generator and the router are pinned to core 1 (as in relay.py);
-the workers are not pinned, so the kernel gives them what the generator leaves, as it would one worker per
-core on a machine that also runs other things. The largest passing step is that count's
+the next worker count. The generator and the router are pinned to core 1 (as in relay.py),
+the generator at nice -10; the workers are not pinned, so the kernel gives them what the
+generator leaves (without the priority a worker on core 1 held the generator back, and
+its late frames made the step INVALID), as it would one worker per core on a machine that
+also runs other things. The largest passing step is that count's
 figure; growth is claimed only from a step that one worker FAILED and two PASSED.
 
 Page: the web instance (`serve`, SMARTPRACTICE_RELAY_WORKERS=yes, same Redis) has core 0
@@ -61,6 +63,14 @@ SERVER_CORE, RELAY_CORE = 0, relay_bench.GENERATOR_CPU
 STEP_SPARE_SECONDS = 30.0
 CONNECT_SECONDS_PER_STREAM = 0.5
 CLOSE_SECONDS = 30.0
+# The workers are not pinned and spill onto the generator's core; ahead of them the
+# generator offers its load on time and they get what it leaves, not the other way round.
+GENERATOR_NICE = -10
+
+
+def generator_process(conn, relay_conn, clip: list[list[bytes]]) -> None:  # noqa: ANN001
+    os.setpriority(os.PRIO_PROCESS, 0, GENERATOR_NICE)  # a process that may not dies: INVALID
+    relay_bench.generator_process(conn, relay_conn, clip)
 
 
 def router_process(conn, prefix: str, worker_pids: list[int]) -> None:  # noqa: ANN001
@@ -104,7 +114,8 @@ async def _route(conn, prefix: str, worker_pids: list[int]) -> None:  # noqa: AN
 
 
 class Stuck(Exception):
-    """A step did not finish in time, or a process of the benchmark's own died."""
+    """A step did not finish in time ("fail", or "invalid" when the generator was out of
+    CPU), or a process of the benchmark's own died ("invalid")."""
 
     def __init__(self, result: str, why: str) -> None:
         super().__init__(why)
@@ -120,8 +131,7 @@ class WorkersSession(relay_bench.Session):
         relay_end, relay_child = context.Pipe()
         self._conn, child = context.Pipe()
         self._relay = context.Process(target=router_process, args=(relay_child, prefix, worker_pids), daemon=True)
-        self._generator = context.Process(target=relay_bench.generator_process, args=(child, relay_end, clip),
-                                          daemon=True)
+        self._generator = context.Process(target=generator_process, args=(child, relay_end, clip), daemon=True)
         self._callgrind = None
         self._relay.start()
         self._generator.start()
@@ -135,19 +145,14 @@ class WorkersSession(relay_bench.Session):
         self._step = (seeding.cpu_seconds(self._generator.pid), time.monotonic())
 
     def _ask(self, *message: object):  # noqa: ANN202
-        try:
-            return self._answer(message)
-        except Stuck:
-            self._stuck = True
-            raise
-
-    def _answer(self, message: tuple):  # noqa: ANN202
         self._conn.send(message)
         while not self._conn.poll(0.2):
             for process, name in ((self._generator, "the load generator"), (self._relay, "the router")):
                 if not process.is_alive():
+                    self._stuck = True
                     raise Stuck("invalid", f"{name} died (exit code {process.exitcode})")
             if time.monotonic() > self.deadline:
+                self._stuck = True
                 cpu, began = self._step
                 share = (seeding.cpu_seconds(self._generator.pid) - cpu) / max(time.monotonic() - began, 0.001)
                 if share > 0.9:
@@ -161,15 +166,16 @@ class WorkersSession(relay_bench.Session):
         if self._closed:
             return
         self._closed = True
-        try:
-            if self._stuck:
-                raise Stuck("fail", "")
+        if not self._stuck:
             self.deadline = time.monotonic() + CLOSE_SECONDS
-            super().close()
-        except Stuck:
-            for process in (self._generator, self._relay):
-                process.kill()
-                process.join(5)
+            try:
+                super().close()
+                return
+            except Stuck:
+                pass
+        for process in (self._generator, self._relay):
+            process.kill()
+            process.join(5)
 
 
 class Workers:
@@ -353,7 +359,8 @@ def main() -> None:
     if not shutil.which("wrk"):
         raise SystemExit("needs wrk: apt-get install wrk")
     started = time.monotonic()
-    print(f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}, generator on core {RELAY_CORE}, workers "
+    print(f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}, generator on core {RELAY_CORE} at nice "
+          f"{GENERATOR_NICE}, workers "
           f"unpinned, web instance on core {SERVER_CORE}; a step's limit: {CONNECT_SECONDS_PER_STREAM} s per new "
           f"stream + {relay_bench.SETTLE:.0f} s + window + {STEP_SPARE_SECONDS:.0f} s; load {seeding.load_average()}",
           flush=True)

@@ -46,6 +46,7 @@ from tests.helpers import (
     make_app,
     make_settings,
     needs_chromium,
+    send_twice,
 )
 
 pytestmark = needs_chromium
@@ -330,17 +331,6 @@ FORMS: dict[str, Callable[..., Awaitable[Filled]]] = {
 }
 
 
-async def send_twice(page, selector: str) -> None:
-    """Click, and click again while the first sending is still under way (the mouse
-    itself: Playwright's click would wait for the first navigation to end)."""
-    await page.locator(selector).scroll_into_view_if_needed()
-    box = await page.locator(selector).bounding_box()
-    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
-    await page.mouse.click(x, y)
-    await asyncio.sleep(0.3)
-    await page.mouse.click(x, y)
-
-
 async def until_replaced(page) -> None:
     """Until the page shows a new document (the answer of a sending) and it has loaded."""
     async with asyncio.timeout(15):
@@ -363,7 +353,7 @@ async def test_double_click_and_reload_make_one_record_and_one_mail(forms_server
     forms_server.form_posts.clear()
 
     await filled.page.evaluate("window.sentFrom = location.href")
-    await send_twice(filled.page, filled.submit)
+    await send_twice(filled.page, filled.submit, forms_server.form_posts)
     await until_replaced(filled.page)
     await filled.page.wait_for_selector(filled.done)
     assert forms_server.form_posts == [filled.action] * 2

@@ -32,6 +32,7 @@ from tests.helpers import (
     make_app,
     make_settings,
     needs_chromium,
+    send_twice,
 )
 
 pytestmark = needs_chromium
@@ -355,24 +356,14 @@ async def test_a_guest_forty_minutes_in_the_call_stays_signed_in(clocked_server,
     assert guest.url.endswith(f"/c/{consultation_id}/call") and errors == []
 
 
-async def send_twice(page, selector: str) -> None:
-    """Click, and click again while the first sending is still under way (the mouse
-    itself: Playwright's click would wait for the first navigation to end)."""
-    await page.locator(selector).scroll_into_view_if_needed()
-    box = await page.locator(selector).bounding_box()
-    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
-    await page.mouse.click(x, y)
-    await asyncio.sleep(0.4)
-    await page.mouse.click(x, y)
-
-
 @pytest.mark.parametrize("size", [DESKTOP, PHONE], ids=["desktop", "phone"])
 async def test_double_click_and_reload_on_the_invite_form_make_one_invitation(slow_forms_server, browser, smtp, size):
     services, practice, _, base = await lindenhof(slow_forms_server)
     doctor, errors = await logged_in(browser, base, "dr-sommer", slow_forms_server.app, device=size)
     await doctor.goto(f"{base}/p/{practice.slug}/invitations")
     await doctor.fill("#email", "gabi@example.org")
-    await send_twice(doctor, f"form[action='/p/{practice.slug}/invitations'] button[type=submit]")
+    await send_twice(doctor, f"form[action='/p/{practice.slug}/invitations'] button[type=submit]",
+                     slow_forms_server.form_posts)
     # The second click aborted the first page load: what the browser shows is the second
     # sending's answer, which leads to the invitation the first one made.
     await doctor.wait_for_selector("#sent[data-invitation]", timeout=15000)
@@ -392,7 +383,8 @@ async def test_double_click_and_reload_on_the_schedule_form_make_one_consultatio
     await doctor.goto(f"{base}/p/{practice.slug}/consultations/new")
     await doctor.fill("#day", (datetime.now(UTC) + timedelta(days=2)).date().isoformat())
     await doctor.fill("#guest_email", "gabi@example.org")
-    await send_twice(doctor, f"form[action='/p/{practice.slug}/consultations'] button[type=submit]")
+    await send_twice(doctor, f"form[action='/p/{practice.slug}/consultations'] button[type=submit]",
+                     slow_forms_server.form_posts)
     await doctor.wait_for_selector("#state", timeout=15000)
     assert re.search(rf"/p/{practice.slug}/consultations/\d+$", doctor.url)
     await doctor.reload()
@@ -413,7 +405,8 @@ async def test_double_click_and_reload_on_the_add_participant_form_make_one_invi
     path = f"/p/{practice.slug}/consultations/{consultation.id}"
     await doctor.goto(base + path)
     await doctor.fill("#guest_email", "gabi@example.org")
-    await send_twice(doctor, f"form[action='{path}/participants'] button[type=submit]")
+    await send_twice(doctor, f"form[action='{path}/participants'] button[type=submit]",
+                     slow_forms_server.form_posts)
     await doctor.wait_for_selector("#state", timeout=15000)
     assert doctor.url.endswith(path)
     await doctor.reload()

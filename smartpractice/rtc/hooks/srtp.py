@@ -14,6 +14,9 @@ from .. import _datagrams
 
 receive = _datagrams.receive
 send_rtp = _datagrams.send_rtp
+send_rtp_frame = _datagrams.send_rtp_frame
+count_rtp = _datagrams.count_rtp
+count_rtp_ready = _datagrams.count_rtp_ready
 sockaddr = _datagrams.sockaddr
 
 
