@@ -320,6 +320,7 @@ class CallClient:
         self._pending: str | None = None  # receive_from of the receive offer out
         self._next: list[dict] | None = None
         self._told: set[tuple[str, str]] = set()
+        self._version = 0
 
     async def run(self) -> None:
         jar = aiohttp.CookieJar(unsafe=True)
@@ -360,7 +361,10 @@ class CallClient:
                 await self._socket.send_json({"type": "relay_offer", "purpose": "publish", "sdp": offer["offer"],
                                               "receive_from": []})
         elif kind == "relay_sources":
-            await self._receive(message["publishers"])
+            # Like relay.js: a list read before the newest one taken may arrive after it.
+            if message["version"] >= self._version:
+                self._version = message["version"]
+                await self._receive(message["publishers"])
         elif kind == "relay_answer":
             if message["purpose"] == "publish":
                 await self.endpoint.published(message["sdp"])

@@ -403,9 +403,16 @@ async def test_three_people_meet_through_the_relay(aiohttp_client, client, other
             peer = publishers[key] = Peer()
             peer.pc.addTransceiver(SmallCamera(), direction="sendonly")
             await relay_offer(socket, peer, "publish", [])
+        versions = []
         async with asyncio.timeout(5):
-            while len((await next_of(doctor, "relay_sources"))["publishers"]) < 3:
-                pass
+            while True:
+                sources = await next_of(doctor, "relay_sources")
+                versions.append(sources["version"])
+                if len(sources["publishers"]) == 3:
+                    break
+        # Each list read later than the one before says so: a browser drops one older than
+        # the list it took (announcements of concurrent attaches can overtake each other).
+        assert versions == sorted(set(versions))
         for key, socket in sockets.items():
             others = [other for other in keys if other != key]
             peer = receivers[key] = Peer()

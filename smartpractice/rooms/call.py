@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from smartpractice.clock import Clock
 from smartpractice.errors import UserError
 from smartpractice.i18n import N_
-from smartpractice.rooms.relays import RelayFull, RelayMoved, RelayRooms, RelayUnavailable
+from smartpractice.rooms.relays import RelayFull, RelayMoved, RelayRooms, RelayUnavailable, Sources
 from smartpractice.rooms.state import CallPeer, Expired, ExpiryListener, RoomState, RoomsUnavailable
 from smartpractice.rooms.waiting_room import Seat, WaitingRoom, consultation_channel
 from smartpractice.rtc import NoFreePort, SendingRefused
@@ -194,18 +194,20 @@ class Calls:
             await self.relays.release(cid)
             raise UserError("not_relayed", N_("This call is not going through the relay."))
         if purpose == "publish":
-            await self._announce_sources(cid, attached.publishers)
+            await self._announce_sources(cid, attached.sources)
         return attached.answer
 
-    async def _announce_sources(self, cid: int, publishers: list) -> None:
-        await self.state.publish(call_channel(cid), {"type": "relay_sources", "publishers": publishers})
+    async def _announce_sources(self, cid: int, sources: Sources) -> None:
+        # Announced as read, with the reading's version: another announcement may overtake
+        # this one (rooms/relays.py).
+        await self.state.publish(call_channel(cid), {"type": "relay_sources", **sources})
 
     async def relay_sources(self, seat: Seat) -> None:
         """Who sends through the relay, for someone who just joined."""
-        publishers = await self.relays.publishers(seat.consultation.id)
-        if publishers is not None:
+        sources = await self.relays.publishers(seat.consultation.id)
+        if sources is not None:
             await self.state.publish(call_peer_channel(seat.consultation.id, seat.key),
-                                     {"type": "relay_sources", "publishers": publishers})
+                                     {"type": "relay_sources", **sources})
 
     async def _detach(self, cid: int, key: str) -> None:
         left = await self.relays.detach(cid, (key, _receiver(key)), key)

@@ -31,7 +31,7 @@ from redis.exceptions import RedisError
 
 from smartpractice.rooms import relay_registry as registry
 from smartpractice.rooms.call import call_channel
-from smartpractice.rooms.relays import Attached, Publisher, RelayFull, RelayMoved, RelayUnavailable
+from smartpractice.rooms.relays import Attached, RelayFull, RelayMoved, RelayUnavailable, Sources
 from smartpractice.rooms.state import RoomState, RoomsUnavailable
 from smartpractice.rtc import SendingRefused
 
@@ -110,15 +110,15 @@ class WorkerRelays:
             # The call moved while the worker answered (it began draining, or was given up
             # for dead): that connection goes nowhere, and relay_moved is on its way.
             raise RelayMoved()
-        return Attached(reply["answer"], reply["publishers"])
+        return Attached(reply["answer"], reply["sources"])
 
-    async def detach(self, call: int, connections: Sequence[str], publisher: str) -> list[Publisher] | None:
+    async def detach(self, call: int, connections: Sequence[str], publisher: str) -> Sources | None:
         reply = await self._ask_placed(call, "detach", connections=list(connections), publisher=publisher)
-        return None if reply is None else reply.get("publishers")
+        return None if reply is None else reply.get("sources")
 
-    async def publishers(self, call: int) -> list[Publisher] | None:
+    async def publishers(self, call: int) -> Sources | None:
         reply = await self._ask_placed(call, "publishers")
-        return None if reply is None else reply.get("publishers")
+        return None if reply is None else reply.get("sources")
 
     async def release(self, call: int) -> None:
         await self._ask_placed(call, "release")

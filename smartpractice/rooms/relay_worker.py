@@ -30,7 +30,7 @@ from redis.exceptions import RedisError
 from smartpractice.rooms import relay_registry as registry
 from smartpractice.rooms.call import call_channel
 from smartpractice.rooms.relay_lease import Stress, WorkerLease
-from smartpractice.rooms.relays import publishers_of, relay_room_name
+from smartpractice.rooms.relays import relay_room_name, sources_of
 from smartpractice.rtc import NoFreePort, Relay, RelayRoom, SendingRefused
 
 logger = logging.getLogger(__name__)
@@ -241,23 +241,23 @@ class RelayWorker:
                 pipe.hset(generations, request["publisher"], generation)
                 pipe.expire(generations, registry.KEEP_SECONDS)
                 await pipe.execute()
-        return {"answer": answer, "publishers": publishers_of(room, await self._generations(call))}
+        return {"answer": answer, "sources": sources_of(room, await self._generations(call))}
 
     async def _detach(self, call: int, request: dict) -> dict:
         await self._redis.hdel(self._key("generations", call), request["publisher"])
         room = self._room(call)
         if room is None:
-            return {"publishers": None}
+            return {"sources": None}
         for connection in request["connections"]:
             await room.detach(connection)
         if not room.participant_ids:
             await self._unplace(call)
-            return {"publishers": None}
-        return {"publishers": publishers_of(room, await self._generations(call))}
+            return {"sources": None}
+        return {"sources": sources_of(room, await self._generations(call))}
 
     async def _publishers(self, call: int, request: dict) -> dict:
         room = self._room(call)
-        return {"publishers": None if room is None else publishers_of(room, await self._generations(call))}
+        return {"sources": None if room is None else sources_of(room, await self._generations(call))}
 
     async def _release(self, call: int, request: dict) -> dict:
         room = self._room(call)

@@ -6,11 +6,19 @@ interface, so it never knows which.
 A publisher's `generation` grows with each new publish connection: the browsers
 compare the list of publishers (ids, kinds, generations) with the one their receive
 connection was made for, and make a new one when it differs (docs/signalling.md).
+
+Each list carries the `version` of the moment it was read from the room. Lists are
+announced by whichever request read them, concurrently (several publish attaches at once
+when a call turns to the relay, on several instances with relay workers): one read earlier
+can reach the browsers after one read later, and a browser that took it would receive
+without the publisher that attached in between, for good. Browsers use a list only if
+its version is above that of the last one they used.
 """
 
 from __future__ import annotations
 
 import itertools
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -19,12 +27,14 @@ from smartpractice.rtc import Relay, RelayRoom
 
 # A publisher as `relay_sources` lists it: {"id", "kinds", "generation"}.
 Publisher = dict
+# What `relay_sources` carries: {"publishers": [Publisher], "version": int}.
+Sources = dict
 
 
 @dataclass(frozen=True)
 class Attached:
     answer: str
-    publishers: list[Publisher]
+    sources: Sources
 
 
 class RelayUnavailable(Exception):
@@ -47,12 +57,12 @@ class RelayRooms(Protocol):
         receive offer that sends, RelayUnavailable, or whatever the relay made of the offer."""
         ...
 
-    async def detach(self, call: int, connections: Sequence[str], publisher: str) -> list[Publisher] | None:
+    async def detach(self, call: int, connections: Sequence[str], publisher: str) -> Sources | None:
         """Let go of these connections; the publishers left, or None when the call has no
         relay room (any more)."""
         ...
 
-    async def publishers(self, call: int) -> list[Publisher] | None: ...
+    async def publishers(self, call: int) -> Sources | None: ...
 
     async def release(self, call: int) -> None:
         """The call no longer goes through the relay (it turned peer to peer, or ended)."""
@@ -67,9 +77,24 @@ def relay_room_name(call: int) -> str:
     return f"consultation:{call}"
 
 
-def publishers_of(room: RelayRoom, generations: dict[str, int]) -> list[Publisher]:
-    return [{"id": key, "kinds": kinds, "generation": generations.get(key, 0)}
-            for key, kinds in room.publishers().items()]
+_last_version = 0
+
+
+def _version() -> int:
+    """Microseconds of the wall clock, and always above the last one of this process: a
+    call's room lives in one process at a time, and moves to another worker only after
+    seconds (a lease running out, a drain), far more than clocks differ."""
+    global _last_version
+    _last_version = max(_last_version + 1, time.time_ns() // 1000)
+    return _last_version
+
+
+def sources_of(room: RelayRoom, generations: dict[str, int]) -> Sources:
+    """The room's publishers now, with the version of this reading. Called with no await
+    between the reading and its version, so that a later version is a later list."""
+    return {"publishers": [{"id": key, "kinds": kinds, "generation": generations.get(key, 0)}
+                           for key, kinds in room.publishers().items()],
+            "version": _version()}
 
 
 class LocalRelays:
@@ -93,9 +118,9 @@ class LocalRelays:
         generations = self._generations.setdefault(call, {})
         if publishing:
             generations[publisher] = next(self._publishes)
-        return Attached(answer, publishers_of(room, generations))
+        return Attached(answer, sources_of(room, generations))
 
-    async def detach(self, call: int, connections: Sequence[str], publisher: str) -> list[Publisher] | None:
+    async def detach(self, call: int, connections: Sequence[str], publisher: str) -> Sources | None:
         generations = self._generations.get(call, {})
         generations.pop(publisher, None)
         room = self._room(call)
@@ -107,11 +132,11 @@ class LocalRelays:
         if not room.participant_ids:
             self._generations.pop(call, None)
             return None
-        return publishers_of(room, generations)
+        return sources_of(room, generations)
 
-    async def publishers(self, call: int) -> list[Publisher] | None:
+    async def publishers(self, call: int) -> Sources | None:
         room = self._room(call)
-        return None if room is None else publishers_of(room, self._generations.get(call, {}))
+        return None if room is None else sources_of(room, self._generations.get(call, {}))
 
     async def release(self, call: int) -> None:
         self._generations.pop(call, None)

@@ -65,7 +65,7 @@ export class Connections {
   }
 
   relayAnswer(message) { return this.#relay.receiveAnswer(message); }
-  relaySources(publishers) { this.#relay.receiveSources(publishers); }
+  relaySources(sources) { this.#relay.receiveSources(sources); }
   // Always handed on: the relay counts its publish replies even when it is closed now.
   retryRelay(purpose) { this.#relay.retry(purpose); }
 

@@ -142,7 +142,7 @@ function start() {
     .on("description", (message) => connections.description(message))
     .on("candidate", (message) => connections.candidate(message))
     .on("relay-answer", (message) => connections.relayAnswer(message))
-    .on("relay-sources", (publishers) => connections.relaySources(publishers))
+    .on("relay-sources", (sources) => connections.relaySources(sources))
     .on("relay-moved", () => connections.relayMoved())
     .on("ice-servers", (iceServers) => connections.useIceServers(iceServers))
     .on("mute", (message) => showMute(message))

@@ -43,7 +43,7 @@ export class CallProtocol {
   }
 
   // Types: the server's messages "welcome", "participants", "description" (offer or answer),
-  // "candidate", "relay-answer", "relay-sources" (the publishers), "relay-moved" (the call's
+  // "candidate", "relay-answer", "relay-sources" (the publishers and the list's version), "relay-moved" (the call's
 // relay is gone: connect to it afresh), "mute", "chat",
   // "public-key", "wrapped-key" and "key-ack" (end-to-end encryption),
   // "ice-servers" (the servers), "error"; the socket's fate "reconnecting", "replaced",
@@ -154,7 +154,7 @@ export class CallProtocol {
       case "offer": case "answer": return this.#emit("description", message);
       case "candidate": return this.#emit("candidate", message);
       case "relay_answer": return this.#emit("relay-answer", message);
-      case "relay_sources": return this.#emit("relay-sources", message.publishers);
+      case "relay_sources": return this.#emit("relay-sources", message);
       case "relay_moved": return this.#emit("relay-moved", message);
       case "mute": return this.#emit("mute", message);
       case "chat": return this.#emit("chat", message);

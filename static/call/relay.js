@@ -22,6 +22,10 @@ export class Relay {
   #active = false;
   #timers = new Set();
   #lastSources = [];
+  // The version of the newest list of publishers taken: the server announces each list as it
+  // read it, and one read earlier may come after one read later (docs/signalling.md,
+  // relay_sources). Taking it would leave out, for good, whoever published in between.
+  #version = 0;
   #receiveKey = "";
   #receiveFrom = "";
   #pending = false;
@@ -53,8 +57,15 @@ export class Relay {
     this.#offer(pc, "publish", []).catch(console.error);
   }
 
-  receiveSources(publishers) {
+  // `sources`: a relay_sources message, {publishers, version}.
+  receiveSources({ publishers, version }) {
+    if (version < this.#version) return;
+    this.#version = version;
     this.#lastSources = publishers;
+    this.#consider(publishers);
+  }
+
+  #consider(publishers) {
     if (!this.#active) return;
     // One receiving offer at a time: an answer must meet the connection that asked.
     if (this.#pending) { this.#next = publishers; return; }
@@ -66,7 +77,7 @@ export class Relay {
     this.receiver = null;
     if (!others.length) return;
     const pc = this.receiver = this.#connection(() => {
-      if (this.receiver === pc) { this.#receiveKey = ""; this.receiveSources(publishers); }
+      if (this.receiver === pc) { this.#receiveKey = ""; this.#consider(publishers); }
     });
     // The relay fills the m-lines in the order of receive_from, each publisher's kinds in order.
     const layout = this.#layout = others.flatMap((publisher) => publisher.kinds.map(
@@ -106,7 +117,7 @@ export class Relay {
     } else {
       this.#receiveKey = "";
       this.#receiveDone();
-      this.#later(() => this.receiveSources(this.#lastSources));
+      this.#later(() => this.#consider(this.#lastSources));
     }
   }
 
@@ -118,6 +129,8 @@ export class Relay {
     this.publisher = this.receiver = null;
     this.#receiveKey = "";
     this.#lastSources = [];
+    // The next worker's lists are the ones that count now.
+    this.#version = 0;
     this.#next = null;
     this.#layout = [];
   }
@@ -134,6 +147,8 @@ export class Relay {
     for (const pc of [this.publisher, this.receiver]) if (pc) pc.close();
     this.publisher = this.receiver = null;
     this.#receiveKey = "";
+    this.#lastSources = [];
+    this.#version = 0;
     this.#pending = false;
     this.#next = null;
     this.#layout = [];
@@ -154,7 +169,7 @@ export class Relay {
     this.#pending = false;
     const next = this.#next;
     this.#next = null;
-    if (next) this.receiveSources(next);
+    if (next) this.#consider(next);
   }
 
   #later(retry) {

@@ -143,7 +143,7 @@ test("each message type reaches its own listeners, unknown types none", async ()
   socket().deliver({ type: "participants", topology: "p2p", reason: "", participants: [] });
   socket().deliver({ type: "answer", from: "u4", session: "s4", sdp: "v=0" });
   socket().deliver({ type: "relay_answer", purpose: "publish", receive_from: [], sdp: "v=0" });
-  socket().deliver({ type: "relay_sources", publishers });
+  socket().deliver({ type: "relay_sources", publishers, version: 1 });
   socket().deliver({ type: "relay_moved" });
   socket().deliver({ type: "mute", from: "u4", audio: false, video: true });
   socket().deliver({ type: "e2ee_public", from: "u4", session: "s4", keys: null });
@@ -151,7 +151,7 @@ test("each message type reaches its own listeners, unknown types none", async ()
   socket().deliver({ type: "from_a_newer_server" });
   await settle();
   assert.deepEqual(seen.map(([type]) => type), ["participants", "description", "relay-answer", "relay-sources", "relay-moved", "mute", "public-key", "wrapped-key"]);
-  assert.deepEqual(seen[3][1], publishers);
+  assert.deepEqual(seen[3][1], { type: "relay_sources", publishers, version: 1 });
   assert.ok(!events.some((event) => event[0] === "fault"));
 });
 

@@ -95,3 +95,28 @@ test("an error about the only publish offer out replaces the connection, and a n
   assert.equal(sent.length, 3);
   relay.close();
 });
+
+// Each publish attach announces the list of publishers as it read it, and with several at
+// once (a call turning to the relay) one read earlier can come after one read later.
+test("a list of publishers read before the one in use is let go, until the call moves to another relay", async () => {
+  const { relay, sent } = await relayWithFakes();
+  const a = { id: "u2", kinds: ["audio", "video"], generation: 2 };
+  const b = { id: "u3", kinds: ["audio", "video"], generation: 3 };
+  relay.receiveSources({ publishers: [a, b], version: 20 });
+  await settled();
+  assert.deepEqual(sent.map((offer) => offer.purpose), ["receive"]);
+  const receiver = relay.receiver;
+  await relay.receiveAnswer({ type: "relay_answer", purpose: "receive", receive_from: ["u2", "u3"], sdp: "answer" });
+  // The list u3's attach read before u2's was there, arriving last.
+  relay.receiveSources({ publishers: [b], version: 10 });
+  await settled();
+  assert.equal(relay.receiver, receiver);
+  assert.equal(sent.length, 1);
+  // After relay_moved the next worker's lists count, whatever their version.
+  relay.restart();
+  relay.receiveSources({ publishers: [b], version: 5 });
+  await settled();
+  assert.notEqual(relay.receiver, receiver);
+  assert.equal(sent.length, 2);
+  relay.close();
+});
