@@ -78,8 +78,10 @@ export class Connections {
   }
 
   // Used from the next ICE restart or connection on; a working path needs no new credentials.
+  // The rest of the configuration goes along: Chromium refuses a change of any other field
+  // (the connections' encoded-streams option) with InvalidModificationError.
   useIceServers(iceServers) {
-    for (const pc of this.all()) pc.setConfiguration({ iceServers });
+    for (const pc of this.all()) pc.setConfiguration({ ...pc.getConfiguration(), iceServers });
   }
 
   all() {
