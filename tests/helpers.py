@@ -436,21 +436,51 @@ async def invoke(args: list[str], env: dict[str, str]):
 
 # Real browsers
 
-async def send_twice(page, selector: str, posts: list[str]) -> None:
+class SlowLine:
+    """A test server's form posts answered as on a slow line: each is handled at once and
+    its answer held back `delay` seconds; while a test clicks twice (send_twice), the first
+    answer waits for the second click as well, so the browser drops it on a loaded machine
+    too. `posts`: the paths posted to, in order; `paths`: which posts (a predicate)."""
+
+    def __init__(self, delay: float, paths) -> None:
+        self.delay, self._paths = delay, paths
+        self.posts: list[str] = []
+        self.clicking_twice = False
+
+    @web.middleware
+    async def middleware(self, request: web.Request, handler):
+        if request.method != "POST" or not self._paths(request.path):
+            return await handler(request)
+        self.posts.append(request.path)
+        answer = await handler(request)
+        async with asyncio.timeout(15):
+            while self.clicking_twice:  # noqa: ASYNC110 - set and cleared by send_twice
+                await asyncio.sleep(0.05)
+        await asyncio.sleep(self.delay)
+        return answer
+
+
+async def send_twice(page, selector: str, line: SlowLine) -> None:
     """Click, and click again while the first sending is still under way (the mouse
     itself: Playwright's click would wait for the first navigation to end). The second
-    click waits until the first sending has reached the server (`posts`, what the test
-    server's middleware records): a click before the browser sent the first one replaces
-    that sending instead of adding a second, and on a loaded machine that took over 0.3 s."""
+    click waits until the first sending has reached the server: a click before the browser
+    sent the first one replaces that sending instead of adding a second."""
     await page.locator(selector).scroll_into_view_if_needed()
     box = await page.locator(selector).bounding_box()
     x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
-    sent = len(posts)
-    await page.mouse.click(x, y)
-    async with asyncio.timeout(10):
-        while len(posts) == sent:  # noqa: ASYNC110 - a plain list the test server appends to
-            await asyncio.sleep(0.05)
-    await page.mouse.click(x, y)
+    sent = len(line.posts)
+    line.clicking_twice = True
+    try:
+        await page.mouse.click(x, y)
+        async with asyncio.timeout(10):
+            while len(line.posts) == sent:  # noqa: ASYNC110 - a plain list the middleware appends to
+                await asyncio.sleep(0.05)
+        await page.mouse.click(x, y)
+        async with asyncio.timeout(10):
+            while len(line.posts) == sent + 1:  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+    finally:
+        line.clicking_twice = False
 
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"

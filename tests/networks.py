@@ -365,6 +365,9 @@ class RelayWorkerOnTheInternet:
             process.kill()
             await process.wait()
         await self.redis.cut()
+        if process is not None:  # shown with a failing test's output, without ICE's chatter
+            lines = [line for line in self.log.read_text(errors="replace").splitlines() if "aioice" not in line]
+            print(f"relay worker (exit {process.returncode}):", *lines[-100:], sep="\n")
 
 
 @pytest.fixture

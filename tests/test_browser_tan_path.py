@@ -12,7 +12,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from aiohttp import web
 from aiohttp.test_utils import unused_port
 from icalendar import Calendar
 from sqlalchemy import func, select
@@ -25,6 +24,7 @@ from tests.call_pages import DOCTOR, GUEST, enter_call, until_every_tile_plays
 from tests.helpers import (
     DESKTOP,
     PHONE,
+    SlowLine,
     add_member,
     logged_in,
     mail_settled,
@@ -115,20 +115,10 @@ async def slow_forms_server(aiohttp_server, tmp_path, database_url, smtp):
     settings = make_settings(tmp_path, database_url, BASE_URL=f"http://127.0.0.1:{port}", SMTP_HOST="127.0.0.1",
                              SMTP_PORT=str(smtp.controller.port), SMTP_TLS="none")
     app = make_app(settings)
-    posts: list[str] = []
-
-    @web.middleware
-    async def slow(request, handler):
-        if request.method == "POST" and request.path.endswith(("/invitations", "/consultations", "/participants")):
-            posts.append(request.path)
-            answer = await handler(request)
-            await asyncio.sleep(1.5)
-            return answer
-        return await handler(request)
-
-    app.middlewares.append(slow)
+    line = SlowLine(1.5, lambda path: path.endswith(("/invitations", "/consultations", "/participants")))
+    app.middlewares.append(line.middleware)
     server = await aiohttp_server(app, port=port)
-    server.form_posts = posts
+    server.line = line
     return server
 
 
@@ -363,14 +353,14 @@ async def test_double_click_and_reload_on_the_invite_form_make_one_invitation(sl
     await doctor.goto(f"{base}/p/{practice.slug}/invitations")
     await doctor.fill("#email", "gabi@example.org")
     await send_twice(doctor, f"form[action='/p/{practice.slug}/invitations'] button[type=submit]",
-                     slow_forms_server.form_posts)
+                     slow_forms_server.line)
     # The second click aborted the first page load: what the browser shows is the second
     # sending's answer, which leads to the invitation the first one made.
     await doctor.wait_for_selector("#sent[data-invitation]", timeout=15000)
     assert re.search(rf"/p/{practice.slug}/invitations/\d+/sent$", doctor.url)
     await doctor.reload()
     await doctor.wait_for_selector("#sent")
-    assert slow_forms_server.form_posts == [f"/p/{practice.slug}/invitations"] * 2
+    assert slow_forms_server.line.posts == [f"/p/{practice.slug}/invitations"] * 2
     await exactly(slow_forms_server, smtp, 1)
     assert await rows(slow_forms_server, invitations) == 1 and await rows(slow_forms_server, consultations) == 1
     assert errors == []
@@ -384,12 +374,12 @@ async def test_double_click_and_reload_on_the_schedule_form_make_one_consultatio
     await doctor.fill("#day", (datetime.now(UTC) + timedelta(days=2)).date().isoformat())
     await doctor.fill("#guest_email", "gabi@example.org")
     await send_twice(doctor, f"form[action='/p/{practice.slug}/consultations'] button[type=submit]",
-                     slow_forms_server.form_posts)
+                     slow_forms_server.line)
     await doctor.wait_for_selector("#state", timeout=15000)
     assert re.search(rf"/p/{practice.slug}/consultations/\d+$", doctor.url)
     await doctor.reload()
     await doctor.wait_for_selector("#state")
-    assert slow_forms_server.form_posts == [f"/p/{practice.slug}/consultations"] * 2
+    assert slow_forms_server.line.posts == [f"/p/{practice.slug}/consultations"] * 2
     await exactly(slow_forms_server, smtp, 1)
     assert await rows(slow_forms_server, consultations) == 1 and await rows(slow_forms_server, invitations) == 1
     assert errors == []
@@ -406,12 +396,12 @@ async def test_double_click_and_reload_on_the_add_participant_form_make_one_invi
     await doctor.goto(base + path)
     await doctor.fill("#guest_email", "gabi@example.org")
     await send_twice(doctor, f"form[action='{path}/participants'] button[type=submit]",
-                     slow_forms_server.form_posts)
+                     slow_forms_server.line)
     await doctor.wait_for_selector("#state", timeout=15000)
     assert doctor.url.endswith(path)
     await doctor.reload()
     await doctor.wait_for_selector("#state")
-    assert slow_forms_server.form_posts == [f"{path}/participants"] * 2
+    assert slow_forms_server.line.posts == [f"{path}/participants"] * 2
     await exactly(slow_forms_server, smtp, 1)
     assert await rows(slow_forms_server, invitations) == 1 and await rows(slow_forms_server, consultations) == 1
     assert errors == []

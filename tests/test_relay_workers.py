@@ -501,6 +501,12 @@ async def test_a_busy_worker_keeps_its_lease_and_calls_and_reports_itself_full(t
             await attach(relays, 31, sub, "u2", receive_from=("u1",))
             await until(lambda: sub.frames["video"] >= 5, within=20)
             other = await worker_process(tmp_path, prefix, "41300-41399")
+            # A start on a loaded machine may report the new worker full in its first renewals
+            # (registering writes full=0 before any), and placement would pass it over.
+            await asyncio.sleep(registry.HEARTBEAT_SECONDS * 2)
+            async with asyncio.timeout(15):
+                while await client.hget(registry.key(prefix, "worker", other.id), "full") != b"0":  # noqa: ASYNC110
+                    await asyncio.sleep(0.2)
             # Two calls on the other worker: by calls alone, the next one would go to the busy one.
             await attach(relays, 32, pub2, "u3")
             await attach(relays, 33, pub3, "u4")

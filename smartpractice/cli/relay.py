@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import faulthandler
 import signal
 import socket
 
@@ -38,6 +39,8 @@ def relay_worker(ports: str | None, metrics_port: str | None) -> None:
         raise click.ClickException("A relay worker's metrics need SMARTPRACTICE_METRICS_TOKEN: Prometheus sends it, "
                                    "as to the web instances' /metrics.")
     logs.configure(settings.log_level, settings.log_format)
+    # A crash in the C forwarding path (rtc/_datagrams.c) leaves where it happened in the log.
+    faulthandler.enable()
     asyncio.run(_serve(settings))
 
 

@@ -36,6 +36,8 @@ from smartpractice.rtc import NoFreePort, Relay, RelayRoom, SendingRefused
 logger = logging.getLogger(__name__)
 
 _FAILURES = (RedisError, OSError, TimeoutError)
+# Rooms let go of after a lost lease are given this long to close.
+CLOSE_SECONDS = 10.0
 # A call placed here whose first attach has not come yet keeps its place this long.
 UNUSED_PLACEMENT_SECONDS = 30.0
 
@@ -148,11 +150,17 @@ class RelayWorker:
         the old id's calls and inbox belong to whoever reaps it."""
         logger.error("relay worker %s lost its lease: its calls were moved, it lets go of %d rooms",
                      self.id, len(self.relay.room_names))
-        await self.relay.close()
+        # Renamed first, so that its lease comes back however long the rooms take to close
+        # (closing takes them out of the relay at once, so new calls get rooms of their own).
+        closing = asyncio.create_task(self.relay.close())
+        self._handling.add(closing)
+        closing.add_done_callback(self._handling.discard)
         self._unused.clear()
         old, self.id = self.id, _new_id()
         self._lease.renamed(self.id)
         logger.info("relay worker %s serves again as %s", old, self.id)
+        if not (await asyncio.wait({closing}, timeout=CLOSE_SECONDS))[0]:
+            logger.error("relay worker %s: the rooms it let go of have not closed after %.0f s", self.id, CLOSE_SECONDS)
 
     async def _housekeeping(self) -> None:
         while True:
