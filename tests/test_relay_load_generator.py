@@ -106,3 +106,19 @@ def test_every_ready_subscriber_socket_is_counted_in_one_call(sockets):
         assert list(counts[first.fileno()]) == [4, 1, 13]
         assert list(counts[second.fileno()]) == [2, 1, 21]
         assert srtp.count_rtp_ready(epoll.fileno(), counts) is None
+
+
+def test_the_relay_path_drops_cut_datagrams_and_refuses_to_send_without_a_session(sockets):
+    """What the relay's reader hands on (receive) is never a datagram cut to its buffer:
+    SRTP, STUN and DTLS could only fail on it. Sending without SRTP keys is an error, not a
+    null pointer followed into libsrtp."""
+    sender, receiver = sockets
+    address = srtp.sockaddr(*receiver.getsockname())
+    sender.sendto(HEADER + bytes(3000), receiver.getsockname())
+    sender.sendto(HEADER + b"whole", receiver.getsockname())
+    assert srtp.receive(receiver.fileno(), 0) == [HEADER + b"whole"]
+    with pytest.raises(ValueError, match="no SRTP session"):
+        srtp.send_rtp(sender.fileno(), 0, HEADER + b"x", address)
+    with pytest.raises(ValueError, match="no SRTP session"):
+        srtp.send_rtp_frame(sender.fileno(), 0, address, HEADER, [b"x"], 1, True)
+    assert _waiting(receiver) == []

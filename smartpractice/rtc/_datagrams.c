@@ -95,10 +95,12 @@ receive_datagrams(PyObject *self, PyObject *args)
         unsigned char *data = receive_buffers[i];
         int length = (int)messages[i].msg_len;
         PyObject *item;
+        if (messages[i].msg_hdr.msg_flags & MSG_TRUNC)
+            continue;  /* cut to the buffer: no use to SRTP, STUN or DTLS */
         if (length >= 12 && data[0] > 127 && data[0] < 192
             && !(data[1] > 191 && data[1] < 209)) {
-            if (session
-                && srtp_unprotect_function((void *)(uintptr_t)session, data, &length) != 0)
+            if (session && (!srtp_unprotect_function
+                            || srtp_unprotect_function((void *)(uintptr_t)session, data, &length) != 0))
                 continue;
             item = PyBytes_FromStringAndSize((char *)data, length);
         } else {
@@ -131,6 +133,10 @@ send_rtp(PyObject *self, PyObject *args)
     PyObject *result = NULL;
     if (packet.len > DATAGRAM || packet.len < 12) {
         PyErr_SetString(PyExc_ValueError, "not an RTP packet of a datagram's size");
+        goto done;
+    }
+    if (!session || !srtp_protect_function) {
+        PyErr_SetString(PyExc_ValueError, "no SRTP session");
         goto done;
     }
     memcpy(send_buffer, packet.buf, packet.len);
@@ -187,6 +193,10 @@ send_rtp_frame(PyObject *self, PyObject *args)
     Py_ssize_t total = PySequence_Fast_GET_SIZE(sequence_of);
     if (header.len < 12) {
         PyErr_SetString(PyExc_ValueError, "not an RTP header");
+        goto done;
+    }
+    if (!session || !srtp_protect_function) {
+        PyErr_SetString(PyExc_ValueError, "no SRTP session");
         goto done;
     }
     for (Py_ssize_t first = 0; first < total; first += BATCH) {

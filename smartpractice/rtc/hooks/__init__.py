@@ -170,7 +170,7 @@ class RtpInput:
             return
         try:
             data = session.unprotect(data)
-        except pylibsrtp.Error:
+        except (ValueError, pylibsrtp.Error):  # ValueError: longer than pylibsrtp's buffer
             return
         self._dispatch(data)
 
@@ -230,16 +230,22 @@ class RtpOutput:
             return
         session = transport._tx_srtp
         sock, sockaddr = self._socket, self._sockaddr
-        if sock is None or sockaddr is None:  # a zoned IPv6 address, a TURN allocation
-            if self._sendto is None:
-                self.dropped += 1
-            else:
-                self._send_slowly(session.protect(data))
+        # A packet SRTP will not protect (too long, an index too old) is one lost packet; let
+        # through, the error would end aiortc's loop and with it the subscriber's connection.
+        try:
+            if sock is None or sockaddr is None:  # a zoned IPv6 address, a TURN allocation
+                if self._sendto is None:
+                    self.dropped += 1
+                else:
+                    self._send_slowly(session.protect(data))
+                return
+            if session is not self._session:
+                self._session, self._session_address = session, srtp.session_address(session)
+            # fileno() is -1 once the socket is closed: never a number reused meanwhile.
+            unsent = srtp.send_rtp(sock.fileno(), self._session_address, data, sockaddr)
+        except (ValueError, pylibsrtp.Error):
+            self.dropped += 1
             return
-        if session is not self._session:
-            self._session, self._session_address = session, srtp.session_address(session)
-        # fileno() is -1 once the socket is closed: never a number reused meanwhile.
-        unsent = srtp.send_rtp(sock.fileno(), self._session_address, data, sockaddr)
         if unsent is not None:  # a full buffer, an ICMP error: asyncio's way
             self._send_slowly(unsent)
 
