@@ -652,3 +652,29 @@ async def test_a_participant_known_only_by_mdns_names_whose_checks_never_come_is
     finally:
         await sender.close()
         await silent.close()
+
+
+async def test_an_attach_overtaken_by_a_second_one_leaves_the_second_in_place(relay):
+    """A page that attaches again before its first attach was answered (a reconnect on a
+    bad line): the second's connection replaces the first's and stays, whatever becomes of
+    the first attach, and its media reaches the others."""
+    room = relay.room("consultation-twice")
+    first, second, viewer = publisher(), publisher(), subscriber()
+    try:
+        offers = []
+        for peer in (first, second):
+            await peer.pc.setLocalDescription(await peer.pc.createOffer())
+            offers.append(peer.pc.localDescription.sdp)
+        overtaken = asyncio.create_task(room.attach("pub", offers[0]))
+        while "pub" not in room.participant_ids:  # noqa: ASYNC110 - registered before its answer
+            await asyncio.sleep(0)
+        assert not overtaken.done()
+        answer = await room.attach("pub", offers[1])
+        await asyncio.gather(overtaken, return_exceptions=True)
+        assert room.participant_ids == ["pub"]
+        await second.pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
+        await viewer.attach(room, "sub")
+        await until(lambda: viewer.frames["video"] >= 10, within=15)
+    finally:
+        for peer in (first, second, viewer):
+            await peer.close()

@@ -56,7 +56,9 @@ class RelayRoom:
                              for source in self._participants[pid].sources]
             return await participant.answer(offer_sdp, available, publishing=publishing)
         except Exception:
-            await self.detach(participant_id)
+            # Only its own connection: a second attach meanwhile replaced (and closed) this one.
+            if self._participants.get(participant_id) is participant:
+                await self.detach(participant_id)
             raise
 
     async def detach(self, participant_id: str) -> None:
