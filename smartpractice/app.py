@@ -52,6 +52,7 @@ from smartpractice.web.middlewares import (
     request_ids,
     second_factor_gate,
     security_headers,
+    sendings_complete,
 )
 from smartpractice.web.responses import setup_templates
 from smartpractice.web.routes import setup_routes
@@ -172,7 +173,7 @@ def create_app(
     app = web.Application(
         client_max_size=settings.max_body_bytes,
         middlewares=[
-            request_ids, count_requests, error_pages, api_errors, request_context, csrf_protection, second_factor_gate, password_change_gate,
+            sendings_complete, request_ids, count_requests, error_pages, api_errors, request_context, csrf_protection, second_factor_gate, password_change_gate,
         ],
     )
     app[settings_key] = settings

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+
 import pytest
+from aiohttp import web
 from sqlalchemy import select
 
 from smartpractice.keys import services_key
@@ -134,6 +138,43 @@ async def test_contact_form_is_stored_and_mailed_to_the_operator(sales_client, s
     assert sent.status == 200
     [mail] = await smtp.wait_for(1)
     assert mail["To"] == "sales@example.org" and "Zwölf Ärztinnen" in mail_text(mail)
+
+
+async def test_an_enquiry_whose_browser_went_away_midway_is_stored_and_mailed_once(
+        aiohttp_client, tmp_path, database_url, smtp):
+    """The browser drops the sending while the server handles it (a second click, a closed
+    tab): the enquiry is still stored and mailed, once, and the next sending is served, not
+    kept waiting by a transaction cut off in the middle."""
+    settings = make_settings(tmp_path, database_url, OPERATOR_EMAIL="sales@example.org", SMTP_HOST="127.0.0.1",
+                             SMTP_PORT=str(smtp.controller.port), SMTP_TLS="none")
+    app = make_app(settings)
+    arrived, go_on = asyncio.Event(), asyncio.Event()
+
+    @web.middleware
+    async def held(request, handler):  # the last middleware: just before the form's handler
+        if request.method == "POST" and request.path == "/contact" and not go_on.is_set():
+            arrived.set()
+            await go_on.wait()
+        return await handler(request)
+
+    app.middlewares.append(held)
+    client = await aiohttp_client(app)
+    sending = asyncio.create_task(send_enquiry(client, ENQUIRY))
+    await asyncio.wait_for(arrived.wait(), 10)
+    sending.cancel()  # its connection closes, and aiohttp cancels the server's handler
+    with contextlib.suppress(asyncio.CancelledError):
+        await sending
+    await asyncio.sleep(0.5)
+    go_on.set()
+    async with asyncio.timeout(10):
+        while not await client.app[services_key].offer_requests.recent():  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+    again = await send_enquiry(client, {**ENQUIRY, "practice_name": "MVZ Birke"})
+    assert again.status == 200
+    await mail_settled(client.app)
+    assert [m["To"] for m in smtp.messages] == ["sales@example.org"] * 2
+    assert sorted(o.practice_name for o in await client.app[services_key].offer_requests.recent()) == [
+        "MVZ Ahorn", "MVZ Birke"]
 
 
 async def test_the_contact_form_sent_twice_makes_one_request_and_one_mail(sales_client, smtp):

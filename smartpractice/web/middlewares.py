@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 
@@ -112,6 +113,27 @@ def busy_page(request: web.Request, busy: Busy) -> web.StreamResponse:
     response = _error_response(request, 503, "busy")
     response.headers["Retry-After"] = str(busy.retry_after)
     return response
+
+
+@web.middleware
+async def sendings_complete(request: web.Request, handler):
+    """A sending that reached the server (a form, an API call) runs to its end even when
+    its client goes away meanwhile, after a double click or a closed tab. aiohttp cancels
+    the handler then (handler_cancellation, which the sockets need), and a cancel between
+    a transaction's statements left its connection holding SQLite's write lock until the
+    garbage collector closed it: every other write waited out busy_timeout and was answered
+    503. Reads may still be cut short."""
+    if request.method in ("GET", "HEAD", "OPTIONS"):
+        return await handler(request)
+    sending = asyncio.ensure_future(handler(request))
+    sending.add_done_callback(_answer_read)
+    return await asyncio.shield(sending)
+
+
+def _answer_read(sending: asyncio.Future) -> None:
+    """An answer nobody waits for any more is read here; its errors were logged inside."""
+    if not sending.cancelled():
+        sending.exception()
 
 
 @web.middleware
