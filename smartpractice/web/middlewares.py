@@ -122,8 +122,10 @@ async def sendings_complete(request: web.Request, handler):
     the handler then (handler_cancellation, which the sockets need), and a cancel between
     a transaction's statements left its connection holding SQLite's write lock until the
     garbage collector closed it: every other write waited out busy_timeout and was answered
-    503. Reads may still be cut short."""
-    if request.method in ("GET", "HEAD", "OPTIONS"):
+    503. Reads may still be cut short, and so may a password login: one whose client left
+    gives up its place in the queue for a password hash (accounts/passwords.py), which is
+    what keeps a flood of logins from holding the hashes of those who stayed."""
+    if request.method in ("GET", "HEAD", "OPTIONS") or request.path == "/login":
         return await handler(request)
     sending = asyncio.ensure_future(handler(request))
     sending.add_done_callback(_answer_read)
