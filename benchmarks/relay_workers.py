@@ -2,7 +2,7 @@
 `smartpractice relay-worker` processes, and what relay load does to the logged-in page of
 a web instance running beside them.
 
-    python benchmarks/relay_workers.py                 # 1 and 2 workers, 1:1; about 8 min
+    python benchmarks/relay_workers.py                 # 1 and 2 workers, 1:1; about 10 min
     python benchmarks/relay_workers.py --workers 1 --steps 4,8 --window 2 --page-seconds 2   # smoke
 
 Everything is real but the browsers: the workers are `smartpractice relay-worker`
@@ -42,6 +42,7 @@ import asyncio
 import multiprocessing
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -260,9 +261,9 @@ def search(count: int, steps: list[int], clip, folder: Path, window: float) -> d
     finally:
         session.close()
         workers.stop()
-    passed = [streams for streams, result in results.items() if result == "pass"]
-    print(f"{label}: {max(passed) if passed else 0} streams at full frame rate (largest passing step"
-          f"{'' if passed else '; none passed'})", flush=True)
+    most = ceiling(results)
+    print(f"{label}: {most} streams at full frame rate (largest passing step{'' if most else '; none passed'})",
+          flush=True)
     return results
 
 
@@ -281,6 +282,28 @@ def growth(searches: dict[int, dict[int, str]]) -> str:
     invalid = "invalid" in (two.get(failed[0]), list(two.values())[-1])
     return (f"growth: one worker FAILED at {failed[0]} streams, and two did not pass it ({reached}) | "
             + ("NO CLAIM" if invalid else "FAIL"))
+
+
+def ceiling(results: dict[int, str]) -> int:
+    return max((streams for streams, result in results.items() if result == "pass"), default=0)
+
+
+def growth_over(rounds: list[dict[int, dict[int, str]]]) -> str:
+    """One round's ceilings scatter with the host's load (docs/performance.md): growth over
+    rounds is claimed when most rounds show it on their own and the median ceilings agree."""
+    if any(1 not in searches or 2 not in searches for searches in rounds):
+        return "growth over rounds: needs --workers 1,2"
+    one = statistics.median(ceiling(searches[1]) for searches in rounds)
+    two = statistics.median(ceiling(searches[2]) for searches in rounds)
+    verdicts = [growth(searches).rsplit("| ", 1)[1] for searches in rounds]
+    shown = verdicts.count("PASS")
+    if shown > len(rounds) / 2 and two > one:
+        verdict = "PASS"
+    else:
+        # Rounds that ended INVALID claim nothing either way.
+        verdict = "NO CLAIM" if "NO CLAIM" in verdicts else "FAIL"
+    return (f"growth over {len(rounds)} rounds: median ceiling one worker {one:.0f}, two workers {two:.0f} streams"
+            f"{f' ({two / one:.2f} times)' if one else ''}; shown in {shown} of {len(rounds)} rounds | {verdict}")
 
 
 def preempted(pid: int) -> int:
@@ -346,7 +369,13 @@ def page_beside_relay(streams: int, clip, folder: Path, window: float, dashboard
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workers", default="1,2", help="worker counts to measure (default 1,2)")
-    parser.add_argument("--steps", default="300,350,400,425,450,500", help="streams per step")
+    # Steps of 25 from 200: the same 2-core VM carried 425 streams on one worker on one day and 250 to 275
+    # on another (a slower host), where steps of 50 from 300 measure nothing.
+    parser.add_argument("--steps", default=",".join(str(n) for n in range(200, 525, 25)),
+                        help="streams per step (default 200,225,...,500)")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="searches of every worker count, one after the other, this many times; more than one: "
+                             "a growth line over the rounds (default 1)")
     parser.add_argument("--window", type=float, default=6.0, help="seconds per measured step (default 6)")
     parser.add_argument("--page-seconds", type=int, default=10, help="seconds of wrk per page figure (default 10)")
     parser.add_argument("--page-streams", type=int, default=60,
@@ -368,9 +397,14 @@ def main() -> None:
     steps = [int(step) for step in args.steps.split(",")]
     with tempfile.TemporaryDirectory(prefix="relay-workers-bench-") as folder:
         data = Path(folder)
-        searches = {count: search(count, steps, clip, data, args.window)
-                    for count in (int(c) for c in args.workers.split(","))}
-        print(growth(searches), flush=True)
+        rounds = []
+        for _ in range(args.rounds):
+            searches = {count: search(count, steps, clip, data, args.window)
+                        for count in (int(c) for c in args.workers.split(","))}
+            print(growth(searches), flush=True)
+            rounds.append(searches)
+        if args.rounds > 1:
+            print(growth_over(rounds), flush=True)
         if args.page_streams:
             url = f"sqlite+aiosqlite:///{data / 'bench.sqlite3'}"
             people = seeding.run(seeding.seed(url))
