@@ -3,6 +3,7 @@
 a web instance running beside them.
 
     python benchmarks/relay_workers.py                 # 1 and 2 workers, 1:1; about 10 min
+    python benchmarks/relay_workers.py --rounds 3      # the same three times over, growth over the rounds
     python benchmarks/relay_workers.py --workers 1 --steps 4,8 --window 2 --page-seconds 2   # smoke
 
 Everything is real but the browsers: the workers are `smartpractice relay-worker`
@@ -22,7 +23,8 @@ the generator at nice -10; the workers are not pinned, so the kernel gives them 
 generator leaves (without the priority a worker on core 1 held the generator back, and
 its late frames made the step INVALID), as it would one worker per core on a machine that
 also runs other things. The largest passing step is that count's
-figure; growth is claimed only from a step that one worker FAILED and two PASSED.
+figure; growth is claimed only from a step that one worker FAILED and two PASSED, and with
+--rounds N from more than half of N rounds run in turn.
 
 Page: the web instance (`serve`, SMARTPRACTICE_RELAY_WORKERS=yes, same Redis) has core 0
 and one worker relays --page-streams on core 1 with the generator, the deployment relay
@@ -312,13 +314,25 @@ def preempted(pid: int) -> int:
                for line in status.read_text().splitlines() if line.startswith("nonvoluntary_ctxt_switches"))
 
 
+def core_ticks(core: int) -> tuple[int, int]:
+    """(steal, all) clock ticks of a core so far: steal is time the hypervisor gave this
+    virtual core's turn to something else."""
+    fields = next(line.split() for line in Path("/proc/stat").read_text().splitlines()
+                  if line.startswith(f"cpu{core} "))
+    ticks = [int(value) for value in fields[1:9]]  # user nice system idle iowait irq softirq steal
+    return ticks[7], sum(ticks)
+
+
 def wrk(url: str, cookie: str, seconds: int, core: int, server: subprocess.Popen) -> dict:
     before, switches, started = seeding.cpu_seconds(server.pid), preempted(server.pid), time.monotonic()
+    steal, ticks = core_ticks(SERVER_CORE)
     figures, wrk_share, _ = pages.wrk(url, cookie=cookie, seconds=seconds, connections=8, core=core)
     elapsed = time.monotonic() - started
     figures["server"] = (seeding.cpu_seconds(server.pid) - before) / elapsed
     figures["preempted"] = (preempted(server.pid) - switches) / elapsed
     figures["wrk"] = wrk_share
+    steal_after, ticks_after = core_ticks(SERVER_CORE)
+    figures["steal"] = (steal_after - steal) / max(ticks_after - ticks, 1)
     return figures
 
 
@@ -327,18 +341,56 @@ def page_line(name: str, loaded: dict, idle: dict) -> tuple[str, float]:
     return (f"{name}: dashboard p99 {loaded['p99']:.2f} ms vs idle {idle['p99']:.2f} ms = {ratio:.2f}x (p50 "
             f"{loaded['p50']:.2f} vs {idle['p50']:.2f} ms), {loaded['rps']:.0f} vs {idle['rps']:.0f} requests/s, "
             f"web instance {loaded['server']:.2f} vs {idle['server']:.2f} core, preempted {loaded['preempted']:.0f} vs "
-            f"{idle['preempted']:.0f} times/s, wrk {loaded['wrk']:.2f} vs {idle['wrk']:.2f} core, non-2xx "
+            f"{idle['preempted']:.0f} times/s, stolen from core {SERVER_CORE} {loaded['steal']:.1%} vs "
+            f"{idle['steal']:.1%}, wrk {loaded['wrk']:.2f} vs {idle['wrk']:.2f} core, non-2xx "
             f"{loaded['bad']}"), ratio
 
 
 def page_beside_relay(streams: int, clip, folder: Path, window: float, dashboard: str, cookie: str,
-                      page_seconds: int, server: subprocess.Popen, wrk_core: int) -> None:
+                      page_seconds: int, server: subprocess.Popen, wrk_core: int, rounds: int) -> None:
     """The web instance keeps core 0 and one worker relays on core 1 beside the generator;
     the page is measured idle and loaded with wrk in the same place, and, for information,
-    with wrk on the other core."""
+    with wrk on the other core. With rounds > 1 the pairs are measured in turn and the
+    median ratio judged: the VM's speed drifts by a fifth within minutes."""
     workers = Workers(1, folder, "beside", core=RELAY_CORE)
-    session = WorkersSession(clip, workers.prefix, workers.pids)
+    ratios = []
+    try:
+        for _ in range(rounds):
+            measured = page_round(streams, clip, workers, window, dashboard, cookie, page_seconds, server, wrk_core)
+            if measured is None:
+                return
+            ratio, idle = measured
+            ratios.append(ratio)
+        if rounds > 1:
+            median = statistics.median(ratios)
+            print(f"page over {rounds} rounds: p99 loaded / idle {', '.join(f'{r:.2f}' for r in ratios)}, median "
+                  f"{median:.2f}x | {'PASS' if median <= PAGE_RATIO else 'FAIL'} (at most {PAGE_RATIO}x)", flush=True)
+        # The machine's own drift: idle again, the streams gone, the worker still there.
+        again = wrk(dashboard, cookie, page_seconds, wrk_core, server)
+        print(f"idle again, wrk on core {wrk_core}: dashboard p99 {again['p99']:.2f} ms (before the streams "
+              f"{idle['p99']:.2f} ms), preempted {again['preempted']:.0f} times/s | not judged, load "
+              f"{seeding.load_average()}", flush=True)
+        # The same with core 1 kept busy by a plain loop instead of the relay: how much a busy
+        # neighbour core alone slows this VM's core 0, relay or not.
+        spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"], preexec_fn=seeding.pinned(RELAY_CORE))
+        try:
+            beside_loop = wrk(dashboard, cookie, page_seconds, wrk_core, server)
+        finally:
+            spinner.kill()
+            spinner.wait()
+        line, _ = page_line(f"for information, core {RELAY_CORE} busy with a plain loop, no streams, wrk on core "
+                            f"{wrk_core}", beside_loop, again)
+        print(f"{line} | not judged, load {seeding.load_average()}", flush=True)
+    finally:
+        workers.stop()
+
+
+def page_round(streams: int, clip, workers: Workers, window: float, dashboard: str, cookie: str, page_seconds: int,
+               server: subprocess.Popen, wrk_core: int) -> tuple[float, dict] | None:
+    """(loaded / idle p99 with wrk on wrk_core, the idle figures), or None when the relay
+    did not carry the streams."""
     other_core = 1 - wrk_core
+    session = WorkersSession(clip, workers.prefix, workers.pids)
     try:
         idle = {core: wrk(dashboard, cookie, page_seconds, core, server) for core in (wrk_core, other_core)}
         result, why, r = run_step(session, streams, 0, window)
@@ -347,35 +399,29 @@ def page_beside_relay(streams: int, clip, folder: Path, window: float, dashboard
             # Only a load the worker carried at full frame rate, really offered, supports a claim.
             print(f"page beside the relay ({streams} streams): NO CLAIM (the relay step was {result.upper()})",
                   flush=True)
-            return
+            return None
         loaded = {core: wrk(dashboard, cookie, page_seconds, core, server) for core in (wrk_core, other_core)}
-        line, ratio = page_line(f"page beside the relay ({streams} streams), wrk on core {wrk_core}",
-                                loaded[wrk_core], idle[wrk_core])
-        print(f"{line} | {'PASS' if ratio <= PAGE_RATIO else 'FAIL'} (at most {PAGE_RATIO}x), "
-              f"load {seeding.load_average()}", flush=True)
-        line, _ = page_line(f"for information, wrk on core {other_core}", loaded[other_core], idle[other_core])
-        print(f"{line} | not judged", flush=True)
-        # The machine's own drift: idle again, the streams gone, the worker still there.
-        session.close()
-        again = wrk(dashboard, cookie, page_seconds, wrk_core, server)
-        print(f"idle again, wrk on core {wrk_core}: dashboard p99 {again['p99']:.2f} ms (before the streams "
-              f"{idle[wrk_core]['p99']:.2f} ms), preempted {again['preempted']:.0f} times/s | not judged, load "
-              f"{seeding.load_average()}", flush=True)
     finally:
         session.close()
-        workers.stop()
+    line, ratio = page_line(f"page beside the relay ({streams} streams), wrk on core {wrk_core}",
+                            loaded[wrk_core], idle[wrk_core])
+    print(f"{line} | {'PASS' if ratio <= PAGE_RATIO else 'FAIL'} (at most {PAGE_RATIO}x), "
+          f"load {seeding.load_average()}", flush=True)
+    line, _ = page_line(f"for information, wrk on core {other_core}", loaded[other_core], idle[other_core])
+    print(f"{line} | not judged", flush=True)
+    return ratio, idle[wrk_core]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--workers", default="1,2", help="worker counts to measure (default 1,2)")
+    parser.add_argument("--workers", default="1,2", help="worker counts to measure (default 1,2; '': the page only)")
     # Steps of 25 from 200: the same 2-core VM carried 425 streams on one worker on one day and 250 to 275
     # on another (a slower host), where steps of 50 from 300 measure nothing.
     parser.add_argument("--steps", default=",".join(str(n) for n in range(200, 525, 25)),
                         help="streams per step (default 200,225,...,500)")
     parser.add_argument("--rounds", type=int, default=1,
-                        help="searches of every worker count, one after the other, this many times; more than one: "
-                             "a growth line over the rounds (default 1)")
+                        help="the searches of every worker count, and the page's idle and loaded figures, this many "
+                             "times in turn; more than one: growth and the page judged over the rounds (default 1)")
     parser.add_argument("--window", type=float, default=6.0, help="seconds per measured step (default 6)")
     parser.add_argument("--page-seconds", type=int, default=10, help="seconds of wrk per page figure (default 10)")
     parser.add_argument("--page-streams", type=int, default=60,
@@ -384,6 +430,8 @@ def main() -> None:
     parser.add_argument("--wrk-core", type=int, choices=(0, 1), default=SERVER_CORE,
                         help="core of the judged wrk runs (default 0, the web instance's)")
     args = parser.parse_args()
+    if args.rounds < 1:
+        parser.error("--rounds: at least 1")
     print("$ python", " ".join(sys.argv), flush=True)
     if not shutil.which("wrk"):
         raise SystemExit("needs wrk: apt-get install wrk")
@@ -397,13 +445,13 @@ def main() -> None:
     steps = [int(step) for step in args.steps.split(",")]
     with tempfile.TemporaryDirectory(prefix="relay-workers-bench-") as folder:
         data = Path(folder)
+        counts = [int(count) for count in args.workers.split(",") if count]
         rounds = []
-        for _ in range(args.rounds):
-            searches = {count: search(count, steps, clip, data, args.window)
-                        for count in (int(c) for c in args.workers.split(","))}
+        for _ in range(args.rounds if counts else 0):
+            searches = {count: search(count, steps, clip, data, args.window) for count in counts}
             print(growth(searches), flush=True)
             rounds.append(searches)
-        if args.rounds > 1:
+        if len(rounds) > 1:
             print(growth_over(rounds), flush=True)
         if args.page_streams:
             url = f"sqlite+aiosqlite:///{data / 'bench.sqlite3'}"
@@ -417,7 +465,7 @@ def main() -> None:
             try:
                 pages.check_page(dashboard, cookie, "waiting-room")
                 page_beside_relay(args.page_streams, clip, data, args.window, dashboard, cookie, args.page_seconds,
-                                  server, args.wrk_core)
+                                  server, args.wrk_core, args.rounds)
             finally:
                 seeding.stop(server)
     print(f"{time.monotonic() - started:.0f} s, load {seeding.load_average()}", flush=True)
