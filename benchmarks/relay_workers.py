@@ -33,7 +33,9 @@ instance, first with the worker idle, then under the streams: the same placement
 times, so the relay's own load on core 1 cannot reach the measuring tool (with wrk on core
 1 it shares that core with the relay, and its own scheduling delay is read as the page's;
 --wrk-core 1 shows that, for information), and once more idle after the streams, for the
-machine's drift. PASS when the loaded p99 is at most 1.5 times the idle one before it.
+machine's drift. PASS when the loaded p99 is at most 1.5 times the idle one before it;
+with --rounds N, when the median of N such pairs in turn is. Last, for information, the
+page with core 1 busy with a plain loop instead of the relay.
 Not a test.
 """
 
