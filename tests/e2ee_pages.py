@@ -48,17 +48,33 @@ async def assert_encrypted_with_one_code(pages: dict[str, object], within: float
     return next(iter(codes.values()))
 
 
-async def assert_every_tile_decrypts(pages: dict[str, object], *, start_failures: int | None = None) -> dict[str, dict]:
-    """Each tile's tracks come through a transform that opened frames of that very sender.
+async def assert_every_tile_decrypts(pages: dict[str, object], *, start_failures: int | None = None,
+                                     within: float = 10.0) -> dict[str, dict]:
+    """Each tile's tracks come through a transform that opened frames of that very sender,
+    within `within` seconds: a tile whose track was just replaced (the relay's sources
+    renewed) shows a fresh transform that has opened nothing yet.
     `start_failures`: at most this many frames of each track failed to open (frames under
     a key the receiver never got, as in the first second of a call before)."""
+    deadline = asyncio.get_running_loop().time() + within
+    while True:
+        try:
+            return await _every_tile_decrypts(pages, start_failures)
+        except AssertionError as failed:
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            print("not yet:", failed)
+            await asyncio.sleep(0.5)
+
+
+async def _every_tile_decrypts(pages: dict[str, object], start_failures: int | None) -> dict[str, dict]:
     seen = {}
     for viewer, page in pages.items():
         seen[viewer] = await receiving(page)
         sending = {name: (await encryption(other))["sendingKeyId"] for name, other in pages.items()}
         for sender, kinds in seen[viewer].items():
             for kind, transform in kinds.items():
-                assert transform and transform["frames"] > 0, f"{viewer}'s page: {sender}'s {kind} opened nothing"
+                assert transform and transform["frames"] > 0, (
+                    f"{viewer}'s page: {sender}'s {kind} opened nothing: {transform}")
                 # Opened with that very sender's key, and only frames of that sender are let in.
                 assert transform["from"] == transform["expected"] == transform["peer"], (viewer, sender, kind, transform)
                 if sender in sending:
