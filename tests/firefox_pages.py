@@ -135,8 +135,12 @@ class Firefox:
         future = self._waiting[request_id] = asyncio.get_running_loop().create_future()
         self._process.stdin.write(json.dumps({"id": request_id, "op": op, **fields}).encode() + b"\n")
         await self._process.stdin.drain()
-        async with asyncio.timeout(TIMEOUT_MS / 1000 + 30):
-            return await future
+        try:
+            async with asyncio.timeout(TIMEOUT_MS / 1000 + 30):
+                return await future
+        except TimeoutError:
+            raise AssertionError(f"Firefox did not answer {op} {fields.get('page', '')} "
+                                 f"within {TIMEOUT_MS / 1000 + 30:.0f} s") from None
 
     async def new_context(self, **_playwright_options) -> FirefoxContext:
         """A context of its own cookies (a WebDriver BiDi user context); the language
