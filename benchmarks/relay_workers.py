@@ -271,21 +271,22 @@ def search(count: int, steps: list[int], clip, folder: Path, window: float) -> d
     return results
 
 
-def growth(searches: dict[int, dict[int, str]]) -> str:
+def growth(searches: dict[int, dict[int, str]]) -> tuple[str, str]:
+    """The round's line and its verdict (PASS, FAIL or NO CLAIM)."""
     one, two = searches.get(1), searches.get(2)
     if one is None or two is None:
-        return "growth: needs --workers 1,2"
+        return "growth: needs --workers 1,2", "NO CLAIM"
     shown = [s for s in one if one[s] == "fail" and two.get(s) == "pass"]
     if shown:
-        return f"growth: at {shown[0]} streams one worker FAILED and two PASSED | PASS"
+        return f"growth: at {shown[0]} streams one worker FAILED and two PASSED", "PASS"
     failed = [s for s in one if one[s] == "fail"]
     if not failed:
-        return "growth: one worker never FAILED at a valid step, so nothing shows what a second adds | NO CLAIM"
+        return "growth: one worker never FAILED at a valid step, so nothing shows what a second adds", "NO CLAIM"
     reached = two.get(failed[0]) or f"not reached: two ended {list(two.values())[-1].upper()} at {list(two)[-1]}"
     # Only a valid step of two workers can show that they carry less than one.
     invalid = "invalid" in (two.get(failed[0]), list(two.values())[-1])
-    return (f"growth: one worker FAILED at {failed[0]} streams, and two did not pass it ({reached}) | "
-            + ("NO CLAIM" if invalid else "FAIL"))
+    return (f"growth: one worker FAILED at {failed[0]} streams, and two did not pass it ({reached})",
+            "NO CLAIM" if invalid else "FAIL")
 
 
 def ceiling(results: dict[int, str]) -> int:
@@ -299,7 +300,7 @@ def growth_over(rounds: list[dict[int, dict[int, str]]]) -> str:
         return "growth over rounds: needs --workers 1,2"
     one = statistics.median(ceiling(searches[1]) for searches in rounds)
     two = statistics.median(ceiling(searches[2]) for searches in rounds)
-    verdicts = [growth(searches).rsplit("| ", 1)[1] for searches in rounds]
+    verdicts = [growth(searches)[1] for searches in rounds]
     shown = verdicts.count("PASS")
     if shown > len(rounds) / 2 and two > one:
         verdict = "PASS"
@@ -451,7 +452,7 @@ def main() -> None:
         rounds = []
         for _ in range(args.rounds if counts else 0):
             searches = {count: search(count, steps, clip, data, args.window) for count in counts}
-            print(growth(searches), flush=True)
+            print(" | ".join(growth(searches)), flush=True)
             rounds.append(searches)
         if len(rounds) > 1:
             print(growth_over(rounds), flush=True)
