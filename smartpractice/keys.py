@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gettext
 
 from aiohttp import web
@@ -38,3 +39,5 @@ active_session_key: web.RequestKey[ActiveSession | None] = web.RequestKey("activ
 guest_session_key: web.RequestKey[GuestSession | None] = web.RequestKey("guest_session")
 language_key = web.RequestKey("language", str)
 translations_key = web.RequestKey("translations", gettext.NullTranslations)
+# Set when the client of a sending (a POST and the like) has gone: web/middlewares.py.
+client_gone_key = web.RequestKey("client_gone", asyncio.Event)

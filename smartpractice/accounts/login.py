@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import math
 from dataclasses import dataclass
@@ -118,8 +119,9 @@ class Login:
         self._audit = audit
 
     async def log_in(self, identifier: str, password: str, *, address: str, user_agent: str,
-                     device: str | None = None) -> LoggedIn:
-        """`device`: the browser's device cookie. From a browser that logged in to this
+                     device: str | None = None, client_gone: asyncio.Event | None = None) -> LoggedIn:
+        """`client_gone`: set when the client stops waiting; a hash not yet begun is then
+        not computed (Busy, and the attempt is not counted). `device`: the browser's device cookie. From a browser that logged in to this
         account before, failures count against that browser, not the account, so that a
         stranger's guesses cannot hold the owner up at all; from other browsers they count
         against the address with the account (long waits) and the account (short waits)."""
@@ -140,9 +142,9 @@ class Login:
 
         async with self._not_counted_if_busy(waits, address_key):
             if user is not None and user.password_hash:
-                verified = await self._passwords.verify(user.password_hash, password)
+                verified = await self._passwords.verify(user.password_hash, password, client_gone=client_gone)
             else:
-                verified = await self._passwords.verify_dummy(password)
+                verified = await self._passwords.verify_dummy(password, client_gone=client_gone)
         if not verified:
             if user is not None:
                 async with self._engine.begin() as conn:

@@ -92,7 +92,7 @@ class Passwords:
     `queue` more waiting, and none waiting longer than would let it finish within
     `wait_seconds` (judged by how long hashes took lately). Beyond that the request is told
     to come back (Busy) instead of piling up; a request whose client has left (its handler
-    is cancelled) takes its hash out of the queue.
+    is cancelled, or `client_gone` is set) takes its hash out of the queue.
 
     A hand-made executor around concurrent.futures because asyncio.to_thread queues without
     bound and cannot take back work that has not started."""
@@ -116,16 +116,16 @@ class Passwords:
     async def hash(self, password: str) -> str:
         return await self._run(self._hasher.hash, normalize(password))
 
-    async def verify(self, password_hash: str, password: str) -> bool:
+    async def verify(self, password_hash: str, password: str, *, client_gone: asyncio.Event | None = None) -> bool:
         if len(password) > MAX_LENGTH:
             return False
-        return await self._run(self._verify, password_hash, normalize(password))
+        return await self._run(self._verify, password_hash, normalize(password), client_gone=client_gone)
 
-    async def verify_dummy(self, password: str) -> bool:
+    async def verify_dummy(self, password: str, *, client_gone: asyncio.Event | None = None) -> bool:
         """Spend the time a real verification takes, so unknown users cannot be told apart."""
         if self._dummy_hash is None:
             self._dummy_hash = await self.hash(secrets.token_urlsafe(16))
-        await self.verify(self._dummy_hash, password)
+        await self.verify(self._dummy_hash, password, client_gone=client_gone)
         return False
 
     @property
@@ -147,22 +147,25 @@ class Passwords:
         if self._pending >= self._most or (ahead > 0 and expected > self._wait):
             raise Busy("password_hashing")
 
-    async def _run(self, function, *args):
+    async def _run(self, function, *args, client_gone: asyncio.Event | None = None):
         self.check_room()
         self._pending += 1
         job = self._executor.submit(self._timed, function, *args)
         result = asyncio.wrap_future(job)
+        gone = asyncio.ensure_future((client_gone or asyncio.Event()).wait())
         try:
             # A machine slower than the budget still gets a free worker a moment to start.
-            done, _ = await asyncio.wait({result}, timeout=max(MIN_WAIT_SECONDS, self._wait - self._recent))
+            await asyncio.wait({result, gone}, timeout=max(MIN_WAIT_SECONDS, self._wait - self._recent),
+                               return_when=asyncio.FIRST_COMPLETED)
             # cancel() only succeeds for a job no thread has started: that one is dropped.
-            if not done and job.cancel():
-                raise Busy("password_hashing")
+            if not result.done() and job.cancel():
+                raise Busy("client_gone" if gone.done() else "password_hashing")
             return await result
         except asyncio.CancelledError:
             job.cancel()  # the client left: a hash still queued is never computed
             raise
         finally:
+            gone.cancel()
             self._pending -= 1
 
     def _timed(self, function, *args):

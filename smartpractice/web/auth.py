@@ -7,7 +7,13 @@ from aiohttp import web
 from smartpractice.accounts.login import LoginFailed
 from smartpractice.errors import Busy
 from smartpractice.i18n import N_
-from smartpractice.keys import active_session_key, guest_session_key, services_key, translations_key
+from smartpractice.keys import (
+    active_session_key,
+    client_gone_key,
+    guest_session_key,
+    services_key,
+    translations_key,
+)
 from smartpractice.web.client import client_address
 from smartpractice.web.cookies import (
     DEVICE,
@@ -64,6 +70,7 @@ async def login(request: web.Request) -> web.StreamResponse:
             address=client_address(request),
             user_agent=request.headers.get("User-Agent", ""),
             device=read_cookie(request, DEVICE),
+            client_gone=request.get(client_gone_key),
         )
     except LoginFailed as error:
         count_login(request, "password", ok=False)

@@ -14,6 +14,7 @@ from smartpractice.i18n import DEFAULT_LANGUAGE, LANGUAGES, negotiate
 from smartpractice.keys import (
     active_session_key,
     catalogs_key,
+    client_gone_key,
     guest_session_key,
     language_key,
     services_key,
@@ -122,14 +123,20 @@ async def sendings_complete(request: web.Request, handler):
     the handler then (handler_cancellation, which the sockets need), and a cancel between
     a transaction's statements left its connection holding SQLite's write lock until the
     garbage collector closed it: every other write waited out busy_timeout and was answered
-    503. Reads may still be cut short, and so may a password login: one whose client left
-    gives up its place in the queue for a password hash (accounts/passwords.py), which is
-    what keeps a flood of logins from holding the hashes of those who stayed."""
-    if request.method in ("GET", "HEAD", "OPTIONS") or request.path == "/login":
+    503. Reads may still be cut short. The handler learns that its client left from
+    `client_gone_key`: a login then gives up its place in the queue for a password hash
+    (accounts/passwords.py), which keeps a flood of logins from holding the hashes of those
+    who stayed."""
+    if request.method in ("GET", "HEAD", "OPTIONS"):
         return await handler(request)
+    gone = request[client_gone_key] = asyncio.Event()
     sending = asyncio.ensure_future(handler(request))
     sending.add_done_callback(_answer_read)
-    return await asyncio.shield(sending)
+    try:
+        return await asyncio.shield(sending)
+    except asyncio.CancelledError:
+        gone.set()
+        raise
 
 
 def _answer_read(sending: asyncio.Future) -> None:
