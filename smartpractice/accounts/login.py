@@ -121,7 +121,9 @@ class Login:
     async def log_in(self, identifier: str, password: str, *, address: str, user_agent: str,
                      device: str | None = None, client_gone: asyncio.Event | None = None) -> LoggedIn:
         """`client_gone`: set when the client stops waiting; a hash not yet begun is then
-        not computed (Busy, and the attempt is not counted). `device`: the browser's device cookie. From a browser that logged in to this
+        not computed (Busy, and the attempt is not counted).
+
+        `device`: the browser's device cookie. From a browser that logged in to this
         account before, failures count against that browser, not the account, so that a
         stranger's guesses cannot hold the owner up at all; from other browsers they count
         against the address with the account (long waits) and the account (short waits)."""
