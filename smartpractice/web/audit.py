@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, date, datetime, timedelta
 
 from aiohttp import web
@@ -13,6 +14,9 @@ from smartpractice.web.audit_labels import ACTIONS, OBJECTS
 from smartpractice.web.responses import render
 from smartpractice.web.session import reader_zone, require_admin, require_operator
 
+# What audit.record is given: identifiers from the code.
+ACTION = re.compile(r"[a-z_]{1,40}")
+
 
 def _day(typed: str) -> datetime | None:
     try:
@@ -22,9 +26,10 @@ def _day(typed: str) -> datetime | None:
 
 
 def _filter(request: web.Request, practice_id: int | None) -> tuple[AuditFilter, dict]:
-    """The filter from the query; a date that does not parse is left out and shown empty."""
+    """The filter from the query; a date or action that does not parse is left out and shown empty."""
     query = request.query
-    action = query.get("action", "")[:40]
+    action = query.get("action", "")
+    action = action if ACTION.fullmatch(action) else ""
     since, until = _day(query.get("from", "")[:10]), _day(query.get("to", "")[:10])
     shown = {"action": action, "from": query.get("from", "")[:10] if since else "",
              "to": query.get("to", "")[:10] if until else ""}

@@ -21,4 +21,8 @@ def field(form: MultiDictProxy, name: str, max_length: int = 1000) -> str:
         raise web.HTTPBadRequest(reason=f"{name} must be text")
     if len(value) > max_length:
         raise web.HTTPBadRequest(reason=f"{name} too long")
+    # No browser sends a NUL, and PostgreSQL's text cannot hold one: it would surface as a
+    # database error wherever the value reaches a query.
+    if "\x00" in value:
+        raise web.HTTPBadRequest(reason=f"{name} holds a NUL character")
     return value
