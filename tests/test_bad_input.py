@@ -1,9 +1,9 @@
 """Every route of the URL map, as each kind of visitor, with what people and scripts really
-send wrong: form fields and query values missing, empty, far too long, with a NUL or other
-control characters, numbers out of any range, impossible dates, markup, given twice, bytes
-that are not UTF-8, a file where text belongs; JSON bodies of the API broken or of the
-wrong types. None may answer 500 (or 503 "busy" on an idle server): a bad input gets a
-form with its message or a 4xx, the API's with its error code."""
+send wrong: form fields, query values and the text parts of paths missing, empty, far too
+long, with a NUL or other control characters, numbers out of any range, impossible dates,
+markup, given twice, bytes that are not UTF-8, a file where text belongs; JSON bodies of
+the API broken or of the wrong types. None may answer 500 (or 503 "busy" on an idle
+server): a bad input gets a form with its message or a 4xx, the API's with its error code."""
 
 from __future__ import annotations
 
@@ -172,6 +172,25 @@ async def test_no_page_answers_500_whatever_its_query_holds(client, app, service
                     answer = await browser.get(URL(f"{path}?{query}", encoded=True), allow_redirects=False)
                     if answer.status >= 500:
                         failures.append(f"{role} {path} {name}: {answer.status}")
+    assert failures == [], "\n".join(failures)
+
+
+async def test_no_route_answers_500_whatever_its_path_holds(client, app, services, clock, practice, clinician):
+    """The parts of a path that are text: a mail's token, a registration code, a practice's name."""
+    values = await people_and_paths(app, services, clock, practice, clinician)
+    failures = []
+    async with everyone(client) as browsers:
+        for bad in ("%00", "a%00b", "%FF", "x" * 3000, "%C3%84" * 300, "..%2F..", "%20"):
+            for part in ("token", "code", "slug"):
+                for method in ("GET", "POST"):
+                    paths = [path for path in routes(app, method, {**values, part: bad}) if bad in path]
+                    assert paths, (method, part)
+                    for role, browser in browsers.items():
+                        for path in paths:
+                            answer = await browser.request(method, URL(path, encoded=True), allow_redirects=False,
+                                                           data={"csrf_token": await csrf_token(browser)})
+                            if answer.status >= 500:
+                                failures.append(f"{role} {method} {path[:80]}: {answer.status}")
     assert failures == [], "\n".join(failures)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -57,6 +58,9 @@ class Applicant:
     language: str
 
 
+LINK_CODE = re.compile(r"[A-Za-z0-9_-]{1,32}")
+
+
 def new_code() -> str:
     return secrets.token_urlsafe(CODE_BYTES)
 
@@ -105,7 +109,8 @@ class Registrations:
 
     async def open(self, code: str) -> OpenRegistration:
         async with self._engine.connect() as conn:
-            found = await store.practice_by_code(conn, code) if len(code) <= 32 else None
+            # Only what new_code() makes is looked up: a NUL, for one, is no text to PostgreSQL.
+            found = await store.practice_by_code(conn, code) if LINK_CODE.fullmatch(code) else None
         # A practice not (yet or any more) at work takes no new patients.
         if found is None or not found[1].enabled or not found[0].confirmed or found[0].suspended:
             raise RegistrationClosed("registration_closed", N_("This registration link is no longer valid."))
