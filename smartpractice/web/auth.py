@@ -62,7 +62,7 @@ async def login(request: web.Request) -> web.StreamResponse:
     form = await read_form(request)
     identifier = field(form, "identifier", 254)
     password = field(form, "password", 4096)
-    target = safe_next(field(form, "next", 500))
+    target = safe_next(form.get("next"))
     try:
         logged_in = await request.app[services_key].login.log_in(
             identifier,

@@ -32,7 +32,7 @@ async def submit_code(request: web.Request) -> web.StreamResponse:
     active = require_login(request)
     services = request.app[services_key]
     form = await read_form(request)
-    target = safe_next(field(form, "next", 500))
+    target = safe_next(form.get("next"))
     if not active.session.needs_second_factor:
         return see_other(target or request.app.router["home"].url_for())
     try:

@@ -35,14 +35,16 @@ async def require_membership(request: web.Request, slug: str) -> tuple[ActiveSes
     return active, membership
 
 
-def safe_next(target: str | None) -> str | None:
-    """Only a path on this site, so `?next=` cannot send anyone to another one.
+def safe_next(target: object) -> str | None:
+    """Only a path on this site, so `?next=` cannot send anyone to another one. Anything
+    else (a file sent as the field, a NUL, a path longer than 500) is dropped, and the
+    login it came with goes on without it.
 
     Browsers drop tabs and line breaks from a Location and read a backslash as a slash,
     so `/\t/evil.example` or `/\\evil.example` would lead off the site: none of those, no
     control character at all (aiohttp refuses them in a header, after the login is done),
     and nothing that parses with a scheme or a host."""
-    if not target or not target.startswith("/") or "\\" in target:
+    if not isinstance(target, str) or len(target) > 500 or not target.startswith("/") or "\\" in target:
         return None
     if any(ord(c) < 0x21 or 0x7F <= ord(c) <= 0x9F or c.isspace() for c in target):
         return None
