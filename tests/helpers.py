@@ -111,6 +111,25 @@ async def browser_at(base_url: str, app: web.Application) -> AsyncIterator[Clien
             del _APP_OF_SESSION[id(session)]
 
 
+def route_paths(app: web.Application, method: str, values: dict[str, str], left_out: re.Pattern) -> list[str]:
+    """The paths of the URL map's `method` routes but those `left_out` matches, their parts
+    filled in from `values`. An {id} takes the id of the noun before it (`id:invitations`
+    for /invitations/{id}/revoke), or `values["id"]`."""
+    paths = []
+    for resource in app.router.resources():
+        if not any(route.method == method for route in resource):
+            continue
+        template = re.sub(r"\{(\w+)(:[^}]*)?\}", lambda m: "{" + m.group(1) + "}", resource.canonical)
+        if left_out.search(template):
+            continue
+        key = match.group(1) if (match := re.search(r"/([\w-]+)/\{id\}", template)) else ""
+        filled = template.replace("{id}", values.get(f"id:{key}", values["id"]))
+        for name, value in values.items():
+            filled = filled.replace("{" + name + "}", value)
+        paths.append(filled)
+    return sorted(paths)
+
+
 def app_of(client: TestClient | ClientSession) -> web.Application:
     return client.app if isinstance(client, TestClient) else _APP_OF_SESSION[id(client)]
 

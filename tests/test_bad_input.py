@@ -25,7 +25,7 @@ from smartpractice.submissions import new_token
 from smartpractice.web.api import consultations as api_consultations
 from smartpractice.web.api import invitations as api_invitations
 from smartpractice.web.api import patients as api_patients
-from tests.helpers import add_member, csrf_token, log_in, second_browser
+from tests.helpers import add_member, csrf_token, log_in, route_paths, second_browser
 
 # The names the templates give their fields (grep -o 'name="…"' templates/), and the
 # list fields the pages' scripts add.
@@ -57,21 +57,7 @@ LEFT_OUT = {"POST": re.compile(r"^/(logout|api/)"), "GET": re.compile(r"/ws$|^/(
 
 
 def routes(app, method: str, values: dict[str, str]) -> list[str]:
-    """The paths of the URL map's `method` routes, filled in from `values`."""
-    paths = []
-    for resource in app.router.resources():
-        if not any(route.method == method for route in resource):
-            continue
-        template = re.sub(r"\{(\w+)(:[^}]*)?\}", lambda m: "{" + m.group(1) + "}", resource.canonical)
-        if LEFT_OUT[method].search(template):
-            continue
-        # An {id} takes the id of the noun before it: /invitations/{id}/revoke an invitation's.
-        key = match.group(1) if (match := re.search(r"/([\w-]+)/\{id\}", template)) else ""
-        filled = template.replace("{id}", values.get(f"id:{key}", values["id"]))
-        for name, value in values.items():
-            filled = filled.replace("{" + name + "}", value)
-        paths.append(filled)
-    return sorted(paths)
+    return route_paths(app, method, values, LEFT_OUT[method])
 
 
 def bodies(token: str):

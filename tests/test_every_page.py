@@ -41,6 +41,7 @@ from tests.helpers import (
     mail_settled,
     make_settings,
     post_form,
+    route_paths,
     second_browser,
     send_signup,
     tan_in,
@@ -73,23 +74,6 @@ def sentences() -> tuple[list[str], list[str]]:
 
 def visible_text(page: str) -> str:
     return " ".join(html.unescape(TAGS.sub(" ", page)).split())
-
-
-def page_paths(app, values: dict[str, str]) -> list[str]:
-    paths = []
-    for resource in app.router.resources():
-        if not any(route.method == "GET" for route in resource):
-            continue
-        template = re.sub(r"\{(\w+)(:[^}]*)?\}", lambda m: "{" + m.group(1) + "}", resource.canonical)
-        if NOT_PAGES.search(template):
-            continue
-        # An {id} takes the id of the noun before it: /invitations/{id}/sent an invitation's.
-        key = match.group(1) if (match := re.search(r"/(\w+)/\{id\}", template)) else ""
-        filled = template.replace("{id}", values.get(f"id:{key}", values["id"]))
-        for name, value in values.items():
-            filled = filled.replace("{" + name + "}", value)
-        paths.append(filled)
-    return sorted(paths)
 
 
 def templates_rendered(app) -> set[str]:
@@ -132,7 +116,7 @@ async def test_every_page_opens_for_everyone_in_one_language(client, app, servic
     values = {"slug": practice.slug, "user_id": str(erika), "id": consultation, "id:invitations": str(invitation.id),
               "token": "x" * 43, "code": "ABCD-EFGH"}
     # The readable view of one's own data, besides its download.
-    paths = page_paths(app, values) + ["/account/data?view=page"]
+    paths = route_paths(app, "GET", values, NOT_PAGES) + ["/account/data?view=page"]
     assert f"/p/{practice.slug}/consultations/{consultation}" in paths and "/invitation/" + "x" * 43 in paths
     english, german = sentences()
     # The check can see a language: the German privacy page holds German sentences, and
